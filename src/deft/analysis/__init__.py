@@ -1,0 +1,1 @@
+"""Diagnostics and plots: read objectives and saved statistics; no training code."""

@@ -1,0 +1,31 @@
+"""``deft objectives``: list every objective, or describe one spec."""
+
+from __future__ import annotations
+
+from ..objectives import REGISTRY, list_objectives, parse_objective
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "objectives", help="list the token-level objectives and their parameters",
+        description="List every objective with its one-line description, or check and describe one spec "
+                    "string such as 'power:alpha=0.3' or 'nll[p>=0.1]'.",
+    )
+    p.add_argument("spec", nargs="?", help="an objective spec to check and describe (default: list all)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.spec:
+        obj = parse_objective(args.spec)
+        d = REGISTRY[obj.name]
+        print(f"{obj.spec}: {d.summary}")
+        print(f"  kind: {d.kind}" + (f"; needs: {', '.join(sorted(d.needs))}" if d.needs else ""))
+        for key, value in obj.values:
+            print(f"  {key} = {value}  ({d.params[key].help})")
+        return 0
+    rows = list_objectives()
+    width = max(map(len, rows))
+    for name, line in rows.items():
+        print(f"{name:<{width}}  {line}")
+    return 0

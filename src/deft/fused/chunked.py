@@ -1,0 +1,317 @@
+"""The fused chunked loss: hidden ``[N, H]`` x LM head ``[V, H]`` -> any objective.
+
+The ``[N, V]`` logits are never held: rows are processed ``chunk_size`` at a time, each chunk's
+logits ``z = h W^T (+ b)`` live only while their gradient ``g = dL/dz`` is formed and pushed
+through the two products ``dh = g W`` and ``dW += g^T h``.
+
+* Gate objectives (``g = s (P - δ_y)``, paper Eq. 6) use the analytic gradient: the gate
+  ``s = -dL/dlogp`` comes from differentiating the declared ``[n]`` loss vector, and ``g`` is
+  written in place over the chunk's logits.
+* Distribution objectives are differentiated per chunk by autograd.
+
+For ``reduction="sum"``/``"mean"`` gradients are computed during the forward pass (three matrix
+products per chunk, the floor) and scaled in backward. For ``reduction="none"`` the forward pass
+only computes losses and backward recomputes the chunks with the per-token upstream gradient.
+Loss-token counts are exposed so callers can normalise over a whole optimizer step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..objectives import Dists, Objective, Tokens
+from ..objectives.base import entropy_of
+from .common import (
+    check_aligned, check_labels, check_needs, gate_terms_with_gate, reduce, resolve_objective, scatter_back,
+)
+
+__all__ = ["fused_token_loss", "auto_chunk_size"]
+
+_MIN_CHUNK, _MAX_CHUNK = 16, 8192
+
+
+def auto_chunk_size(num_tokens: int, hidden_size: int, vocab_size: int) -> int:
+    """Rows per chunk: one fp32 logits chunk ``[c, V]`` of about half the LM head's fp32 size,
+    bounded to 32-512 MiB, so the chunk never dominates the gradient buffers while the
+    products stay large enough to run at matrix-multiply speed."""
+    head_bytes = vocab_size * hidden_size * 4
+    budget = min(max(head_bytes // 2, 32 << 20), 512 << 20)
+    rows = budget // (vocab_size * 4)
+    rows = max(_MIN_CHUNK, min(_MAX_CHUNK, rows - rows % 16 if rows >= 32 else rows))
+    return int(max(1, min(rows, max(num_tokens, 1))))
+
+
+@dataclass
+class _Plan:
+    """Everything the chunk loop needs besides the differentiable tensors."""
+
+    objective: Objective
+    labels: torch.Tensor  # [M] long, loss tokens only
+    chunk_size: int
+    reduction: str
+    old_logprobs: Optional[torch.Tensor] = None  # [M]
+    token_weights: Optional[torch.Tensor] = None  # [M] fp32
+    batch_mean_p: Optional[torch.Tensor] = None
+    want_stats: bool = False
+    grad_enabled: bool = True
+    stats: dict = field(default_factory=dict)
+
+
+def _logits(h: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
+    z = (h @ w.T).float()
+    if b is not None:
+        z += b.float()
+    return z
+
+
+def _aux_logP(h, w, s, e):
+    return None if h is None else torch.log_softmax(_logits(h[s:e], w, None), dim=-1)
+
+
+def _chunk(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats):
+    """Loss ``[n]`` (weighted), gradient ``[n, V]`` (written over ``z`` where possible, times
+    ``scale``) and per-token statistics of one chunk."""
+    obj = plan.objective
+    weights = None if plan.token_weights is None else plan.token_weights[s:e]
+    stats = {}
+    if obj.kind == "gate":
+        lse = torch.logsumexp(z, dim=-1)
+        logp = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
+        old = None if plan.old_logprobs is None else plan.old_logprobs[s:e]
+        tokens = Tokens(logp, z, lse, old_logprobs=old, batch_mean_p=plan.batch_mean_p)
+        terms, gate = gate_terms_with_gate(obj, tokens)
+        loss = terms.loss.detach()
+        if weights is not None:
+            loss, gate = loss * weights, gate * weights
+        if want_stats:
+            stats = {"p": logp.exp(), "gate": gate, "entropy": tokens.entropy}
+            if terms.focus is not None:
+                stats["focus"] = terms.focus.detach().float()
+        if not want_grad:
+            return loss, None, stats
+        coef = gate if scale is None else gate * scale
+        grad = z.sub_(lse.unsqueeze(-1)).exp_().mul_(coef.unsqueeze(-1))
+        grad.scatter_add_(-1, y.unsqueeze(-1), -coef.unsqueeze(-1))
+        return loss, grad, stats
+
+    ref_logP = _aux_logP(*aux["ref"], s, e) if aux.get("ref") else None
+    teacher_logP = _aux_logP(*aux["teacher"], s, e) if aux.get("teacher") else None
+    leaf = z.requires_grad_(want_grad or want_stats)
+    with torch.enable_grad():
+        logP = torch.log_softmax(leaf, dim=-1)
+        terms = obj.dist_terms(Dists(logP, y, ref_logP=ref_logP, teacher_logP=teacher_logP))
+        loss = terms.loss if weights is None else terms.loss * weights
+        grad = torch.autograd.grad(loss.sum(), leaf)[0] if (want_grad or want_stats) else None
+    loss = loss.detach()
+    if want_stats:
+        with torch.no_grad():
+            logp = logP.detach().gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            p = logp.exp()
+            gate = -grad.gather(-1, y.unsqueeze(-1)).squeeze(-1) / (1.0 - p).clamp_min(1e-12)
+            stats = {"p": p, "gate": gate, "entropy": entropy_of(logP.detach())}
+    if grad is not None and scale is not None:
+        grad.mul_(scale.unsqueeze(-1))
+    return loss, (grad if want_grad else None), stats
+
+
+def _run(plan: _Plan, h, w, b, aux, *, scale=None, want=(False, False, False), want_stats=False):
+    """Run every chunk; return per-token losses ``[M]`` and the gradients asked for in
+    ``want = (hidden, weight, bias)`` of ``Σ_i scale_i L_i``."""
+    want_h, want_w, want_b = want
+    want_grad = any(want)
+    m, vocab = h.shape[0], w.shape[0]
+    losses = torch.empty(m, dtype=torch.float32, device=h.device)
+    dh = torch.empty_like(h) if want_h else None
+    dw = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if want_w else None
+    db = torch.zeros(vocab, dtype=torch.float32, device=w.device) if want_b else None
+    parts: dict[str, list] = {}
+    for s in range(0, m, plan.chunk_size):
+        e = min(s + plan.chunk_size, m)
+        hc = h[s:e]
+        z = _logits(hc, w, b)
+        sc = None if scale is None else scale[s:e]
+        loss, grad, stats = _chunk(plan, z, plan.labels[s:e], s, e, aux, sc, want_grad, want_stats)
+        losses[s:e] = loss
+        for key, value in stats.items():
+            parts.setdefault(key, []).append(value)
+        if not want_grad:
+            continue
+        g = grad.to(h.dtype)
+        if want_h:
+            torch.mm(g, w, out=dh[s:e])
+        if want_w:
+            if g.dtype == torch.float32:
+                dw.addmm_(g.T, hc)
+            else:
+                dw += (g.T @ hc).float()
+        if want_b:
+            db += grad.sum(0)
+        del z, grad, g
+    stats = {key: torch.cat(values) for key, values in parts.items()}
+    return losses, (dh, dw, db), stats
+
+
+class _FusedLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, w, b, plan: _Plan, aux):
+        want = tuple(bool(n and plan.grad_enabled) for n in ctx.needs_input_grad[:3])
+        ctx.plan, ctx.aux = plan, aux
+        if plan.reduction == "none":
+            losses, _, stats = _run(plan, h, w, b, aux, want_stats=plan.want_stats)
+            ctx.save_for_backward(h, w, b)
+            plan.stats = stats
+            return losses
+        losses, grads, stats = _run(plan, h, w, b, aux, want=want, want_stats=plan.want_stats)
+        plan.stats = stats
+        count = losses.numel()
+        if plan.reduction == "mean" and count:
+            grads = tuple(None if g is None else g.div_(count) for g in grads)
+        ctx.grads = grads
+        return reduce(losses, count, plan.reduction)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        plan = ctx.plan
+        if plan.reduction == "none":
+            h, w, b = ctx.saved_tensors
+            want = tuple(ctx.needs_input_grad[:3])
+            _, grads, _ = _run(plan, h, w, b, ctx.aux, scale=grad_out.float(), want=want)
+        else:
+            grads = ctx.grads
+            ctx.grads = None
+            if not (grad_out.numel() == 1 and float(grad_out) == 1.0):
+                grads = tuple(None if g is None else g.mul_(grad_out.to(g.dtype)) for g in grads)
+        dh, dw, db = grads
+        dw = None if dw is None else dw.to(ctx.aux["weight_dtype"])
+        db = None if db is None else db.to(ctx.aux["bias_dtype"])
+        return dh, dw, db, None, None
+
+
+def _batch_mean_p(plan: _Plan, h, w, b) -> torch.Tensor:
+    """Mean ``sg(p)`` over all loss tokens (the batch floor of ``cayley_floor``): one extra
+    logits pass that keeps only ``[chunk]`` vectors."""
+    total = torch.zeros((), dtype=torch.float32, device=h.device)
+    with torch.no_grad():
+        for s in range(0, h.shape[0], plan.chunk_size):
+            e = min(s + plan.chunk_size, h.shape[0])
+            z = _logits(h[s:e], w, b)
+            y = plan.labels[s:e]
+            total += (z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(z, -1)).exp().sum()
+    return total / max(h.shape[0], 1)
+
+
+def fused_token_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    objective="deft",
+    *,
+    bias: Optional[torch.Tensor] = None,
+    ignore_index: int = -100,
+    reduction: str = "sum",
+    chunk_size: Optional[int] = None,
+    ref_hidden: Optional[torch.Tensor] = None,
+    ref_weight: Optional[torch.Tensor] = None,
+    teacher_hidden: Optional[torch.Tensor] = None,
+    teacher_weight: Optional[torch.Tensor] = None,
+    old_logprobs: Optional[torch.Tensor] = None,
+    token_weights: Optional[torch.Tensor] = None,
+    return_stats: bool = False,
+):
+    """What :func:`deft.token_loss` returns for ``logits = hidden @ weight.T (+ bias)``,
+    computed in chunks without materialising the ``[N, V]`` logits.
+
+    Args:
+        hidden: ``[N, H]`` (or ``[..., H]``) final hidden states; gradients flow to it.
+        weight: ``[V, H]`` LM-head weight (tied embeddings included); gradients flow to it.
+        labels: ``[N]`` (or ``[...]``) aligned with ``hidden``; ``ignore_index`` positions are
+            dropped before the projection.
+        objective: spec string or :class:`~deft.objectives.Objective`.
+        bias: optional ``[V]`` LM-head bias.
+        reduction: ``"sum"`` (default, so callers can normalise over a whole optimizer step with
+            ``stats["num_tokens"]``), ``"mean"`` or ``"none"`` (per-token, 0 at ignored positions).
+        chunk_size: rows per chunk; ``None`` picks one from N, H, V (:func:`auto_chunk_size`).
+        ref_hidden, ref_weight: ``[N, H_r]`` and ``[V, H_r]`` of the frozen reference model
+            (``sft_kl``, ``asft``); their logits are formed chunk by chunk, never differentiated.
+        teacher_hidden, teacher_weight: the same for a teacher (``kd``, ``kd_hybrid``,
+            ``target_sft``); the teacher's vocabulary must equal ``V``.
+        old_logprobs: ``[N]`` old-policy log-probabilities of the labels (``psft``).
+        token_weights: ``[N]`` weights multiplying each token's loss.
+        return_stats: also return the per-token statistics dict described in
+            :func:`deft.token_loss` (``p``, ``gate``, ``entropy``, ``focus``, ``mask``,
+            ``num_tokens``).
+
+    bf16/fp16 inputs are multiplied in their dtype and everything after the product is fp32;
+    the weight gradient is accumulated in fp32.
+    """
+    obj = resolve_objective(objective, reduction)
+    if hidden.dim() < 1 or weight.dim() != 2 or hidden.shape[-1] != weight.shape[1]:
+        raise ValueError(f"hidden [N, H] and weight [V, H] must share H: got {tuple(hidden.shape)} and "
+                         f"{tuple(weight.shape)}")
+    if tuple(hidden.shape[:-1]) != tuple(labels.shape):
+        raise ValueError(f"hidden [N, H] must align with labels [N]: got {tuple(hidden.shape)} and "
+                         f"{tuple(labels.shape)}")
+    vocab = weight.shape[0]
+    if bias is not None and tuple(bias.shape) != (vocab,):
+        raise ValueError(f"bias must have shape ({vocab},), got {tuple(bias.shape)}")
+    check_needs(obj, ref=ref_hidden is not None and ref_weight is not None,
+                teacher=teacher_hidden is not None and teacher_weight is not None, old=old_logprobs is not None)
+    for name, aux_h, aux_w in (("ref", ref_hidden, ref_weight), ("teacher", teacher_hidden, teacher_weight)):
+        if aux_h is None:
+            continue
+        if tuple(aux_h.shape[:-1]) != tuple(labels.shape) or aux_w.dim() != 2 or aux_h.shape[-1] != aux_w.shape[1]:
+            raise ValueError(f"{name}_hidden [N, H'] must align with labels and {name}_weight [V, H']: got "
+                             f"{tuple(aux_h.shape)} and {tuple(aux_w.shape)}")
+        if aux_w.shape[0] != vocab:
+            raise ValueError(f"the {name} model's vocabulary ({aux_w.shape[0]}) differs from the model's ({vocab}); "
+                             "a reference or teacher must share the tokenizer")
+    check_aligned("old_logprobs", old_logprobs, labels.shape)
+    check_aligned("token_weights", token_weights, labels.shape)
+
+    shape, size = labels.shape, labels.numel()
+    flat_labels = labels.reshape(-1)
+    keep = flat_labels != ignore_index
+    check_labels(flat_labels, vocab, keep)
+    index = keep.nonzero().squeeze(-1)
+    all_kept = index.numel() == size
+
+    def pick(t):
+        if t is None:
+            return None
+        t = t.reshape(size, *t.shape[labels.dim():])
+        return t if all_kept else t.index_select(0, index)
+
+    h = pick(hidden)
+    m = h.shape[0]
+    plan = _Plan(
+        objective=obj,
+        labels=pick(flat_labels).long(),
+        chunk_size=int(chunk_size) if chunk_size else auto_chunk_size(m, weight.shape[1], vocab),
+        reduction=reduction,
+        old_logprobs=None if old_logprobs is None else pick(old_logprobs).detach().float(),
+        token_weights=None if token_weights is None else pick(token_weights).detach().float(),
+        want_stats=return_stats,
+        grad_enabled=torch.is_grad_enabled(),
+    )
+    if plan.chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+    aux = {
+        "ref": None if ref_hidden is None else (pick(ref_hidden).detach(), ref_weight.detach()),
+        "teacher": None if teacher_hidden is None else (pick(teacher_hidden).detach(), teacher_weight.detach()),
+        "weight_dtype": weight.dtype,
+        "bias_dtype": None if bias is None else bias.dtype,
+    }
+    if "batch" in obj.needs:
+        plan.batch_mean_p = _batch_mean_p(plan, h.detach(), weight.detach(), None if bias is None else bias.detach())
+
+    out = _FusedLoss.apply(h, weight, bias, plan, aux)
+    loss = scatter_back(out, index, size, shape) if reduction == "none" else out
+    if not return_stats:
+        return loss
+    stats = {key: scatter_back(value.float(), index, size, shape) for key, value in plan.stats.items()}
+    stats["mask"] = keep.reshape(shape)
+    stats["num_tokens"] = int(m)
+    return loss, stats

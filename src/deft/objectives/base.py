@@ -1,0 +1,285 @@
+"""What an objective is: a small declaration the engines evaluate.
+
+Notation (design brief section 1): for one token position, logits ``z`` (size V),
+``P = softmax(z)``, label ``y``, ``p = P[y]``, ``sg`` = stop-gradient.
+
+Two kinds of objectives exist:
+
+* **Gate objectives** are functions of the target log-probability ``logp = log p`` only
+  (plus detached per-row statistics). Their logit gradient is ``s * (P - δ_y)`` with
+  ``s = -dL/dlogp`` (paper Eq. 6 / Lemma 2, Eq. 29). The engines derive ``s`` from the
+  declaration by differentiating the ``[n]``-sized loss with respect to ``logp``; they never
+  differentiate through the ``[n, V]`` logits.
+* **Distribution objectives** need the whole log-distribution ``log P`` (and maybe a
+  reference or teacher distribution). The engines differentiate them per chunk with autograd.
+
+An objective is one decorated function, see :mod:`deft.objectives.registry`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+__all__ = ["Param", "Terms", "Tokens", "Dists", "ObjectiveDef", "Objective", "deformed_log_loss"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an objective: default value (its type is the parameter's type),
+    help text and the allowed range or choices."""
+
+    default: object
+    help: str
+    min: Optional[float] = None
+    max: Optional[float] = None
+    choices: Optional[tuple] = None
+    min_exclusive: bool = False
+
+    def parse(self, objective: str, name: str, raw: object) -> object:
+        """Convert ``raw`` (a string from a spec, or a Python value) and check its range."""
+        kind = type(self.default)
+        try:
+            if kind is bool:
+                value = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+            elif kind is int:
+                value = int(raw) if not isinstance(raw, float) or raw.is_integer() else int("x")
+            else:
+                value = kind(raw)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"objective '{objective}': parameter '{name}' must be {kind.__name__}, got {raw!r}"
+            ) from None
+        if kind is float and not math.isfinite(value):
+            raise ValueError(f"objective '{objective}': parameter '{name}' must be finite, got {raw!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(
+                f"objective '{objective}': parameter '{name}' must be one of "
+                f"{', '.join(map(str, self.choices))}, got {raw!r}"
+            )
+        if self.min is not None and (value < self.min or (self.min_exclusive and value == self.min)):
+            op = ">" if self.min_exclusive else ">="
+            raise ValueError(f"objective '{objective}': parameter '{name}' must be {op} {self.min}, got {raw!r}")
+        if self.max is not None and value > self.max:
+            raise ValueError(f"objective '{objective}': parameter '{name}' must be <= {self.max}, got {raw!r}")
+        return value
+
+
+@dataclass
+class Terms:
+    """What an objective returns for ``n`` loss tokens.
+
+    ``loss [n]`` is the per-token loss value (differentiable). ``focus [n]`` is the exponent
+    ``a`` of the deformed-log loss ``(1 - p^a)/a`` where the objective has one.
+    """
+
+    loss: torch.Tensor
+    focus: Optional[torch.Tensor] = None
+
+
+class Tokens:
+    """Per-token view handed to gate objectives.
+
+    ``logp [n]`` is ``log p`` (fp32, differentiable). Everything else is detached and
+    computed lazily from the fp32 logits ``[n, V]`` of the same rows, so an objective only
+    pays for the statistics it uses.
+    """
+
+    def __init__(
+        self,
+        logp: torch.Tensor,
+        logits: torch.Tensor,
+        lse: torch.Tensor,
+        *,
+        old_logprobs: Optional[torch.Tensor] = None,
+        batch_mean_p: Optional[torch.Tensor] = None,
+    ):
+        self.logp = logp
+        self._logits = logits
+        self._lse = lse
+        self._old_logprobs = old_logprobs
+        self._batch_mean_p = batch_mean_p
+        self._cache: dict = {}
+
+    def with_logp(self, logp: torch.Tensor) -> "Tokens":
+        """The same rows with another ``logp`` tensor (e.g. a fresh leaf), sharing the cache."""
+        other = Tokens(logp, self._logits, self._lse, old_logprobs=self._old_logprobs,
+                       batch_mean_p=self._batch_mean_p)
+        other._cache = self._cache
+        return other
+
+    @property
+    def p(self) -> torch.Tensor:
+        """Target probability ``sg(p)`` ``[n]``."""
+        return self.logp.detach().exp()
+
+    @property
+    def vocab_size(self) -> int:
+        return self._logits.shape[-1]
+
+    @property
+    def sum_p2(self) -> torch.Tensor:
+        """``Σ_v P_v²`` ``[n]`` = ``exp(logsumexp(2z) - 2 lse)`` (paper Eq. 20), detached."""
+        if "sum_p2" not in self._cache:
+            z = self._logits.detach()
+            self._cache["sum_p2"] = torch.exp(torch.logsumexp(2.0 * z, dim=-1) - 2.0 * self._lse.detach())
+        return self._cache["sum_p2"]
+
+    @property
+    def entropy(self) -> torch.Tensor:
+        """Shannon entropy ``-Σ_v P_v log P_v`` ``[n]`` in nats, detached."""
+        if "entropy" not in self._cache:
+            self._cache["entropy"] = row_entropy(self._logits.detach(), self._lse.detach())
+        return self._cache["entropy"]
+
+    def topk_entropy(self, k: int) -> torch.Tensor:
+        """Entropy of the renormalised top-``k`` probabilities ``[n]``, detached (EAFT)."""
+        key = ("topk_entropy", k)
+        if key not in self._cache:
+            top = torch.topk(self._logits.detach(), min(k, self.vocab_size), dim=-1).values
+            logq = torch.log_softmax(top, dim=-1)
+            self._cache[key] = -(logq.exp() * logq).sum(-1)
+        return self._cache[key]
+
+    @property
+    def old_logprobs(self) -> torch.Tensor:
+        """Old-policy log-probabilities of the labels ``[n]`` (Proximal SFT)."""
+        if self._old_logprobs is None:
+            raise ValueError("this objective needs old_logprobs (log-probabilities of the labels under the old policy)")
+        return self._old_logprobs
+
+    @property
+    def batch_mean_p(self) -> torch.Tensor:
+        """Mean of ``sg(p)`` over all loss tokens of the call (scalar); used by ``cayley_floor``."""
+        if self._batch_mean_p is None:
+            self._batch_mean_p = self.p.mean() if self.p.numel() else self.p.new_zeros(())
+        return self._batch_mean_p
+
+
+class Dists:
+    """Per-token view handed to distribution objectives.
+
+    ``logP [n, V]`` is ``log_softmax(z)`` in fp32 (differentiable), ``logp [n]`` its value at
+    the label. ``ref_logP`` / ``teacher_logP`` are detached ``[n, V]`` log-distributions.
+    """
+
+    def __init__(self, logP, labels, *, ref_logP=None, teacher_logP=None, old_logprobs=None):
+        self.logP = logP
+        self.labels = labels
+        self.logp = logP.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+        self._ref = ref_logP
+        self._teacher = teacher_logP
+        self._old = old_logprobs
+
+    @property
+    def vocab_size(self) -> int:
+        return self.logP.shape[-1]
+
+    @property
+    def ref_logP(self) -> torch.Tensor:
+        if self._ref is None:
+            raise ValueError("this objective needs reference-model logits (ref_logits / ref_hidden)")
+        return self._ref
+
+    @property
+    def teacher_logP(self) -> torch.Tensor:
+        if self._teacher is None:
+            raise ValueError("this objective needs teacher logits (teacher_logits / teacher_hidden)")
+        return self._teacher
+
+
+def row_entropy(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """``H = lse - Σ_v P_v z_v`` for fp32 logits ``[n, V]`` and their logsumexp ``[n]``."""
+    probs = torch.exp(logits - lse.unsqueeze(-1))
+    # where P underflows to 0, z may be -inf: treat 0 * -inf as 0
+    pz = torch.where(probs > 0, probs * logits, torch.zeros((), dtype=logits.dtype, device=logits.device))
+    return (lse - pz.sum(-1)).clamp_min(0.0)
+
+
+def entropy_of(logP: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy ``-Σ_v P_v log P_v`` ``[n]`` of log-probabilities ``[n, V]``."""
+    plogp = (logP.exp() * logP).nan_to_num(nan=0.0)
+    return (-plogp.sum(-1)).clamp_min(0.0)
+
+
+def deformed_log_loss(logp: torch.Tensor, a: torch.Tensor | float) -> torch.Tensor:
+    """``L_a(p) = (1 - p^a) / a = -expm1(a log p) / a`` (paper Eq. 10), ``-log p`` at ``a = 0``.
+
+    Computed in the log domain so that tiny ``a`` (DEFT's ``a >= 1/V``) and tiny ``p`` stay
+    exact; the gate is ``-dL/dlogp = p^a`` (Eq. 11-12).
+    """
+    a = torch.as_tensor(a, dtype=logp.dtype, device=logp.device)
+    zero = a == 0
+    safe_a = torch.where(zero, torch.ones_like(a), a)
+    return torch.where(zero, -logp, -torch.expm1(safe_a * logp) / safe_a)
+
+
+@dataclass(frozen=True)
+class ObjectiveDef:
+    """A registered objective: its name, kind (``gate`` or ``distribution``), the function that
+    computes :class:`Terms`, its parameters and what extra inputs it needs."""
+
+    name: str
+    kind: str
+    fn: Callable
+    summary: str
+    params: dict = field(default_factory=dict)
+    needs: frozenset = frozenset()  # subset of {"ref", "teacher", "old_logprobs", "batch"}
+    has_focus: bool = False
+
+
+@dataclass(frozen=True)
+class Objective:
+    """An objective with its parameter values bound, e.g. from the spec ``power:alpha=0.5``.
+
+    ``mask`` optionally restricts a gate objective to tokens with ``sg(p) >= tau`` (``"top"``)
+    or ``sg(p) <= tau`` (``"bottom"``); see :func:`deft.objectives.parse_objective`.
+    """
+
+    definition: ObjectiveDef
+    values: tuple = ()  # ((name, value), ...)
+    mask: Optional[tuple] = None  # ("top" | "bottom", tau)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def kind(self) -> str:
+        return self.definition.kind
+
+    @property
+    def needs(self) -> frozenset:
+        return self.definition.needs
+
+    @property
+    def kwargs(self) -> dict:
+        return dict(self.values)
+
+    @property
+    def spec(self) -> str:
+        """Canonical spec string, parseable back to an equal objective."""
+        out = self.name
+        if self.values:
+            out += ":" + ",".join(f"{k}={v}" for k, v in self.values)
+        if self.mask is not None:
+            out += f"[p{'>=' if self.mask[0] == 'top' else '<='}{self.mask[1]}]"
+        return out
+
+    def __str__(self) -> str:
+        return self.spec
+
+    def gate_terms(self, tokens: Tokens) -> Terms:
+        """Evaluate a gate objective, applying the probability mask if any."""
+        terms = self.definition.fn(tokens, **self.kwargs)
+        if self.mask is not None:
+            keep = tokens.p >= self.mask[1] if self.mask[0] == "top" else tokens.p <= self.mask[1]
+            terms = Terms(terms.loss * keep.to(terms.loss.dtype), terms.focus)
+        return terms
+
+    def dist_terms(self, dists: Dists) -> Terms:
+        """Evaluate a distribution objective."""
+        return self.definition.fn(dists, **self.kwargs)

@@ -1,0 +1,153 @@
+"""The objective registry and the spec-string parser.
+
+A spec is ``name`` or ``name:key=value,...``, optionally followed by a probability mask
+``[p>=tau]`` or ``[p<=tau]`` for gate objectives, e.g. ``power:alpha=0.5``, ``deft``,
+``nll[p>=0.1]``. The reference repository's names are accepted as aliases:
+``original``, ``logp``, ``p``, ``GeneralFamily-<alpha>``, ``Cayley_Trans``, ``DEFT``,
+``OnlyTopP-<tau>``, ``OnlyBottomP-<tau>``, ``OnlyTopLogP-<tau>``, ``OnlyBottomLogP-<tau>``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterable, Union
+
+from .base import Objective, ObjectiveDef, Param
+
+__all__ = ["REGISTRY", "register", "parse_objective", "list_objectives", "objective_names"]
+
+REGISTRY: dict[str, ObjectiveDef] = {}
+
+_ALIASES = {"original": "nll", "logp": "nll", "Cayley_Trans": "cayley_floor", "DEFT": "deft"}
+_PREFIX_ALIASES = {  # reference name prefix -> (objective, mask side, parameter name)
+    "GeneralFamily-": ("power", None, "alpha"),
+    "OnlyTopP-": ("p", "top", None),
+    "OnlyBottomP-": ("p", "bottom", None),
+    "OnlyTopLogP-": ("nll", "top", None),
+    "OnlyBottomLogP-": ("nll", "bottom", None),
+}
+_MASK = re.compile(r"^(?P<base>.*)\[\s*p\s*(?P<op>>=|<=)\s*(?P<tau>[^\]]+)\]\s*$")
+
+
+def register(
+    name: str,
+    kind: str,
+    summary: str,
+    *,
+    params: dict[str, Param] | None = None,
+    needs: Iterable[str] = (),
+    has_focus: bool = False,
+) -> Callable:
+    """Decorator declaring an objective.
+
+    ``kind`` is ``"gate"`` (the function takes :class:`~deft.objectives.base.Tokens`) or
+    ``"distribution"`` (it takes :class:`~deft.objectives.base.Dists`); the function receives
+    the parameter values as keyword arguments and returns :class:`~deft.objectives.base.Terms`.
+    """
+    if kind not in ("gate", "distribution"):
+        raise ValueError(f"kind must be 'gate' or 'distribution', got {kind!r}")
+
+    def wrap(fn: Callable) -> Callable:
+        if name in REGISTRY:
+            raise ValueError(f"objective '{name}' is already registered")
+        REGISTRY[name] = ObjectiveDef(
+            name=name, kind=kind, fn=fn, summary=summary, params=dict(params or {}),
+            needs=frozenset(needs), has_focus=has_focus,
+        )
+        return fn
+
+    return wrap
+
+
+def objective_names() -> list[str]:
+    """Registered objective names, in declaration order."""
+    return list(REGISTRY)
+
+
+def list_objectives() -> dict[str, str]:
+    """Map every objective name to a one-line description (with its parameters and defaults)."""
+    out = {}
+    for name, d in REGISTRY.items():
+        extra = ", ".join(f"{k}={p.default}" for k, p in d.params.items())
+        needs = ", ".join(sorted(d.needs - {"batch"}))
+        line = d.summary
+        if extra:
+            line += f" [{extra}]"
+        if needs:
+            line += f" (needs {needs})"
+        out[name] = line
+    return out
+
+
+def _valid_names() -> str:
+    aliases = list(_ALIASES) + [p + "<x>" for p in _PREFIX_ALIASES]
+    return f"valid objectives: {', '.join(REGISTRY)}; reference aliases: {', '.join(aliases)}"
+
+
+def _parse_tau(spec: str, raw: str) -> float:
+    try:
+        tau = float(raw)
+    except ValueError:
+        raise ValueError(f"objective '{spec}': mask threshold must be a number in [0, 1], got {raw!r}") from None
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"objective '{spec}': mask threshold must be in [0, 1], got {raw!r}")
+    return tau
+
+
+def parse_objective(spec: Union[str, Objective], **overrides) -> Objective:
+    """Parse a spec string into a bound :class:`~deft.objectives.base.Objective`.
+
+    ``overrides`` set parameters from Python (``parse_objective("power", alpha=0.3)``).
+    Raises ``ValueError`` naming the valid objectives or parameters on bad input.
+    """
+    if isinstance(spec, Objective):
+        if not overrides:
+            return spec
+        spec = spec.spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"objective must be a non-empty string; {_valid_names()}")
+    text = spec.strip()
+    mask = None
+    m = _MASK.match(text)
+    if m:
+        text = m.group("base").strip()
+        mask = ("top" if m.group("op") == ">=" else "bottom", _parse_tau(spec, m.group("tau").strip()))
+
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    raw_params: dict[str, object] = {}
+    for prefix, (target, side, pname) in _PREFIX_ALIASES.items():
+        if name.startswith(prefix):
+            value = name[len(prefix):]
+            if side is None:
+                raw_params[pname] = value
+            else:
+                if mask is not None:
+                    raise ValueError(f"objective '{spec}': '{prefix}<tau>' already sets a mask")
+                mask = (side, _parse_tau(spec, value))
+            name = target
+            break
+    name = _ALIASES.get(name, name)
+    if name not in REGISTRY:
+        raise ValueError(f"unknown objective '{spec}'; {_valid_names()}")
+    d = REGISTRY[name]
+
+    if rest.strip():
+        for item in rest.split(","):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or not key:
+                raise ValueError(f"objective '{spec}': expected key=value, got {item.strip()!r}")
+            raw_params[key] = value.strip()
+    raw_params.update(overrides)
+
+    values = {}
+    for key, raw in raw_params.items():
+        if key not in d.params:
+            valid = ", ".join(f"{k} (default {p.default}: {p.help})" for k, p in d.params.items()) or "none"
+            raise ValueError(f"objective '{name}' has no parameter '{key}'; valid parameters: {valid}")
+        values[key] = d.params[key].parse(name, key, raw)
+    bound = tuple((k, values.get(k, p.default)) for k, p in d.params.items())
+    if mask is not None and d.kind != "gate":
+        raise ValueError(f"objective '{spec}': a probability mask only wraps gate objectives, not '{name}'")
+    return Objective(d, bound, mask)
