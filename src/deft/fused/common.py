@@ -57,7 +57,7 @@ def reduce(per_token: torch.Tensor, count: int, reduction: str) -> torch.Tensor:
 def scatter_back(values: torch.Tensor, index: torch.Tensor, size: int, shape) -> torch.Tensor:
     """Place per-loss-token values ``[n]`` at their positions in a zero tensor of ``shape``."""
     out = values.new_zeros(size)
-    out = out.index_copy(0, index, values) if index.numel() else out
+    out = out.index_copy(0, index, values)
     return out.reshape(shape)
 
 

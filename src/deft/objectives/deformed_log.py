@@ -45,7 +45,7 @@ def cayley_focus(logp: torch.Tensor) -> torch.Tensor:
     near-one ``p`` loses precision.
     """
     logp = logp.detach()
-    root = torch.sqrt(-torch.expm1(logp).clamp_min(0.0))
+    root = torch.sqrt((-torch.expm1(logp)).clamp_min(0.0))
     return logp.exp() / (1.0 + root) ** 2
 
 
