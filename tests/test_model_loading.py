@@ -1,0 +1,71 @@
+"""Model and tokenizer loading: spec resolution, the embedded GGUF default and its cache."""
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from deft.model import cache_root, load_model, resolve_model
+
+
+def test_resolve_embedded_default():
+    r = resolve_model("smollm2-135m")
+    assert r.kind == "gguf" and r.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert r.gguf_path.is_file()
+
+
+def test_resolve_paths_and_hub_ids(tmp_path):
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF")
+    r = resolve_model(str(gguf))
+    assert r.kind == "gguf" and r.gguf_file == "tiny.gguf" and r.name.startswith("tiny-")
+    assert resolve_model(str(tmp_path)).gguf_file == "tiny.gguf"  # a directory with one .gguf file
+    (tmp_path / "config.json").write_text("{}")
+    assert resolve_model(str(tmp_path)).kind == "local"
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M").kind == "hub"
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        resolve_model(str(tmp_path / "missing" / "model.gguf"))
+    with pytest.raises(ValueError, match=".gguf"):
+        resolve_model(str(tmp_path / "config.json"))
+
+
+def test_cache_root_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEFT_CACHE", str(tmp_path))
+    assert cache_root() == tmp_path
+
+
+def test_embedded_tokenizer_has_chat_template_and_pad(smollm2_tokenizer, deft_cache_dir):
+    tok = smollm2_tokenizer
+    assert len(tok) == 49152
+    assert tok.chat_template and "<|im_start|>" in tok.chat_template
+    assert tok.pad_token is not None and tok.eos_token == "<|im_end|>"
+    text = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+    assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    # the tokenizer was cached; a second load reads the cache and agrees
+    from deft.model import load_tokenizer
+
+    assert (deft_cache_dir / "tokenizers" / "smollm2-135m" / "tokenizer.json").is_file()
+    again = load_tokenizer("smollm2-135m")
+    assert again.chat_template == tok.chat_template and again("a b c").input_ids == tok("a b c").input_ids
+
+
+@pytest.mark.slow
+def test_embedded_model_loads_and_second_load_hits_cache(smollm2_first_load, deft_cache_dir):
+    model, first_seconds = smollm2_first_load
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert model.config.vocab_size == 49152 and model.config.hidden_size == 576
+    ids = torch.tensor([[1, 4093, 198, 19556, 2]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    assert logits.shape == (1, 5, 49152) and torch.isfinite(logits).all()
+
+    cached = deft_cache_dir / "models" / "smollm2-135m"
+    assert (cached / "model.safetensors").is_file() and (cached / "deft_source.json").is_file()
+    assert not [p for p in cached.parent.iterdir() if p.name.startswith(".")]  # no temp dir left behind
+    start = time.perf_counter()
+    again = load_model("smollm2-135m")
+    second_seconds = time.perf_counter() - start
+    assert second_seconds < first_seconds
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
