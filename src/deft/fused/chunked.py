@@ -33,12 +33,15 @@ __all__ = ["fused_token_loss", "auto_chunk_size"]
 _MIN_CHUNK, _MAX_CHUNK = 16, 8192
 
 
-def auto_chunk_size(num_tokens: int, hidden_size: int, vocab_size: int) -> int:
+def auto_chunk_size(num_tokens: int, hidden_size: int, vocab_size: int, kind: str = "gate") -> int:
     """Rows per chunk: one fp32 logits chunk ``[c, V]`` of about half the LM head's fp32 size,
     bounded to 32-512 MiB, so the chunk never dominates the gradient buffers while the
-    products stay large enough to run at matrix-multiply speed."""
+    products stay large enough to run at matrix-multiply speed. Distribution objectives
+    (differentiated by autograd, which keeps several ``[c, V]`` temporaries) get a quarter."""
     head_bytes = vocab_size * hidden_size * 4
     budget = min(max(head_bytes // 2, 32 << 20), 512 << 20)
+    if kind != "gate":
+        budget //= 4
     rows = budget // (vocab_size * 4)
     rows = max(_MIN_CHUNK, min(_MAX_CHUNK, rows - rows % 16 if rows >= 32 else rows))
     return int(max(1, min(rows, max(num_tokens, 1))))
@@ -60,8 +63,12 @@ class _Plan:
     stats: dict = field(default_factory=dict)
 
 
-def _logits(h: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
-    z = (h @ w.T).float()
+def _logits(h: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], out: Optional[torch.Tensor] = None):
+    """fp32 logits ``h @ w.T (+ b)`` ``[n, V]``, written into ``out`` when given (fp32 inputs)."""
+    if out is not None and h.dtype == torch.float32 and w.dtype == torch.float32:
+        z = torch.mm(h, w.T, out=out)
+    else:
+        z = (h @ w.T).float()
     if b is not None:
         z += b.float()
     return z
@@ -71,41 +78,56 @@ def _aux_logP(h, w, s, e):
     return None if h is None else torch.log_softmax(_logits(h[s:e], w, None), dim=-1)
 
 
-def _chunk(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats):
-    """Loss ``[n]`` (weighted), gradient ``[n, V]`` (written over ``z`` where possible, times
-    ``scale``) and per-token statistics of one chunk."""
+def _softmax_into(z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Row softmax of ``z`` written into ``out``: one row-local kernel, no new allocation."""
+    try:
+        return torch.ops.aten._softmax.out(z, -1, False, out=out)
+    except (RuntimeError, AttributeError):  # pragma: no cover - backends without the out= kernel
+        return out.copy_(torch.softmax(z, dim=-1))
+
+
+def _gate_chunk(plan: _Plan, z, y, s, e, scale, want_grad, want_stats, buf):
+    """Gate objective on one chunk: ``g = coef (P - δ_y)`` written into ``buf`` ``[n, V]``."""
+    weights = None if plan.token_weights is None else plan.token_weights[s:e]
+    top, argmax = z.max(dim=-1)
+    probs = _softmax_into(z, buf)
+    # lse = max - log P[argmax]: exact, and P[argmax] >= 1/V never underflows
+    lse = top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()
+    logp = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
+    old = None if plan.old_logprobs is None else plan.old_logprobs[s:e]
+    tokens = Tokens(logp, z, lse, probs=probs, old_logprobs=old, batch_mean_p=plan.batch_mean_p)
+    terms, gate = gate_terms_with_gate(plan.objective, tokens)
+    loss = terms.loss.detach()
+    if weights is not None:
+        loss, gate = loss * weights, gate * weights
+    stats = {}
+    if want_stats:
+        stats = {"p": logp.exp(), "gate": gate, "entropy": tokens.entropy}
+        if terms.focus is not None:
+            stats["focus"] = terms.focus.detach().float()
+    if not want_grad:
+        return loss, None, stats
+    coef = gate if scale is None else gate * scale
+    grad = probs.mul_(coef.unsqueeze(-1))
+    grad.scatter_add_(-1, y.unsqueeze(-1), -coef.unsqueeze(-1))
+    return loss, grad, stats
+
+
+def _distribution_chunk(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats):
+    """Distribution objective on one chunk, differentiated by autograd."""
     obj = plan.objective
     weights = None if plan.token_weights is None else plan.token_weights[s:e]
-    stats = {}
-    if obj.kind == "gate":
-        lse = torch.logsumexp(z, dim=-1)
-        logp = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
-        old = None if plan.old_logprobs is None else plan.old_logprobs[s:e]
-        tokens = Tokens(logp, z, lse, old_logprobs=old, batch_mean_p=plan.batch_mean_p)
-        terms, gate = gate_terms_with_gate(obj, tokens)
-        loss = terms.loss.detach()
-        if weights is not None:
-            loss, gate = loss * weights, gate * weights
-        if want_stats:
-            stats = {"p": logp.exp(), "gate": gate, "entropy": tokens.entropy}
-            if terms.focus is not None:
-                stats["focus"] = terms.focus.detach().float()
-        if not want_grad:
-            return loss, None, stats
-        coef = gate if scale is None else gate * scale
-        grad = z.sub_(lse.unsqueeze(-1)).exp_().mul_(coef.unsqueeze(-1))
-        grad.scatter_add_(-1, y.unsqueeze(-1), -coef.unsqueeze(-1))
-        return loss, grad, stats
-
     ref_logP = _aux_logP(*aux["ref"], s, e) if aux.get("ref") else None
     teacher_logP = _aux_logP(*aux["teacher"], s, e) if aux.get("teacher") else None
-    leaf = z.requires_grad_(want_grad or want_stats)
+    need_grad = want_grad or want_stats
+    leaf = z.detach().requires_grad_(need_grad)
     with torch.enable_grad():
         logP = torch.log_softmax(leaf, dim=-1)
         terms = obj.dist_terms(Dists(logP, y, ref_logP=ref_logP, teacher_logP=teacher_logP))
         loss = terms.loss if weights is None else terms.loss * weights
-        grad = torch.autograd.grad(loss.sum(), leaf)[0] if (want_grad or want_stats) else None
+        grad = torch.autograd.grad(loss.sum(), leaf)[0] if need_grad else None
     loss = loss.detach()
+    stats = {}
     if want_stats:
         with torch.no_grad():
             logp = logP.detach().gather(-1, y.unsqueeze(-1)).squeeze(-1)
@@ -128,12 +150,21 @@ def _run(plan: _Plan, h, w, b, aux, *, scale=None, want=(False, False, False), w
     dw = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if want_w else None
     db = torch.zeros(vocab, dtype=torch.float32, device=w.device) if want_b else None
     parts: dict[str, list] = {}
+    gate_kind = plan.objective.kind == "gate"
+    rows = min(plan.chunk_size, m)
+    # reusable [chunk, V] fp32 buffers for the logits and the gradient: no allocation per chunk
+    zbuf = torch.empty(rows, vocab, dtype=torch.float32, device=h.device)
+    gbuf = torch.empty_like(zbuf) if gate_kind else None
     for s in range(0, m, plan.chunk_size):
         e = min(s + plan.chunk_size, m)
         hc = h[s:e]
-        z = _logits(hc, w, b)
+        z = _logits(hc, w, b, out=zbuf[: e - s])
         sc = None if scale is None else scale[s:e]
-        loss, grad, stats = _chunk(plan, z, plan.labels[s:e], s, e, aux, sc, want_grad, want_stats)
+        y = plan.labels[s:e]
+        if gate_kind:
+            loss, grad, stats = _gate_chunk(plan, z, y, s, e, sc, want_grad, want_stats, gbuf[: e - s])
+        else:
+            loss, grad, stats = _distribution_chunk(plan, z, y, s, e, aux, sc, want_grad, want_stats)
         losses[s:e] = loss
         for key, value in stats.items():
             parts.setdefault(key, []).append(value)
@@ -289,7 +320,7 @@ def fused_token_loss(
     plan = _Plan(
         objective=obj,
         labels=pick(flat_labels).long(),
-        chunk_size=int(chunk_size) if chunk_size else auto_chunk_size(m, weight.shape[1], vocab),
+        chunk_size=int(chunk_size) if chunk_size else auto_chunk_size(m, weight.shape[1], vocab, kind=obj.kind),
         reduction=reduction,
         old_logprobs=None if old_logprobs is None else pick(old_logprobs).detach().float(),
         token_weights=None if token_weights is None else pick(token_weights).detach().float(),

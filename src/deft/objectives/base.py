@@ -94,19 +94,21 @@ class Tokens:
         logits: torch.Tensor,
         lse: torch.Tensor,
         *,
+        probs: Optional[torch.Tensor] = None,
         old_logprobs: Optional[torch.Tensor] = None,
         batch_mean_p: Optional[torch.Tensor] = None,
     ):
         self.logp = logp
         self._logits = logits
         self._lse = lse
+        self._probs = probs  # softmax(logits) when the caller already has it [n, V]
         self._old_logprobs = old_logprobs
         self._batch_mean_p = batch_mean_p
         self._cache: dict = {}
 
     def with_logp(self, logp: torch.Tensor) -> "Tokens":
         """The same rows with another ``logp`` tensor (e.g. a fresh leaf), sharing the cache."""
-        other = Tokens(logp, self._logits, self._lse, old_logprobs=self._old_logprobs,
+        other = Tokens(logp, self._logits, self._lse, probs=self._probs, old_logprobs=self._old_logprobs,
                        batch_mean_p=self._batch_mean_p)
         other._cache = self._cache
         return other
@@ -124,15 +126,26 @@ class Tokens:
     def sum_p2(self) -> torch.Tensor:
         """``Σ_v P_v²`` ``[n]`` = ``exp(logsumexp(2z) - 2 lse)`` (paper Eq. 20), detached."""
         if "sum_p2" not in self._cache:
-            z = self._logits.detach()
-            self._cache["sum_p2"] = torch.exp(torch.logsumexp(2.0 * z, dim=-1) - 2.0 * self._lse.detach())
+            if self._probs is not None:
+                self._cache["sum_p2"] = row_dot(self._probs, self._probs)
+            else:
+                z = self._logits.detach()
+                self._cache["sum_p2"] = torch.exp(torch.logsumexp(2.0 * z, dim=-1) - 2.0 * self._lse.detach())
         return self._cache["sum_p2"]
 
     @property
     def entropy(self) -> torch.Tensor:
         """Shannon entropy ``-Σ_v P_v log P_v`` ``[n]`` in nats, detached."""
         if "entropy" not in self._cache:
-            self._cache["entropy"] = row_entropy(self._logits.detach(), self._lse.detach())
+            if self._probs is not None:  # H = lse - Σ_v P_v z_v
+                z, lse = self._logits.detach(), self._lse.detach()
+                entropy = (lse - row_dot(self._probs, z)).clamp_min(0.0)
+                bad = ~torch.isfinite(entropy)  # rows with -inf logits: 0 * -inf
+                if bad.any():
+                    entropy[bad] = row_entropy(z[bad], lse[bad])
+                self._cache["entropy"] = entropy
+            else:
+                self._cache["entropy"] = row_entropy(self._logits.detach(), self._lse.detach())
         return self._cache["entropy"]
 
     def topk_entropy(self, k: int) -> torch.Tensor:
@@ -189,6 +202,11 @@ class Dists:
         if self._teacher is None:
             raise ValueError("this objective needs teacher logits (teacher_logits / teacher_hidden)")
         return self._teacher
+
+
+def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Σ_v a_v b_v`` per row ``[n]`` of two ``[n, V]`` tensors, without an ``[n, V]`` temporary."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(a.shape[0])
 
 
 def row_entropy(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
