@@ -1,0 +1,278 @@
+"""Benchmark readers: each returns a list of :class:`Problem` (prompt, gold reference, scorer names).
+
+* Math — ``math500``, ``aime24``, ``amc23``, ``minerva_math``, ``olympiadbench``, ``gsm8k`` from
+  ``<data_dir>/<name>/test.jsonl`` (the Qwen2.5-Math evaluation layout), each with its own fields.
+  The prompt is the problem followed by :data:`MATH_PROMPT_SUFFIX`; the scorer is ``math``.
+* ``figfont`` — reasoning-gym ``figlet_font`` puzzles (words of 2-5 letters, ``space_letters=True``),
+  scored by ``exact`` and ``jaro_winkler``.
+* ``rg:<task>`` — any reasoning-gym task, scored by the task's own ``score_answer``.
+* A record file — JSONL with ``prompt`` or ``messages``, and ``answer``, with an explicit scorer.
+
+reasoning-gym builds item ``i`` from ``Random(seed + i)``, so an evaluation set generated with seed
+``s`` and size ``m`` shares items with a training set (seed ``t``, size ``N``) whenever the ranges
+``[s, s + m)`` and ``[t, t + N)`` overlap. The default evaluation seed, :data:`DEFAULT_EVAL_SEED`,
+is far from the small seeds used for training data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .extract import extract_boxed
+from .scorers import check_scorer, score
+
+__all__ = [
+    "BENCHMARKS", "DEFAULT_EVAL_SEED", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "Problem",
+    "figfont_problems", "load_benchmark", "read_math_benchmark", "read_records", "rg_problems",
+]
+
+MATH_PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_EVAL_SEED = 1_000_000_000
+
+# benchmark -> (question field, answer field, how the answer field holds the gold)
+MATH_BENCHMARKS: dict[str, tuple[str, str, str]] = {
+    "math500": ("problem", "answer", "plain"),
+    "aime24": ("problem", "answer", "plain"),
+    "amc23": ("question", "answer", "plain"),
+    "minerva_math": ("problem", "solution", "boxed"),
+    "olympiadbench": ("question", "final_answer", "list"),
+    "gsm8k": ("question", "answer", "hashes"),
+}
+
+BENCHMARKS: dict[str, str] = {
+    **{name: f"math, <data-dir>/{name}/test.jsonl ({q}/{a})" for name, (q, a, _) in MATH_BENCHMARKS.items()},
+    "figfont": "reasoning-gym figlet_font, words of 2-5 letters; exact + jaro_winkler",
+    "rg:<task>": "any reasoning-gym task; the task's score_answer",
+    "<file>.jsonl": "records with prompt or messages, and answer; needs an explicit scorer",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One evaluation problem.
+
+    ``prompt`` is the user message text; ``messages`` the full chat when the source gave one
+    (otherwise :meth:`chat` builds a single user turn). ``reference`` is the gold answer as the
+    scorers expect it; ``scorers`` the scorer names, the first being the primary one; ``entry`` the
+    reasoning-gym item, passed to ``rg:<task>`` scorers.
+    """
+
+    benchmark: str
+    id: str
+    prompt: str
+    reference: str
+    scorers: tuple[str, ...] = ("math",)
+    messages: tuple[dict, ...] | None = None
+    entry: dict | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def scorer(self) -> str:
+        """The primary scorer name."""
+        return self.scorers[0]
+
+    def chat(self) -> list[dict]:
+        """The conversation to generate from: ``messages``, or one user turn with ``prompt``."""
+        if self.messages:
+            return [dict(m) for m in self.messages]
+        return [{"role": "user", "content": self.prompt}]
+
+    def score(self, prediction: str | None) -> dict[str, float]:
+        """``{scorer: score(scorer, prediction, reference)}`` for each of this problem's scorers."""
+        out = {}
+        for name in self.scorers:
+            kw = {"entry": self.entry} if name.startswith("rg:") and self.entry is not None else {}
+            out[name] = score(name, prediction, self.reference, **kw)
+        return out
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            yield lineno, rec
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # amc23 stores 27.0
+    return str(value).strip()
+
+
+def _gold(kind: str, value: Any, where: str) -> str:
+    if kind == "plain":
+        return _as_text(value)
+    if kind == "hashes":  # GSM8K: "...reasoning...\n#### 1,000"
+        text = str(value)
+        if "####" not in text:
+            raise ValueError(f"{where}: a GSM8K answer needs '#### <number>'")
+        return text.rsplit("####", 1)[1].strip().replace(",", "")
+    if kind == "boxed":
+        boxed = extract_boxed(str(value))
+        if boxed is None:
+            raise ValueError(f"{where}: the solution has no \\boxed{{...}} answer")
+        return boxed
+    if kind == "list":  # OlympiadBench: ["$\\frac{1}{2}$"]; several parts are joined as a tuple/set
+        parts = value if isinstance(value, list) else [value]
+        parts = [_as_text(p).strip("$").strip() for p in parts]
+        if not parts or not any(parts):
+            raise ValueError(f"{where}: empty final_answer")
+        return ", ".join(p for p in parts if p)
+    raise AssertionError(kind)
+
+
+def _with_suffix(question: str, suffix: str | None) -> str:
+    question = question.strip()
+    return f"{question}\n{suffix}" if suffix else question
+
+
+def read_math_benchmark(name: str, data_dir: str | Path, *, limit: int | None = None,
+                        prompt_suffix: str | None = MATH_PROMPT_SUFFIX) -> list[Problem]:
+    """Problems of a math benchmark from ``<data_dir>/<name>/test.jsonl``.
+
+    Fields (those of the Qwen2.5-Math evaluation files): ``math500`` problem/answer, ``aime24``
+    problem/answer, ``amc23`` question/answer (``27.0`` -> ``27``), ``minerva_math`` problem and the
+    boxed answer of solution, ``olympiadbench`` question/final_answer (a list; ``$`` stripped, several
+    parts joined by ", "), ``gsm8k`` question and the number after ``####`` (commas removed).
+    The prompt is the question, a newline and ``prompt_suffix`` (none when empty). ``limit`` keeps
+    the first problems.
+    """
+    if name not in MATH_BENCHMARKS:
+        raise ValueError(f"unknown math benchmark {name!r}; valid: {', '.join(MATH_BENCHMARKS)}")
+    path = Path(data_dir) / name / "test.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --data-dir must hold <name>/test.jsonl "
+                                "(the Qwen2.5-Math evaluation data layout)")
+    q_field, a_field, kind = MATH_BENCHMARKS[name]
+    problems = []
+    for lineno, rec in _jsonl(path):
+        where = f"{path}:{lineno}"
+        missing = [f for f in (q_field, a_field) if f not in rec]
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {missing} for {name}; fields present: {sorted(rec)}")
+        pid = rec.get("id", rec.get("idx", rec.get("unique_id", lineno)))
+        problems.append(Problem(
+            benchmark=name, id=str(pid), prompt=_with_suffix(str(rec[q_field]), prompt_suffix),
+            reference=_gold(kind, rec[a_field], where), scorers=("math",),
+        ))
+        if limit is not None and len(problems) >= limit:
+            break
+    return problems
+
+
+def rg_problems(task: str, *, size: int = 100, seed: int = DEFAULT_EVAL_SEED, benchmark: str | None = None,
+                scorers: tuple[str, ...] | None = None, **config: Any) -> list[Problem]:
+    """``size`` items of the reasoning-gym task ``task`` (``seed`` and ``config`` go to
+    ``reasoning_gym.create_dataset``). The prompt is the item's question, the reference its answer,
+    the scorer ``rg:<task>`` unless ``scorers`` are given; the item is kept as ``entry``."""
+    import reasoning_gym
+
+    name = f"rg:{task}"
+    check_scorer(name)
+    ds = reasoning_gym.create_dataset(task, size=size, seed=seed, **config)
+    out = []
+    for i in range(size):
+        item = ds[i]
+        out.append(Problem(
+            benchmark=benchmark or name, id=f"{task}-{seed}-{i}", prompt=str(item["question"]),
+            reference=str(item["answer"]), scorers=scorers or (name,), entry=item,
+        ))
+    return out
+
+
+def figfont_problems(*, size: int = 256, seed: int = DEFAULT_EVAL_SEED, min_word_len: int = 2,
+                     max_word_len: int = 5) -> list[Problem]:
+    """FigFont puzzles: reasoning-gym ``figlet_font`` with words of ``min_word_len``-``max_word_len``
+    letters and ``space_letters=True`` (the paper's model-weak regime). Scorers: ``exact`` (primary)
+    and ``jaro_winkler`` against the word."""
+    return rg_problems("figlet_font", size=size, seed=seed, benchmark="figfont",
+                       scorers=("exact", "jaro_winkler"), min_word_len=min_word_len,
+                       max_word_len=max_word_len, space_letters=True)
+
+
+def read_records(path: str | Path, scorer: str, *, limit: int | None = None,
+                 benchmark: str | None = None) -> list[Problem]:
+    """Problems from a JSONL file of records ``{"prompt": str | "messages": [...], "answer": ...}``.
+
+    ``messages`` is a chat (``role``/``content``); a trailing assistant turn (a training target) is
+    dropped and ``prompt`` becomes the last user turn. Optional ``id``; optional ``metadata`` (with
+    ``question`` and ``answer``, the reasoning-gym entry for ``rg:<task>`` scorers). ``scorer`` names
+    the scorer for every record (checked first).
+    """
+    check_scorer(scorer)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"record file {path} not found")
+    problems = []
+    for lineno, rec in _jsonl(path):
+        where = f"{path}:{lineno}"
+        if "answer" not in rec:
+            raise ValueError(f"{where}: a record needs 'answer'; fields present: {sorted(rec)}")
+        messages = None
+        if "messages" in rec:
+            msgs = rec["messages"]
+            if not isinstance(msgs, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
+                                                     for m in msgs):
+                raise ValueError(f"{where}: 'messages' must be a list of {{'role', 'content'}} objects")
+            if msgs and msgs[-1]["role"] == "assistant":
+                msgs = msgs[:-1]
+            users = [m for m in msgs if m["role"] == "user"]
+            if not users:
+                raise ValueError(f"{where}: 'messages' has no user turn")
+            messages = tuple(dict(m) for m in msgs)
+            prompt = str(users[-1]["content"])
+        elif "prompt" in rec:
+            prompt = str(rec["prompt"])
+        else:
+            raise ValueError(f"{where}: a record needs 'prompt' or 'messages'; fields present: {sorted(rec)}")
+        entry = None
+        if isinstance(rec.get("metadata"), dict):
+            entry = {"question": prompt, "answer": rec["answer"], "metadata": rec["metadata"]}
+        problems.append(Problem(
+            benchmark=benchmark or path.stem, id=str(rec.get("id", lineno)), prompt=prompt,
+            reference=_as_text(rec["answer"]), scorers=(scorer,), messages=messages, entry=entry,
+        ))
+        if limit is not None and len(problems) >= limit:
+            break
+    return problems
+
+
+def load_benchmark(name: str, *, data_dir: str | Path | None = None, scorer: str | None = None,
+                   limit: int | None = None, size: int | None = None, seed: int = DEFAULT_EVAL_SEED,
+                   prompt_suffix: str | None = MATH_PROMPT_SUFFIX, **config: Any) -> list[Problem]:
+    """Problems of a benchmark by name (see :data:`BENCHMARKS`).
+
+    * a math benchmark: :func:`read_math_benchmark` from ``data_dir``;
+    * ``figfont``: :func:`figfont_problems` (``size`` default 256);
+    * ``rg:<task>``: :func:`rg_problems` (``size`` default 100; ``config`` goes to the task);
+    * a path to a ``.jsonl`` file: :func:`read_records` with ``scorer`` (required).
+
+    ``limit`` keeps the first problems. Raises ``ValueError`` for an unknown name.
+    """
+    if name in MATH_BENCHMARKS:
+        if data_dir is None:
+            raise ValueError(f"{name} is read from <data-dir>/{name}/test.jsonl: pass data_dir")
+        return read_math_benchmark(name, data_dir, limit=limit, prompt_suffix=prompt_suffix)
+    n = size if size is not None else limit
+    if name == "figfont":
+        problems = figfont_problems(size=n or 256, seed=seed, **config)
+    elif name.startswith("rg:"):
+        problems = rg_problems(name[3:], size=n or 100, seed=seed, **config)
+    elif name.endswith(".jsonl") or Path(name).is_file():
+        if scorer is None:
+            raise ValueError(f"record file {name}: name its scorer "
+                             "(math, mcq, exact, jaro_winkler, rg:<task>)")
+        problems = read_records(name, scorer, limit=limit)
+    else:
+        raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}")
+    return problems[:limit] if limit is not None else problems

@@ -1,0 +1,227 @@
+"""Answer extraction from free-form model output: boxed math answers, option letters, tagged answers.
+
+Everything here is plain string processing: nothing is evaluated or executed.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DEFAULT_LETTERS", "extract_boxed", "extract_choice", "extract_math_answer", "extract_tagged"]
+
+DEFAULT_LETTERS = "ABCDEFGHIJ"
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+
+
+def _balanced(text: str, start: int) -> tuple[str, int] | None:
+    """Content of the brace group opening at ``text[start] == '{'`` and the index after it.
+
+    A backslash escapes the next character, so ``\\{`` and ``\\}`` do not count as braces.
+    """
+    depth, i = 0, start
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1:i], i + 1
+        i += 1
+    return None
+
+
+def _boxed_contents(text: str) -> list[str]:
+    out = []
+    for m in _BOX_RE.finditer(text):
+        j = m.end()
+        while j < len(text) and text[j] in " \t":
+            j += 1
+        if j < len(text) and text[j] == "{":
+            got = _balanced(text, j)
+            if got is not None:
+                out.append(got[0])
+        elif j > m.end():  # "\boxed 5": one token up to a space or "$"
+            tok = re.match(r"[^\s$]+", text[j:])
+            if tok:
+                out.append(tok.group(0))
+    return out
+
+
+def extract_boxed(text: str | None) -> str | None:
+    """The content of the last complete ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``.
+
+    Braces are matched with nesting (``\\boxed{\\frac{1}{2}}`` -> ``\\frac{1}{2}``) and escaped braces
+    ``\\{ \\}`` do not count. ``\\boxed 5`` gives ``5``. A box directly wrapping another box is
+    unwrapped. A last box left unclosed (a truncated generation) is skipped in favour of the previous
+    complete one. Returns the stripped content, or ``None`` when there is no complete box.
+    """
+    if not text:
+        return None
+    found = _boxed_contents(text)
+    if not found:
+        return None
+    ans = found[-1].strip()
+    while True:  # \boxed{\boxed{x}} -> x
+        m = _BOX_RE.match(ans)
+        if not m:
+            return ans
+        j = m.end()
+        while j < len(ans) and ans[j] in " \t":
+            j += 1
+        got = _balanced(ans, j) if j < len(ans) and ans[j] == "{" else None
+        if got is None or got[1] != len(ans):
+            return ans
+        ans = got[0].strip()
+
+
+_ANSWER_IS_RE = re.compile(r"\banswer\s*(?:is\b|:|=)\s*:?", re.IGNORECASE)
+
+
+def _clean_math_tail(s: str) -> str:
+    s = s.strip()
+    s = re.sub(r"^(?:\*\*|__)+|(?:\*\*|__)+$", "", s).strip()
+    if s.startswith("$$"):
+        end = s.find("$$", 2)
+        s = s[2:end] if end > 0 else s[2:]
+    elif s.startswith("$"):
+        end = s.find("$", 1)
+        s = s[1:end] if end > 0 else s[1:]
+    elif s.startswith("\\(") or s.startswith("\\["):
+        close = "\\)" if s[1] == "(" else "\\]"
+        end = s.find(close, 2)
+        s = s[2:end] if end > 0 else s[2:]
+    else:
+        # stop at the end of the sentence: a period followed by a space or the end, not a decimal point
+        s = re.split(r"\.(?:\s|$)", s, maxsplit=1)[0]
+    s = re.sub(r"(?:\*\*|__)+", "", s)
+    return s.strip().rstrip(".").strip()
+
+
+def extract_math_answer(text: str | None) -> str | None:
+    """The final answer of a math solution, as a string for :func:`deft.eval.scorers.math_equal`.
+
+    Order: the last complete ``\\boxed{...}`` (:func:`extract_boxed`); else the Minerva form
+    ``final answer is $X$. I hope``; else the text after the last "the answer is" / "final answer is"
+    / "Answer:" on its line (a ``$...$`` right after it is taken whole, otherwise the sentence up to a
+    period that is not a decimal point). No fallback to "the last number in the text": an answer the
+    model did not state is not an answer. Returns ``None`` when nothing is found.
+    """
+    if not text:
+        return None
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    m = re.search(r"final answer is \$(.+?)\$\. I hope", text, re.DOTALL)
+    if m:
+        return m.group(1).strip()
+    matches = list(_ANSWER_IS_RE.finditer(text))
+    if not matches:
+        return None
+    tail = text[matches[-1].end():]
+    tail = tail.lstrip(" \t")
+    if tail.startswith("$"):  # keep a display formula that spans lines
+        ans = _clean_math_tail(tail)
+    else:
+        ans = _clean_math_tail(tail.split("\n", 1)[0])
+    return ans or None
+
+
+def extract_tagged(text: str | None, tag: str = "answer") -> str | None:
+    """The stripped content of the last ``<tag>...</tag>`` in ``text`` (reasoning-gym's answer
+    convention), or ``None`` when there is none."""
+    if not text:
+        return None
+    found = re.findall(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", text, flags=re.DOTALL)
+    return found[-1].strip() if found else None
+
+
+# ---------------------------------------------------------------- multiple choice
+
+
+def _strip_markup(text: str) -> str:
+    t = re.sub(r"\\(?:text|textbf|mathrm|mathbf|textit)\s*\{([^{}]*)\}", r"\1", text)
+    t = t.replace("**", "").replace("__", "").replace("`", "").replace("$", "")
+    t = re.sub(r"(?<![A-Za-z0-9])\*|\*(?![A-Za-z0-9])", "", t)
+    return t
+
+
+def _letter_patterns(letters: str) -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
+    up = "".join(dict.fromkeys(letters.upper()))
+    L = f"[{re.escape(up)}]"
+    low = f"[{re.escape(up.lower())}]"
+    # a letter token: "C", "C)", "(C)", "[C]", "(c)"; it must not run into a word ("Aspirin" is no letter)
+    tok = rf"(?:\(\s*(?:{L}|{low})\s*\)|\[\s*{L}\s*\]|{L}\)?)(?![A-Za-z0-9])"
+    sep = r"\s*(?:,|/|&|\+|-|\u2013|\band\b|\bor\b)\s*(?:(?i:option|choice)\s+)?"
+    listed = rf"(?P<tok>{tok})(?P<more>(?:{sep}{tok})*)"
+    statement = re.compile(
+        r"(?i:\b(?:(?:correct|right|best|final)\s+)?(?:answer|choice|option|selection)s?"
+        r"(?:\s+(?:to\s+(?:this|the)\s+question|here))?"
+        r"(?:\s+(?:is|are|would\s+be|should\s+be|will\s+be|must\s+be)\b\s*:?|\s*[:=])"
+        r"\s*(?:(?:probably|likely|definitely|clearly|therefore|thus)\s+)?"
+        r"(?:(?:option|choice|letter)\s+)?)" + listed
+    )
+    # "C is correct", "Option (C) is the best answer"
+    verdict = re.compile(
+        r"(?:(?i:option|choice)\s+)?(?<![A-Za-z0-9])" + listed
+        + r"\s+(?:is|are)\s+(?:the\s+)?(?i:correct|right|best)\b"
+    )
+    final_line = re.compile(
+        r"\s*(?:(?i:(?:final\s+)?(?:answer|option|choice))\s*[:\-]?\s*)?" + listed + r"(?:[.:)\]]\s*.*|\s*)"
+    )
+    whole = re.compile(r"\s*" + listed + r"(?:[.:)]\s*.*|\s*)", re.DOTALL)
+    return statement, verdict, final_line, whole
+
+
+def _from_match(m: re.Match, letters: str) -> str | None:
+    """The one letter a match names, or ``None`` when it names several."""
+    text = m.group("tok") + " " + re.sub(r"(?i)\b(?:and|or|option|choice)\b", " ", m.group("more") or "")
+    found = {c.upper() for c in re.findall(r"[A-Za-z]", text) if c.upper() in letters}
+    return found.pop() if len(found) == 1 else None
+
+
+def extract_choice(text: str | None, letters: str = DEFAULT_LETTERS) -> str | None:
+    """The single option letter chosen in free text, or ``None``.
+
+    Recognised, in this order of preference:
+
+    1. a ``\\boxed{C}`` (also ``\\boxed{\\text{(C)}}``, ``\\boxed{C. Hypertension}``);
+    2. the last answer statement: "The answer is (C)", "Answer: **C**", "the correct option is C",
+       "Final choice: C. Hypertension", or the verdict form "C is correct" / "(C) is the best answer";
+    3. a last non-empty line that starts with the letter: "C", "(C)", "**C.** Hypertension", "C) 42".
+
+    Letters are upper case (lower case only inside parentheses, "(c)") and must not run into a word.
+    An answer naming several letters ("A and C", "B, D", "A or B") gives ``None``: it is wrong.
+    ``letters`` are the valid option letters.
+    """
+    if not text:
+        return None
+    letters = letters.upper()
+    statement, verdict, final_line, whole = _letter_patterns(letters)
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        m = whole.fullmatch(_strip_markup(boxed))
+        if m:
+            return _from_match(m, letters)
+    clean = _strip_markup(text)
+    best: re.Match | None = None
+    for pat in (statement, verdict):
+        for m in pat.finditer(clean):
+            if best is None or m.start() >= best.start():
+                best = m
+    if best is not None:
+        return _from_match(best, letters)
+    lines = [ln for ln in clean.splitlines() if ln.strip()]
+    if lines:
+        m = final_line.fullmatch(lines[-1])
+        if m and len(lines) > 1:
+            prev = final_line.fullmatch(lines[-2])
+            if prev and _from_match(prev, letters) not in (None, _from_match(m, letters)):
+                return None  # the text ends with a list of options, not with a choice
+        if m:
+            return _from_match(m, letters)
+    return None
