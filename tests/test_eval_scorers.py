@@ -136,6 +136,7 @@ def test_extract_math_answer(text, expected):
     ("\\boxed{\\text{(D)}}", "D"),
     ("I first thought A. The answer is B, because A is a distractor.", "B"),
     ("The answer to this question is D.", "D"),
+    ("The answer is D. Checking the others: A is correct only for children.", "D"),
     # several letters named: wrong
     ("The answer is A and C", None),
     ("Answer: B, D", None),

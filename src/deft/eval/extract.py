@@ -191,7 +191,8 @@ def extract_choice(text: str | None, letters: str = DEFAULT_LETTERS) -> str | No
 
     1. a ``\\boxed{C}`` (also ``\\boxed{\\text{(C)}}``, ``\\boxed{C. Hypertension}``);
     2. the last answer statement: "The answer is (C)", "Answer: **C**", "the correct option is C",
-       "Final choice: C. Hypertension", or the verdict form "C is correct" / "(C) is the best answer";
+       "Final choice: C. Hypertension"; without one, the last verdict "C is correct" /
+       "(C) is the best answer";
     3. a last non-empty line that starts with the letter: "C", "(C)", "**C.** Hypertension", "C) 42".
 
     Letters are upper case (lower case only inside parentheses, "(c)") and must not run into a word.
@@ -208,13 +209,10 @@ def extract_choice(text: str | None, letters: str = DEFAULT_LETTERS) -> str | No
         if m:
             return _from_match(m, letters)
     clean = _strip_markup(text)
-    best: re.Match | None = None
-    for pat in (statement, verdict):
-        for m in pat.finditer(clean):
-            if best is None or m.start() >= best.start():
-                best = m
-    if best is not None:
-        return _from_match(best, letters)
+    for pat in (statement, verdict):  # an explicit answer statement outranks a verdict
+        found = list(pat.finditer(clean))
+        if found:
+            return _from_match(found[-1], letters)
     lines = [ln for ln in clean.splitlines() if ln.strip()]
     if lines:
         m = final_line.fullmatch(lines[-1])
