@@ -1,0 +1,73 @@
+"""Data: one record format, the paper's three regimes and users' own files, validation with
+located errors, and the tokenised view (response-only labels) that the trainer consumes.
+
+* records — :func:`normalize_record`, :func:`record_messages` (:mod:`deft.data.records`)
+* reading and writing — :func:`iter_rows`, :func:`iter_records`, :func:`write_jsonl`
+* sources — :func:`source_records` (``figfont``, ``rg:<task>``, ``math``, ``medical``, ``mix``,
+  files), :func:`extract_boxed`, :func:`rg_score` (:mod:`deft.data.sources`)
+* validation — :func:`check_records`, :func:`validate_source`, :class:`DataError`
+* tokenisation — :class:`RecordTokenizer`, :func:`tokenize_record`, :func:`collate`,
+  :func:`tokenize_to_dataset`
+* statistics — :func:`token_stats`
+"""
+
+from .dataset import tokenize_to_dataset
+from .readers import iter_records, iter_rows, write_jsonl
+from .records import RECORD_KEYS, RecordError, normalize_record, parse_key_map, record_messages
+from .sources import (
+    FIGFONT_SYSTEM_PROMPT,
+    MATH_PROMPT_SUFFIX,
+    MEDICAL_PROMPT_SUFFIX,
+    extract_boxed,
+    figfont_records,
+    math_records,
+    medical_records,
+    mix_records,
+    question_split,
+    rg_records,
+    rg_score,
+    source_records,
+)
+from .stats import TokenStats, token_stats
+from .templates import TEMPLATES, PlainTemplate, resolve_template
+from .tokenize import IGNORE_INDEX, RecordTokenizer, TokenizedExample, TokenizeStats, collate, tokenize_record
+from .validate import DataError, ValidationReport, check_records, validate_source
+
+__all__ = [
+    "DataError",
+    "FIGFONT_SYSTEM_PROMPT",
+    "IGNORE_INDEX",
+    "MATH_PROMPT_SUFFIX",
+    "MEDICAL_PROMPT_SUFFIX",
+    "PlainTemplate",
+    "RECORD_KEYS",
+    "RecordError",
+    "RecordTokenizer",
+    "TEMPLATES",
+    "TokenStats",
+    "TokenizeStats",
+    "TokenizedExample",
+    "ValidationReport",
+    "check_records",
+    "collate",
+    "extract_boxed",
+    "figfont_records",
+    "iter_records",
+    "iter_rows",
+    "math_records",
+    "medical_records",
+    "mix_records",
+    "normalize_record",
+    "parse_key_map",
+    "question_split",
+    "record_messages",
+    "resolve_template",
+    "rg_records",
+    "rg_score",
+    "source_records",
+    "token_stats",
+    "tokenize_record",
+    "tokenize_to_dataset",
+    "validate_source",
+    "write_jsonl",
+]

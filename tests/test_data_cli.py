@@ -1,0 +1,101 @@
+"""``deft data``: one command per source, located errors, non-zero exits without tracebacks."""
+
+import argparse
+import json
+
+from deft.cli.main import SUBCOMMANDS, main
+
+
+def run(capsys, *argv):
+    code = main(["data", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_flag_has_help():
+    from deft.cli import data
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    data.add_parser(sub)
+    for action in sub.choices["data"]._actions:
+        assert action.help, action.dest
+    assert "data" in SUBCOMMANDS
+
+
+def test_figfont_train_and_test_files(tmp_path, capsys):
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    code, out, _ = run(capsys, "figfont", "--n", "12", "--seed", "1", "--out", str(train))
+    assert code == 0 and "wrote 12 records" in out
+    assert run(capsys, "figfont", "--n", "6", "--seed", "1", "--split", "test", "--out", str(test))[0] == 0
+    tr, te = read(train), read(test)
+    assert len(tr) == 12 and len(te) == 6 and all(r["task"] == "figfont" for r in tr + te)
+    assert not {r["prompt"] for r in tr} & {r["prompt"] for r in te}
+    again = tmp_path / "again.jsonl"
+    run(capsys, "figfont", "--n", "12", "--seed", "1", "--out", str(again))
+    assert again.read_bytes() == train.read_bytes()
+
+
+def test_rg_task_args(tmp_path, capsys):
+    out = tmp_path / "a.jsonl"
+    code, _, err = run(capsys, "rg:basic_arithmetic", "--n", "3", "--task-args", "min_terms=2", "max_terms=2",
+                       "--out", str(out))
+    assert code == 0, err
+    assert [r["metadata"]["num_terms"] for r in read(out)] == [2, 2, 2]
+
+
+def test_invalid_file_lists_problems_and_exits_2(tmp_path, capsys):
+    src = tmp_path / "mine.jsonl"
+    src.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"}\nnot json\n{"prompt": "c", "response": ""}\n')
+    out = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, str(src), "--out", str(out))
+    lines = err.strip().splitlines()
+    assert code == 2 and not out.exists()
+    assert lines[0].startswith(f"{src}:2: missing key 'response'")
+    assert lines[1].startswith(f"{src}:3: malformed JSON")
+    assert lines[2] == f"{src}:4: empty response"
+    assert lines[3].startswith("deft data: error: 3 invalid records") and "Traceback" not in err
+    code, text, err = run(capsys, str(src), "--out", str(out), "--skip-invalid")
+    assert code == 0 and "skipped 3 invalid records" in err and len(read(out)) == 1
+    assert run(capsys, "check", str(src))[0] == 2
+
+
+def test_math_and_medical_from_local_files(tmp_path, capsys):
+    numina = tmp_path / "numina.jsonl"
+    numina.write_text(json.dumps({"problem": "1+1?", "solution": r"It is $\boxed{2}$."}) + "\n")
+    out = tmp_path / "math.jsonl"
+    assert run(capsys, "math", str(numina), "--out", str(out))[0] == 0
+    assert read(out)[0]["answer"] == "2"
+    m23k = tmp_path / "m23k.jsonl"
+    m23k.write_text(json.dumps({"question": "Q", "options": {"A": "x", "B": "y"}, "answer_idx": "A"}) + "\n")
+    assert run(capsys, "medical", str(m23k), "--out", str(out))[0] == 0
+    assert read(out)[0]["answer"] == "A"
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    for argv, message in [
+        (("nosuch", "--out", "x.jsonl"), "unknown source 'nosuch'"),
+        (("figfont",), "needs --out"),
+        (("stats", "x.jsonl"), "stats needs --model"),
+        (("math", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")), "no such file"),
+        (("mix", "--part", "figfont=0", "--n", "3", "--out", "x.jsonl"), "proportion must be positive"),
+    ]:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_stats_and_truncation_check_with_the_embedded_tokenizer(smollm2_tokenizer, tmp_path, capsys):
+    src = tmp_path / "d.jsonl"
+    rows = [{"prompt": "Hi " * n, "response": "Hello there."} for n in (5, 50, 200)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = run(capsys, "stats", str(src), "--model", "smollm2-135m", "--max-length", "100")
+    assert code == 0
+    assert "3 records read, 3 valid" in out and "template: chat" in out
+    assert "longer than 100 tokens: 1 of 3" in out
+    assert out.splitlines()[1].split()[:2] == ["tokens", "min"]
+    code, _, err = run(capsys, str(src), "--out", str(tmp_path / "o.jsonl"), "--model", "smollm2-135m",
+                       "--max-length", "100", "--truncation", "right")
+    assert code == 2 and f"{src}:3: all prompt after truncation" in err
