@@ -43,3 +43,31 @@ def smollm2_first_load(deft_cache_dir):
     except FileNotFoundError as err:
         _pytest.skip(str(err))
     return model, _time.perf_counter() - start
+
+
+@_pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2_tokenizer):
+    """A tiny random Llama with the embedded tokenizer's vocabulary, saved as an HF directory."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny_llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, tie_word_embeddings=True,
+                         bos_token_id=smollm2_tokenizer.bos_token_id, eos_token_id=smollm2_tokenizer.eos_token_id,
+                         pad_token_id=smollm2_tokenizer.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(path)
+    smollm2_tokenizer.save_pretrained(path)
+    return path
+
+
+@_pytest.fixture(scope="session")
+def figfont_records(tmp_path_factory):
+    """64 figfont training records written by the data layer."""
+    from deft.cli.main import main
+
+    path = tmp_path_factory.mktemp("data") / "figfont.jsonl"
+    assert main(["data", "figfont", "--out", str(path), "--n", "64", "--seed", "3"]) == 0
+    return path

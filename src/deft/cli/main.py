@@ -10,7 +10,7 @@ import sys
 from .. import __version__
 
 # verb -> module in deft.cli; each module's add_parser() registers the verb with full help
-SUBCOMMANDS = ("objectives", "curves", "demo", "data")
+SUBCOMMANDS = ("objectives", "curves", "demo", "train", "data")
 
 
 class CliError(Exception):
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (CliError, ValueError, FileNotFoundError) as err:
+    except (CliError, ValueError, OSError) as err:
         print(f"deft {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

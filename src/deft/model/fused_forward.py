@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..fused import fused_token_loss
+from ..fused import fused_token_loss, token_loss
 from ..objectives import Objective, parse_objective
 
 __all__ = ["FusedLossConfig", "FusedOutput", "patch_fused_loss", "unpatch_fused_loss", "lm_parts",
@@ -50,6 +50,7 @@ class FusedLossConfig:
     teacher: Any = None
     old_policy: Any = None
     peft_owner: Any = None  # the PEFT wrapper whose adapter can be disabled
+    fused: bool = True  # False: materialise the logits and use the plain token_loss
 
 
 @dataclass
@@ -151,6 +152,8 @@ def _fused_forward(self, input_ids=None, attention_mask=None, position_ids=None,
                                    chunk_size=cfg.chunk_size)
         extra["old_logprobs"] = -nll
     weights = None if token_weights is None else token_weights[:, 1:]
+    if not cfg.fused:
+        return _plain_output(hidden[:, :-1], head, shift_labels, cfg.objective, weights, extra)
     loss, stats = fused_token_loss(
         hidden[:, :-1], head.weight, shift_labels, cfg.objective, bias=getattr(head, "bias", None),
         reduction="sum", chunk_size=cfg.chunk_size, token_weights=weights, return_stats=True, **extra,
@@ -158,14 +161,30 @@ def _fused_forward(self, input_ids=None, attention_mask=None, position_ids=None,
     return FusedOutput(loss=loss, num_tokens=stats["num_tokens"], stats=stats)
 
 
+def _plain_output(hidden, head, labels, objective, weights, extra) -> FusedOutput:
+    """The same output from materialised logits (``fused=False``): the plain HF way."""
+    logits = head(hidden)
+    aux = {}
+    if "ref_hidden" in extra:
+        aux["ref_logits"] = extra["ref_hidden"] @ extra["ref_weight"].T
+    if "teacher_hidden" in extra:
+        aux["teacher_logits"] = extra["teacher_hidden"] @ extra["teacher_weight"].T
+    if "old_logprobs" in extra:
+        aux["old_logprobs"] = extra["old_logprobs"]
+    loss, stats = token_loss(logits, labels, objective, reduction="sum", token_weights=weights,
+                             return_stats=True, **aux)
+    return FusedOutput(loss=loss, num_tokens=stats["num_tokens"], stats=stats)
+
+
 def patch_fused_loss(model, objective="deft", *, chunk_size=None, reference=None, teacher=None,
-                     old_policy=None):
+                     old_policy=None, fused=True):
     """Patch ``model`` (an HF causal LM, possibly wrapped by PEFT) in place and return it.
 
     After patching, ``model(input_ids=..., attention_mask=..., labels=...)`` returns a
     :class:`FusedOutput` whose ``loss`` is the objective summed over loss tokens. ``reference``
     may be ``"adapter"`` (PEFT models: the adapter disabled) or a frozen model; ``teacher`` and
     ``old_policy`` are frozen models. Teacher and reference must share the vocabulary.
+    ``fused=False`` computes the same output from materialised logits (for comparison).
     """
     obj = parse_objective(objective)
     check_fusable(model)
@@ -194,7 +213,7 @@ def patch_fused_loss(model, objective="deft", *, chunk_size=None, reference=None
     # plain attributes (object.__setattr__): nn.Module would register modules as children
     object.__setattr__(base, "_deft_config", FusedLossConfig(
         obj, chunk_size=chunk_size, reference=reference, teacher=teacher, old_policy=old_policy,
-        peft_owner=model if hasattr(model, "disable_adapter") else None))
+        peft_owner=model if hasattr(model, "disable_adapter") else None, fused=fused))
     object.__setattr__(base, "forward", types.MethodType(_fused_forward, base))
     return model
 
