@@ -99,3 +99,9 @@ def test_stats_and_truncation_check_with_the_embedded_tokenizer(smollm2_tokenize
     code, _, err = run(capsys, str(src), "--out", str(tmp_path / "o.jsonl"), "--model", "smollm2-135m",
                        "--max-length", "100", "--truncation", "right")
     assert code == 2 and f"{src}:3: all prompt after truncation" in err
+
+
+def test_hub_dataset_without_network_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run(capsys, "math", "AI-MO/NuminaMath-CoT", "--out", str(tmp_path / "m.jsonl"))
+    assert code == 2 and "hub is unreachable" in err and len(err.strip().splitlines()) == 1

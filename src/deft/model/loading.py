@@ -241,8 +241,8 @@ def _hub_kwargs(resolved: ResolvedModel) -> dict:
     if isinstance(cached, str):
         return {"local_files_only": True}
     raise ValueError(
-        f"could not load '{resolved.spec}': the Hugging Face hub is unreachable and the model is not in "
-        f"the local HF cache; pass 'smollm2-135m', a .gguf file or a local model directory"
+        f"could not load '{resolved.spec}': it is not a local path, the Hugging Face hub is unreachable and the "
+        f"model is not in the local HF cache; pass 'smollm2-135m', a .gguf file or a local model directory"
     )
 
 
