@@ -356,6 +356,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         ddp_backend="gloo" if (distributed and device == "cpu") else None,
         average_tokens_across_devices=True,
         ddp_find_unused_parameters=False,
+        prediction_loss_only=True,
     )
     trainer = DeftTrainer(
         model=model, args=args, train_dataset=examples, eval_dataset=eval_examples, data_collator=collator,
