@@ -93,8 +93,13 @@ def test_curves_command_writes_png_and_csv(tmp_path, capsys):
     assert all(abs(float(r[3]) - 1.0) < 1e-5 for r in nll_rows)  # NLL's gate is 1
 
 
-def test_demo_runs(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--tokens", "32"]) == 0
+def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, tiny_model_dir):
+    """The main job's pipeline (data, two fine-tunes, evaluation, plots) on a tiny random model;
+    ``make demo`` runs the same on the embedded SmolLM2-135M-Instruct."""
+    assert main(["demo", "--model", str(tiny_model_dir), "--out", str(tmp_path), "--steps", "2",
+                 "--batch-size", "2", "--eval-size", "2"]) == 0
     out = capsys.readouterr().out
-    assert "fused vs plain" in out and "target_sft" in out
-    assert (tmp_path / "curves.png").exists()
+    assert "token statistics per optimizer step" in out and "jaro-winkler" in out
+    for name in ("training_curves.png", "gate_curves.png", "summary.txt", "results.json"):
+        assert (tmp_path / name).exists(), name
+    assert (tmp_path / "deft" / "final" / "model.safetensors").exists()
