@@ -1,0 +1,208 @@
+"""Compare objectives: one training run per objective on the same model, data, seed and
+hyper-parameters, each evaluated (and the base model), summarised as a paper-style table.
+
+Layout of an experiment directory::
+
+    DIR/runs/<objective>/        deft train output (metrics.jsonl, final/, ...)
+    DIR/eval/<base|objective>/   deft eval output (results.json, generations.jsonl)
+    DIR/results.md, results.csv  methods as rows, benchmark metrics as columns, an average column
+    DIR/training_curves.png      token statistics of every run over training (Figure 5 view)
+    DIR/gate_curves.png          gate s(p) and signal W(p) of the compared objectives
+
+Finished runs (``final/`` present) and finished evaluations (``results.json`` present) are not
+redone, so an interrupted comparison continues where it stopped; an interrupted training run
+resumes from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+__all__ = ["run_name", "table_columns", "build_table", "format_markdown", "write_tables", "compare", "run_grid"]
+
+
+def run_name(spec: str) -> str:
+    """A directory-safe name for an objective spec (``power:alpha=0.5`` -> ``power-alpha0.5``)."""
+    text = spec.replace(">=", "-ge").replace("<=", "-le").replace("=", "")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def table_columns(results: dict) -> list[tuple[str, str, str]]:
+    """``(benchmark, metric key, column title)`` for a results.json mapping: FigFont gets exact
+    match and Jaro-Winkler (paper Table 3), the others Average@k (Tables 1, 2)."""
+    cols = []
+    for bench, res in results.items():
+        if bench.startswith("_") or bench == "average" or not isinstance(res, dict):
+            continue
+        if "jaro_winkler" in res:
+            cols += [(bench, "exact", f"{bench} EM"), (bench, "jaro_winkler", f"{bench} JW")]
+        else:
+            k = res.get("k", 1)
+            cols.append((bench, "average_at_k", f"{bench} Avg@{k}"))
+    return cols
+
+
+def build_table(results_by_method: dict[str, dict]) -> tuple[list[str], list[list[Optional[float]]], list[str]]:
+    """``(column titles, rows of values in percent, method names)``; the last column is the
+    unweighted average of the others."""
+    columns: list[tuple[str, str, str]] = []
+    for res in results_by_method.values():
+        for col in table_columns(res):
+            if col not in columns:
+                columns.append(col)
+    rows, methods = [], []
+    for method, res in results_by_method.items():
+        values = []
+        for bench, key, _ in columns:
+            v = res.get(bench, {}).get(key)
+            values.append(None if v is None else 100.0 * float(v))
+        present = [v for v in values if v is not None]
+        values.append(sum(present) / len(present) if present else None)
+        rows.append(values)
+        methods.append(method)
+    return [title for _, _, title in columns] + ["Avg"], rows, methods
+
+
+def _ranks(rows: list[list[Optional[float]]], col: int) -> tuple[Optional[float], Optional[float]]:
+    values = sorted({r[col] for r in rows if r[col] is not None}, reverse=True)
+    return (values[0] if values else None), (values[1] if len(values) > 1 else None)
+
+
+def format_markdown(titles, rows, methods, *, title: str = "") -> str:
+    """Markdown table: best value of each column in bold, second best underlined."""
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| Method | " + " | ".join(titles) + " |")
+    lines.append("|---|" + "---:|" * len(titles))
+    best = [_ranks(rows, c) for c in range(len(titles))]
+    for method, row in zip(methods, rows):
+        cells = []
+        for c, v in enumerate(row):
+            if v is None:
+                cells.append("-")
+                continue
+            text = f"{v:.2f}"
+            if v == best[c][0]:
+                text = f"**{text}**"
+            elif v == best[c][1]:
+                text = f"<u>{text}</u>"
+            cells.append(text)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(results_by_method: dict[str, dict], out: Path, *, title: str = "") -> str:
+    """Write ``results.md`` and ``results.csv``; return the markdown."""
+    titles, rows, methods = build_table(results_by_method)
+    md = format_markdown(titles, rows, methods, title=title)
+    (out / "results.md").write_text(md)
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", *titles])
+        for method, row in zip(methods, rows):
+            writer.writerow([method, *("" if v is None else f"{v:.4f}" for v in row)])
+    return md
+
+
+def compare(
+    *,
+    model: str,
+    train_data: str,
+    objectives: Sequence[str],
+    benchmarks: Sequence[str],
+    out_dir: str,
+    train_options: Optional[dict] = None,
+    eval_options: Optional[dict] = None,
+    evaluate_base: bool = True,
+    log: Callable = print,
+) -> str:
+    """Train one run per objective, evaluate every run (and the base model) and write the
+    tables and plots; returns the markdown table. ``train_options`` are ``deft train`` options
+    (``max_steps``, ``lr``, ...), ``eval_options`` are :func:`deft.eval.runner.evaluate`
+    keyword arguments (``size``, ``k``, ``max_new_tokens``, ``data_dir``, ...)."""
+    from ..eval.runner import evaluate
+    from ..objectives import parse_objective
+    from ..train import load_config, train
+    from .curves import all_curves, plot_curves
+    from .training_curves import plot_training_curves
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = [parse_objective(s).spec for s in objectives]  # fail early on a bad spec
+    names = [run_name(s) for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"objectives must be distinct, got {', '.join(specs)}")
+    eval_kw = dict(k=1, temperature=0.0, progress=False, print_table=False)
+    eval_kw.update(eval_options or {})
+    train_kw = dict(train_options or {})
+    (out / "compare.json").write_text(json.dumps({"model": model, "train_data": train_data, "objectives": specs,
+                                                  "benchmarks": list(benchmarks), "train": train_kw,
+                                                  "eval": eval_kw}, indent=2, default=str))
+
+    def evaluated(name: str, spec_model: str) -> dict:
+        target = out / "eval" / name
+        done = target / "results.json"
+        if done.exists():
+            log(f"{name}: evaluation already done ({done})")
+            return json.loads(done.read_text())
+        log(f"{name}: evaluating on {', '.join(benchmarks)} ...")
+        return evaluate(spec_model, list(benchmarks), out_dir=str(target), **eval_kw)
+
+    results: dict[str, dict] = {}
+    if evaluate_base:
+        results["Base"] = evaluated("base", model)
+    runs = {}
+    for spec, name in zip(specs, names):
+        run_dir = out / "runs" / name
+        final = run_dir / "final"
+        if final.is_dir() and (run_dir / "summary.json").exists():
+            log(f"{spec}: training already done ({final})")
+        else:
+            options = dict(train_kw, model=model, data=train_data, objective=spec, output_dir=str(run_dir),
+                           progress=False, resume=(run_dir / "config.yaml").exists())
+            log(f"{spec}: training ...")
+            train(load_config(None, options), log=lambda *_: None)
+        runs[spec] = run_dir
+        results[spec] = evaluated(name, str(final))
+
+    md = write_tables(results, out, title=f"{model} on {Path(train_data).name}")
+    plot_training_curves(runs, out / "training_curves.png", title=f"{model}: token statistics during training")
+    curve_specs = [s for s in specs if not (parse_objective(s).needs - {"batch"})]
+    if curve_specs:
+        plot_curves(all_curves(curve_specs), out / "gate_curves.png")
+    return md
+
+
+def run_grid(grid: dict, *, where: str = "grid", log: Callable = print) -> str:
+    """Run a grid of comparisons (models x datasets, each over the same objectives and
+    benchmarks) described by a mapping with keys ``out``, ``models``, ``datasets`` (name -> file),
+    ``objectives``, ``benchmarks`` and optional ``train`` / ``eval`` option mappings. Writes one
+    experiment directory per (model, dataset) under ``out`` and ``out/results.md`` with all tables."""
+    required = ("models", "datasets", "objectives", "benchmarks")
+    missing = [k for k in required if k not in grid]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {', '.join(missing)}; a grid needs {', '.join(required)}")
+    unknown = set(grid) - {*required, "out", "train", "eval", "base"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    models = grid["models"] if isinstance(grid["models"], list) else [grid["models"]]
+    datasets = grid["datasets"]
+    if not isinstance(datasets, dict):
+        raise ValueError(f"{where}: 'datasets' must map a name to a record file")
+    out = Path(grid.get("out", "runs/grid"))
+    tables = []
+    for model in models:
+        for data_name, data_path in datasets.items():
+            target = out / run_name(model) / run_name(data_name)
+            log(f"== {model} x {data_name} -> {target}")
+            md = compare(model=model, train_data=str(data_path), objectives=list(grid["objectives"]),
+                         benchmarks=list(grid["benchmarks"]), out_dir=str(target),
+                         train_options=dict(grid.get("train") or {}), eval_options=dict(grid.get("eval") or {}),
+                         evaluate_base=bool(grid.get("base", True)), log=log)
+            tables.append(md)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text("\n".join(tables))
+    return "\n".join(tables)
