@@ -24,3 +24,12 @@ __all__ = [
     "load_benchmark", "majority_at_k", "math_equal", "pass_at_k", "read_math_benchmark", "read_records",
     "rg_problems", "score", "stderr", "summarize", "summarize_scorers",
 ]
+
+# generation and the end-to-end protocol (deft eval)
+from .generate import Generation, HFGenerator, VLLMGenerator, generate, generate_samples, load_generator, render_prompts, stop_token_ids
+from .runner import default_max_new_tokens, evaluate, format_table, load_problems
+
+__all__ += [
+    "Generation", "HFGenerator", "VLLMGenerator", "default_max_new_tokens", "evaluate", "format_table",
+    "generate", "generate_samples", "load_generator", "load_problems", "render_prompts", "stop_token_ids",
+]

