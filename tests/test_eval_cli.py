@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deft.cli.main import SUBCOMMANDS, main
-from deft.eval import evaluate, load_problems
+from deft.eval import evaluate, format_table, load_problems
 from deft.eval.generate import Generation
 
 DATA = Path(__file__).parent / "data" / "eval"
@@ -91,7 +91,7 @@ class Oracle:
         return out
 
 
-def test_evaluate_scores_every_sample(tmp_path):
+def test_evaluate_scores_every_sample(tmp_path, capsys):
     probs = load_problems(["math500", "gsm8k"], data_dir=DATA)
     oracle = Oracle(probs)
     res = evaluate(None, ["math500", "gsm8k"], data_dir=DATA, k=4, backend=oracle, out_dir=tmp_path,
@@ -103,10 +103,13 @@ def test_evaluate_scores_every_sample(tmp_path):
         assert r["average_at_k"] == pytest.approx(0.5) and r["pass_at_k"] == 1.0 and r["truncated"] == 0.5
         assert "maj_at_k" in r and r["math"] == pytest.approx(0.5)
     assert res["average"]["benchmarks"] == 2 and res["average"]["average_at_k"] == pytest.approx(0.5)
+    assert not (tmp_path / "results.partial.json").exists()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["math500"] == pytest.approx(res["math500"]) and "average" in saved and "_config" in saved
     lines = read_jsonl(tmp_path / "generations.jsonl")
     assert len(lines) == 4 * sum(len(p) for p in probs.values())
+    table = format_table(res)
+    assert "average" in table and "50.0" in table and "100.0" in table
     first = lines[0]
     assert set(first) >= {"benchmark", "id", "prompt", "reference", "sample", "text", "answer", "scores"}
     assert first["scores"] == {"math": 1.0} and lines[1]["scores"] == {"math": 0.0}
@@ -143,12 +146,7 @@ def test_math_benchmarks_on_tiny_model(tmp_path, capsys, tiny_model_dir):
     lines = read_jsonl(out / "generations.jsonl")
     assert len(lines) == 2 * res["average"]["n"]
     assert "average" in stdout and "problem/s" in err
-    # the same seed gives the same samples
-    again = tmp_path / "again"
-    assert run(capsys, "--model", str(tiny_model_dir), "--benchmark", "math500,gsm8k,amc23", "--data-dir", str(DATA),
-               "--k", "2", "--max-new-tokens", "6", "--batch-size", "4", "--out", str(again), "--seed", "3",
-               "--no-progress")[0] == 0
-    assert [x["text"] for x in read_jsonl(again / "generations.jsonl")] == [x["text"] for x in lines]
+    assert res["_config"]["seed"] == 3 and all(isinstance(line["finished"], bool) for line in lines)
 
 
 @pytest.mark.slow
@@ -169,3 +167,20 @@ def test_end_to_end_figfont_on_the_embedded_model(tmp_path, capsys, deft_cache_d
     assert len(lines) == 4 and all(set(line["scores"]) == {"exact", "jaro_winkler"} for line in lines)
     assert all(line["benchmark"] == "figfont" and line["sample"] == 0 for line in lines)
     assert "figfont" in stdout and "jaro_winkler" in stdout
+
+
+def test_a_failing_benchmark_leaves_no_results_json(tmp_path):
+    class Broken(Oracle):
+        def __call__(self, prompts, **options):
+            if self.calls:
+                raise RuntimeError("out of memory")
+            return super().__call__(prompts, **options)
+
+    probs = load_problems(["math500", "gsm8k"], data_dir=DATA)
+    with pytest.raises(RuntimeError):
+        evaluate(None, ["math500", "gsm8k"], data_dir=DATA, backend=Broken(probs), out_dir=tmp_path,
+                 print_table=False, progress=False)
+    assert not (tmp_path / "results.json").exists()  # resumable tools treat results.json as "done"
+    partial = json.loads((tmp_path / "results.partial.json").read_text())
+    assert "math500" in partial and "gsm8k" not in partial
+    assert len(read_jsonl(tmp_path / "generations.jsonl")) == len(probs["math500"])

@@ -241,7 +241,7 @@ def generate_samples(model, tokenizer, prompts: Sequence[Prompt], *, k: int = 1,
     results: list[list[Generation | None]] = [[None] * draws for _ in ids]
     left = [draws] * len(ids)
     device = next(model.parameters()).device
-    fork_devices = [device] if device.type == "cuda" else []
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
     bar = _progress(len(ids), desc, progress)
     try:
         with torch.inference_mode(), torch.random.fork_rng(devices=fork_devices):
@@ -268,6 +268,9 @@ def generate_samples(model, tokenizer, prompts: Sequence[Prompt], *, k: int = 1,
                             n, finished = pos + 1, True
                             break
                     kept = toks[:n - 1] if finished else toks[:n]
+                    while not finished and stop and kept and kept[-1] == pad:  # a row a stop string ended
+                        kept.pop()
+                        n -= 1
                     text, by_string = _trim_stop(tokenizer.decode(kept, skip_special_tokens=True), stop)
                     results[i][j] = Generation(text, n, finished or by_string)
                     left[i] -= 1

@@ -274,8 +274,9 @@ def evaluate(model_spec: str | None, benchmarks: Sequence[str], *, data_dir: str
     64 on a GPU and 8 on CPU; ``seed`` makes sampling reproducible. Problems: see
     :func:`load_problems` (``data_dir``, ``scorer``, ``limit``, ``size``, ``problem_seed``,
     ``system``). ``template`` renders prompts as in training (``auto``, ``chat``, ``plain``, ``qa``).
-    With ``out_dir``, ``results.json`` is rewritten after each benchmark and ``generations.jsonl``
-    grows by one benchmark at a time. ``print_table`` prints the table to ``file`` (stdout).
+    With ``out_dir``, ``generations.jsonl`` grows by one benchmark at a time,
+    ``results.partial.json`` holds the benchmarks finished so far, and ``results.json`` is written
+    (atomically) only when every benchmark is done. ``print_table`` prints the table to ``file`` (stdout).
     """
     import torch
 
@@ -382,13 +383,16 @@ def evaluate(model_spec: str | None, benchmarks: Sequence[str], *, data_dir: str
                 for line in lines:
                     gen_file.write(json.dumps(_json_safe(line), ensure_ascii=False) + "\n")
                 gen_file.flush()
-            full = {**results, "average": average_row(results), "_config": config}
-            if out_path is not None:
-                _atomic_write(out_path / "results.json", json.dumps(_json_safe(full), indent=2) + "\n")
+            if out_path is not None:  # progress so far; results.json appears only when all are done
+                partial = {**results, "average": average_row(results), "_config": config}
+                _atomic_write(out_path / "results.partial.json", json.dumps(_json_safe(partial), indent=2) + "\n")
     finally:
         if gen_file is not None:
             gen_file.close()
     full = {**results, "average": average_row(results), "_config": config}
+    if out_path is not None:
+        _atomic_write(out_path / "results.json", json.dumps(_json_safe(full), indent=2) + "\n")
+        (out_path / "results.partial.json").unlink(missing_ok=True)
     if print_table:
         title = f"model {config['model'] or backend_name}; k={k}, temperature={temperature:g}, top_p={top_p:g}"
         print(format_table(full, title=title), file=out)
