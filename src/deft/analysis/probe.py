@@ -193,7 +193,8 @@ def probe(
             a ``.gguf`` file, a hub id) or an already loaded HF causal LM (then pass ``tokenizer``).
         data: a record file of ``deft data``.
         n: records to sample (``None``: all), drawn with ``seed``.
-        device: ``"cpu"``, ``"cuda"``, ...; default: CUDA when available, else CPU.
+        device: ``"cpu"``, ``"cuda"``, ...; default: CUDA when available for a model loaded here, the
+            model's own device for an already loaded one.
         gates: objective gates recorded per token for the gradient-landscape plot.
         out: directory for ``probe.json`` and ``token_stats.npz`` (nothing is written when None).
 
@@ -216,9 +217,10 @@ def probe(
             raise ValueError("pass tokenizer= with an already loaded model")
         model = model_spec
         name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
+    if device is not None:
+        model.to(device)
+    elif isinstance(model_spec, (str, Path)):  # freshly loaded on CPU: use the GPU when there is one
+        model.to("cuda" if torch.cuda.is_available() else "cpu")
     stats = collect_token_stats(model, tokenizer, data, n=n, batch_size=batch_size, max_length=max_length,
                                 template=template, seed=seed, gates=gates, log=log)
     stats["meta"]["model"] = name
