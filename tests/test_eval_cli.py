@@ -184,3 +184,25 @@ def test_a_failing_benchmark_leaves_no_results_json(tmp_path):
     partial = json.loads((tmp_path / "results.partial.json").read_text())
     assert "math500" in partial and "gsm8k" not in partial
     assert len(read_jsonl(tmp_path / "generations.jsonl")) == len(probs["math500"])
+
+
+def test_generated_benchmarks_through_a_fake_backend(tmp_path):
+    from deft.data import FIGFONT_SYSTEM_PROMPT
+
+    probs = load_problems(["figfont", "rg:basic_arithmetic"], size=3)
+    refs = {p.prompt: p.reference for ps in probs.values() for p in ps}
+    seen = []
+
+    def echo(prompts, *, k, max_new_tokens, **options):
+        seen.append((prompts[0], max_new_tokens, options["temperature"]))
+        return [[f"<answer>{refs[chat[-1]['content']]}</answer>" if "rg" in options["desc"]
+                 else refs[chat[-1]["content"]]] * k for chat in prompts]
+
+    res = evaluate(None, ["figfont", "rg:basic_arithmetic"], size=3, k=2, temperature=0.7, backend=echo,
+                   print_table=False, progress=False)
+    assert res["figfont"]["exact"] == res["figfont"]["jaro_winkler"] == res["figfont"]["average_at_k"] == 1.0
+    assert res["rg:basic_arithmetic"]["average_at_k"] == 1.0 and res["rg:basic_arithmetic"]["n"] == 3
+    assert res["average"]["average_at_k"] == 1.0 and res["figfont"]["maj_at_k"] == 1.0
+    (ff_chat, ff_budget, temp), (rg_chat, rg_budget, _) = seen
+    assert ff_chat[0] == {"role": "system", "content": FIGFONT_SYSTEM_PROMPT} and rg_chat[0]["role"] == "user"
+    assert (ff_budget, rg_budget, temp) == (32, 1024, 0.7)
