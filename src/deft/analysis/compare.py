@@ -135,7 +135,7 @@ def compare(
     names = [run_name(s) for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"objectives must be distinct, got {', '.join(specs)}")
-    eval_kw = dict(k=1, temperature=0.0, progress=False, print_table=False)
+    eval_kw = dict(k=1, progress=False, print_table=False)  # temperature: 0 for k=1, else 1 (the paper)
     eval_kw.update(eval_options or {})
     train_kw = dict(train_options or {})
     (out / "compare.json").write_text(json.dumps({"model": model, "train_data": train_data, "objectives": specs,
