@@ -194,16 +194,25 @@ def test_teacher_with_another_vocabulary_is_refused(tiny_model_dir, figfont_reco
 
 
 def test_every_shipped_config_loads_and_starts_with_its_command():
+    import yaml
+
+    from deft.analysis.compare import validate_grid
+
     configs = sorted((ROOT / "examples").rglob("*.yaml"))
-    train_configs = [c for c in configs if "accelerate" not in c.parts]
-    assert train_configs
-    for path in train_configs:
-        first = path.read_text().splitlines()[0]
-        assert first.startswith("# deft train --config") or first.startswith("# accelerate launch"), path
-        load_config(str(path))
+    kinds = {"train": 0, "grid": 0, "accelerate": 0}
     for path in configs:
-        if "accelerate" in path.parts:
-            assert path.read_text().splitlines()[0].startswith("# accelerate launch"), path
+        first = path.read_text().splitlines()[0]
+        if first.startswith(f"# deft train --config examples/{path.name}"):
+            load_config(str(path))
+            kinds["train"] += 1
+        elif first.startswith(f"# deft compare --grid examples/{path.name}"):
+            validate_grid(yaml.safe_load(path.read_text()), str(path))
+            kinds["grid"] += 1
+        else:
+            assert first.startswith("# accelerate launch --config_file examples/accelerate/" + path.name), path
+            assert yaml.safe_load(path.read_text())["distributed_type"] in ("FSDP", "DEEPSPEED", "MULTI_GPU")
+            kinds["accelerate"] += 1
+    assert all(kinds.values()), kinds
 
 
 def test_config_file_and_overrides(tmp_path):

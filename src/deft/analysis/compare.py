@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-__all__ = ["run_name", "table_columns", "build_table", "format_markdown", "write_tables", "compare", "run_grid"]
+__all__ = ["run_name", "table_columns", "build_table", "format_markdown", "write_tables", "compare", "run_grid", "validate_grid"]
 
 
 def run_name(spec: str) -> str:
@@ -176,11 +176,8 @@ def compare(
     return md
 
 
-def run_grid(grid: dict, *, where: str = "grid", log: Callable = print) -> str:
-    """Run a grid of comparisons (models x datasets, each over the same objectives and
-    benchmarks) described by a mapping with keys ``out``, ``models``, ``datasets`` (name -> file),
-    ``objectives``, ``benchmarks`` and optional ``train`` / ``eval`` option mappings. Writes one
-    experiment directory per (model, dataset) under ``out`` and ``out/results.md`` with all tables."""
+def validate_grid(grid: dict, where: str = "grid") -> tuple[list, dict]:
+    """Check a grid mapping (see :func:`run_grid`); return its models and datasets."""
     required = ("models", "datasets", "objectives", "benchmarks")
     missing = [k for k in required if k not in grid]
     if missing:
@@ -192,6 +189,19 @@ def run_grid(grid: dict, *, where: str = "grid", log: Callable = print) -> str:
     datasets = grid["datasets"]
     if not isinstance(datasets, dict):
         raise ValueError(f"{where}: 'datasets' must map a name to a record file")
+    from ..objectives import parse_objective
+
+    for spec in grid["objectives"]:
+        parse_objective(spec)
+    return models, datasets
+
+
+def run_grid(grid: dict, *, where: str = "grid", log: Callable = print) -> str:
+    """Run a grid of comparisons (models x datasets, each over the same objectives and
+    benchmarks) described by a mapping with keys ``out``, ``models``, ``datasets`` (name -> file),
+    ``objectives``, ``benchmarks`` and optional ``train`` / ``eval`` option mappings. Writes one
+    experiment directory per (model, dataset) under ``out`` and ``out/results.md`` with all tables."""
+    models, datasets = validate_grid(grid, where)
     out = Path(grid.get("out", "runs/grid"))
     tables = []
     for model in models:
