@@ -76,14 +76,19 @@ def check_records(
     report: ValidationReport,
     *,
     tokenizer: RecordTokenizer | None = None,
-) -> Iterator[tuple[str, dict]]:
+    with_examples: bool = False,
+) -> Iterator[tuple]:
     """Yield ``(where, record)`` for valid records, counting invalid ones (and, with
-    ``tokenizer``, records the truncation policy drops) in ``report``."""
+    ``tokenizer``, records the truncation policy drops) in ``report``. With ``with_examples``
+    (needs ``tokenizer``) yield ``(where, record, TokenizedExample)``."""
+    if with_examples and tokenizer is None:
+        raise ValueError("with_examples needs a tokenizer")
     for where, rec in items:
         report.total += 1
         if isinstance(rec, RecordError):
             report.add_problem(rec if rec.where else rec.at(where))
             continue
+        ex = None
         if tokenizer is not None:
             try:
                 ex = tokenizer(rec, where)
@@ -95,7 +100,7 @@ def check_records(
                 continue
             report.truncated += int(ex.truncated)
         report.valid += 1
-        yield where, rec
+        yield (where, rec, ex) if with_examples else (where, rec)
 
 
 def validate_source(

@@ -55,6 +55,35 @@ def pack_examples(examples: Sequence, max_length: int) -> list[dict]:
     return rows
 
 
+def _stack(rows: Sequence[dict], pad_token_id: int, *, packed: bool) -> dict:
+    """Right-pad rows to the longest: ``input_ids`` (pad id), ``labels`` (-100), and either
+    ``attention_mask`` or, for packed rows, ``position_ids`` whose padding restarts at 0 (a
+    segment of its own). ``token_weights`` when any row has weights (others: 1 on labels)."""
+    longest = max(len(r["input_ids"]) for r in rows)
+    n = len(rows)
+    ids = torch.full((n, longest), int(pad_token_id), dtype=torch.long)
+    labels = torch.full((n, longest), IGNORE_INDEX, dtype=torch.long)
+    layout = torch.zeros((n, longest), dtype=torch.long)  # attention mask or position ids
+    weighted = any(r.get("weights") is not None for r in rows)
+    weights = torch.zeros((n, longest)) if weighted else None
+    for i, r in enumerate(rows):
+        k = len(r["input_ids"])
+        ids[i, :k] = torch.tensor(r["input_ids"])
+        labels[i, :k] = torch.tensor(r["labels"])
+        if packed:
+            layout[i, :k] = torch.tensor(r["position_ids"])
+            layout[i, k:] = torch.arange(longest - k)
+        else:
+            layout[i, :k] = 1
+        if weighted:
+            w = r.get("weights")
+            weights[i, :k] = (labels[i, :k] != IGNORE_INDEX).float() if w is None else torch.tensor(w)
+    batch = {"input_ids": ids, ("position_ids" if packed else "attention_mask"): layout, "labels": labels}
+    if weighted:
+        batch["token_weights"] = weights
+    return batch
+
+
 class PaddingCollator:
     """Right-pads examples into ``input_ids``, ``attention_mask``, ``labels`` (and
     ``token_weights`` when any example has weights)."""
@@ -63,26 +92,7 @@ class PaddingCollator:
         self.pad_token_id = int(pad_token_id)
 
     def __call__(self, examples: Sequence) -> dict:
-        examples = [_as_dict(e) for e in examples]
-        longest = max(len(e["input_ids"]) for e in examples)
-        n = len(examples)
-        ids = torch.full((n, longest), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((n, longest), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((n, longest), dtype=torch.long)
-        weighted = any(e.get("weights") is not None for e in examples)
-        weights = torch.zeros((n, longest)) if weighted else None
-        for i, e in enumerate(examples):
-            k = len(e["input_ids"])
-            ids[i, :k] = torch.tensor(e["input_ids"])
-            labels[i, :k] = torch.tensor(e["labels"])
-            mask[i, :k] = 1
-            if weighted:
-                w = e.get("weights")
-                weights[i, :k] = (labels[i, :k] != IGNORE_INDEX).float() if w is None else torch.tensor(w)
-        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-        if weighted:
-            batch["token_weights"] = weights
-        return batch
+        return _stack([_as_dict(e) for e in examples], self.pad_token_id, packed=False)
 
 
 class PackedCollator:
@@ -93,23 +103,4 @@ class PackedCollator:
         self.pad_token_id = int(pad_token_id)
 
     def __call__(self, rows: Sequence[dict]) -> dict:
-        longest = max(len(r["input_ids"]) for r in rows)
-        n = len(rows)
-        ids = torch.full((n, longest), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((n, longest), IGNORE_INDEX, dtype=torch.long)
-        pos = torch.zeros((n, longest), dtype=torch.long)
-        weighted = any(r.get("weights") is not None for r in rows)
-        weights = torch.zeros((n, longest)) if weighted else None
-        for i, r in enumerate(rows):
-            k = len(r["input_ids"])
-            ids[i, :k] = torch.tensor(r["input_ids"])
-            labels[i, :k] = torch.tensor(r["labels"])
-            pos[i, :k] = torch.tensor(r["position_ids"])
-            pos[i, k:] = torch.arange(longest - k)
-            if weighted:
-                w = r.get("weights")
-                weights[i, :k] = (labels[i, :k] != IGNORE_INDEX).float() if w is None else torch.tensor(w)
-        batch = {"input_ids": ids, "position_ids": pos, "labels": labels}
-        if weighted:
-            batch["token_weights"] = weights
-        return batch
+        return _stack(rows, self.pad_token_id, packed=True)

@@ -29,9 +29,8 @@ import torch
 import yaml
 
 from ..data.readers import iter_records
-from ..data.records import RecordError
 from ..data.tokenize import RecordTokenizer
-from ..data.validate import DataError, ValidationReport
+from ..data.validate import DataError, ValidationReport, check_records
 from ..model import load_model, load_tokenizer
 from ..model.fused_forward import patch_fused_loss
 from ..objectives import parse_objective
@@ -50,26 +49,8 @@ def build_examples(cfg: TrainConfig, tokenizer, source: str, log=print) -> list[
     view = RecordTokenizer(tokenizer, template=cfg.template, max_length=cfg.max_length,
                            truncation=cfg.truncation, all_turns=cfg.all_turns)
     report = ValidationReport()
-    examples = []
-    for where, rec in iter_records(source):
-        report.total += 1
-        if isinstance(rec, RecordError):
-            report.add_problem(rec if rec.where else rec.at(where))
-            continue
-        try:
-            ex = view(rec, where)
-        except RecordError as err:
-            report.add_problem(err)
-            continue
-        if ex is None:
-            report.dropped += 1
-            continue
-        if ex.num_loss_tokens == 0:
-            report.add_problem(f"{where}: no response tokens are left after truncation to {cfg.max_length}")
-            continue
-        report.truncated += int(ex.truncated)
-        report.valid += 1
-        examples.append({"input_ids": ex.input_ids, "labels": ex.labels, "weights": ex.weights})
+    examples = [{"input_ids": ex.input_ids, "labels": ex.labels, "weights": ex.weights}
+                for _, _, ex in check_records(iter_records(source), report, tokenizer=view, with_examples=True)]
     if report.invalid and not cfg.skip_invalid:
         raise DataError(report, source)
     log(f"data {source}: {report.summary()}" + (f" (skipped {report.invalid} invalid)" if report.invalid else ""))
