@@ -201,6 +201,13 @@ class RecordTokenizer:
             spans.append((len(prompt_ids), stop, closing))
         return full_ids, spans
 
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        """Token ids of a prompt (a conversation the model should answer next), exactly as this
+        view renders the part before a response in training; what generation must feed."""
+        if self.template == "chat":
+            return self._ids(self._render(messages, True))
+        return self._prefix + self._ids(TEMPLATES[self.template].render_prompt(messages))
+
     def _plain(self, messages: list[dict]) -> tuple[list[int], list[tuple[int, int, int]]]:
         tpl = TEMPLATES[self.template]
         prompt_ids = self._prefix + self._ids(tpl.render_prompt(messages[:-1]))

@@ -85,7 +85,6 @@ def render_prompts(tokenizer, prompts: Sequence[Prompt], template: str = "auto")
     conversation tokenised for training by :class:`deft.data.RecordTokenizer`.
     """
     from ..data.records import RecordError
-    from ..data.templates import TEMPLATES
     from ..data.tokenize import RecordTokenizer
 
     rt = RecordTokenizer(tokenizer, template=template)
@@ -93,13 +92,10 @@ def render_prompts(tokenizer, prompts: Sequence[Prompt], template: str = "auto")
     for i, prompt in enumerate(prompts):
         where = f"prompt {i}"
         messages = _messages(prompt, where)
-        if rt.template == "chat":
-            try:
-                ids = rt._ids(rt._render(messages, True))
-            except RecordError as err:
-                raise ValueError(f"{where}: {err}") from None
-        else:
-            ids = list(rt._prefix) + rt._ids(TEMPLATES[rt.template].render_prompt(messages))
+        try:
+            ids = rt.prompt_ids(messages)
+        except RecordError as err:
+            raise ValueError(f"{where}: {err}") from None
         if not ids:
             raise ValueError(f"{where}: renders to no tokens")
         out.append(ids)
