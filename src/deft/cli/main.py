@@ -10,7 +10,7 @@ import sys
 from .. import __version__
 
 # verb -> module in deft.cli; each module's add_parser() registers the verb with full help
-SUBCOMMANDS = ("objectives", "curves", "demo", "train", "data", "eval", "compare", "probe", "plot")
+SUBCOMMANDS = ("data", "train", "eval", "probe", "compare", "plot", "objectives", "curves", "demo")
 
 
 class CliError(Exception):
