@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--model", default="smollm2-135m", help="model to fine-tune (default: the embedded smollm2-135m)")
     p.add_argument("--objectives", default="nll,deft", help="comma-separated objective specs (default nll,deft)")
-    p.add_argument("--steps", type=int, default=16, help="optimizer steps per objective (default 16)")
+    p.add_argument("--steps", type=int, default=12, help="optimizer steps per objective (default 12)")
     p.add_argument("--batch-size", type=int, default=8, help="puzzles per step (default 8)")
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5, the paper's)")
     p.add_argument("--eval-size", type=int, default=32, help="held-out puzzles to evaluate (0 skips; default 32)")
