@@ -107,6 +107,24 @@ def write_tables(results_by_method: dict[str, dict], out: Path, *, title: str = 
     return md
 
 
+def _train_in_subprocess(options: dict, run_dir: Path) -> None:
+    """Run ``deft train`` in a fresh process: each run starts with clean memory and a crash in
+    one run cannot take the comparison down with it. Its output goes to ``run_dir/train.log``."""
+    import subprocess
+    import sys
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    args = [f"{key}={value}" for key, value in options.items() if value is not None]
+    log_path = run_dir / "train.log"
+    with open(log_path, "w") as log_file:
+        done = subprocess.run([sys.executable, "-m", "deft.cli.main", "train", *args],
+                              stdout=log_file, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        lines = log_path.read_text().strip().splitlines()
+        last = lines[-1] if lines else "no output"
+        raise ValueError(f"training {options.get('objective')} failed ({last}); see {log_path}")
+
+
 def compare(
     *,
     model: str,
@@ -125,7 +143,7 @@ def compare(
     keyword arguments (``size``, ``k``, ``max_new_tokens``, ``data_dir``, ...)."""
     from ..eval.runner import evaluate
     from ..objectives import parse_objective
-    from ..train import load_config, train
+    from ..train import load_config
     from .curves import all_curves, plot_curves
     from .training_curves import plot_training_curves
 
@@ -163,8 +181,9 @@ def compare(
         else:
             options = dict(train_kw, model=model, data=train_data, objective=spec, output_dir=str(run_dir),
                            progress=False, resume=(run_dir / "config.yaml").exists())
+            load_config(None, options)  # fail early on a bad option
             log(f"{spec}: training ...")
-            train(load_config(None, options), log=lambda *_: None)
+            _train_in_subprocess(options, run_dir)
         runs[spec] = run_dir
         results[spec] = evaluated(name, str(final))
 
