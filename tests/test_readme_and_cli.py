@@ -99,7 +99,7 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, tiny_model_dir):
     assert main(["demo", "--model", str(tiny_model_dir), "--out", str(tmp_path), "--steps", "2",
                  "--batch-size", "2", "--eval-size", "2"]) == 0
     out = capsys.readouterr().out
-    assert "token statistics per optimizer step" in out and "jaro-winkler" in out
-    for name in ("training_curves.png", "gate_curves.png", "summary.txt", "results.json"):
+    assert "token statistics per optimizer step" in out and "figfont JW" in out
+    for name in ("training_curves.png", "gate_curves.png", "results.md", "results.csv"):
         assert (tmp_path / name).exists(), name
-    assert (tmp_path / "deft" / "final" / "model.safetensors").exists()
+    assert (tmp_path / "runs" / "deft" / "final" / "model.safetensors").exists()

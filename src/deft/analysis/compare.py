@@ -161,6 +161,8 @@ def compare(
                                                   "eval": eval_kw}, indent=2, default=str))
 
     def evaluated(name: str, spec_model: str) -> dict:
+        if not benchmarks:
+            return {}
         target = out / "eval" / name
         done = target / "results.json"
         if done.exists():
@@ -170,7 +172,7 @@ def compare(
         return evaluate(spec_model, list(benchmarks), out_dir=str(target), **eval_kw)
 
     results: dict[str, dict] = {}
-    if evaluate_base:
+    if evaluate_base and benchmarks:
         results["Base"] = evaluated("base", model)
     runs = {}
     for spec, name in zip(specs, names):

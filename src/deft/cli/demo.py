@@ -1,20 +1,20 @@
 """``deft demo``: the main job of ``make demo``.
 
 A real fine-tune of the embedded model (SmolLM2-135M-Instruct) in the paper's model-weak regime:
-FigFont puzzles from reasoning-gym, trained with NLL and with DEFT on the same data, seed and
-hyper-parameters, then evaluated (greedy exact match and Jaro-Winkler on held-out puzzles, as in
-the paper's Table 3). Prints the token statistics of every step and writes the training curves
-(the paper's Figure 5 view) and the gate curves of every objective (Eq. 7).
+FigFont puzzles from reasoning-gym, a small ``deft compare`` of NLL and DEFT on the same data,
+seed and hyper-parameters, evaluated with greedy exact match and Jaro-Winkler on held-out puzzles
+(the paper's Table 3 metrics). Prints the token statistics of every step and writes the training
+curves (the paper's Figure 5 view) and the gate curves of every objective (Eq. 7).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from ..analysis.compare import compare, run_name
 from ..analysis.curves import all_curves, plot_curves, write_curves_csv
-from ..analysis.training_curves import plot_training_curves, read_metrics
+from ..analysis.training_curves import read_metrics
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
         "demo", help="the main job: fine-tune the embedded model with NLL and DEFT on FigFont and compare",
         description="Fine-tune the embedded SmolLM2-135M-Instruct on FigFont puzzles with each objective, print "
                     "the per-step token statistics, evaluate exact match / Jaro-Winkler on held-out puzzles and "
-                    "write plots. Runs offline on a laptop CPU.",
+                    "write a results table and plots. Runs offline on a laptop CPU.",
     )
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--model", default="smollm2-135m", help="model to fine-tune (default: the embedded smollm2-135m)")
@@ -46,20 +46,11 @@ def _stats_table(name: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _evaluate(model: str, out: Path, size: int, seed: int) -> dict:
-    from ..eval.runner import evaluate
-
-    result = evaluate(model, ["figfont"], k=1, temperature=0.0, max_new_tokens=12, size=size, seed=seed,
-                      out_dir=str(out), progress=False, print_table=False)
-    return result["figfont"]
-
-
 def run(args) -> int:
-    from ..data.sources import source_records
-    from ..data.readers import write_jsonl
-    from ..train import load_config, train
-
     from transformers.utils import logging as hf_logging
+
+    from ..data.readers import write_jsonl
+    from ..data.sources import source_records
 
     hf_logging.disable_progress_bar()
     out = Path(args.out)
@@ -69,7 +60,7 @@ def run(args) -> int:
 
     curves = all_curves()
     write_curves_csv(curves, out / "gate_curves.csv")
-    plot_curves(curves, out / "gate_curves.png")
+    plot_curves(curves, out / "gate_curves_all.png")
 
     n_train = args.steps * args.batch_size
     data = out / "data" / "figfont_train.jsonl"
@@ -80,39 +71,21 @@ def run(args) -> int:
         records.append(rec)
     write_jsonl(records, data)
     print(f"data: {n_train} FigFont puzzles (reasoning-gym figlet_font, words of 2-5 letters) -> {data}")
+    print(f"fine-tuning {args.model} with {', '.join(specs)}: {args.steps} steps of {args.batch_size} puzzles each")
 
-    runs, results = {}, {}
-    if args.eval_size:
-        print(f"\nevaluating the base model on {args.eval_size} held-out puzzles ...")
-        results["base"] = _evaluate(args.model, out / "eval" / "base", args.eval_size, args.seed)
+    table = compare(
+        model=args.model, train_data=str(data), objectives=specs,
+        benchmarks=["figfont"] if args.eval_size else [], out_dir=str(out),
+        train_options=dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                           max_length=512),
+        eval_options=dict(size=args.eval_size, max_new_tokens=12, seed=args.seed),
+        log=lambda msg: print(f"  {msg}", flush=True),
+    )
     for spec in specs:
-        name = spec.replace(":", "_").replace(",", "_").replace("=", "")
-        run_dir = out / name
-        cfg = load_config(None, dict(model=args.model, data=str(data), objective=spec, output_dir=str(run_dir),
-                                     max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                     max_length=512, progress=False))
-        print(f"\ntraining {args.model} with '{spec}' for {args.steps} steps of {args.batch_size} puzzles ...")
-        train(cfg, log=lambda *_: None)
-        runs[spec] = run_dir
-        print(_stats_table(spec, read_metrics(run_dir)))
-        if args.eval_size:
-            results[spec] = _evaluate(str(run_dir / "final"), out / "eval" / name, args.eval_size, args.seed)
-
-    plot_training_curves(runs, out / "training_curves.png", title="FigFont (model-weak regime): token statistics")
-    lines = ["", f"{'run':<12}{'first mean_p':>13}{'last mean_p':>12}{'last focus':>11}{'exact':>8}{'jaro-winkler':>14}"]
-    for name in ["base", *specs]:
-        res = results.get(name, {})
-        rows = read_metrics(runs[name]) if name in runs else []
-        first = f"{rows[0]['mean_p']:13.4f}" if rows else f"{'-':>13}"
-        last = f"{rows[-1]['mean_p']:12.4f}" if rows else f"{'-':>12}"
-        focus = f"{rows[-1]['mean_focus']:11.3f}" if rows and "mean_focus" in rows[-1] else f"{'-':>11}"
-        exact = f"{res['exact']:8.3f}" if "exact" in res else f"{'-':>8}"
-        jw = f"{res['jaro_winkler']:14.3f}" if "jaro_winkler" in res else f"{'-':>14}"
-        lines.append(f"{name:<12}{first}{last}{focus}{exact}{jw}")
-    summary = "\n".join(lines)
-    print(summary)
-    (out / "summary.txt").write_text(summary.strip() + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out / 'training_curves.png'}, {out / 'gate_curves.png'}, {out / 'summary.txt'} "
+        print(_stats_table(spec, read_metrics(out / "runs" / run_name(spec))))
+    if args.eval_size:
+        print(f"\nheld-out FigFont puzzles ({args.eval_size}), greedy decoding, in percent:\n")
+        print(table)
+    print(f"wrote {out / 'results.md'}, {out / 'training_curves.png'}, {out / 'gate_curves.png'} "
           f"in {time.perf_counter() - start:.0f} s")
     return 0
