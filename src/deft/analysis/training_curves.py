@@ -53,15 +53,17 @@ def plot_training_curves(runs: Mapping[str, object], path, title: str = "Token s
 
     data = {name: read_metrics(run) for name, run in runs.items()}
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    colors = {name: f"C{i % 10}" for i, name in enumerate(data)}  # one colour per run in every panel
     for ax, (key, label) in zip(axes.flat, CURVE_KEYS):
         for name, rows in data.items():
             pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts), label=name, lw=1.6)
+                ax.plot(*zip(*pts), label=name, lw=1.6, color=colors[name])
         ax.set_xlabel("optimizer step")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    handles = [plt.Line2D([], [], color=colors[name], lw=1.6, label=name) for name in data]
+    axes.flat[0].legend(handles=handles, fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
