@@ -20,6 +20,9 @@ def test_table_marks_best_bold_and_second_underlined():
     md = format_markdown(titles, rows, methods)
     assert "| deft | **50.00** | <u>55.00</u> | **52.50** |" in md
     assert "| nll | <u>25.00</u> | **60.00** | <u>42.50</u> |" in md
+    tied = format_markdown(*build_table({"a": {"figfont": {"exact": 0.0, "jaro_winkler": 0.1}},
+                                         "b": {"figfont": {"exact": 0.0, "jaro_winkler": 0.2}}}))
+    assert "| a | 0.00 |" in tied and "| b | 0.00 | **20.00** |" in tied  # a column where all tie: no mark
     math = build_table({"a": {"math500": {"average_at_k": 0.4, "k": 16}}})
     assert math[0] == ["math500 Avg@16", "Avg"]
 

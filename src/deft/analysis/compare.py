@@ -68,8 +68,11 @@ def build_table(results_by_method: dict[str, dict]) -> tuple[list[str], list[lis
 
 
 def _ranks(rows: list[list[Optional[float]]], col: int) -> tuple[Optional[float], Optional[float]]:
+    """Best and second-best distinct values of a column; none when every method ties."""
     values = sorted({r[col] for r in rows if r[col] is not None}, reverse=True)
-    return (values[0] if values else None), (values[1] if len(values) > 1 else None)
+    if len(values) < 2:
+        return None, None
+    return values[0], values[1]
 
 
 def format_markdown(titles, rows, methods, *, title: str = "") -> str:
