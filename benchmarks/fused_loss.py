@@ -953,7 +953,7 @@ def write_reports(report: dict, out: Path, csv_path: Path, md_path: Path) -> Non
         f"(gate objectives: fused time <= {TIME_TARGET}x floor; fused memory <= {MEM_TARGET}x the budget "
         f"dW + dh + one logits chunk; at the SmolLM2 shape: >= {REF_SPEEDUP_TARGET:.0f}x faster and "
         f">= {REF_MEMORY_TARGET:.0f}x less memory than the reference). `(dist.)` marks distribution objectives "
-        "(differentiated by autograd per chunk; `kd` also forms the teacher's logits, a fourth product).",
+        "(closed-form gradient `c P - Q`, formed in row sub-blocks; `kd` also forms the teacher's logits, a fourth product).",
         "",
     ]
     for _, _, table in tables:

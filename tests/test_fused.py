@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import deft
-from deft.fused import auto_chunk_size
+from deft.fused import auto_chunk_size, sub_block_rows
 from deft.objectives import REGISTRY
 
 ALL = list(REGISTRY)
@@ -113,6 +113,27 @@ def test_mean_reduction_and_upstream_scale(name):
     plain = run_plain(c, name, reduction="mean", upstream=torch.tensor(3.0))
     for a, b in zip(fused[:4], plain[:4]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+DISTRIBUTION = [name for name in ALL if REGISTRY[name].kind == "distribution"]
+
+
+@pytest.mark.parametrize("name", DISTRIBUTION)
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_distribution_sub_blocks_equal_the_plain_path(name, reduction):
+    """A chunk of 90 rows is differentiated in 16-row sub-blocks with a partial last one;
+    losses, gradients and statistics are those of the plain path."""
+    assert sub_block_rows(90) == 16 and sub_block_rows(7) == 7 and sub_block_rows(4096) == 256
+    c64 = make_case(n=181, seed=11, dtype=torch.float64)
+    c32 = make_case(n=181, seed=11)
+    up = None if reduction == "sum" else torch.rand(181, dtype=torch.float64) + 0.5
+    truth = run_plain(c64, name, reduction=reduction, upstream=up)
+    plain = run_plain(c32, name, reduction=reduction, upstream=None if up is None else up.float())
+    fused = run_fused(c32, name, reduction=reduction, chunk_size=90, upstream=None if up is None else up.float())
+    for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
+        assert_anchored(fused[i], plain[i], truth[i].double(), f"{name} {what}")
+    for key in ("p", "gate", "entropy"):
+        torch.testing.assert_close(fused[4][key], plain[4][key], rtol=1e-4, atol=1e-5)
 
 
 def test_many_ignored_tokens_and_no_bias():

@@ -7,7 +7,10 @@ through the two products ``dh = g W`` and ``dW += g^T h``.
 * Gate objectives (``g = s (P - δ_y)``, paper Eq. 6) use the analytic gradient: the gate
   ``s = -dL/dlogp`` comes from differentiating the declared ``[n]`` loss vector, and ``g`` is
   written in place over the chunk's logits.
-* Distribution objectives are differentiated per chunk by autograd.
+* Distribution objectives declare their loss as cross-entropies to detached targets
+  (:class:`~deft.objectives.Target`), so their gradient ``c P - Q`` is closed form too; it is
+  formed one row sub-block of the chunk at a time, so the reference / teacher
+  distributions stay a fraction of one logits chunk.
 
 For ``reduction="sum"``/``"mean"`` gradients are computed during the forward pass (three matrix
 products per chunk, the floor) and scaled in backward. For ``reduction="none"`` the forward pass
@@ -23,28 +26,37 @@ from typing import Optional
 import torch
 
 from ..objectives import Dists, Objective, Tokens
-from ..objectives.base import entropy_of
+from ..objectives.base import row_dot
 from .common import (
     check_aligned, check_labels, check_needs, gate_terms_with_gate, reduce, resolve_objective, scatter_back,
+    target_rows,
 )
 
-__all__ = ["fused_token_loss", "auto_chunk_size"]
+__all__ = ["fused_token_loss", "auto_chunk_size", "sub_block_rows"]
 
 _MIN_CHUNK, _MAX_CHUNK = 16, 8192
 
 
-def auto_chunk_size(num_tokens: int, hidden_size: int, vocab_size: int, kind: str = "gate") -> int:
+def auto_chunk_size(num_tokens: int, hidden_size: int, vocab_size: int) -> int:
     """Rows per chunk: one fp32 logits chunk ``[c, V]`` of about half the LM head's fp32 size,
     bounded to 32-512 MiB, so the chunk never dominates the gradient buffers while the
-    products stay large enough to run at matrix-multiply speed. Distribution objectives
-    (differentiated by autograd, which keeps several ``[c, V]`` temporaries) get a quarter."""
+    products stay large enough to run at matrix-multiply speed. Every objective kind uses it:
+    distribution objectives keep their extra ``[rows, V]`` tensors small with row sub-blocks
+    (:func:`sub_block_rows`), not with a smaller chunk."""
     head_bytes = vocab_size * hidden_size * 4
     budget = min(max(head_bytes // 2, 32 << 20), 512 << 20)
-    if kind != "gate":
-        budget //= 4
     rows = budget // (vocab_size * 4)
     rows = max(_MIN_CHUNK, min(_MAX_CHUNK, rows - rows % 16 if rows >= 32 else rows))
     return int(max(1, min(rows, max(num_tokens, 1))))
+
+
+def sub_block_rows(chunk_rows: int) -> int:
+    """Rows per sub-block of a distribution objective's chunk: 1/16 of the chunk (at least 16
+    rows). A sub-block forms up to about four ``[rows, V]`` tensors (the reference or
+    teacher logits and log-distribution, a target ``Q_k`` and its entropy terms), so a
+    sixteenth keeps them at about a quarter of one logits chunk, while the chunk's three
+    products stay full-sized."""
+    return int(max(1, min(chunk_rows, max(16, chunk_rows // 16))))
 
 
 @dataclass
@@ -64,9 +76,11 @@ class _Plan:
 
 
 def _logits(h: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], out: Optional[torch.Tensor] = None):
-    """fp32 logits ``h @ w.T (+ b)`` ``[n, V]``, written into ``out`` when given (fp32 inputs)."""
+    """fp32 logits ``h @ w.T (+ b)`` ``[n, V]``, written into ``out`` when given."""
     if out is not None and h.dtype == torch.float32 and w.dtype == torch.float32:
         z = torch.mm(h, w.T, out=out)
+    elif out is not None:
+        z = out.copy_(h @ w.T)
     else:
         z = (h @ w.T).float()
     if b is not None:
@@ -74,8 +88,13 @@ def _logits(h: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], out: Op
     return z
 
 
-def _aux_logP(h, w, s, e):
-    return None if h is None else torch.log_softmax(_logits(h[s:e], w, None), dim=-1)
+def _log_softmax_into(t: torch.Tensor, out: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """Row ``log_softmax`` of logits ``t`` ``[n, V]`` written into ``out`` (may be ``t``);
+    ``scratch`` ``[n, V]`` is overwritten. ``lse = max - log P[argmax]`` as in the gate path."""
+    top, argmax = t.max(dim=-1)
+    probs = _softmax_into(t, scratch)
+    lse = top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()
+    return torch.sub(t, lse.unsqueeze(-1), out=out)
 
 
 def _softmax_into(z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -113,30 +132,89 @@ def _gate_chunk(plan: _Plan, z, y, s, e, scale, want_grad, want_stats, buf):
     return loss, grad, stats
 
 
-def _distribution_chunk(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats):
-    """Distribution objective on one chunk, differentiated by autograd."""
-    obj = plan.objective
-    weights = None if plan.token_weights is None else plan.token_weights[s:e]
-    ref_logP = _aux_logP(*aux["ref"], s, e) if aux.get("ref") else None
-    teacher_logP = _aux_logP(*aux["teacher"], s, e) if aux.get("teacher") else None
-    need_grad = want_grad or want_stats
-    leaf = z.detach().requires_grad_(need_grad)
-    with torch.enable_grad():
-        logP = torch.log_softmax(leaf, dim=-1)
-        terms = obj.dist_terms(Dists(logP, y, ref_logP=ref_logP, teacher_logP=teacher_logP))
-        loss = terms.loss if weights is None else terms.loss * weights
-        grad = torch.autograd.grad(loss.sum(), leaf)[0] if need_grad else None
-    loss = loss.detach()
+def _distribution_chunk(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, buf, loss_out, work):
+    """Distribution objective on one chunk, one row sub-block at a time
+    (:func:`sub_block_rows`), so the reference / teacher distributions and the targets ``Q_k``
+    stay a fraction of one logits chunk. Per-token losses go into ``loss_out`` ``[n]`` and
+    the gradient ``[n, V]`` into ``buf``.
+
+    The first reference / teacher model's logits are formed for the whole chunk in ``buf``
+    (one full-sized product: a product per small sub-block would re-read its LM head each
+    time); each sub-block reads its rows before overwriting them with its gradient."""
+    staged = next((key for key in ("ref", "teacher") if aux.get(key)), None)
+    if staged is not None:
+        aux_h, aux_w = aux[staged]
+        _logits(aux_h[s:e], aux_w, None, out=buf)
+    parts = {}
+    step = sub_block_rows(e - s)
+    for a in range(0, e - s, step):
+        b = min(a + step, e - s)
+        sub_scale = None if scale is None else scale[a:b]
+        stats = _distribution_rows(plan, z[a:b], y[a:b], s + a, s + b, aux, sub_scale, want_grad, want_stats,
+                                   buf[a:b], loss_out[a:b], {key: t[: b - a] for key, t in work.items()}, staged)
+        for key, value in stats.items():
+            parts.setdefault(key, []).append(value)
+    stats = {key: torch.cat(values) for key, values in parts.items()}
+    return (buf if want_grad else None), stats
+
+
+def _distribution_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, out, loss_out, work, staged):
+    """Rows ``s:e`` of a distribution objective with its closed-form gradient.
+
+    The objective's :class:`~deft.objectives.Target` gives ``L = label (-log p) + Σ_k w_k
+    CE(Q_k ‖ P) + uniform CE(U ‖ P) + const``; with ``CE(Q ‖ P) = lse - Σ_v Q_v z_v`` the loss
+    needs only row dot products, and ``g = coef [(label + Σ_k w_k + uniform) P - label δ_y -
+    Σ_k w_k Q_k - uniform / V]`` (``coef`` = token weight x upstream scale) is written over
+    ``P`` in ``out``, one ``Q_k`` alive at a time. ``work`` holds reusable ``[rows, V]``
+    buffers: ``"scratch"`` (each ``Q_k``) and one per reference / teacher distribution; the
+    ``staged`` one's logits are already in ``out``.
+    """
+    n, vocab = z.shape
+    aux_logP = {}
+    for key in ("ref", "teacher"):
+        if aux.get(key):
+            t = out if key == staged else _logits(aux[key][0][s:e], aux[key][1], None, out=work[key])
+            aux_logP[key] = _log_softmax_into(t, work[key], work["scratch"])
+    top, argmax = z.max(dim=-1)
+    probs = _softmax_into(z, out)
+    lse = top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()
+    dists = Dists(z, lse, y, ref_logP=aux_logP.get("ref"), teacher_logP=aux_logP.get("teacher"))
+    target = plan.objective.dist_target(dists)
+    label = target_rows(target.label, n, z)
+    uniform = target_rows(target.uniform, n, z)
+    weights = [target_rows(w, n, z) for w, _ in target.dists]
+    mass = label + uniform + sum(weights, torch.zeros_like(label))
+    loss = label * -dists.logp + uniform * (lse - z.mean(-1)) + target_rows(target.const, n, z)
+    token_w = None if plan.token_weights is None else plan.token_weights[s:e]
+    coef = torch.ones_like(label) if token_w is None else token_w.clone()
+    if scale is not None:
+        coef = coef * scale
     stats = {}
     if want_stats:
-        with torch.no_grad():
-            logp = logP.detach().gather(-1, y.unsqueeze(-1)).squeeze(-1)
-            p = logp.exp()
-            gate = -grad.gather(-1, y.unsqueeze(-1)).squeeze(-1) / (1.0 - p).clamp_min(1e-12)
-            stats = {"p": p, "gate": gate, "entropy": entropy_of(logP.detach())}
-    if grad is not None and scale is not None:
-        grad.mul_(scale.unsqueeze(-1))
-    return loss, (grad if want_grad else None), stats
+        p = dists.logp.exp()
+        stats = {"p": p, "entropy": Tokens(dists.logp, z, lse, probs=probs).entropy}
+        grad_y = mass * p - label - uniform / vocab  # dL/dz_y, completed with the Q_k below
+    if want_grad:
+        probs.mul_((mass * coef).unsqueeze(-1))
+    for w, (_, logQ) in zip(weights, target.dists):
+        q = torch.exp(logQ, out=work["scratch"]) if logQ.dtype == torch.float32 else logQ.float().exp()
+        loss = loss + w * (lse - row_dot(q, z))
+        if want_stats:
+            grad_y = grad_y - w * q.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        if want_grad:
+            probs.addcmul_(q, (-w * coef).unsqueeze(-1))
+        del q
+    if want_grad:
+        if not (isinstance(target.uniform, (int, float)) and target.uniform == 0):
+            probs.sub_((uniform * coef / vocab).unsqueeze(-1))
+        probs.scatter_add_(-1, y.unsqueeze(-1), (-label * coef).unsqueeze(-1))
+    if token_w is not None:
+        loss = loss * token_w
+    loss_out.copy_(loss)
+    if want_stats:
+        gate = -grad_y / (1.0 - stats["p"]).clamp_min(1e-12)
+        stats["gate"] = gate if token_w is None else gate * token_w
+    return stats
 
 
 def _run(plan: _Plan, h, w, b, aux, *, scale=None, want=(False, False, False), want_stats=False):
@@ -154,7 +232,12 @@ def _run(plan: _Plan, h, w, b, aux, *, scale=None, want=(False, False, False), w
     rows = min(plan.chunk_size, m)
     # reusable [chunk, V] fp32 buffers for the logits and the gradient: no allocation per chunk
     zbuf = torch.empty(rows, vocab, dtype=torch.float32, device=h.device)
-    gbuf = torch.empty_like(zbuf) if gate_kind else None
+    gbuf = torch.empty_like(zbuf)
+    work = {}
+    if not gate_kind:  # per-sub-block workspaces of distribution objectives
+        sub = sub_block_rows(rows)
+        work = {key: torch.empty(sub, vocab, dtype=torch.float32, device=h.device)
+                for key in ("scratch", "ref", "teacher") if key == "scratch" or aux.get(key)}
     for s in range(0, m, plan.chunk_size):
         e = min(s + plan.chunk_size, m)
         hc = h[s:e]
@@ -163,9 +246,10 @@ def _run(plan: _Plan, h, w, b, aux, *, scale=None, want=(False, False, False), w
         y = plan.labels[s:e]
         if gate_kind:
             loss, grad, stats = _gate_chunk(plan, z, y, s, e, sc, want_grad, want_stats, gbuf[: e - s])
+            losses[s:e] = loss
         else:
-            loss, grad, stats = _distribution_chunk(plan, z, y, s, e, aux, sc, want_grad, want_stats)
-        losses[s:e] = loss
+            grad, stats = _distribution_chunk(plan, z, y, s, e, aux, sc, want_grad, want_stats, gbuf[: e - s],
+                                              losses[s:e], work)
         for key, value in stats.items():
             parts.setdefault(key, []).append(value)
         if not want_grad:
@@ -320,7 +404,7 @@ def fused_token_loss(
     plan = _Plan(
         objective=obj,
         labels=pick(flat_labels).long(),
-        chunk_size=int(chunk_size) if chunk_size else auto_chunk_size(m, weight.shape[1], vocab, kind=obj.kind),
+        chunk_size=int(chunk_size) if chunk_size else auto_chunk_size(m, weight.shape[1], vocab),
         reduction=reduction,
         old_logprobs=None if old_logprobs is None else pick(old_logprobs).detach().float(),
         token_weights=None if token_weights is None else pick(token_weights).detach().float(),

@@ -76,3 +76,10 @@ def gate_terms_with_gate(obj: Objective, tokens: Tokens):
         else:  # e.g. every token masked out
             grad = torch.zeros_like(leaf)
     return terms, -grad
+
+
+def target_rows(value, n: int, like: torch.Tensor) -> torch.Tensor:
+    """A :class:`~deft.objectives.Target` field (float or ``[n]`` tensor) as a detached fp32 ``[n]``."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().expand(n)
+    return torch.full((n,), float(value), dtype=torch.float32, device=like.device)

@@ -10,10 +10,11 @@ from typing import Optional
 
 import torch
 
-from ..objectives import Dists, Tokens
+from ..objectives import Dists, Target, Tokens
 from ..objectives.base import row_entropy
 from .common import (
     check_aligned, check_labels, check_needs, gate_terms_with_gate, reduce, resolve_objective, scatter_back,
+    target_rows,
 )
 
 __all__ = ["token_loss"]
@@ -87,14 +88,14 @@ def token_loss(
         terms = obj.gate_terms(tokens)
         per_token = terms.loss
     else:
-        logP = z - lse.unsqueeze(-1)
         dists = Dists(
-            logP, y,
+            z.detach(), lse.detach(), y,
             ref_logP=None if ref_logits is None else torch.log_softmax(pick(ref_logits).detach().float(), -1),
             teacher_logP=None if teacher_logits is None else torch.log_softmax(pick(teacher_logits).detach().float(), -1),
         )
-        terms = obj.dist_terms(dists)
-        per_token = terms.loss
+        target = obj.dist_target(dists)
+        per_token = target_loss(target, z - lse.unsqueeze(-1), y)
+        terms = None
     weights = pick(token_weights)
     if weights is not None:
         per_token = per_token * weights.float()
@@ -115,8 +116,7 @@ def token_loss(
             with torch.enable_grad():
                 leaf = zd.clone().requires_grad_(True)
                 logP_leaf = leaf - torch.logsumexp(leaf, -1, keepdim=True)
-                dists_leaf = Dists(logP_leaf, y, ref_logP=dists._ref, teacher_logP=dists._teacher)
-                (g,) = torch.autograd.grad(obj.dist_terms(dists_leaf).loss.sum(), leaf)
+                (g,) = torch.autograd.grad(target_loss(target, logP_leaf, y).sum(), leaf)
             gate = -g.gather(-1, y.unsqueeze(-1)).squeeze(-1) / (1.0 - p).clamp_min(1e-12)
         if weights is not None:
             gate = gate * weights.float()
@@ -127,6 +127,21 @@ def token_loss(
             "mask": keep.reshape(shape),
             "num_tokens": int(index.numel()),
         }
-        if terms.focus is not None:
+        if terms is not None and terms.focus is not None:
             stats["focus"] = scatter_back(terms.focus.detach().float(), index, size, shape)
     return loss, stats
+
+
+def target_loss(target: Target, logP: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-token loss ``[n]`` of a distribution objective's :class:`~deft.objectives.Target`
+    from a differentiable ``log P [n, V]``, by its definition::
+
+        L = label * (-log p) + Σ_k w_k * (-Σ_v Q_k,v log P_v) + uniform * (-mean_v log P_v) + const
+    """
+    n = logP.shape[0]
+    logp = logP.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    loss = target_rows(target.label, n, logP) * -logp + target_rows(target.const, n, logP)
+    loss = loss + target_rows(target.uniform, n, logP) * -logP.mean(-1)
+    for weight, logQ in target.dists:
+        loss = loss + target_rows(weight, n, logP) * -(logQ.detach().exp() * logP).sum(-1)
+    return loss

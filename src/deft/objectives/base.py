@@ -10,8 +10,9 @@ Two kinds of objectives exist:
   ``s = -dL/dlogp`` (paper Eq. 6 / Lemma 2, Eq. 29). The engines derive ``s`` from the
   declaration by differentiating the ``[n]``-sized loss with respect to ``logp``; they never
   differentiate through the ``[n, V]`` logits.
-* **Distribution objectives** need the whole log-distribution ``log P`` (and maybe a
-  reference or teacher distribution). The engines differentiate them per chunk with autograd.
+* **Distribution objectives** need the whole distribution ``P`` (and maybe a reference or
+  teacher distribution). They declare their loss as cross-entropies to detached targets
+  (:class:`Target`), whose logit gradient ``c P - Q`` is closed form as well.
 
 An objective is one decorated function, see :mod:`deft.objectives.registry`.
 """
@@ -24,7 +25,7 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["Param", "Terms", "Tokens", "Dists", "ObjectiveDef", "Objective", "deformed_log_loss"]
+__all__ = ["Param", "Terms", "Target", "Tokens", "Dists", "ObjectiveDef", "Objective", "deformed_log_loss"]
 
 
 @dataclass(frozen=True)
@@ -172,36 +173,70 @@ class Tokens:
         return self._batch_mean_p
 
 
-class Dists:
-    """Per-token view handed to distribution objectives.
+@dataclass
+class Target:
+    """What a distribution objective returns: its loss as cross-entropies to detached targets.
 
-    ``logP [n, V]`` is ``log_softmax(z)`` in fp32 (differentiable), ``logp [n]`` its value at
-    the label. ``ref_logP`` / ``teacher_logP`` are detached ``[n, V]`` log-distributions.
+    For ``n`` loss tokens (design brief section 1, ``g = P - Q``)::
+
+        L = label * (-log p) + Σ_k w_k * CE(Q_k ‖ P) + uniform * CE(U ‖ P) + const
+        CE(Q ‖ P) = -Σ_v Q_v log P_v,   U = 1/V
+
+    where ``Q_k = exp(logQ_k)`` are detached distributions ``[n, V]`` given in ``dists`` as
+    ``(w_k, logQ_k)`` pairs, and ``label``, ``w_k``, ``uniform``, ``const`` are detached
+    ``[n]`` tensors or floats (``w_k`` may be negative, as in GEM). Every term is detached, so
+    the logit gradient is closed form and the engines never differentiate through ``[n, V]``::
+
+        dL/dz = (label + Σ_k w_k + uniform) P - label δ_y - Σ_k w_k Q_k - uniform / V
     """
 
-    def __init__(self, logP, labels, *, ref_logP=None, teacher_logP=None, old_logprobs=None):
-        self.logP = logP
+    label: object = 0.0
+    dists: tuple = ()
+    uniform: object = 0.0
+    const: object = 0.0
+
+
+class Dists:
+    """Per-token view handed to distribution objectives; everything is detached fp32.
+
+    ``logits [n, V]`` and their ``lse [n]`` are the model's; ``logP [n, V]`` (= logits - lse)
+    is formed on each use. ``ref_logP`` / ``teacher_logP`` are the reference's / teacher's
+    log-distributions ``[n, V]``.
+    """
+
+    def __init__(self, logits, lse, labels, *, ref_logP=None, teacher_logP=None):
+        self.logits = logits
+        self.lse = lse
         self.labels = labels
-        self.logp = logP.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        self._ref = ref_logP
-        self._teacher = teacher_logP
-        self._old = old_logprobs
+        self.logp = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - lse
+        self._aux = {"ref": ref_logP, "teacher": teacher_logP}
+
+    @property
+    def p(self) -> torch.Tensor:
+        """Target probability ``p`` ``[n]``."""
+        return self.logp.exp()
 
     @property
     def vocab_size(self) -> int:
-        return self.logP.shape[-1]
+        return self.logits.shape[-1]
+
+    @property
+    def logP(self) -> torch.Tensor:
+        """``log P = z - lse`` ``[n, V]`` (a new ``[n, V]`` tensor on each access)."""
+        return self.logits - self.lse.unsqueeze(-1)
+
+    def _get(self, key: str, what: str) -> torch.Tensor:
+        if self._aux[key] is None:
+            raise ValueError(f"this objective needs {what}")
+        return self._aux[key]
 
     @property
     def ref_logP(self) -> torch.Tensor:
-        if self._ref is None:
-            raise ValueError("this objective needs reference-model logits (ref_logits / ref_hidden)")
-        return self._ref
+        return self._get("ref", "reference-model logits (ref_logits / ref_hidden)")
 
     @property
     def teacher_logP(self) -> torch.Tensor:
-        if self._teacher is None:
-            raise ValueError("this objective needs teacher logits (teacher_logits / teacher_hidden)")
-        return self._teacher
+        return self._get("teacher", "teacher logits (teacher_logits / teacher_hidden)")
 
 
 def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -298,6 +333,6 @@ class Objective:
             terms = Terms(terms.loss * keep.to(terms.loss.dtype), terms.focus)
         return terms
 
-    def dist_terms(self, dists: Dists) -> Terms:
-        """Evaluate a distribution objective."""
+    def dist_target(self, dists: Dists) -> Target:
+        """Evaluate a distribution objective: its :class:`Target`."""
         return self.definition.fn(dists, **self.kwargs)
