@@ -123,15 +123,10 @@ def _peak_rss_bytes() -> int:
 
 
 def chunk_rows(m: int, H: int, V: int, objective: str) -> int:
-    """Rows per chunk the fused loss picks for ``m`` loss tokens and this objective's kind."""
-    import deft
+    """Rows per chunk the fused loss picks for ``m`` loss tokens (the same for every objective)."""
     from deft.fused import auto_chunk_size
 
-    kind = deft.parse_objective(objective).kind
-    try:
-        return auto_chunk_size(m, H, V, kind=kind)
-    except TypeError:  # an engine with one chunk size for every kind
-        return auto_chunk_size(m, H, V)
+    return auto_chunk_size(m, H, V)
 
 
 def make_inputs(H: int, V: int, N: int, seed: int, teacher: bool):
