@@ -135,6 +135,27 @@ def test_resume_after_sigkill_continues_exactly(tiny_model_dir, figfont_records,
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-6, abs=1e-7), (ra["step"], ra["loss"], rb["loss"])
 
 
+def test_psft_resume_restores_the_old_policy_snapshot(tiny_model_dir, figfont_records, tmp_path):
+    """psft's old policy (refreshed every 2 steps) is saved with each checkpoint: 3 steps, then
+    a resume to 6, gives the losses of 6 uninterrupted steps; without the snapshot they differ."""
+    kw = dict(objective="psft:eps_low=0.05,eps_high=0.05", old_policy_refresh=2, batch_size=2, save_steps=3,
+              lr=5e-3, lr_scheduler="constant", warmup_ratio=0.0)
+    ref = tmp_path / "ref"
+    train(cfg_for(tiny_model_dir, figfont_records, ref, max_steps=6, **kw), log=lambda *_: None)
+    assert (ref / "checkpoint-3" / "old_policy.safetensors").exists()
+    losses = {}
+    for name, keep_snapshot in (("resumed", True), ("no_snapshot", False)):
+        out = tmp_path / name
+        train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=3, **kw), log=lambda *_: None)
+        if not keep_snapshot:
+            (out / "checkpoint-3" / "old_policy.safetensors").unlink()
+        train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=6, resume=True, **kw), log=lambda *_: None)
+        losses[name] = [r["loss"] for r in metrics(out)]
+    expected = [r["loss"] for r in metrics(ref)]
+    assert losses["resumed"] == pytest.approx(expected, rel=1e-6, abs=1e-7)
+    assert losses["no_snapshot"][3:] != pytest.approx(expected[3:], rel=1e-6, abs=1e-7)
+
+
 @pytest.mark.slow
 def test_two_processes_through_accelerate_match_one(tiny_model_dir, figfont_records, tmp_path):
     """Same global batch (2 processes x 2 vs 1 x 4): same per-step losses, gloo backend on CPU."""

@@ -90,6 +90,7 @@ class DeftTrainer(_trainer_base()):
         self._last_log_time = None
         self._bar = None
         self._progress = progress
+        self.old_policy = None  # psft: the frozen old-policy snapshot, saved with each checkpoint
 
     # -- loss --------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -170,6 +171,8 @@ class DeftTrainer(_trainer_base()):
             del self._get_output_dir
         self.accelerator.wait_for_everyone()
         if self.is_world_process_zero():
+            if self.old_policy is not None:  # psft: the snapshot is part of the state
+                save_old_policy(self.old_policy, Path(staging) / name)
             final = os.path.join(run_dir, name)
             if os.path.exists(final):  # the same step saved twice: keep the complete one
                 shutil.rmtree(os.path.join(staging, name), ignore_errors=True)
@@ -210,6 +213,28 @@ def _truncate_metrics(path: Path, step: int) -> None:
     keep = [line for line in path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step]
     path.write_text("".join(line + "\n" for line in keep))
+
+
+OLD_POLICY_FILE = "old_policy.safetensors"
+
+
+def save_old_policy(old_policy, checkpoint: Path) -> None:
+    """Write the psft old-policy snapshot into a checkpoint directory (safetensors; tied
+    weights handled by ``safetensors.torch.save_model``)."""
+    from safetensors.torch import save_model
+
+    save_model(old_policy, str(Path(checkpoint) / OLD_POLICY_FILE))
+
+
+def load_old_policy(old_policy, checkpoint: Path) -> bool:
+    """Restore the psft old-policy snapshot from a checkpoint; ``False`` when it has none."""
+    from safetensors.torch import load_model as load_safetensors_model
+
+    path = Path(checkpoint) / OLD_POLICY_FILE
+    if not path.exists():
+        return False
+    load_safetensors_model(old_policy, str(path), device=str(next(old_policy.parameters()).device))
+    return True
 
 
 class _OldPolicyRefresh:
@@ -347,7 +372,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
     trainer.remove_callback(PrinterCallback)  # metrics.jsonl and the progress bar replace its dict dumps
     if old_policy is not None:
+        trainer.old_policy = old_policy
         trainer.add_callback(_OldPolicyRefresh(old_policy, cfg.old_policy_refresh).callback())
+        if resume_from and not load_old_policy(old_policy, resume_from):
+            log(f"{resume_from} has no {OLD_POLICY_FILE}: the psft old policy is the starting model until its "
+                "next refresh, so this run will differ from an uninterrupted one")
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.close_progress()
     summary = {"steps": trainer.state.global_step, "train_loss": result.training_loss, "output_dir": str(out)}
