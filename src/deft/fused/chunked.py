@@ -88,13 +88,20 @@ def _logits(h: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], out: Op
     return z
 
 
-def _log_softmax_into(t: torch.Tensor, out: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
-    """Row ``log_softmax`` of logits ``t`` ``[n, V]`` written into ``out`` (may be ``t``);
-    ``scratch`` ``[n, V]`` is overwritten. ``lse = max - log P[argmax]`` as in the gate path."""
+def _log_softmax_into(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Row ``log_softmax`` of logits ``t`` ``[n, V]`` written into ``out`` (not aliasing ``t``),
+    with ``lse = max - log P[argmax]`` as in the gate path: no ``[n, V]`` allocation."""
     top, argmax = t.max(dim=-1)
-    probs = _softmax_into(t, scratch)
+    probs = _softmax_into(t, out)
     lse = top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()
     return torch.sub(t, lse.unsqueeze(-1), out=out)
+
+
+def _aux_rows(aux_entry, s: int, e: int) -> torch.Tensor:
+    """Rows ``s:e`` (loss tokens) of a reference / teacher hidden state ``[N, H']``: picked per
+    chunk, so the frozen model's hidden states are never copied whole."""
+    hidden, _, index = aux_entry
+    return hidden[s:e] if index is None else hidden.index_select(0, index[s:e])
 
 
 def _softmax_into(z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -143,8 +150,7 @@ def _distribution_chunk(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_sta
     time); each sub-block reads its rows before overwriting them with its gradient."""
     staged = next((key for key in ("ref", "teacher") if aux.get(key)), None)
     if staged is not None:
-        aux_h, aux_w = aux[staged]
-        _logits(aux_h[s:e], aux_w, None, out=buf)
+        _logits(_aux_rows(aux[staged], s, e), aux[staged][1], None, out=buf)
     parts = {}
     step = sub_block_rows(e - s)
     for a in range(0, e - s, step):
@@ -166,15 +172,17 @@ def _distribution_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stat
     needs only row dot products, and ``g = coef [(label + Σ_k w_k + uniform) P - label δ_y -
     Σ_k w_k Q_k - uniform / V]`` (``coef`` = token weight x upstream scale) is written over
     ``P`` in ``out``, one ``Q_k`` alive at a time. ``work`` holds reusable ``[rows, V]``
-    buffers: ``"scratch"`` (each ``Q_k``) and one per reference / teacher distribution; the
-    ``staged`` one's logits are already in ``out``.
+    buffers, one per reference / teacher distribution (and ``"scratch"`` for the logits of a
+    second one); the ``staged`` one's logits are already in ``out``. A ``Q_k`` whose ``log Q``
+    is such a buffer is exponentiated in place (the objective is done with it once it has
+    returned its target).
     """
     n, vocab = z.shape
     aux_logP = {}
     for key in ("ref", "teacher"):
         if aux.get(key):
-            t = out if key == staged else _logits(aux[key][0][s:e], aux[key][1], None, out=work[key])
-            aux_logP[key] = _log_softmax_into(t, work[key], work["scratch"])
+            t = out if key == staged else _logits(_aux_rows(aux[key], s, e), aux[key][1], None, out=work["scratch"])
+            aux_logP[key] = _log_softmax_into(t, work[key])
     top, argmax = z.max(dim=-1)
     probs = _softmax_into(z, out)
     lse = top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()
@@ -196,8 +204,13 @@ def _distribution_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stat
         grad_y = mass * p - label - uniform / vocab  # dL/dz_y, completed with the Q_k below
     if want_grad:
         probs.mul_((mass * coef).unsqueeze(-1))
+    owned = {t.data_ptr() for t in aux_logP.values()}
+    uses = [logQ.data_ptr() for _, logQ in target.dists]
     for w, (_, logQ) in zip(weights, target.dists):
-        q = torch.exp(logQ, out=work["scratch"]) if logQ.dtype == torch.float32 else logQ.float().exp()
+        if logQ.data_ptr() in owned and uses.count(logQ.data_ptr()) == 1:
+            q = logQ.exp_()
+        else:
+            q = logQ.float().exp()
         loss = loss + w * (lse - row_dot(q, z))
         if want_stats:
             grad_y = grad_y - w * q.gather(-1, y.unsqueeze(-1)).squeeze(-1)
@@ -236,8 +249,9 @@ def _run(plan: _Plan, h, w, b, aux, *, scale=None, want=(False, False, False), w
     work = {}
     if not gate_kind:  # per-sub-block workspaces of distribution objectives
         sub = sub_block_rows(rows)
+        kinds = [key for key in ("ref", "teacher") if aux.get(key)]
         work = {key: torch.empty(sub, vocab, dtype=torch.float32, device=h.device)
-                for key in ("scratch", "ref", "teacher") if key == "scratch" or aux.get(key)}
+                for key in kinds + (["scratch"] if len(kinds) > 1 else [])}
     for s in range(0, m, plan.chunk_size):
         e = min(s + plan.chunk_size, m)
         hc = h[s:e]
@@ -414,8 +428,10 @@ def fused_token_loss(
     if plan.chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     aux = {
-        "ref": None if ref_hidden is None else (pick(ref_hidden).detach(), ref_weight.detach()),
-        "teacher": None if teacher_hidden is None else (pick(teacher_hidden).detach(), teacher_weight.detach()),
+        "ref": None if ref_hidden is None else (
+            ref_hidden.detach().reshape(size, -1), ref_weight.detach(), None if all_kept else index),
+        "teacher": None if teacher_hidden is None else (
+            teacher_hidden.detach().reshape(size, -1), teacher_weight.detach(), None if all_kept else index),
         "weight_dtype": weight.dtype,
         "bias_dtype": None if bias is None else bias.dtype,
     }

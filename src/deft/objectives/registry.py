@@ -40,9 +40,10 @@ def register(
 ) -> Callable:
     """Decorator declaring an objective.
 
-    ``kind`` is ``"gate"`` (the function takes :class:`~deft.objectives.base.Tokens`) or
-    ``"distribution"`` (it takes :class:`~deft.objectives.base.Dists`); the function receives
-    the parameter values as keyword arguments and returns :class:`~deft.objectives.base.Terms`.
+    ``kind`` is ``"gate"`` (the function takes :class:`~deft.objectives.base.Tokens` and
+    returns :class:`~deft.objectives.base.Terms`) or ``"distribution"`` (it takes
+    :class:`~deft.objectives.base.Dists` and returns :class:`~deft.objectives.base.Target`);
+    the function receives the parameter values as keyword arguments.
     """
     if kind not in ("gate", "distribution"):
         raise ValueError(f"kind must be 'gate' or 'distribution', got {kind!r}")
