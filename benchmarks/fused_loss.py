@@ -600,6 +600,8 @@ def markdown_table(shape: dict, rows: list[dict], methods: list[str], itemsize: 
     kinds = {}
     for r in rows:
         kinds.setdefault("gate" if r["gate"] else "distribution", (r["budget"], r["chunk"]))
+    if len(set(kinds.values())) == 1:  # one chunk size for every objective kind
+        kinds = {"all": next(iter(kinds.values()))}
     budgets = "; ".join(
         f"{kind} objectives: chunk {chunk} rows, budget dW + dh + one fp32 logits chunk = "
         f"{V * H * 4 / MiB:.0f} + {N * H * itemsize / MiB:.0f} + {chunk * V * 4 / MiB:.0f} = {budget / MiB:.0f} MiB"
