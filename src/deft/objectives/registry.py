@@ -74,7 +74,7 @@ def list_objectives() -> dict[str, str]:
         line = d.summary
         if extra:
             line += f" [{extra}]"
-        if needs:
+        if needs and "(needs" not in d.summary:  # the summary may say it in its own words
             line += f" (needs {needs})"
         out[name] = line
     return out
