@@ -136,6 +136,43 @@ def test_distribution_sub_blocks_equal_the_plain_path(name, reduction):
         torch.testing.assert_close(fused[4][key], plain[4][key], rtol=1e-4, atol=1e-5)
 
 
+@pytest.fixture
+def reverse_kl():
+    """An ``"autograd"`` objective registered for one test: ``-log p + lam KL(π_θ ‖ π_ref)``,
+    whose gradient is not of the closed ``c P - Q`` form."""
+    from deft.objectives import Param, Terms, register
+
+    @register("test_reverse_kl", "autograd", "test only", params={"lam": Param(0.5, "weight")}, needs=("ref",))
+    def _reverse_kl(d, lam):
+        return Terms(-d.logp + lam * (d.logP.exp() * (d.logP - d.ref_logP)).sum(-1))
+
+    yield "test_reverse_kl"
+    REGISTRY.pop("test_reverse_kl")
+
+
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_autograd_objectives_are_differentiated_per_sub_block(reverse_kl, reduction):
+    c64 = make_case(n=181, seed=12, dtype=torch.float64)
+    c32 = make_case(n=181, seed=12)
+    up = None if reduction == "sum" else torch.rand(181, dtype=torch.float64) + 0.5
+    truth = run_plain(c64, reverse_kl, reduction=reduction, upstream=up)
+    plain = run_plain(c32, reverse_kl, reduction=reduction, upstream=None if up is None else up.float())
+    fused = run_fused(c32, reverse_kl, reduction=reduction, chunk_size=90, upstream=None if up is None else up.float())
+    for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
+        assert_anchored(fused[i], plain[i], truth[i].double(), f"reverse kl {what}")
+    for key in ("p", "gate", "entropy"):
+        torch.testing.assert_close(fused[4][key], plain[4][key], rtol=1e-4, atol=1e-5)
+    # the plain path's value is the formula
+    keep = c64["y"] != -100
+    logits = (c64["h"] @ c64["w"].T + c64["b"])[keep]
+    logP = torch.log_softmax(logits, -1)
+    logR = torch.log_softmax((c64["th"] @ c64["tw"].T)[keep], -1)
+    expected = -logP.gather(-1, c64["y"][keep, None])[:, 0] + 0.5 * (logP.exp() * (logP - logR)).sum(-1)
+    value = truth[0].sum() if reduction == "sum" else truth[0][keep]
+    expected = expected.sum() if reduction == "sum" else expected
+    torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_many_ignored_tokens_and_no_bias():
     c = make_case(n=64, seed=4, ignore_every=0)
     c["y"][torch.arange(64) % 7 != 0] = -100  # 10 loss tokens of 64

@@ -76,7 +76,7 @@ def test_packing_gives_the_same_loss_as_padding(tiny_model_dir, figfont_records)
 
     cfg = cfg_for(tiny_model_dir, figfont_records, "/unused")
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    examples = build_examples(cfg, tok, str(figfont_records), log=lambda *_: None)[:6]
+    examples = list(build_examples(cfg, tok, str(figfont_records), log=lambda *_: None).select(range(6)))
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
     patch_fused_loss(model, "nll")
     padded = model(**PaddingCollator(tok.pad_token_id)(examples))

@@ -7,6 +7,8 @@ through the two products ``dh = g W`` and ``dW += g^T h``.
 * Gate objectives (``g = s (P - δ_y)``, paper Eq. 6) use the analytic gradient: the gate
   ``s = -dL/dlogp`` comes from differentiating the declared ``[n]`` loss vector, and ``g`` is
   written in place over the chunk's logits.
+* ``"autograd"`` objectives (any other loss of ``log P``) are differentiated by autograd, one
+  row sub-block at a time.
 * Distribution objectives declare their loss as cross-entropies to detached targets
   (:class:`~deft.objectives.Target`), so their gradient ``c P - Q`` is closed form too; it is
   formed one row sub-block of the chunk at a time, so the reference / teacher
@@ -26,7 +28,7 @@ from typing import Optional
 import torch
 
 from ..objectives import Dists, Objective, Tokens
-from ..objectives.base import row_dot
+from ..objectives.base import entropy_of, row_dot
 from .common import (
     check_aligned, check_labels, check_needs, gate_terms_with_gate, reduce, resolve_objective, scatter_back,
     target_rows,
@@ -140,7 +142,7 @@ def _gate_chunk(plan: _Plan, z, y, s, e, scale, want_grad, want_stats, buf):
 
 
 def _distribution_chunk(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, buf, loss_out, work):
-    """Distribution objective on one chunk, one row sub-block at a time
+    """Distribution (or ``"autograd"``) objective on one chunk, one row sub-block at a time
     (:func:`sub_block_rows`), so the reference / teacher distributions and the targets ``Q_k``
     stay a fraction of one logits chunk. Per-token losses go into ``loss_out`` ``[n]`` and
     the gradient ``[n, V]`` into ``buf``.
@@ -156,15 +158,52 @@ def _distribution_chunk(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_sta
     for a in range(0, e - s, step):
         b = min(a + step, e - s)
         sub_scale = None if scale is None else scale[a:b]
-        stats = _distribution_rows(plan, z[a:b], y[a:b], s + a, s + b, aux, sub_scale, want_grad, want_stats,
-                                   buf[a:b], loss_out[a:b], {key: t[: b - a] for key, t in work.items()}, staged)
+        rows = _autograd_rows if plan.objective.kind == "autograd" else _target_rows
+        stats = rows(plan, z[a:b], y[a:b], s + a, s + b, aux, sub_scale, want_grad, want_stats,
+                     buf[a:b], loss_out[a:b], {key: t[: b - a] for key, t in work.items()}, staged)
         for key, value in stats.items():
             parts.setdefault(key, []).append(value)
     stats = {key: torch.cat(values) for key, values in parts.items()}
     return (buf if want_grad else None), stats
 
 
-def _distribution_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, out, loss_out, work, staged):
+def _aux_log_probs(aux, s, e, out, work, staged) -> dict:
+    """Log-probabilities ``[n, V]`` of rows ``s:e`` under the reference / teacher models, in
+    their workspaces; the ``staged`` one's logits are read from ``out``."""
+    aux_logP = {}
+    for key in ("ref", "teacher"):
+        if aux.get(key):
+            t = out if key == staged else _logits(_aux_rows(aux[key], s, e), aux[key][1], None, out=work["scratch"])
+            aux_logP[key] = _log_softmax_into(t, work[key])
+    return aux_logP
+
+
+def _autograd_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, out, loss_out, work, staged):
+    """Rows ``s:e`` of an ``"autograd"`` objective: its :class:`~deft.objectives.Terms` from a
+    differentiable ``log P``, differentiated by autograd; arguments as :func:`_target_rows`."""
+    aux_logP = _aux_log_probs(aux, s, e, out, work, staged)
+    token_w = None if plan.token_weights is None else plan.token_weights[s:e]
+    need_grad = want_grad or want_stats
+    leaf = z.detach().requires_grad_(need_grad)
+    with torch.enable_grad():
+        logP = torch.log_softmax(leaf, dim=-1)
+        lse = torch.logsumexp(z, dim=-1)
+        dists = Dists(z, lse, y, logP=logP, ref_logP=aux_logP.get("ref"), teacher_logP=aux_logP.get("teacher"))
+        loss = plan.objective.autograd_terms(dists).loss
+        loss = loss if token_w is None else loss * token_w
+        grad = torch.autograd.grad(loss.sum(), leaf)[0] if need_grad else None
+    loss_out.copy_(loss.detach())
+    stats = {}
+    if want_stats:
+        p = dists.logp.detach().exp()
+        gate = -grad.gather(-1, y.unsqueeze(-1)).squeeze(-1) / (1.0 - p).clamp_min(1e-12)
+        stats = {"p": p, "gate": gate, "entropy": entropy_of(logP.detach())}
+    if want_grad:
+        torch.mul(grad, 1.0 if scale is None else scale.unsqueeze(-1), out=out)
+    return stats
+
+
+def _target_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, out, loss_out, work, staged):
     """Rows ``s:e`` of a distribution objective with its closed-form gradient.
 
     The objective's :class:`~deft.objectives.Target` gives ``L = label (-log p) + Σ_k w_k
@@ -178,11 +217,7 @@ def _distribution_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stat
     returned its target).
     """
     n, vocab = z.shape
-    aux_logP = {}
-    for key in ("ref", "teacher"):
-        if aux.get(key):
-            t = out if key == staged else _logits(_aux_rows(aux[key], s, e), aux[key][1], None, out=work["scratch"])
-            aux_logP[key] = _log_softmax_into(t, work[key])
+    aux_logP = _aux_log_probs(aux, s, e, out, work, staged)
     top, argmax = z.max(dim=-1)
     probs = _softmax_into(z, out)
     lse = top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()

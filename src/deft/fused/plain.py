@@ -88,14 +88,17 @@ def token_loss(
         terms = obj.gate_terms(tokens)
         per_token = terms.loss
     else:
-        dists = Dists(
-            z.detach(), lse.detach(), y,
+        aux_logP = dict(
             ref_logP=None if ref_logits is None else torch.log_softmax(pick(ref_logits).detach().float(), -1),
             teacher_logP=None if teacher_logits is None else torch.log_softmax(pick(teacher_logits).detach().float(), -1),
         )
-        target = obj.dist_target(dists)
-        per_token = target_loss(target, z - lse.unsqueeze(-1), y)
-        terms = None
+        if obj.kind == "autograd":
+            terms = obj.autograd_terms(Dists(z.detach(), lse.detach(), y, logP=z - lse.unsqueeze(-1), **aux_logP))
+            per_token = terms.loss
+        else:
+            target = obj.dist_target(Dists(z.detach(), lse.detach(), y, **aux_logP))
+            per_token = target_loss(target, z - lse.unsqueeze(-1), y)
+            terms = None
     weights = pick(token_weights)
     if weights is not None:
         per_token = per_token * weights.float()
@@ -116,7 +119,11 @@ def token_loss(
             with torch.enable_grad():
                 leaf = zd.clone().requires_grad_(True)
                 logP_leaf = leaf - torch.logsumexp(leaf, -1, keepdim=True)
-                (g,) = torch.autograd.grad(target_loss(target, logP_leaf, y).sum(), leaf)
+                if obj.kind == "autograd":
+                    leaf_terms = obj.autograd_terms(Dists(zd, lsed, y, logP=logP_leaf, **aux_logP))
+                    (g,) = torch.autograd.grad(leaf_terms.loss.sum(), leaf)
+                else:
+                    (g,) = torch.autograd.grad(target_loss(target, logP_leaf, y).sum(), leaf)
             gate = -g.gather(-1, y.unsqueeze(-1)).squeeze(-1) / (1.0 - p).clamp_min(1e-12)
         if weights is not None:
             gate = gate * weights.float()

@@ -13,6 +13,8 @@ Two kinds of objectives exist:
 * **Distribution objectives** need the whole distribution ``P`` (and maybe a reference or
   teacher distribution). They declare their loss as cross-entropies to detached targets
   (:class:`Target`), whose logit gradient ``c P - Q`` is closed form as well.
+* **Autograd objectives** are any other loss of the differentiable ``log P`` (returning
+  :class:`Terms`); the engines differentiate them with autograd.
 
 An objective is one decorated function, see :mod:`deft.objectives.registry`.
 """
@@ -197,18 +199,23 @@ class Target:
 
 
 class Dists:
-    """Per-token view handed to distribution objectives; everything is detached fp32.
+    """Per-token view handed to distribution objectives; everything is detached fp32, except
+    ``logP`` and ``logp`` for ``"autograd"`` objectives, which are differentiable.
 
     ``logits [n, V]`` and their ``lse [n]`` are the model's; ``logP [n, V]`` (= logits - lse)
     is formed on each use. ``ref_logP`` / ``teacher_logP`` are the reference's / teacher's
     log-distributions ``[n, V]``.
     """
 
-    def __init__(self, logits, lse, labels, *, ref_logP=None, teacher_logP=None):
+    def __init__(self, logits, lse, labels, *, ref_logP=None, teacher_logP=None, logP=None):
         self.logits = logits
         self.lse = lse
         self.labels = labels
-        self.logp = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - lse
+        self._logP = logP  # differentiable log P [n, V] for "autograd" objectives
+        if logP is not None:
+            self.logp = logP.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+        else:
+            self.logp = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - lse
         self._aux = {"ref": ref_logP, "teacher": teacher_logP}
 
     @property
@@ -222,7 +229,10 @@ class Dists:
 
     @property
     def logP(self) -> torch.Tensor:
-        """``log P = z - lse`` ``[n, V]`` (a new ``[n, V]`` tensor on each access)."""
+        """``log P = z - lse`` ``[n, V]``: differentiable for ``"autograd"`` objectives, else
+        detached (a new ``[n, V]`` tensor on each access)."""
+        if self._logP is not None:
+            return self._logP
         return self.logits - self.lse.unsqueeze(-1)
 
     def _get(self, key: str, what: str) -> torch.Tensor:
@@ -335,4 +345,8 @@ class Objective:
 
     def dist_target(self, dists: Dists) -> Target:
         """Evaluate a distribution objective: its :class:`Target`."""
+        return self.definition.fn(dists, **self.kwargs)
+
+    def autograd_terms(self, dists: Dists) -> Terms:
+        """Evaluate an ``"autograd"`` objective on a differentiable ``dists.logP``."""
         return self.definition.fn(dists, **self.kwargs)

@@ -17,6 +17,7 @@ from .base import Objective, ObjectiveDef, Param
 __all__ = ["REGISTRY", "register", "parse_objective", "list_objectives", "objective_names"]
 
 REGISTRY: dict[str, ObjectiveDef] = {}
+KINDS = ("gate", "distribution", "autograd")
 
 _ALIASES = {"original": "nll", "logp": "nll", "Cayley_Trans": "cayley_floor", "DEFT": "deft"}
 _PREFIX_ALIASES = {  # reference name prefix -> (objective, mask side, parameter name)
@@ -40,13 +41,21 @@ def register(
 ) -> Callable:
     """Decorator declaring an objective.
 
-    ``kind`` is ``"gate"`` (the function takes :class:`~deft.objectives.base.Tokens` and
-    returns :class:`~deft.objectives.base.Terms`) or ``"distribution"`` (it takes
-    :class:`~deft.objectives.base.Dists` and returns :class:`~deft.objectives.base.Target`);
-    the function receives the parameter values as keyword arguments.
+    ``kind`` is
+
+    * ``"gate"``: the function takes :class:`~deft.objectives.base.Tokens` and returns
+      :class:`~deft.objectives.base.Terms` (loss of ``log p`` and detached statistics);
+    * ``"distribution"``: it takes :class:`~deft.objectives.base.Dists` and returns a
+      :class:`~deft.objectives.base.Target` (loss as cross-entropies to detached targets);
+    * ``"autograd"``: any other loss of the whole distribution: it takes a
+      :class:`~deft.objectives.base.Dists` whose ``logP`` is differentiable and returns
+      :class:`~deft.objectives.base.Terms`; the engines differentiate it with autograd (the
+      fused engine one row sub-block at a time), which is slower than the closed forms.
+
+    The function receives the parameter values as keyword arguments.
     """
-    if kind not in ("gate", "distribution"):
-        raise ValueError(f"kind must be 'gate' or 'distribution', got {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
 
     def wrap(fn: Callable) -> Callable:
         if name in REGISTRY:

@@ -28,9 +28,7 @@ from typing import Optional
 import torch
 import yaml
 
-from ..data.readers import iter_records
-from ..data.tokenize import RecordTokenizer
-from ..data.validate import DataError, ValidationReport, check_records
+from ..data.dataset import tokenize_to_dataset
 from ..model import load_model, load_tokenizer
 from ..model.fused_forward import patch_fused_loss
 from ..objectives import parse_objective
@@ -43,20 +41,16 @@ __all__ = ["DeftTrainer", "build_examples", "train", "latest_checkpoint"]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def build_examples(cfg: TrainConfig, tokenizer, source: str, log=print) -> list[dict]:
-    """Read, validate and tokenise ``source``; raise :class:`DataError` listing ``FILE:LINE``
-    problems unless ``cfg.skip_invalid``."""
-    view = RecordTokenizer(tokenizer, template=cfg.template, max_length=cfg.max_length,
-                           truncation=cfg.truncation, all_turns=cfg.all_turns)
-    report = ValidationReport()
-    examples = [{"input_ids": ex.input_ids, "labels": ex.labels, "weights": ex.weights}
-                for _, _, ex in check_records(iter_records(source), report, tokenizer=view, with_examples=True)]
-    if report.invalid and not cfg.skip_invalid:
-        raise DataError(report, source)
+def build_examples(cfg: TrainConfig, tokenizer, source: str, log=print):
+    """Read, validate and tokenise ``source`` into a memory-mapped ``datasets.Dataset``
+    (:func:`deft.data.tokenize_to_dataset`: the records stream into an Arrow file, so a large
+    file never becomes a Python list); raise :class:`~deft.data.validate.DataError` listing
+    ``FILE:LINE`` problems unless ``cfg.skip_invalid``."""
+    dataset, report = tokenize_to_dataset(source, tokenizer, template=cfg.template, max_length=cfg.max_length,
+                                          truncation=cfg.truncation, all_turns=cfg.all_turns,
+                                          skip_invalid=cfg.skip_invalid)
     log(f"data {source}: {report.summary()}" + (f" (skipped {report.invalid} invalid)" if report.invalid else ""))
-    if not examples:
-        raise ValueError(f"{source}: no usable training example")
-    return examples
+    return dataset
 
 
 def latest_checkpoint(output_dir: str) -> Optional[str]:
