@@ -124,8 +124,14 @@ def test_distribution_sub_blocks_equal_the_plain_path(name, reduction):
     """A chunk of 90 rows is differentiated in 16-row sub-blocks with a partial last one;
     losses, gradients and statistics are those of the plain path."""
     assert sub_block_rows(90) == 16 and sub_block_rows(7) == 7 and sub_block_rows(4096) == 256
-    c64 = make_case(n=181, seed=11, dtype=torch.float64)
-    c32 = make_case(n=181, seed=11)
+    assert_sub_blocks_match_plain(name, reduction, seed=11)
+
+
+def assert_sub_blocks_match_plain(name, reduction, seed):
+    """Fused with 90-row chunks (16-row sub-blocks, a partial last one) against the plain path
+    on 181 tokens; returns the fp64 plain result and its case."""
+    c64 = make_case(n=181, seed=seed, dtype=torch.float64)
+    c32 = make_case(n=181, seed=seed)
     up = None if reduction == "sum" else torch.rand(181, dtype=torch.float64) + 0.5
     truth = run_plain(c64, name, reduction=reduction, upstream=up)
     plain = run_plain(c32, name, reduction=reduction, upstream=None if up is None else up.float())
@@ -134,6 +140,7 @@ def test_distribution_sub_blocks_equal_the_plain_path(name, reduction):
         assert_anchored(fused[i], plain[i], truth[i].double(), f"{name} {what}")
     for key in ("p", "gate", "entropy"):
         torch.testing.assert_close(fused[4][key], plain[4][key], rtol=1e-4, atol=1e-5)
+    return truth, c64
 
 
 @pytest.fixture
@@ -152,16 +159,7 @@ def reverse_kl():
 
 @pytest.mark.parametrize("reduction", ["sum", "none"])
 def test_autograd_objectives_are_differentiated_per_sub_block(reverse_kl, reduction):
-    c64 = make_case(n=181, seed=12, dtype=torch.float64)
-    c32 = make_case(n=181, seed=12)
-    up = None if reduction == "sum" else torch.rand(181, dtype=torch.float64) + 0.5
-    truth = run_plain(c64, reverse_kl, reduction=reduction, upstream=up)
-    plain = run_plain(c32, reverse_kl, reduction=reduction, upstream=None if up is None else up.float())
-    fused = run_fused(c32, reverse_kl, reduction=reduction, chunk_size=90, upstream=None if up is None else up.float())
-    for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
-        assert_anchored(fused[i], plain[i], truth[i].double(), f"reverse kl {what}")
-    for key in ("p", "gate", "entropy"):
-        torch.testing.assert_close(fused[4][key], plain[4][key], rtol=1e-4, atol=1e-5)
+    truth, c64 = assert_sub_blocks_match_plain(reverse_kl, reduction, seed=12)
     # the plain path's value is the formula
     keep = c64["y"] != -100
     logits = (c64["h"] @ c64["w"].T + c64["b"])[keep]
