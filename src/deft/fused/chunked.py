@@ -30,8 +30,8 @@ import torch
 from ..objectives import Dists, Objective, Tokens
 from ..objectives.base import entropy_of, row_dot
 from .common import (
-    check_aligned, check_labels, check_needs, gate_terms_with_gate, reduce, resolve_objective, scatter_back,
-    target_rows,
+    check_aligned, check_labels, check_needs, gate_terms_with_gate, is_zero, masked_row_dot, reduce,
+    resolve_objective, scatter_back, target_rows,
 )
 
 __all__ = ["fused_token_loss", "auto_chunk_size", "sub_block_rows"]
@@ -103,7 +103,11 @@ def _aux_rows(aux_entry, s: int, e: int) -> torch.Tensor:
     """Rows ``s:e`` (loss tokens) of a reference / teacher hidden state ``[N, H']``: picked per
     chunk, so the frozen model's hidden states are never copied whole."""
     hidden, _, index = aux_entry
-    return hidden[s:e] if index is None else hidden.index_select(0, index[s:e])
+    if index is None:
+        return hidden[s:e]
+    if isinstance(index, tuple):  # a non-contiguous [..., H'] tensor, indexed by its leading dims
+        return hidden[tuple(i[s:e] for i in index)]
+    return hidden.index_select(0, index[s:e])
 
 
 def _softmax_into(z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -189,8 +193,8 @@ def _autograd_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, o
         logP = torch.log_softmax(leaf, dim=-1)
         lse = torch.logsumexp(z, dim=-1)
         dists = Dists(z, lse, y, logP=logP, ref_logP=aux_logP.get("ref"), teacher_logP=aux_logP.get("teacher"))
-        loss = plan.objective.autograd_terms(dists).loss
-        loss = loss if token_w is None else loss * token_w
+        terms = plan.objective.autograd_terms(dists)
+        loss = terms.loss if token_w is None else terms.loss * token_w
         grad = torch.autograd.grad(loss.sum(), leaf)[0] if need_grad else None
     loss_out.copy_(loss.detach())
     stats = {}
@@ -198,6 +202,8 @@ def _autograd_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, o
         p = dists.logp.detach().exp()
         gate = -grad.gather(-1, y.unsqueeze(-1)).squeeze(-1) / (1.0 - p).clamp_min(1e-12)
         stats = {"p": p, "gate": gate, "entropy": entropy_of(logP.detach())}
+        if terms.focus is not None:
+            stats["focus"] = terms.focus.detach().float()
     if want_grad:
         torch.mul(grad, 1.0 if scale is None else scale.unsqueeze(-1), out=out)
     return stats
@@ -227,7 +233,9 @@ def _target_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, out
     uniform = target_rows(target.uniform, n, z)
     weights = [target_rows(w, n, z) for w, _ in target.dists]
     mass = label + uniform + sum(weights, torch.zeros_like(label))
-    loss = label * -dists.logp + uniform * (lse - z.mean(-1)) + target_rows(target.const, n, z)
+    loss = label * -dists.logp + target_rows(target.const, n, z)
+    if not is_zero(target.uniform):
+        loss = loss + uniform * (lse - z.mean(-1))
     token_w = None if plan.token_weights is None else plan.token_weights[s:e]
     coef = torch.ones_like(label) if token_w is None else token_w.clone()
     if scale is not None:
@@ -239,23 +247,34 @@ def _target_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, out
         grad_y = mass * p - label - uniform / vocab  # dL/dz_y, completed with the Q_k below
     if want_grad:
         probs.mul_((mass * coef).unsqueeze(-1))
-    owned = {t.data_ptr() for t in aux_logP.values()}
-    uses = [logQ.data_ptr() for _, logQ in target.dists]
+    # a log Q that is exactly a workspace (and used once) is exponentiated in place
+    owned = {t.data_ptr(): t.shape for t in aux_logP.values()}
+    storages = [logQ.untyped_storage().data_ptr() for _, logQ in target.dists]
+    unnormalised = torch.zeros_like(label)  # Σ_k w_k (Σ_v Q_k,v - 1): 0 for distributions
     for w, (_, logQ) in zip(weights, target.dists):
-        if logQ.data_ptr() in owned and uses.count(logQ.data_ptr()) == 1:
-            q = logQ.exp_()
-        else:
-            q = logQ.float().exp()
-        loss = loss + w * (lse - row_dot(q, z))
+        in_place = (owned.get(logQ.data_ptr()) == logQ.shape and logQ.is_contiguous()
+                    and storages.count(logQ.untyped_storage().data_ptr()) == 1)
+        q = logQ.exp_() if in_place else logQ.float().exp()
+        q_mass = q.sum(-1)
+        dot = row_dot(q, z)
+        bad = ~torch.isfinite(dot)  # -inf logits where q is 0: 0 * -inf counts as 0
+        if bad.any():
+            dot[bad] = masked_row_dot(q[bad], z[bad])
+        loss = loss + w * (lse * q_mass - dot)
+        unnormalised += w * (q_mass - 1.0)
         if want_stats:
             grad_y = grad_y - w * q.gather(-1, y.unsqueeze(-1)).squeeze(-1)
         if want_grad:
             probs.addcmul_(q, (-w * coef).unsqueeze(-1))
         del q
+    if want_stats:
+        grad_y = grad_y + unnormalised * p
     if want_grad:
-        if not (isinstance(target.uniform, (int, float)) and target.uniform == 0):
+        if not is_zero(target.uniform):
             probs.sub_((uniform * coef / vocab).unsqueeze(-1))
         probs.scatter_add_(-1, y.unsqueeze(-1), (-label * coef).unsqueeze(-1))
+        if unnormalised.abs().max() > 1e-5:  # targets that are not distributions: c = Σ masses
+            probs.add_(torch.exp(z - lse.unsqueeze(-1)) * (unnormalised * coef).unsqueeze(-1))
     if token_w is not None:
         loss = loss * token_w
     loss_out.copy_(loss)
@@ -448,6 +467,15 @@ def fused_token_loss(
         t = t.reshape(size, *t.shape[labels.dim():])
         return t if all_kept else t.index_select(0, index)
 
+    def aux_entry(aux_h, aux_w):
+        """``(hidden rows, weight, index)`` of a frozen model, never copying its hidden states."""
+        aux_h = aux_h.detach()
+        try:
+            return aux_h.view(size, aux_h.shape[-1]), aux_w.detach(), None if all_kept else index
+        except RuntimeError:  # e.g. hidden[:, :-1] of a batch: index the leading dims per chunk
+            rows = torch.arange(size, device=index.device) if all_kept else index
+            return aux_h, aux_w.detach(), torch.unravel_index(rows, tuple(labels.shape))
+
     h = pick(hidden)
     m = h.shape[0]
     plan = _Plan(
@@ -463,10 +491,8 @@ def fused_token_loss(
     if plan.chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     aux = {
-        "ref": None if ref_hidden is None else (
-            ref_hidden.detach().reshape(size, -1), ref_weight.detach(), None if all_kept else index),
-        "teacher": None if teacher_hidden is None else (
-            teacher_hidden.detach().reshape(size, -1), teacher_weight.detach(), None if all_kept else index),
+        "ref": None if ref_hidden is None else aux_entry(ref_hidden, ref_weight),
+        "teacher": None if teacher_hidden is None else aux_entry(teacher_hidden, teacher_weight),
         "weight_dtype": weight.dtype,
         "bias_dtype": None if bias is None else bias.dtype,
     }
@@ -477,6 +503,8 @@ def fused_token_loss(
     loss = scatter_back(out, index, size, shape) if reduction == "none" else out
     if not return_stats:
         return loss
+    for key in ("p", "gate", "entropy") + (("focus",) if obj.definition.has_focus else ()):
+        plan.stats.setdefault(key, h.new_zeros(0, dtype=torch.float32))  # no loss token at all
     stats = {key: scatter_back(value.float(), index, size, shape) for key, value in plan.stats.items()}
     stats["mask"] = keep.reshape(shape)
     stats["num_tokens"] = int(m)

@@ -81,5 +81,17 @@ def gate_terms_with_gate(obj: Objective, tokens: Tokens):
 def target_rows(value, n: int, like: torch.Tensor) -> torch.Tensor:
     """A :class:`~deft.objectives.Target` field (float or ``[n]`` tensor) as a detached fp32 ``[n]``."""
     if isinstance(value, torch.Tensor):
-        return value.detach().float().expand(n)
+        # a copy: the field may be a view of a workspace the fused engine later overwrites
+        return value.detach().float().expand(n).clone()
     return torch.full((n,), float(value), dtype=torch.float32, device=like.device)
+
+
+def is_zero(value) -> bool:
+    """A :class:`~deft.objectives.Target` field given as the number 0 (a term that is absent)."""
+    return not isinstance(value, torch.Tensor) and float(value) == 0.0
+
+
+def masked_row_dot(q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``Σ_{v: q_v > 0} q_v x_v`` per row ``[n]``: where ``q`` is 0 the term is 0 even if ``x``
+    is ``-inf`` (a masked vocabulary entry), as in ``0 log 0 = 0``."""
+    return torch.where(q > 0, q * x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(-1)

@@ -13,8 +13,8 @@ import torch
 from ..objectives import Dists, Target, Tokens
 from ..objectives.base import row_entropy
 from .common import (
-    check_aligned, check_labels, check_needs, gate_terms_with_gate, reduce, resolve_objective, scatter_back,
-    target_rows,
+    check_aligned, check_labels, check_needs, gate_terms_with_gate, is_zero, masked_row_dot, reduce,
+    resolve_objective, scatter_back, target_rows,
 )
 
 __all__ = ["token_loss"]
@@ -144,11 +144,14 @@ def target_loss(target: Target, logP: torch.Tensor, labels: torch.Tensor) -> tor
     from a differentiable ``log P [n, V]``, by its definition::
 
         L = label * (-log p) + Σ_k w_k * (-Σ_v Q_k,v log P_v) + uniform * (-mean_v log P_v) + const
+
+    with ``Q_k,v log P_v = 0`` where ``Q_k,v = 0`` (masked vocabulary entries).
     """
     n = logP.shape[0]
     logp = logP.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     loss = target_rows(target.label, n, logP) * -logp + target_rows(target.const, n, logP)
-    loss = loss + target_rows(target.uniform, n, logP) * -logP.mean(-1)
+    if not is_zero(target.uniform):
+        loss = loss + target_rows(target.uniform, n, logP) * -logP.mean(-1)
     for weight, logQ in target.dists:
-        loss = loss + target_rows(weight, n, logP) * -(logQ.detach().exp() * logP).sum(-1)
+        loss = loss + target_rows(weight, n, logP) * -masked_row_dot(logQ.detach().exp(), logP)
     return loss
