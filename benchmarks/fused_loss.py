@@ -35,17 +35,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as _dt
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from casekit import (  # benchmarks/casekit.py: per-case processes and memory readings
+    MiB, RESULT_TAG, environment_info, peak_rss_bytes, read_status_kib, reset_peak_rss, run_case_process, terminate,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -84,43 +85,11 @@ MEM_TARGET = 1.5         # fused peak above inputs <= 1.5 x (dW + dh + one chunk
 REF_SPEEDUP_TARGET = 2.0
 REF_MEMORY_TARGET = 8.0
 
-RESULT_TAG = "@@RESULT "
-MiB = float(1 << 20)
 
 
 # --------------------------------------------------------------------------------------------
 # inside a case subprocess
 # --------------------------------------------------------------------------------------------
-
-def _read_status_kib(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) of this process (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_bytes() -> int:
-    hwm = _read_status_kib("VmHWM")
-    if hwm is not None:
-        return hwm * 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
 
 def chunk_rows(m: int, H: int, V: int, objective: str) -> int:
     """Rows per chunk the fused loss picks for ``m`` loss tokens (the same for every objective)."""
@@ -336,8 +305,8 @@ def run_case(case: dict) -> dict:
         base = torch.cuda.memory_allocated(device)
         hwm_reset = True
     else:
-        hwm_reset = _reset_peak_rss()
-        base = (_read_status_kib("VmRSS") or 0) * 1024
+        hwm_reset = reset_peak_rss()
+        base = (read_status_kib("VmRSS") or 0) * 1024
 
     def one(fn):
         hidden.grad = None
@@ -350,7 +319,7 @@ def run_case(case: dict) -> dict:
 
     def read_peak():
         sync()
-        return int((torch.cuda.max_memory_allocated(device) if cuda else _peak_rss_bytes()) - base)
+        return int((torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes()) - base)
 
     if case.get("profile"):
         for _ in range(case["warmup"]):
@@ -496,33 +465,11 @@ def run_child(case: dict, timeout: float, retries: int = 1) -> dict:
 
 
 def _run_child_once(case: dict, timeout: float) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_case", json.dumps(case)]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return {"status": "timeout", "note": f"exceeded {timeout:.0f} s"}
-    finally:
-        if proc.poll() is None:  # interrupted: do not leave the case running
-            proc.kill()
-            proc.wait()
-    for line in stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            out = json.loads(line[len(RESULT_TAG):])
-            out["wall_s"] = time.time() - t0
-            return out
-    err = (stderr or "").strip().splitlines()
-    tail = err[-1] if err else ""
-    text = (stderr or "").lower()
-    if proc.returncode in (-9, 137) or "out of memory" in text or "can't allocate memory" in text:
-        return {"status": "did not fit", "note": f"exit {proc.returncode}: {tail}"[:300]}
-    missing = "modulenotfounderror" in text or "importerror" in text or "no such file" in text
-    return {"status": "error", "note": f"exit {proc.returncode}: {tail}"[:300], "retry": missing}
+    res = run_case_process(str(Path(__file__).resolve()), case, timeout, env, note_chars=300)
+    res.pop("stderr_tail", None)
+    return res
 
 
 def _fmt_t(r):
@@ -651,32 +598,7 @@ def markdown_table(shape: dict, rows: list[dict], methods: list[str], itemsize: 
 def environment(device: str) -> dict:
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    env = {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": cpu,
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "mem_total_gib": round((os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**30, 1),
-        "device": device,
-    }
-    if device == "cuda" and torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name(0)
-    return env
-
-
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
+    return environment_info(device, {"torch": torch.__version__}, torch.get_num_threads())
 
 
 def main(argv=None) -> int:
@@ -723,7 +645,7 @@ def main(argv=None) -> int:
     if args._case is None:
         import signal
 
-        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGTERM, terminate)
     if args._case is not None:
         case = json.loads(args._case)
         result = run_case(case)

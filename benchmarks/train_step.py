@@ -33,21 +33,22 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as _dt
 import hashlib
 import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from casekit import (  # benchmarks/casekit.py: per-case processes and memory readings
+    MiB, RESULT_TAG, environment_info, peak_rss_bytes, read_status_kib, reset_peak_rss, run_case_process, terminate, trim_heap,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -59,56 +60,11 @@ LR = 5e-5                 # the trainer's default peak learning rate
 DEFT_VS_NLL_TARGET = 1.05  # fused deft step time <= 1.05 x fused nll
 TRL_MEMORY_TARGET = 0.7    # fused deft peak <= 0.7 x TRL DFT's peak (and faster than it)
 
-RESULT_TAG = "@@RESULT "
-MiB = float(1 << 20)
 
 
 # --------------------------------------------------------------------------------------------
 # inside a case subprocess
 # --------------------------------------------------------------------------------------------
-
-def _read_status_kib(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) of this process (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _trim_heap() -> bool:
-    """Hand freed heap memory back to the kernel (glibc ``malloc_trim``), so that a resident size
-    taken as a baseline counts live memory only, not what earlier setup work freed but the
-    allocator kept (which differs between cases)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        return True
-    except (OSError, AttributeError):
-        return False
-
-
-def _peak_rss_bytes() -> int:
-    hwm = _read_status_kib("VmHWM")
-    if hwm is not None:
-        return hwm * 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
 
 def _build_optimizer_state(opt, params) -> None:
     """Allocate AdamW's state (``exp_avg``, ``exp_avg_sq``) without changing the weights: one
@@ -299,16 +255,16 @@ def run_case(case: dict) -> dict:
             torch.cuda.reset_peak_memory_stats(device)
             return True
         gc.collect()
-        _trim_heap()
-        return _reset_peak_rss()
+        trim_heap()
+        return reset_peak_rss()
 
     def peak():
         s.sync()
-        return int((torch.cuda.max_memory_allocated(device) if cuda else _peak_rss_bytes()) - base)
+        return int((torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes()) - base)
 
     if not cuda:
-        _trim_heap()
-    base = torch.cuda.memory_allocated(device) if cuda else (_read_status_kib("VmRSS") or 0) * 1024
+        trim_heap()
+    base = torch.cuda.memory_allocated(device) if cuda else (read_status_kib("VmRSS") or 0) * 1024
     hwm_reset = reset()
     warm = [s.step(forward_backward) for _ in range(case["warmup"])]
     peak_warmup = peak() if warm else None
@@ -416,36 +372,14 @@ def build_batch(model: str, batch_size: int, seq_len: int, prompt_len: int, seed
 
 
 def _run_child(case: dict, timeout: float) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_case", json.dumps(case)]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[key] = str(case["threads"])
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return {"status": "timeout", "note": f"exceeded {timeout:.0f} s"}
-    finally:
-        if proc.poll() is None:  # interrupted: do not leave the case running
-            proc.kill()
-            proc.wait()
-    for line in stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            out = json.loads(line[len(RESULT_TAG):])
-            out["wall_s"] = time.time() - t0
-            return out
-    err = (stderr or "").strip().splitlines()
-    tail = err[-1] if err else ""
-    text = (stderr or "").lower()
-    if proc.returncode in (-9, 137) or "out of memory" in text or "can't allocate memory" in text:
-        return {"status": "did not fit", "note": f"exit {proc.returncode}: {tail}"[:400]}
-    return {"status": "error", "note": f"exit {proc.returncode}: {tail}"[:400],
-            "stderr_tail": "\n".join(err[-15:])}
+    res = run_case_process(str(Path(__file__).resolve()), case, timeout, env, note_chars=400)
+    res.pop("retry", None)
+    return res
 
 
 def interleaved_timing(batch: dict, cases: list, base: dict, rounds: int, timeout: float) -> dict:
@@ -485,31 +419,7 @@ def _versions() -> dict:
 
 
 def environment(device: str, threads: int) -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    env = {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        **_versions(),
-        "cpu": cpu,
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": threads,
-        "mem_total_gib": round((os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**30, 1),
-        "device": device,
-    }
-    if device == "cuda":
-        import torch
-
-        if torch.cuda.is_available():
-            env["gpu"] = torch.cuda.get_device_name(0)
-    return env
+    return environment_info(device, _versions(), threads)
 
 
 def _key(method: str, objective: str) -> str:
@@ -762,10 +672,6 @@ def render(report: dict) -> tuple[str, list[str], str]:
     return table, rlines, "\n".join(md) + "\n"
 
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -847,7 +753,7 @@ def main(argv=None) -> int:
 
     import signal
 
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
 
     prompt_len = args.prompt_len if args.prompt_len is not None else args.seq_len // 4
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]

@@ -1,0 +1,133 @@
+"""What the benchmark scripts share: each case runs in a fresh interpreter (the script itself with
+``--_case JSON``), measures its own peak memory and prints one tagged JSON result line.
+
+* inside a case: :func:`read_status_kib`, :func:`reset_peak_rss`, :func:`trim_heap`,
+  :func:`peak_rss_bytes` (Linux ``/proc/self`` with ``getrusage`` as the fallback);
+* in the parent: :func:`run_case_process` (runs one case, parses its result line, classifies a
+  failure) and :func:`environment_info` (machine and versions for the report).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+RESULT_TAG = "@@RESULT "
+MiB = float(1 << 20)
+
+
+def read_status_kib(key: str) -> int | None:
+    """A ``/proc/self/status`` field in KiB (``VmRSS``, ``VmHWM``), or ``None``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def trim_heap() -> bool:
+    """Hand freed heap memory back to the kernel (glibc ``malloc_trim``), so that a resident size
+    taken as a baseline counts live memory only, not what earlier setup work freed but the
+    allocator kept (which differs between cases)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident size of this process since the last :func:`reset_peak_rss`."""
+    hwm = read_status_kib("VmHWM")
+    if hwm is not None:
+        return hwm * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def terminate(signum, frame):
+    """SIGTERM handler of a case: exit (so ``finally`` blocks run) with the usual code."""
+    raise SystemExit(128 + signum)
+
+
+def run_case_process(script: str, case: dict, timeout: float, env: dict, note_chars: int) -> dict:
+    """Run ``python SCRIPT --_case JSON`` and return its result dict (with ``wall_s``), or a
+    failure: ``{"status": "timeout" | "did not fit" | "error", "note", "retry", "stderr_tail"}``
+    where ``retry`` says the interpreter's packages were missing (an environment being rebuilt)."""
+    cmd = [sys.executable, script, "--_case", json.dumps(case)]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"status": "timeout", "note": f"exceeded {timeout:.0f} s"}
+    finally:
+        if proc.poll() is None:  # interrupted: do not leave the case running
+            proc.kill()
+            proc.wait()
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            out = json.loads(line[len(RESULT_TAG):])
+            out["wall_s"] = time.time() - t0
+            return out
+    err = (stderr or "").strip().splitlines()
+    tail = err[-1] if err else ""
+    text = (stderr or "").lower()
+    if proc.returncode in (-9, 137) or "out of memory" in text or "can't allocate memory" in text:
+        return {"status": "did not fit", "note": f"exit {proc.returncode}: {tail}"[:note_chars]}
+    missing = "modulenotfounderror" in text or "importerror" in text or "no such file" in text
+    return {"status": "error", "note": f"exit {proc.returncode}: {tail}"[:note_chars], "retry": missing,
+            "stderr_tail": "\n".join(err[-15:])}
+
+
+def environment_info(device: str, versions: dict, torch_threads: int) -> dict:
+    """Date, Python, the given package versions, CPU model and cores, torch threads, memory,
+    device (and the GPU's name on CUDA), in that order."""
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    env = {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        **versions,
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch_threads,
+        "mem_total_gib": round((os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**30, 1),
+        "device": device,
+    }
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(0)
+    return env
