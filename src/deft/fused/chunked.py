@@ -90,12 +90,18 @@ def _logits(h: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], out: Op
     return z
 
 
+def _softmax_and_lse_into(z: torch.Tensor, out: torch.Tensor):
+    """``P = softmax(z)`` written into ``out`` ``[n, V]`` and ``lse`` ``[n]`` from it:
+    ``lse = max - log P[argmax]`` is exact, and ``P[argmax] >= 1/V`` never underflows."""
+    top, argmax = z.max(dim=-1)
+    probs = _softmax_into(z, out)
+    return probs, top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()
+
+
 def _log_softmax_into(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """Row ``log_softmax`` of logits ``t`` ``[n, V]`` written into ``out`` (not aliasing ``t``),
-    with ``lse = max - log P[argmax]`` as in the gate path: no ``[n, V]`` allocation."""
-    top, argmax = t.max(dim=-1)
-    probs = _softmax_into(t, out)
-    lse = top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()
+    """Row ``log_softmax`` of logits ``t`` ``[n, V]`` written into ``out`` (not aliasing ``t``):
+    no ``[n, V]`` allocation."""
+    _, lse = _softmax_and_lse_into(t, out)
     return torch.sub(t, lse.unsqueeze(-1), out=out)
 
 
@@ -121,10 +127,7 @@ def _softmax_into(z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 def _gate_chunk(plan: _Plan, z, y, s, e, scale, want_grad, want_stats, buf):
     """Gate objective on one chunk: ``g = coef (P - δ_y)`` written into ``buf`` ``[n, V]``."""
     weights = None if plan.token_weights is None else plan.token_weights[s:e]
-    top, argmax = z.max(dim=-1)
-    probs = _softmax_into(z, buf)
-    # lse = max - log P[argmax]: exact, and P[argmax] >= 1/V never underflows
-    lse = top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()
+    probs, lse = _softmax_and_lse_into(z, buf)
     logp = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
     old = None if plan.old_logprobs is None else plan.old_logprobs[s:e]
     tokens = Tokens(logp, z, lse, probs=probs, old_logprobs=old, batch_mean_p=plan.batch_mean_p)
@@ -224,9 +227,7 @@ def _target_rows(plan: _Plan, z, y, s, e, aux, scale, want_grad, want_stats, out
     """
     n, vocab = z.shape
     aux_logP = _aux_log_probs(aux, s, e, out, work, staged)
-    top, argmax = z.max(dim=-1)
-    probs = _softmax_into(z, out)
-    lse = top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()
+    probs, lse = _softmax_and_lse_into(z, out)
     dists = Dists(z, lse, y, ref_logP=aux_logP.get("ref"), teacher_logP=aux_logP.get("teacher"))
     target = plan.objective.dist_target(dists)
     label = target_rows(target.label, n, z)
