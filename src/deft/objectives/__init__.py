@@ -17,10 +17,10 @@ from .base import (
 )
 from .deformed_log import cayley_focus
 from .needs import NEEDS, Need, objective_inputs, register_need
-from .registry import REGISTRY, list_objectives, objective_names, parse_objective, register
+from .registry import MASKS_HELP, REGISTRY, describe_mask, list_objectives, objective_names, parse_objective, register
 
 __all__ = [
-    "CrossEntropyTargets", "Dists", "NEEDS", "Need", "Objective", "ObjectiveDef", "Param", "PerTokenLoss", "REGISTRY",
-    "Target", "Terms", "Tokens", "cayley_focus", "deformed_log_loss", "list_objectives", "objective_inputs",
+    "CrossEntropyTargets", "Dists", "MASKS_HELP", "NEEDS", "Need", "Objective", "ObjectiveDef", "Param", "PerTokenLoss", "REGISTRY",
+    "Target", "Terms", "Tokens", "cayley_focus", "deformed_log_loss", "describe_mask", "list_objectives", "objective_inputs",
     "objective_names", "parse_objective", "register", "register_need",
 ]

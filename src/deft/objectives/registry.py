@@ -21,7 +21,15 @@ from typing import Callable, Iterable, Union
 from .base import Objective, ObjectiveDef, Param
 from .needs import NEEDS
 
-__all__ = ["REGISTRY", "register", "parse_objective", "list_objectives", "objective_names"]
+__all__ = ["REGISTRY", "register", "parse_objective", "list_objectives", "objective_names", "describe_mask",
+           "MASKS_HELP"]
+
+MASKS_HELP = (
+    "Masks: 'obj[p>=tau]' / 'obj[p<=tau]' train a gate objective only on tokens with sg(p) >= tau / <= tau; "
+    "the mean divides by all loss tokens (masked-out tokens count as 0). The reference names OnlyTopP-tau, "
+    "OnlyBottomP-tau (objective p) and OnlyTopLogP-tau, OnlyBottomLogP-tau (objective nll) divide by the "
+    "selected tokens instead, as the reference code does."
+)
 
 REGISTRY: dict[str, ObjectiveDef] = {}
 KINDS = ("gate", "distribution", "autograd")
@@ -115,6 +123,16 @@ def reference_alias(objective: Objective) -> str:
         if side is not None and objective.mask is not None and (target, side) == (objective.name, objective.mask[0]):
             return f"{prefix}{objective.mask[1]}"
     raise ValueError(f"objective '{objective.name}' with normalizer 'selected' has no reference name")
+
+
+def describe_mask(objective: Objective) -> str:
+    """One line on an objective's probability mask and what its mean divides by ("" if none)."""
+    if objective.mask is None:
+        return ""
+    side, tau = objective.mask
+    denominator = "the selected tokens (reference semantics)" if objective.normalizer == "selected" else \
+        "all loss tokens"
+    return f"mask: sg(p) {'>=' if side == 'top' else '<='} {tau}; the mean divides by {denominator}"
 
 
 def _valid_names() -> str:
