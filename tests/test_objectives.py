@@ -318,7 +318,7 @@ def test_spec_parsing(spec, name, values, mask):
     assert parse_objective(obj.spec) == obj  # the canonical spec round-trips
 
 
-def test_defaults_follow_the_design_brief():
+def test_default_parameter_values():
     expect = {"power": {"alpha": 0.5}, "eaft": {"k": 20, "gamma": 1.0},
               "profit": {"tau": 0.1, "direction": "higher"}, "psft": {"eps_low": 0.2, "eps_high": 0.28},
               "label_smoothing": {"lam": 0.1}, "sft_kl": {"lam": 0.1}, "asft": {"lam": 0.1},
