@@ -9,6 +9,9 @@ located errors, and the tokenised view (response-only labels) that the trainer c
 * tokenisation — :class:`RecordTokenizer`, :func:`tokenize_record`, :func:`collate`,
   :func:`tokenize_to_dataset`
 * statistics — :func:`token_stats`
+* the paper's protocol — :func:`figfont_paper_records`, :func:`math_paper_records`,
+  :func:`medical_paper_records`, :func:`paper_family` (:mod:`deft.data.paper`) and the ``paper``
+  prompt template (:data:`PAPER_STRINGS`)
 """
 
 from .dataset import tokenize_to_dataset
@@ -28,17 +31,37 @@ from .sources import (
     rg_score,
     source_records,
 )
+from .paper import (
+    FIGFONT_PAPER_SYSTEM,
+    PAPER_MODELS,
+    figfont_paper_records,
+    math_paper_records,
+    medical_paper_records,
+    paper_family,
+)
 from .stats import TokenStats, token_stats
-from .templates import TEMPLATES, PlainTemplate, resolve_template
-from .tokenize import IGNORE_INDEX, RecordTokenizer, TokenizedExample, TokenizeStats, collate, tokenize_record
+from .templates import PAPER_STRINGS, TEMPLATES, PaperTemplate, PlainTemplate, resolve_template
+from .tokenize import (
+    IGNORE_INDEX,
+    RecordTokenizer,
+    TokenizedExample,
+    TokenizeStats,
+    collate,
+    special_token_ids,
+    tokenize_record,
+)
 from .validate import DataError, ValidationReport, check_records, validate_source
 
 __all__ = [
     "DataError",
+    "FIGFONT_PAPER_SYSTEM",
     "FIGFONT_SYSTEM_PROMPT",
     "IGNORE_INDEX",
     "MATH_PROMPT_SUFFIX",
     "MEDICAL_PROMPT_SUFFIX",
+    "PAPER_MODELS",
+    "PAPER_STRINGS",
+    "PaperTemplate",
     "PlainTemplate",
     "RECORD_KEYS",
     "RecordError",
@@ -51,13 +74,17 @@ __all__ = [
     "check_records",
     "collate",
     "extract_boxed",
+    "figfont_paper_records",
     "figfont_records",
     "iter_records",
     "iter_rows",
+    "math_paper_records",
     "math_records",
+    "medical_paper_records",
     "medical_records",
     "mix_records",
     "normalize_record",
+    "paper_family",
     "parse_key_map",
     "question_split",
     "record_messages",
@@ -65,6 +92,7 @@ __all__ = [
     "rg_records",
     "rg_score",
     "source_records",
+    "special_token_ids",
     "token_stats",
     "tokenize_record",
     "tokenize_to_dataset",

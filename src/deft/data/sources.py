@@ -444,11 +444,20 @@ def source_records(
     prompt_suffix: str | None = None,
     parts: list[tuple[str, float]] | None = None,
     keep_extra: bool = False,
+    protocol: str = "deft",
+    model_key: str | None = None,
+    model: str | None = None,
 ) -> Iterator[tuple[str, dict | RecordError]]:
     """One entry point for every source name (see the module docstring). ``input`` is the file or
     dataset id of ``math``, ``medical`` and ``jsonl`` (also written ``math:<file>``); generated
-    sources need ``n``; ``system`` replaces a generated task's system prompt."""
+    sources need ``n``; ``system`` replaces a generated task's system prompt. ``protocol="paper"``
+    builds ``figfont``, ``math`` and ``medical`` as the reference does (:mod:`deft.data.paper`; the
+    family from ``model_key`` or ``model``)."""
     name, _, arg = source.partition(":")
+    if protocol == "paper":
+        return _paper_records(name, arg or input, n=n, split=split, key_map=key_map, model_key=model_key, model=model)
+    if protocol != "deft":
+        raise ValueError(f"--protocol {protocol!r}: use deft or paper")
     if name == "rg" or name == "figfont":
         if n is None:
             raise ValueError(f"{source} needs --n (how many records to generate)")
@@ -476,6 +485,20 @@ def source_records(
         source = arg or input
     km = parse_key_map(key_map)
     return _sample(iter_records(source, key_map=km, keep_extra=keep_extra, split=split), n, seed)
+
+
+def _paper_records(name, path, *, n, split, key_map, model_key, model):
+    from .paper import figfont_paper_records, math_paper_records, medical_paper_records, require_family
+
+    if name == "figfont":
+        return figfont_paper_records(split, n=n)
+    if name not in ("math", "medical"):
+        raise ValueError(f"--protocol paper builds figfont, math and medical; {name!r} has no paper protocol")
+    if not path:
+        raise ValueError(f"{name} needs an input file or dataset id (deft data {name} FILE --protocol paper ...)")
+    family = require_family(name, model_key=model_key, model=model)
+    build = math_paper_records if name == "math" else medical_paper_records
+    return build(path, family, n=n, split=split, key_map=key_map)
 
 
 def rg_score(record: Mapping, answer: str | None) -> float:
