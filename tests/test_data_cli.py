@@ -76,12 +76,15 @@ def test_math_and_medical_from_local_files(tmp_path, capsys):
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "f.jsonl").write_text("")
     for argv, message in [
         (("nosuch", "--out", "x.jsonl"), "unknown source 'nosuch'"),
         (("figfont",), "needs --out"),
         (("stats", "x.jsonl"), "stats needs --model"),
         (("math", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")), "no such file"),
         (("mix", "--part", "figfont=0", "--n", "3", "--out", "x.jsonl"), "proportion must be positive"),
+        (("stats", "x.jsonl", "--model", "smollm2-135m", "--max-length", "-5"), "--max-length must be at least 2"),
+        (("figfont", "--out", str(tmp_path / "f.jsonl" / "x.jsonl")), "is a file, not a folder"),
     ]:
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)

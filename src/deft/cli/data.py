@@ -142,6 +142,8 @@ def run(args) -> int:
     from ..data.sources import parse_mix_part, parse_task_args
 
     name = _check_source(args)
+    if args.max_length is not None and args.max_length < 2:
+        raise ValueError(f"--max-length must be at least 2 tokens (got {args.max_length})")
     if name == "stats":
         return _stats(args)
     if args.max_errors < 1:
@@ -154,6 +156,9 @@ def run(args) -> int:
         source = args.source
         if not args.out:
             raise ValueError(f"{args.source} needs --out FILE (where to write the records)")
+        from ..data import check_output_path
+
+        check_output_path(args.out)
     if args.max_length and not args.model:
         raise ValueError("--max-length needs --model (lengths are counted in that model's tokens)")
     n = args.n

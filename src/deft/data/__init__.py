@@ -2,7 +2,9 @@
 located errors, and the tokenised view (response-only labels) that the trainer consumes.
 
 * records — :func:`normalize_record`, :func:`record_messages` (:mod:`deft.data.records`)
-* reading and writing — :func:`iter_rows`, :func:`iter_records`, :func:`write_jsonl`
+* reading and writing — :func:`iter_rows`, :func:`iter_records`, :func:`read_records` (every
+  format: JSONL, JSON, Parquet, CSV/TSV, datasets directories; deft, TRL, Alpaca, ShareGPT shapes),
+  :func:`write_jsonl`, :func:`check_output_path`
 * sources — :func:`source_records` (``figfont``, ``rg:<task>``, ``math``, ``medical``, ``mix``,
   files), :func:`extract_boxed`, :func:`rg_score` (:mod:`deft.data.sources`)
 * validation — :func:`check_records`, :func:`validate_source`, :class:`DataError`
@@ -50,7 +52,8 @@ from .tokenize import (
     special_token_ids,
     tokenize_record,
 )
-from .validate import DataError, ValidationReport, check_records, validate_source
+from .readers import check_output_path
+from .validate import DataError, ValidationReport, check_records, read_records, validate_source
 
 __all__ = [
     "DataError",
@@ -71,6 +74,7 @@ __all__ = [
     "TokenizeStats",
     "TokenizedExample",
     "ValidationReport",
+    "check_output_path",
     "check_records",
     "collate",
     "extract_boxed",
@@ -87,6 +91,7 @@ __all__ = [
     "paper_family",
     "parse_key_map",
     "question_split",
+    "read_records",
     "record_messages",
     "resolve_template",
     "rg_records",

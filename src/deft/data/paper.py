@@ -145,7 +145,8 @@ def figfont_paper_records(split: str = "train", *, n: int | None = None, start: 
     40,000..44,999), from ``start`` (an offset inside the split) for ``n`` items (default: to the
     end of the split). Records: system :data:`FIGFONT_PAPER_SYSTEM`, prompt the question, response
     and answer the word, task ``figfont``."""
-    from .sources import _json_safe, _rg_dataset
+    from ..io import json_safe
+    from .sources import _rg_dataset
 
     if split not in FIGFONT_PAPER_SPLITS:
         raise ValueError(f"--split {split!r}: the paper's FigFont has the splits train and test")
@@ -160,7 +161,7 @@ def figfont_paper_records(split: str = "train", *, n: int | None = None, start: 
     ds = _rg_dataset("figlet_font", json.dumps(FIGFONT_PAPER_ARGS, sort_keys=True), PAPER_SEED, hi)
     for idx in range(lo + start, end):
         entry = ds[idx]
-        meta = _json_safe(entry.get("metadata") or {})
+        meta = json_safe(entry.get("metadata") or {})
         meta["reasoning_gym"] = {"task": "figlet_font", "args": dict(FIGFONT_PAPER_ARGS), "seed": PAPER_SEED, "index": idx}
         word = str(entry["answer"])
         yield (f"figfont[paper,{split}]#{idx}",

@@ -35,7 +35,8 @@ import re
 from functools import lru_cache
 from typing import Any, Iterable, Iterator, Mapping
 
-from .readers import _json_default, iter_records, iter_rows
+from ..io import json_safe
+from .readers import iter_records, iter_rows
 from .records import RecordError, parse_key_map
 
 __all__ = [
@@ -109,10 +110,6 @@ def parse_task_args(items: Iterable[str] | Mapping | None) -> dict[str, Any]:
     return out
 
 
-def _json_safe(obj):
-    return json.loads(json.dumps(obj, default=_json_default))
-
-
 @lru_cache(maxsize=32)
 def _rg_dataset(name: str, args_json: str, seed: int, size: int):
     import reasoning_gym
@@ -165,8 +162,8 @@ def rg_records(
         if answer is None or not str(answer).strip():
             yield where, RecordError(f"{task} item {idx} has no reference answer to train on", where)
         else:
-            meta = _json_safe(entry.get("metadata") or {})
-            meta["reasoning_gym"] = {"task": task, "args": _json_safe(args), "seed": seed, "index": idx}
+            meta = json_safe(entry.get("metadata") or {})
+            meta["reasoning_gym"] = {"task": task, "args": json_safe(args), "seed": seed, "index": idx}
             rec = {"prompt": question, "response": str(answer)}
             if system:
                 rec["system"] = system
