@@ -8,7 +8,9 @@ Facts of the reference (repository ``luludus/DEFT``, scripts ``data/data_process
   space_letters=True`` and **seed 42**; the train split is items ``0 .. 39,999`` and the test split
   items ``40,000 .. 44,999``, by index (reasoning-gym seeds item ``i`` with ``seed + i``, so any
   index is generated alone). The system prompt is :data:`FIGFONT_PAPER_SYSTEM`, the user turn the
-  question, the response the bare word.
+  question, the response the bare word. The reference does not deduplicate: 13 of the 5,000 test
+  questions also occur among the train questions (same word, font and wording drawn twice, e.g.
+  train item 4,885 = test item 41,655), and the protocol keeps its split as it is.
 * **Math** — rows ``question`` / ``answer`` (the worked solution; NuminaMath-CoT's ``problem`` /
   ``solution`` and the reference's processed ``extra_info`` rows are read too), in file order. The
   response is the whole solution, unchanged; the gold answer is its last ``\\boxed{}``. The prompt
