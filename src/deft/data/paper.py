@@ -148,7 +148,7 @@ def figfont_paper_records(split: str = "train", *, n: int | None = None, start: 
     end of the split). Records: system :data:`FIGFONT_PAPER_SYSTEM`, prompt the question, response
     and answer the word, task ``figfont``."""
     from ..io import json_safe
-    from .sources import _rg_dataset
+    from .sources_rg import _rg_dataset
 
     if split not in FIGFONT_PAPER_SPLITS:
         raise ValueError(f"--split {split!r}: the paper's FigFont has the splits train and test")
