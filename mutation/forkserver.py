@@ -8,7 +8,7 @@ its exit status goes back to the client. A client that dies (cosmic-ray's timeou
 makes the server kill the child's whole process group.
 
     python mutation/forkserver.py serve SOCKET --preload torch,numpy [-- TESTS...]
-    python mutation/forkserver.py client SOCKET CWD -- PYTEST_ARGS...   # exit status = pytest's
+    python mutation/forkserver.py client SOCKET CWD MUTATED_FILES -- PYTEST_ARGS...  # exit status = pytest's
     python mutation/forkserver.py stop SOCKET
 """
 
@@ -105,9 +105,21 @@ def _preload(preload: list[str], tests: list[str]) -> None:
             raise RuntimeError(f"preloaded a module of the working copy: {name}")
 
 
+def _drop_bytecode(modules: list[str]) -> None:
+    """Remove the cached bytecode of the mutated modules: a mutant of the same size written in
+    the same second as the previous one would otherwise be read back from a stale ``.pyc``.
+    The other modules keep theirs, so a child compiles only the one file that changed."""
+    for module in modules:
+        cache = os.path.join(os.path.dirname(module), "__pycache__")
+        stem = os.path.splitext(os.path.basename(module))[0] + "."
+        if os.path.isdir(cache):
+            for name in os.listdir(cache):
+                if name.startswith(stem):
+                    os.unlink(os.path.join(cache, name))
+
+
 def serve(path: str, preload: list[str], tests: list[str]) -> None:
     """Import the heavy modules and answer requests until a ``stop`` request comes."""
-    sys.dont_write_bytecode = True  # a mutant must never be read back from a stale .pyc
     _preload(preload, tests)
     if os.path.exists(path):
         os.unlink(path)
@@ -130,6 +142,7 @@ def serve(path: str, preload: list[str], tests: list[str]) -> None:
             if request.get("stop"):
                 conn.sendall(b"0\n")
                 break
+            _drop_bytecode(request.get("mutated", []))
             pid = os.fork()
             if pid == 0:
                 server.close()
@@ -143,14 +156,15 @@ def serve(path: str, preload: list[str], tests: list[str]) -> None:
     os.unlink(path)
 
 
-def request(path: str, cwd: str, args: list[str]) -> tuple[int, str]:
-    """Run pytest ``args`` in ``cwd`` through the server: ``(exit status, output)``."""
+def request(path: str, cwd: str, args: list[str], mutated: list[str]) -> tuple[int, str]:
+    """Run pytest ``args`` in ``cwd`` through the server: ``(exit status, output)``; ``mutated``
+    are the files whose bytecode must not be reused."""
     with tempfile.NamedTemporaryFile("r", suffix=".log", delete=False) as log:
         log_path = log.name
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(path)
-            conn.sendall((json.dumps({"cwd": cwd, "args": args, "log": log_path}) + "\n").encode())
+            conn.sendall((json.dumps({"cwd": cwd, "args": args, "log": log_path, "mutated": mutated}) + "\n").encode())
             answer = conn.makefile("r").readline().strip()
         with open(log_path, errors="replace") as f:
             output = f.read()
@@ -172,8 +186,8 @@ def main(argv: list[str]) -> int:
         tests = argv[5:] if len(argv) >= 5 and argv[4] == "--" else []
         serve(argv[1], [m for m in argv[3].split(",") if m], tests)
         return 0
-    if len(argv) >= 4 and argv[0] == "client" and argv[3] == "--":
-        rc, output = request(argv[1], argv[2], argv[4:])
+    if len(argv) >= 5 and argv[0] == "client" and argv[4] == "--":
+        rc, output = request(argv[1], argv[2], argv[5:], [m for m in argv[3].split(",") if m])
         sys.stdout.write(output[-20000:])
         return rc
     if len(argv) == 2 and argv[0] == "stop":

@@ -52,6 +52,13 @@ def test_borders_of_the_probability_fractions():
     out = s.result()
     assert out["frac_p_below_1e-3"] == pytest.approx(0.25)
     assert out["frac_p_above_0.5"] == pytest.approx(0.25)
+    # 1e-3 itself is not representable in float32: float64 statistics hit the border exactly
+    s = StepStats()
+    p = torch.tensor([1e-3, 0.5, 0.2], dtype=torch.float64)
+    s.add(torch.tensor(0.0), {"p": p, "gate": torch.zeros(3), "entropy": torch.zeros(3),
+                              "mask": torch.ones(3, dtype=torch.bool)}, input_tokens=3)
+    out = s.result()
+    assert out["frac_p_below_1e-3"] == 0.0 and out["frac_p_above_0.5"] == 0.0
 
 
 def test_no_focus_key_for_objectives_without_focus():
