@@ -24,6 +24,40 @@ T = np.array([  # reference / teacher logits
 OLD = np.array([-0.5, -1.9, -3.0])  # old-policy log-probabilities of the labels
 
 
+# (spec, formula name, parameters) for every objective the anchors check
+CASES = [
+    ("nll", "nll", {}),
+    ("p", "p", {}),
+    ("dft", "dft", {}),
+    ("power", "power", {"alpha": 0.5}),
+    ("power:alpha=0.25", "power", {"alpha": 0.25}),
+    ("cayley", "cayley", {}),
+    ("cayley_floor", "cayley_floor", {}),
+    ("deft", "deft", {}),
+    ("eaft", "eaft", {}),
+    ("eaft:k=3,gamma=2", "eaft", {"k": 3, "gamma": 2.0}),
+    ("profit", "profit", {}),
+    ("profit:tau=0.2", "profit", {"tau": 0.2}),
+    ("profit:direction=lower", "profit", {"direction": "lower"}),
+    ("profit:tau=0.2,direction=lower", "profit", {"tau": 0.2, "direction": "lower"}),
+    ("psft", "psft", {}),
+    ("psft:eps_low=0.5,eps_high=0.1", "psft", {"eps_low": 0.5, "eps_high": 0.1}),
+    ("label_smoothing", "label_smoothing", {}),
+    ("label_smoothing:lam=0.3", "label_smoothing", {"lam": 0.3}),
+    ("sft_kl", "sft_kl", {}),
+    ("sft_kl:lam=0.7", "sft_kl", {"lam": 0.7}),
+    ("asft", "asft", {}),
+    ("asft:lam=0.7", "asft", {"lam": 0.7}),
+    ("gem", "gem", {}),
+    ("gem:beta=1.5", "gem", {"beta": 1.5}),
+    ("kd", "kd", {}),
+    ("kd_hybrid", "kd_hybrid", {}),
+    ("kd_hybrid:lam=0.2", "kd_hybrid", {"lam": 0.2}),
+    ("target_sft", "target_sft", {}),
+    ("target_sft:eta=0.2", "target_sft", {"eta": 0.2}),
+]
+
+
 def log_softmax(z):
     m = z.max(-1, keepdims=True)
     return z - m - np.log(np.exp(z - m).sum(-1, keepdims=True))

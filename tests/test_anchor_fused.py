@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import deft
-from anchor_numpy import OLD, T, Y, Z, loss_and_grad, pick, softmax
-from test_anchor_objectives import CASES
+from anchor_numpy import CASES, OLD, T, Y, Z, loss_and_grad, pick, softmax
 
 # W [V=5, H=4] and H [3, 4] chosen so that H W^T = Z exactly (least squares is exact: rank 4 < 5 is
 # avoided by solving for H with a W of full column rank and then defining Z from them)
