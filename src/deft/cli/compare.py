@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..analysis.compare import compare, run_grid
+    from ..recipes.compare import compare, run_grid
     from .train import parse_pairs
 
     if args.grid:
