@@ -13,7 +13,8 @@ __all__ = ["DataConfig", "SOURCE_NAMES", "TEMPLATE_CHOICES"]
 #: the source names of ``deft data SOURCE`` (besides a record file path)
 SOURCE_NAMES = ("figfont", "rg", "math", "medical", "mix", "jsonl", "json", "parquet", "csv", "generic", "records",
                 "check", "stats")
-TEMPLATE_CHOICES = ("auto", "chat", "plain", "qa", "paper", "paper:qwen", "paper:llama", "paper:deepseek")
+TEMPLATE_CHOICES = ("auto", "chat", "plain", "qa", "paper", "paper:qwen", "paper:llama", "paper:deepseek", "paper-sft",
+                    "paper-sft:qwen", "paper-sft:llama", "paper-sft:deepseek")
 
 
 def _at_least_two(value) -> Optional[str]:
