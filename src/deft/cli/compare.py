@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..recipes.compare import compare, run_grid
-    from .train import parse_pairs
+    from ..config import parse_pairs
 
     if args.grid:
         path = Path(args.grid)
