@@ -38,7 +38,7 @@ _EXPORTS = {
     "math_paper_records": "paper", "medical_paper_records": "paper", "paper_family": "paper",
     "TokenStats": "stats", "token_stats": "stats",
     "PAPER_STRINGS": "templates", "TEMPLATES": "templates", "PaperTemplate": "templates", "PlainTemplate": "templates",
-    "resolve_template": "templates",
+    "resolve_template": "templates", "HARNESS_PROMPTS": "templates", "harness_prompt": "templates",
     "IGNORE_INDEX": "tokenize", "RecordTokenizer": "tokenize", "TokenizedExample": "tokenize",
     "TokenizeStats": "tokenize", "collate": "tokenize", "special_token_ids": "tokenize", "tokenize_record": "tokenize",
     "DataError": "validate", "ValidationReport": "validate", "check_records": "validate", "read_records": "validate",

@@ -17,6 +17,11 @@ A conversation with several turns is rendered with its earlier turns joined by a
 (the response is always the last assistant turn; plain templates do not train on earlier turns).
 The paper template renders one user turn.
 
+For math *evaluation* the reference uses its harness's prompt types instead (:data:`HARNESS_PROMPTS`,
+:func:`harness_prompt`: ``qwen-boxed``, ``llama-base-boxed-with-bos``, ``deepseek-math``); for Llama
+and DeepSeek they equal the training strings, for Qwen they differ (training: the Qwen2.5-Math chat
+template, whose system prompt is the boxed instruction).
+
 ``paper-sft`` (and ``paper-sft:<family>``) is the same but for one quirk of the reference's
 training: its SFT dataset wraps every prompt of a Llama *base* model in the harness string
 ``llama-base-boxed-with-bos`` (:data:`LLAMA_SFT_WRAP`), so a Llama FigFont or medical prompt (already
@@ -32,8 +37,8 @@ from dataclasses import dataclass
 from .paper import FIGFONT_PAPER_SYSTEM, HELPFUL_SYSTEM, PAPER_FAMILIES, PAPER_REGIMES, paper_family
 from .records import RecordError
 
-__all__ = ["PlainTemplate", "PaperTemplate", "PAPER_STRINGS", "LLAMA_SFT_WRAP", "TEMPLATES", "template_names",
-           "resolve_template"]
+__all__ = ["PlainTemplate", "PaperTemplate", "PAPER_STRINGS", "LLAMA_SFT_WRAP", "HARNESS_PROMPTS", "HARNESS_PROMPT_TYPES",
+           "harness_prompt", "TEMPLATES", "template_names", "resolve_template"]
 
 _QWEN = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
 _LLAMA = ("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>"
@@ -55,6 +60,31 @@ PAPER_STRINGS = {
     ("deepseek", "medical"): "<｜begin▁of▁sentence｜>User: {prompt}\n\nAssistant:\n",
     ("deepseek", "math"): "<｜begin▁of▁sentence｜>User: {prompt}\n\nAssistant:",
 }
+
+
+#: the math evaluation harness's prompt types the reference uses (evaluations/math/utils.py), per family
+#: (scripts/one_click/TEMPLATE.py); ``{input}`` is the question
+HARNESS_PROMPTS = {
+    "qwen-boxed": ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{input}\n"
+                   "Please reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+                   "<|im_start|>assistant\n"),
+    "llama-base-boxed-with-bos": ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful "
+                                  "assistant.<|eot_id|>\n<|start_header_id|>user<|end_header_id|>\n\n{input}\nPlease "
+                                  "reason step by step, and put your final answer within \\boxed{}.<|eot_id|>\n"
+                                  "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    "deepseek-math": ("<｜begin▁of▁sentence｜>User: {input}\nPlease reason step by step, and put your final answer "
+                      "within \\boxed{}.\n\nAssistant:"),
+}
+HARNESS_PROMPT_TYPES = {"qwen": "qwen-boxed", "llama": "llama-base-boxed-with-bos", "deepseek": "deepseek-math"}
+
+
+def harness_prompt(family_or_type: str, question: str) -> str:
+    """The math evaluation prompt of the reference for a family (``qwen``, ``llama``, ``deepseek``) or
+    a harness prompt type (:data:`HARNESS_PROMPTS`), around ``question``."""
+    kind = HARNESS_PROMPT_TYPES.get(family_or_type, family_or_type)
+    if kind not in HARNESS_PROMPTS:
+        raise ValueError(f"unknown prompt type {family_or_type!r}; use one of {', '.join([*HARNESS_PROMPT_TYPES, *HARNESS_PROMPTS])}")
+    return HARNESS_PROMPTS[kind].replace("{input}", question)
 
 
 #: the reference SFT dataset's wrapper for Llama base models (main_verl/utils/dataset/sft_dataset.py)
