@@ -201,3 +201,15 @@ def test_read_records_is_what_probe_and_eval_read_with(tmp_path):
     records, report = read_records(str(path), skip_invalid=True)
     assert records == [(f"{path}: record 1", {"prompt": "a", "response": "b"})] and report.invalid == 1
     assert read_records(str(path), require_response=False)[0][1] == (f"{path}: record 2", {"prompt": "c"})
+
+
+def test_key_map_as_flags_or_mapping_everywhere(tmp_path):
+    path = tmp_path / "q.jsonl"
+    _jsonl(path, [{"q": "a", "a": "b"}])
+    tok = tiny_tokenizer()
+    for km in (["prompt=q", "completion=a"], {"prompt": "q", "response": "a"}):
+        assert [r for _, r in iter_records(str(path), key_map=km)] == [{"prompt": "a", "response": "b"}]
+        ds, _ = tokenize_to_dataset(str(path), tok, key_map=km, template="plain")
+        assert [i for i in ds[0]["labels"] if i != IGNORE_INDEX] == tok("b</s>", add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="--map promt=q: unknown key 'promt' \\(did you mean 'prompt'\\?\\)"):
+        iter_records(str(path), key_map=["promt=q"])

@@ -78,7 +78,11 @@ def parse_key_map(items, allowed: tuple[str, ...] = (*RECORD_KEYS, "completion")
     out = {}
     for key, column in pairs:
         if key not in allowed:
-            raise ValueError(f"--map {key}={column}: unknown key {key!r}; use one of {', '.join(allowed)}")
+            import difflib
+
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"--map {key}={column}: unknown key {key!r}{hint}; use one of {', '.join(allowed)}")
         if not column:
             raise ValueError(f"--map {key}=: empty column name")
         out[key] = column
