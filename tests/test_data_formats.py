@@ -162,6 +162,8 @@ def test_json_array_csv_and_parquet_errors_name_the_record(tmp_path):
     ({"prompt": 3, "completion": [{"role": "assistant", "content": "r"}]}, "needs 'prompt' as a list of messages"),
     ({"prompt": [{"role": "user", "content": "p"}], "completion": []}, "'completion' must be a non-empty list"),
     ({"conversations": [{"from": "robot", "value": "x"}]}, "conversations\\[0\\].from is 'robot'"),
+    ({"text": "just text"}, "a plain 'text' row has no prompt/response split"),
+    ({"prompt": "p", "chosen": "a", "rejected": "b"}, "--map response=chosen"),
 ])
 def test_bad_trl_and_sharegpt_rows_say_what_is_wrong(tmp_path, row, message):
     path = tmp_path / "bad.jsonl"

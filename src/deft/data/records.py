@@ -196,6 +196,12 @@ def _shape(get: dict, row: dict, require_response: bool) -> dict:
     missing = [k for k in ("prompt", "response") if k not in get and (require_response or k == "prompt")]
     if missing:
         cols = ", ".join(map(str, row)) or "none"
+        if "chosen" in row and "rejected" in row:
+            raise RecordError("a preference row (chosen/rejected) is not fine-tuning data; train on the preferred answer "
+                              "with --map response=chosen (and prompt=COLUMN)")
+        if set(row) <= {"text", "id", "metadata"} and "text" in row:
+            raise RecordError("a plain 'text' row has no prompt/response split (deft trains on responses); write "
+                              "prompt + response (or completion) or messages, or map columns with --map KEY=COLUMN")
         raise RecordError(
             f"missing key {' and '.join(repr(m) for m in missing)} (need 'messages', 'prompt' + 'response' or "
             f"'prompt' + 'completion'; columns are: {cols}; map other names with --map KEY=COLUMN)"
