@@ -131,8 +131,6 @@ class PaperTemplate:
         system = next((m["content"] for m in messages if m["role"] == "system"), None)
         if system == FIGFONT_PAPER_SYSTEM:
             return "figfont"
-        if self.family == "llama" and system == HELPFUL_SYSTEM:
-            return "math"
         if self.family == "llama":
             return "math" if system == HELPFUL_SYSTEM else "medical"
         return "math"  # Qwen: math and medical share the string; DeepSeek: the paper's runs are math
@@ -153,7 +151,7 @@ class PaperTemplate:
         if "{system}" in fmt and not system:
             raise RecordError(f"the paper's {self.family} {regime} prompt needs the record's 'system' prompt "
                               f"(write records with deft data ... --protocol paper)")
-        text = fmt.replace("{system}", system[0] if system else "").replace("{prompt}", turns[0]["content"])
+        text = fmt.format(system=system[0] if system else "", prompt=turns[0]["content"])  # values are not re-parsed
         if self.sft_wrap and self.family == "llama" and regime != "math":  # math's string is the wrapper itself
             text = LLAMA_SFT_WRAP.replace("{input}", text)
         return text
