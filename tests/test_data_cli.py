@@ -159,3 +159,14 @@ def test_config_file_map_and_aliases(tmp_path, capsys):
     cfg.write_text("mapp: [prompt=question]\n")
     code, _, err = run(capsys, "jsonl", str(src), "--config", str(cfg), "--out", str(tmp_path / "p.jsonl"))
     assert code == 2 and "unknown option 'mapp' (did you mean 'map'?)" in err
+
+
+def test_paper_template_family_from_model_key(smollm2_tokenizer, tmp_path, capsys):
+    out = tmp_path / "fig.jsonl"
+    assert run(capsys, "figfont", "--protocol", "paper", "--split", "test", "--n", "1", "--out", str(out))[0] == 0
+    for key, family in (("qwen-2.5-7b", "qwen"), ("llama-3.2-3b", "llama")):
+        code, stdout, err = run(capsys, "stats", str(out), "--model", "smollm2-135m", "--template", "paper",
+                                "--model-key", key)
+        assert code == 0 and f"template: paper:{family}" in stdout, err
+    code, _, err = run(capsys, "stats", str(out), "--model", "smollm2-135m", "--template", "paper")
+    assert code == 2 and "cannot tell the model family" in err and "paper:qwen" in err

@@ -52,6 +52,17 @@ def _tokenizer(cfg: DataConfig):
     return load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
 
 
+def _template(cfg: DataConfig) -> str:
+    """``paper`` / ``paper-sft`` take their family from ``model_key`` when it names one (a local
+    tokenizer's path often does not)."""
+    from .paper import paper_family
+
+    family = paper_family(cfg.model_key)
+    if cfg.template in ("paper", "paper-sft") and family:
+        return f"{cfg.template}:{family}"
+    return cfg.template
+
+
 def _fail(report, source: str, err: TextIO):
     from .validate import DataError
 
@@ -69,7 +80,7 @@ def _stats(cfg: DataConfig, path: str | None, err: TextIO) -> str:
     if not cfg.model:
         raise ValueError("stats needs --model (the tokenizer to count with), e.g. --model smollm2-135m")
     stats = token_stats(path, _tokenizer(cfg), key_map=parse_key_map(cfg.map), split=cfg.split,
-                        template=cfg.template, all_turns=cfg.all_turns, max_problems=cfg.max_errors)
+                        template=_template(cfg), all_turns=cfg.all_turns, max_problems=cfg.max_errors)
     text = stats.format(path, (cfg.max_length,) if cfg.max_length else DEFAULT_LENGTHS)
     if stats.report.invalid:
         if not cfg.skip_invalid:
@@ -116,7 +127,7 @@ def run_data(cfg: DataConfig, *, err: TextIO | None = None) -> str:
     items = _items(cfg, kind, path, seed)
     view = None
     if cfg.model:
-        view = RecordTokenizer(_tokenizer(cfg), template=cfg.template, max_length=cfg.max_length,
+        view = RecordTokenizer(_tokenizer(cfg), template=_template(cfg), max_length=cfg.max_length,
                                truncation=cfg.truncation, all_turns=cfg.all_turns)
     report = ValidationReport(max_problems=cfg.max_errors)
     label = path or cfg.source
