@@ -120,13 +120,27 @@ class Tokens(_Inputs):
         *,
         probs: Optional[torch.Tensor] = None,
         inputs: Optional[dict] = None,
+        old_logprobs: Optional[torch.Tensor] = None,
+        batch_mean_p: Optional[torch.Tensor] = None,
     ):
         self.logp = logp
         self._logits = logits
         self._lse = lse
         self._probs = probs  # softmax(logits) when the caller already has it [n, V]
         self._inputs = dict(inputs or {})
+        # the two built-in fields may also be given as keywords (the form before the needs registry)
+        for key, value in (("old_logprobs", old_logprobs), ("batch_mean_p", batch_mean_p)):
+            if value is not None:
+                self._inputs[key] = value
         self._cache: dict = {}
+
+    @property
+    def _old_logprobs(self):  # former attribute, read by subclasses written before the needs registry
+        return self._inputs.get("old_logprobs")
+
+    @property
+    def _batch_mean_p(self):  # former attribute, as above
+        return self._inputs.get("batch_mean_p")
 
     def with_logp(self, logp: torch.Tensor) -> "Tokens":
         """The same rows with another ``logp`` tensor (e.g. a fresh leaf), sharing the cache."""
