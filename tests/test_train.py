@@ -74,6 +74,7 @@ def test_one_microbatch_of_8_equals_8_microbatches_of_1(tiny_model_dir, figfont_
 
 
 def test_packing_gives_the_same_loss_as_padding(tiny_model_dir, figfont_records):
+    """Packed rows, padded rows and each example on its own give the same summed NLL."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cfg = cfg_for(tiny_model_dir, figfont_records, "/unused")
@@ -89,6 +90,17 @@ def test_packing_gives_the_same_loss_as_padding(tiny_model_dir, figfont_records)
     packed = model(**batch)
     assert packed.num_tokens == padded.num_tokens
     torch.testing.assert_close(packed.loss, padded.loss, rtol=1e-4, atol=1e-4)
+    # anchor: each example alone through the unpatched forward (no labels: plain logits) and
+    # torch's own cross-entropy on the shifted labels
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ex in examples:
+            logits = model(input_ids=torch.tensor([ex["input_ids"]])).logits[0, :-1]
+            labels = torch.tensor(ex["labels"][1:])
+            total += float(torch.nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum"))
+            count += int((labels != -100).sum())
+    assert padded.num_tokens == count
+    assert float(packed.loss) == pytest.approx(total, rel=1e-5)
 
 
 def test_labels_cover_the_response_and_end_of_turn_after_the_shift(tiny_model_dir, figfont_records):
@@ -170,8 +182,8 @@ def test_two_processes_through_accelerate_match_one(tiny_model_dir, figfont_reco
                     "--output-dir", str(one)], check=True, env=env, capture_output=True)
     two = tmp_path / "two"
     launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "deft.cli.main", "train", *common,
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "deft.cli.main", "train", *common,
          "--batch-size", "2", "--output-dir", str(two)], env=env, capture_output=True, text=True)
     assert launched.returncode == 0, launched.stderr[-3000:]
     a, b = metrics(one), metrics(two)

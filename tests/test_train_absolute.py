@@ -76,7 +76,8 @@ def independent_step(model_dir, examples, objective, normalization="tokens"):
         loss, stats = token_loss(logits[:, :-1], labels[:, 1:], objective, reduction="sum", return_stats=True)
         sums.append(loss)
         counts.append(stats["num_tokens"])
-        per_token.append({k: v[stats["mask"]].double() for k, v in stats.items() if k in ("p", "gate", "entropy", "focus")})
+        per_token.append({k: v[stats["mask"]].double() for k, v in stats.items()
+                          if k in ("p", "gate", "entropy", "focus")})
     tokens = sum(counts)
     if normalization == "tokens":
         value = torch.stack(sums).sum() / tokens
@@ -84,7 +85,8 @@ def independent_step(model_dir, examples, objective, normalization="tokens"):
         value = torch.stack([s / n for s, n in zip(sums, counts)]).mean()
     grads = torch.autograd.grad(value, params)
     cat = {k: torch.cat([t[k] for t in per_token]) for k in per_token[0]}
-    logged = {"loss": float(value.detach()), "tokens": tokens, "input_tokens": sum(len(ex["input_ids"]) for ex in examples),
+    logged = {"loss": float(value.detach()), "tokens": tokens,
+              "input_tokens": sum(len(ex["input_ids"]) for ex in examples),
               "grad_norm": float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads))),
               "mean_p": float(cat["p"].mean()), "mean_gate": float(cat["gate"].mean()),
               "mean_entropy": float(cat["entropy"].mean()),

@@ -12,7 +12,8 @@ def add_parser(subparsers) -> None:
         description="Fine-tune a causal LM on records with a token-level objective. Options come from --config "
                     "FILE (YAML), then key=value pairs, then --flags (later wins); the HF TrainingArguments / TRL "
                     "names (learning_rate, num_train_epochs, per_device_train_batch_size, ...) are accepted too. "
-                    "Multi-GPU / multi-node: 'accelerate launch -m deft.cli.main train ...' (see examples/accelerate/).",
+                    "Multi-GPU / multi-node: 'accelerate launch -m deft.cli.main train ...' "
+                    "(see examples/accelerate/).",
         epilog="Outputs in --out: config.yaml, metrics.jsonl (one line per optimizer step), checkpoint-N/, "
                "final/ (HF model directory), summary.json, tensorboard/ (with --report-to tensorboard). One run per "
                "folder: a used folder needs --resume (continue) or --overwrite (start again).",
