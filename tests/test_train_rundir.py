@@ -16,6 +16,7 @@ from transformers import TrainerCallback
 from deft.cli.main import main
 from deft.train import load_config, train
 from deft.train.rundir import LOCK_NAME, RunLock, read_metrics
+from deft.train.run import settings_hash_of
 from deft.train.trainer import NonFiniteError, warmup_steps
 
 QUIET = dict(log=lambda *_: None)
@@ -161,7 +162,11 @@ def test_summary_after_resume_averages_every_step(tiny_model_dir, figfont_record
     with pytest.raises(KeyboardInterrupt):
         train(cfg_for(tiny_model_dir, figfont_records, out, **kw), callbacks=[_Crash(2)], **QUIET)
     assert not (out / LOCK_NAME).exists() and not (out / "final").exists()
-    summary = train(cfg_for(tiny_model_dir, figfont_records, out, resume=True, **kw), **QUIET)
+    said = []
+    resumed_cfg = cfg_for(tiny_model_dir, figfont_records, out, resume=True, save_total_limit=3, **kw)
+    summary = train(resumed_cfg, log=said.append)
+    assert any("differ from" in line and "save_total_limit 2 -> 3" in line for line in said), said
+    assert summary["settings_hash"] == settings_hash_of(resumed_cfg) == expected["settings_hash"]
     losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl")]
     assert len(losses) == 4
     assert summary["train_loss"] == pytest.approx(sum(losses) / 4, rel=1e-12)
@@ -185,6 +190,18 @@ def test_a_non_finite_loss_mid_run_stops_with_no_final_model(tiny_model_dir, fig
     assert all(torch.isfinite(t).all() for t in load_file(out / "checkpoint-2" / "model.safetensors").values())
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]  # the broken step is not logged
     assert not (out / LOCK_NAME).exists()
+
+
+def test_the_settings_hash_follows_what_the_run_computes(figfont_records, tmp_path):
+    base = dict(model="m", data=str(figfont_records), output_dir=str(tmp_path / "a"))
+    h = settings_hash_of(load_config(None, base))
+    assert h == settings_hash_of(load_config(None, dict(base, output_dir=str(tmp_path / "b"), progress="false")))
+    assert h != settings_hash_of(load_config(None, dict(base, lr="2e-5")))
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(Path(figfont_records).read_bytes())
+    assert h == settings_hash_of(load_config(None, dict(base, data=str(copy))))  # same bytes elsewhere
+    copy.write_bytes(Path(figfont_records).read_bytes() + b"\n")
+    assert h != settings_hash_of(load_config(None, dict(base, data=str(copy))))
 
 
 # -- warm-up ----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from ..io import atomic_write_dir, atomic_write_json, atomic_write_text
 from .config import TrainConfig, config_to_dict
 from .rundir import RunLock, is_finished, latest_checkpoint, mean_loss, prepare_fresh_folder, truncate_metrics
 
-__all__ = ["train", "build_examples", "next_steps"]
+__all__ = ["train", "build_examples", "next_steps", "settings_hash_of"]
 
 _OPTIMIZERS = {"adamw": "adamw_torch", "sgd": "sgd"}  # deft name -> HF optim name
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -209,7 +209,14 @@ def _write_start(run: _Run) -> None:
 
     if not run.main:
         return
-    atomic_write_text(run.out / "config.yaml", yaml.safe_dump(config_to_dict(run.cfg), sort_keys=False))
+    new = config_to_dict(run.cfg)
+    if run.resume_from and (run.out / "config.yaml").exists():
+        old = yaml.safe_load((run.out / "config.yaml").read_text()) or {}
+        changed = [f"{k} {old[k]!r} -> {new[k]!r}" for k in new
+                   if k in old and old[k] != new[k] and k not in ("resume", "resume_from_checkpoint", "progress")]
+        if changed:
+            run.log(f"resuming with settings that differ from {run.out / 'config.yaml'}: {'; '.join(changed)}")
+    atomic_write_text(run.out / "config.yaml", yaml.safe_dump(new, sort_keys=False))
     shutil.rmtree(run.out / STAGING, ignore_errors=True)  # a crash's half-written checkpoint
     step = 0
     if run.resume_from:
@@ -289,9 +296,26 @@ def _finish(run: _Run, trainer) -> dict:
         shutil.rmtree(run.out / STAGING, ignore_errors=True)
         summary["train_loss"] = mean_loss(run.out / "metrics.jsonl")
         summary["final"] = str(run.out / "final")
+        summary["settings_hash"] = settings_hash_of(run.cfg)
         atomic_write_json(run.out / "summary.json", summary)
     trainer.accelerator.wait_for_everyone()
     return summary
+
+
+# options that change how a run is watched, saved or resumed, not what it computes (the data files
+# count by their bytes, not their paths)
+_NOT_HASHED = ("output_dir", "progress", "resume", "resume_from_checkpoint", "overwrite", "num_workers", "report_to",
+               "logging_steps", "save_steps", "save_total_limit", "data", "eval_data")
+
+
+def settings_hash_of(cfg: TrainConfig) -> str:
+    """sha256 of the settings that determine the trained model and of the bytes (not the paths) of
+    its data files (:func:`deft.config.settings_hash`); recorded in ``summary.json`` so a caller can
+    tell whether a finished run was made from the settings it would use now."""
+    from ..config import settings_hash
+
+    settings = {k: v for k, v in config_to_dict(cfg).items() if k not in _NOT_HASHED}
+    return settings_hash(settings, {"data": cfg.data, "eval_data": cfg.eval_data})
 
 
 def _save_final(model, tokenizer, target: Path) -> None:
