@@ -1,0 +1,89 @@
+"""Objective declarations the value tests don't reach: parameter ranges, which objectives report a
+focus index, the clamps of the focus formulas at their borders, and the spec parser's corners.
+
+Each test here was written to fail for a mutant that survived ``make mutate`` (docs/testing.md);
+the expected values come from the paper and the design brief, not from the code.
+"""
+
+import math
+
+import pytest
+import torch
+
+import deft
+from deft.objectives import REGISTRY, cayley_focus, parse_objective
+
+# objectives whose loss is the deformed log (1 - p^a)/a with focus index a (paper Sections 3-5)
+FOCUS = {"p", "power", "cayley", "cayley_floor", "deft"}
+
+# every parameter's allowed range: (spec prefix, parameter, last valid low, first invalid low,
+# last valid high or None, first invalid high or None)
+RANGES = [
+    ("power", "alpha", 0.0, -1e-9, None, None),
+    ("eaft", "k", 2, 1, None, None),
+    ("eaft", "gamma", 0.0, -1e-9, None, None),
+    ("profit", "tau", 0.0, -1e-9, 1.0, 1.000001),
+    ("psft", "eps_low", 0.0, -1e-9, 1.0, 1.000001),
+    ("psft", "eps_high", 0.0, -1e-9, None, None),
+    ("label_smoothing", "lam", 0.0, -1e-9, 1.0, 1.000001),
+    ("sft_kl", "lam", 0.0, -1e-9, None, None),
+    ("asft", "lam", 0.0, -1e-9, None, None),
+    ("kd_hybrid", "lam", 0.0, -1e-9, 1.0, 1.000001),
+    ("target_sft", "eta", 0.0, -1e-9, 1.0, 1.000001),
+]
+
+
+@pytest.mark.parametrize("name,param,low,below,high,above", RANGES, ids=[f"{r[0]}.{r[1]}" for r in RANGES])
+def test_parameter_ranges(name, param, low, below, high, above):
+    assert parse_objective(f"{name}:{param}={low}").kwargs[param] == low
+    with pytest.raises(ValueError, match=rf"'{param}' must be >= "):
+        parse_objective(f"{name}:{param}={below}")
+    if high is not None:
+        assert parse_objective(f"{name}:{param}={high}").kwargs[param] == high
+        with pytest.raises(ValueError, match=rf"'{param}' must be <= "):
+            parse_objective(f"{name}:{param}={above}")
+    else:
+        assert parse_objective(f"{name}:{param}=1000").kwargs[param] == 1000
+
+
+def test_gem_temperature_must_be_strictly_positive():
+    with pytest.raises(ValueError, match="'beta' must be > 0"):
+        parse_objective("gem:beta=0")
+    assert parse_objective("gem:beta=1e-6").kwargs["beta"] == 1e-6
+
+
+def test_declared_focus_matches_the_paper_family():
+    assert {name for name, d in REGISTRY.items() if d.has_focus} == FOCUS
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_focus_statistic_is_present_exactly_for_the_family_even_without_loss_tokens(name):
+    """A step with no loss token must still log the same statistics keys (the fused engine's
+    empty-step path reads the declaration)."""
+    h = torch.randn(3, 4, dtype=torch.float64)
+    w = torch.randn(6, 4, dtype=torch.float64)
+    kw = {"ref_hidden": h, "ref_weight": w, "teacher_hidden": h, "teacher_weight": w,
+          "old_logprobs": torch.zeros(3, dtype=torch.float64)}
+    _, stats = deft.fused_token_loss(h, w, torch.full((3,), -100), name, return_stats=True, **kw)
+    assert ("focus" in stats) == (name in FOCUS)
+    _, stats = deft.fused_token_loss(h, w, torch.tensor([0, 1, 2]), name, return_stats=True, **kw)
+    assert ("focus" in stats) == (name in FOCUS)
+
+
+def test_cayley_focus_is_finite_when_rounding_puts_p_above_one():
+    """``1 - p`` from a log-probability that rounded to just above 0 is clamped at 0: a = p."""
+    logp = torch.tensor([1e-6, 0.0], dtype=torch.float64)
+    a = cayley_focus(logp)
+    assert torch.isfinite(a).all()
+    assert a.tolist() == pytest.approx([math.exp(1e-6), 1.0])
+
+
+def test_cayley_floor_focus_is_clamped_below_at_one_thousandth():
+    """Tokens of a batch that all have p < 1e-3 get the reference code's floor a = 0.001."""
+    z = torch.tensor([[0.0, 0.0, 0.0, 0.0, -12.0]] * 2, dtype=torch.float64)
+    y = torch.tensor([4, 4])
+    p = math.exp(-12.0) / (4 + math.exp(-12.0))
+    assert 0.5 * p + (1 - 0.5 * p) * p / (2 - p) < 1e-3  # the formula alone would go below the floor
+    loss, stats = deft.token_loss(z, y, "cayley_floor", reduction="none", return_stats=True)
+    assert stats["focus"].tolist() == pytest.approx([0.001, 0.001])
+    assert loss.tolist() == pytest.approx([(1 - p ** 0.001) / 0.001] * 2, rel=1e-5)
