@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import deft
-from deft.objectives import REGISTRY, cayley_focus, parse_objective
+from deft.objectives import REGISTRY, Param, cayley_focus, parse_objective
 
 # objectives whose loss is the deformed log (1 - p^a)/a with focus index a (paper Sections 3-5)
 FOCUS = {"p", "power", "cayley", "cayley_floor", "deft"}
@@ -87,3 +87,42 @@ def test_cayley_floor_focus_is_clamped_below_at_one_thousandth():
     loss, stats = deft.token_loss(z, y, "cayley_floor", reduction="none", return_stats=True)
     assert stats["focus"].tolist() == pytest.approx([0.001, 0.001])
     assert loss.tolist() == pytest.approx([(1 - p ** 0.001) / 0.001] * 2, rel=1e-5)
+
+
+def test_listing_lines_add_parameters_and_needs():
+    listed = deft.list_objectives()
+    assert listed["nll"] == REGISTRY["nll"].summary  # no parameters, needs nothing: the summary alone
+    assert listed["power"] == REGISTRY["power"].summary + " [alpha=0.5]"
+    assert listed["eaft"] == REGISTRY["eaft"].summary + " [k=20, gamma=1.0]"
+    assert listed["cayley_floor"] == REGISTRY["cayley_floor"].summary  # "batch" is not an input to name
+    assert listed["kd"].count("(needs") == 1  # said by the summary itself, not repeated
+
+
+def test_listing_names_the_inputs_a_summary_does_not_mention():
+    from deft.objectives import Terms, register
+
+    @register("_listing_probe", "gate", "a probe objective", needs=("old_logprobs", "batch", "teacher"),
+              params={"c": Param(2, "a constant", min=0)})
+    def _probe(t, c):
+        return Terms(-t.logp)
+
+    try:
+        assert deft.list_objectives()["_listing_probe"] == \
+            "a probe objective [c=2] (needs old_logprobs, teacher)"
+        d = REGISTRY["_listing_probe"]
+        assert d.kind == "gate" and d.needs == frozenset({"old_logprobs", "batch", "teacher"})
+        assert d.has_focus is False  # the default
+        with pytest.raises(ValueError, match="already registered"):
+            register("_listing_probe", "gate", "again")(_probe)
+    finally:
+        del REGISTRY["_listing_probe"]
+
+
+def test_register_takes_its_options_by_keyword_only():
+    from deft.objectives import register
+
+    with pytest.raises(TypeError):
+        register("_positional_probe", "gate", "summary", {})
+    with pytest.raises(ValueError, match="kind must be one of gate, distribution, autograd"):
+        register("_kind_probe", "loss", "summary")
+    assert "_positional_probe" not in REGISTRY and "_kind_probe" not in REGISTRY
