@@ -118,7 +118,8 @@ def write_report(build: Path, groups: dict, equivalent_path: Path, root: Path) -
     lines += [""] + [f"- {n}" for n in notes]
     lines += ["", "## Surviving mutants", ""]
     for s in sorted(survivors, key=lambda s: (s["module"], s["line"], s["operator"])):
-        tag = f"equivalent: {s['equivalent']}" if s["equivalent"] else "**not killed**"
+        reason = " ".join((s["equivalent"] or "").split())
+        tag = f"equivalent: {reason}" if reason else "**not killed**"
         lines += [f"- `{s['module']}:{s['line']}` {s['operator']} — {tag}",
                   f"  - `{s['before']}`", f"  + `{s['after']}`"]
     if not survivors:

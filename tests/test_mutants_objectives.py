@@ -126,3 +126,39 @@ def test_register_takes_its_options_by_keyword_only():
     with pytest.raises(ValueError, match="kind must be one of gate, distribution, autograd"):
         register("_kind_probe", "loss", "summary")
     assert "_positional_probe" not in REGISTRY and "_kind_probe" not in REGISTRY
+
+
+@pytest.mark.parametrize("spec,mask", [
+    ("nll[p>=0]", ("top", 0.0)), ("nll[p<=1]", ("bottom", 1.0)), ("nll[p>=1.0]", ("top", 1.0)),
+    ("OnlyTopP-0", ("top", 0.0)), ("OnlyBottomP-1", ("bottom", 1.0)),
+])
+def test_mask_thresholds_at_the_ends_of_the_unit_interval(spec, mask):
+    assert parse_objective(spec).mask == mask
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("nll[p>=abc]", r"mask threshold must be a number in \[0, 1\], got 'abc'"),
+    ("OnlyTopP-x", r"mask threshold must be a number in \[0, 1\], got 'x'"),
+    ("nll[p>=-0.01]", r"mask threshold must be in \[0, 1\], got '-0.01'"),
+    ("nll[p<=1.01]", r"mask threshold must be in \[0, 1\], got '1.01'"),
+    ("OnlyTopP-0.1[p>=0.2]", "already sets a mask"),
+    ("   ", "non-empty string"),
+])
+def test_bad_masks_and_specs(spec, match):
+    with pytest.raises(ValueError, match=match):
+        parse_objective(spec)
+
+
+def test_non_string_specs_are_refused():
+    with pytest.raises(ValueError, match="non-empty string"):
+        parse_objective(3)
+    with pytest.raises(ValueError, match="non-empty string"):
+        parse_objective(None)
+
+
+def test_an_objective_passes_through_or_takes_overrides():
+    obj = parse_objective("power:alpha=0.25[p>=0.1]")
+    assert parse_objective(obj) is obj
+    again = parse_objective(obj, alpha=0.75)
+    assert again.kwargs == {"alpha": 0.75} and again.mask == ("top", 0.1)
+    assert parse_objective("power", alpha="0.3").kwargs == {"alpha": 0.3}
