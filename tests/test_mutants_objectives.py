@@ -162,3 +162,12 @@ def test_an_objective_passes_through_or_takes_overrides():
     again = parse_objective(obj, alpha=0.75)
     assert again.kwargs == {"alpha": 0.75} and again.mask == ("top", 0.1)
     assert parse_objective("power", alpha="0.3").kwargs == {"alpha": 0.3}
+
+
+def test_eaft_needs_two_words_and_works_with_exactly_two():
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        deft.token_loss(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), "eaft")
+    z = torch.tensor([[0.0, math.log(3.0)]], dtype=torch.float64)  # P = (1/4, 3/4)
+    loss = deft.token_loss(z, torch.tensor([1]), "eaft", reduction="sum")
+    h = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert float(loss) == pytest.approx(-(h / math.log(2)) * math.log(0.75), rel=1e-6)
