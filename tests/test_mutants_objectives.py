@@ -171,3 +171,30 @@ def test_eaft_needs_two_words_and_works_with_exactly_two():
     loss = deft.token_loss(z, torch.tensor([1]), "eaft", reduction="sum")
     h = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
     assert float(loss) == pytest.approx(-(h / math.log(2)) * math.log(0.75), rel=1e-6)
+
+
+def test_profit_threshold_border():
+    """ProFiT keeps p >= tau ("higher") and p < tau ("lower"): a token exactly at tau is kept by
+    "higher" only."""
+    z = torch.tensor([[0.0, 1.0, 2.0], [2.0, 0.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([1, 0])
+    _, stats = deft.token_loss(z, y, "nll", return_stats=True)
+    tau = float(stats["p"][0])  # the library's own fp32 p of token 0, so that p == tau exactly
+    nll = -torch.log_softmax(z, -1)[[0, 1], y]
+    assert float(stats["p"][1]) > tau
+    higher = deft.token_loss(z, y, f"profit:tau={tau!r}", reduction="none")
+    lower = deft.token_loss(z, y, f"profit:tau={tau!r},direction=lower", reduction="none")
+    assert higher.tolist() == pytest.approx(nll.tolist(), rel=1e-6)
+    assert lower.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("eps_low", [0.0, 0.5, 1.0])
+def test_psft_lower_clip_has_no_effect_with_a_positive_advantage(eps_low):
+    """-min(r, clip(r, 1-lo, 1+hi)) = -min(r, 1+hi) for every lo in [0, 1], eps_low = 0 included."""
+    z = torch.tensor([[0.0, 1.0, 2.0]] * 3, dtype=torch.float64)
+    y = torch.tensor([1, 1, 1])
+    p = math.exp(1.0) / (1 + math.exp(1.0) + math.exp(2.0))
+    ratios = [0.5, 1.1, 2.0]  # below 1 - lo, inside, above 1 + hi (hi = 0.28)
+    old = torch.tensor([math.log(p / r) for r in ratios], dtype=torch.float64)
+    loss = deft.token_loss(z, y, f"psft:eps_low={eps_low}", reduction="none", old_logprobs=old)
+    assert loss.tolist() == pytest.approx([-0.5, -1.1, -1.28], rel=1e-5)
