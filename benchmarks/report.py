@@ -161,7 +161,7 @@ def markdown_table(shape: dict, rows: list, methods: list, device: str, itemsize
         lines.append("| " + " | ".join(cells) + " |")
         for m in cols:
             rec = r["floor"] if m == "floor" else r["records"][m]
-            if rec and rec.get("status") not in ("ok", None) and rec.get("note") and m != "floor":
+            if rec and rec.get("status") not in ("ok", "n/a", None) and rec.get("note") and m != "floor":
                 notes.append(f"- `{r['objective']}` / {m}: {rec['status']}: {rec['note']}")
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
