@@ -72,8 +72,13 @@ fi
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 TOKENIZER=""
 [ -d "$BUNDLE/tokenizer" ] && TOKENIZER="--tokenizer $BUNDLE/tokenizer"
-"$PYTHON" -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
-  torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', 'python', sys.version.split()[0])" 2>&1 | tee -a "$LOG"
+if ! "$PYTHON" -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+  torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', 'python', sys.version.split()[0])" 2>&1 | tee -a "$LOG"; then
+  say "gpu_suite.sh: error: '$PYTHON' cannot import torch; set PYTHON to the project's interpreter"; exit 2
+fi
+if [ "$DEVICE" = cuda ] && ! "$PYTHON" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  say "gpu_suite.sh: error: no CUDA device visible to '$PYTHON'; use --device cpu --dry-run on a CPU machine"; exit 2
+fi
 
 OBJECTIVES=nll,p,dft,deft,cayley,eaft,label_smoothing,kd
 METHODS=fused,kernel,plain,reference,floor,liger
