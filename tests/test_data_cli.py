@@ -76,12 +76,15 @@ def test_math_and_medical_from_local_files(tmp_path, capsys):
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "f.jsonl").write_text("")
     for argv, message in [
         (("nosuch", "--out", "x.jsonl"), "unknown source 'nosuch'"),
         (("figfont",), "needs --out"),
         (("stats", "x.jsonl"), "stats needs --model"),
         (("math", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")), "no such file"),
         (("mix", "--part", "figfont=0", "--n", "3", "--out", "x.jsonl"), "proportion must be positive"),
+        (("stats", "x.jsonl", "--model", "smollm2-135m", "--max-length", "-5"), "--max-length must be at least 2"),
+        (("figfont", "--out", str(tmp_path / "f.jsonl" / "x.jsonl")), "is a file, not a folder"),
     ]:
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
@@ -105,3 +108,29 @@ def test_hub_dataset_without_network_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, _, err = run(capsys, "math", "AI-MO/NuminaMath-CoT", "--out", str(tmp_path / "m.jsonl"))
     assert code == 2 and "hub is unreachable" in err and len(err.strip().splitlines()) == 1
+
+
+def test_paper_protocol_files(tmp_path, capsys):
+    import reasoning_gym
+
+    out = tmp_path / "fig_test.jsonl"
+    code, stdout, err = run(capsys, "figfont", "--protocol", "paper", "--split", "test", "--n", "2", "--out", str(out))
+    assert code == 0 and "wrote 2 records" in stdout and "seed 42, paper protocol" in stdout, err
+    ref = reasoning_gym.create_dataset("figlet_font", size=10, seed=42, min_word_len=2, max_word_len=5, space_letters=True)
+    assert [r["answer"] for r in read(out)] == [ref[40_000]["answer"], ref[40_001]["answer"]]
+    src = tmp_path / "m23k.jsonl"
+    src.write_text(json.dumps({"prompt": "Q?\nA. a\nB. b", "answer_letter": "A", "distilled_answer_string": "a. \\boxed{A}",
+                               "reasoning": "think"}) + "\n")
+    med = tmp_path / "med.jsonl"
+    code, _, err = run(capsys, "medical", str(src), "--protocol", "paper", "--model-key", "qwen-2.5-1.5b", "--out", str(med))
+    assert code == 0, err
+    [rec] = read(med)
+    assert rec["system"] == "You are a helpful assistant." and rec["response"] == "a. \\boxed{A}"
+    assert rec["prompt"] == "Q?\nA. a\nB. b\nPlease reason step by step, and put your final answer within \\boxed{}."
+    for argv, message in [
+        (("figfont", "--protocol", "paper", "--seed", "3", "--out", "x.jsonl"), "the paper protocol uses seed 42"),
+        (("medical", str(src), "--protocol", "paper", "--out", "x.jsonl"), "pass --model-key"),
+        (("rg:basic_arithmetic", "--protocol", "paper", "--out", "x.jsonl"), "has no paper protocol"),
+    ]:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)

@@ -9,9 +9,20 @@ Public names:
   ``[V, H]``, computed in chunks without holding the ``[N, V]`` logits.
 """
 
-from .fused import fused_token_loss, token_loss
-from .objectives import list_objectives, parse_objective
-
 __version__ = "0.1.0"
+
+# torch loads on first use, so that ``deft --help`` and config parsing stay fast
+_LAZY = {"fused_token_loss": "fused", "token_loss": "fused", "list_objectives": "objectives",
+         "parse_objective": "objectives"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'deft' has no attribute {name!r}")
 
 __all__ = ["fused_token_loss", "list_objectives", "parse_objective", "token_loss", "__version__"]

@@ -44,7 +44,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", "-o", metavar="FILE", help="output JSON Lines file (written atomically); required except for check and stats")
     p.add_argument("--n", type=int, metavar="N", help="number of records: generated for figfont/rg (default 1000), total for mix, "
                                                       "a seeded sample for files (default: all rows)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed for generation, sampling and mixing (default 0)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="seed for generation, sampling and mixing (default 0; the paper protocol fixes 42)")
+    p.add_argument("--protocol", choices=("deft", "paper"), default="deft",
+                   help="deft (default) or paper: figfont/math/medical exactly as the paper's reference pipeline "
+                        "builds them (FigFont seed 42, train = items 0-39,999, test = 40,000-44,999; its prompts)")
+    p.add_argument("--model-key", metavar="KEY", help="the paper's model key (e.g. qwen-2.5-math-1.5b): picks the "
+                                                       "prompt family of --protocol paper math/medical")
     p.add_argument("--split", default="train", metavar="SPLIT",
                    help="train or test for generated tasks (disjoint questions); the split to read from datasets (default train)")
     p.add_argument("--task-args", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -67,8 +73,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--truncation", choices=("left", "right", "drop"), default="left",
                    help="over-long records: left = cut the prompt from the left (default), right = cut the end "
                         "(all-prompt records are errors), drop = leave them out")
-    p.add_argument("--template", choices=("auto", "chat", "plain", "qa"), default="auto",
-                   help="prompt template: the tokenizer's chat template (auto when it has one) or a plain text template")
+    p.add_argument("--template", choices=("auto", "chat", "plain", "qa", "paper", "paper:qwen", "paper:llama", "paper:deepseek"),
+                   default="auto", help="prompt template: the tokenizer's chat template (auto when it has one), a plain text "
+                                        "template, or the paper's literal strings (paper: the family from the model name)")
     p.add_argument("--all-turns", action="store_true", help="train on every assistant turn of a conversation, not only the last")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own tokenizer code (only for models you trust)")
     p.set_defaults(func=run)
@@ -120,11 +127,23 @@ def _stats(args) -> int:
     return 0
 
 
+def _seed(args) -> int:
+    from ..data.paper import PAPER_SEED
+
+    if args.protocol != "paper":
+        return 0 if args.seed is None else args.seed
+    if args.seed not in (None, PAPER_SEED):
+        raise ValueError(f"--seed {args.seed}: the paper protocol uses seed {PAPER_SEED} (drop --seed)")
+    return PAPER_SEED
+
+
 def run(args) -> int:
     from ..data import RecordTokenizer, ValidationReport, check_records, source_records, write_jsonl
     from ..data.sources import parse_mix_part, parse_task_args
 
     name = _check_source(args)
+    if args.max_length is not None and args.max_length < 2:
+        raise ValueError(f"--max-length must be at least 2 tokens (got {args.max_length})")
     if name == "stats":
         return _stats(args)
     if args.max_errors < 1:
@@ -137,15 +156,20 @@ def run(args) -> int:
         source = args.source
         if not args.out:
             raise ValueError(f"{args.source} needs --out FILE (where to write the records)")
+        from ..data import check_output_path
+
+        check_output_path(args.out)
     if args.max_length and not args.model:
         raise ValueError("--max-length needs --model (lengths are counted in that model's tokens)")
     n = args.n
-    if n is None and name in ("figfont", "rg"):
+    if n is None and name in ("figfont", "rg") and args.protocol == "deft":
         n = 1000
+    seed = _seed(args)
     items = source_records(
-        source, input=args.input, n=n, seed=args.seed, split=args.split,
+        source, input=args.input, n=n, seed=seed, split=args.split,
         task_args=parse_task_args(args.task_args), key_map=args.map, system=args.system,
         prompt_suffix=args.prompt_suffix, parts=[parse_mix_part(p) for p in args.part], keep_extra=args.keep_extra,
+        protocol=args.protocol, model_key=args.model_key, model=args.model,
     )
     view = None
     if args.model:
@@ -172,6 +196,8 @@ def run(args) -> int:
     written = write_jsonl(records(), args.out)
     if report.invalid:
         print(f"skipped {report.invalid} invalid record{'s' if report.invalid != 1 else ''} (--skip-invalid)", file=sys.stderr)
-    extra = f", split {args.split}, seed {args.seed}" if name in ("figfont", "rg", "mix") else ""
+    extra = f", split {args.split}, seed {seed}" if name in ("figfont", "rg", "mix") else ""
+    if args.protocol == "paper":
+        extra += ", paper protocol"
     print(f"wrote {written} records to {args.out} ({report.summary()}{extra})")
     return 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..objectives import REGISTRY, list_objectives, parse_objective
-
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -16,6 +14,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..objectives import REGISTRY, list_objectives, parse_objective
+
     if args.spec:
         obj = parse_objective(args.spec)
         d = REGISTRY[obj.name]

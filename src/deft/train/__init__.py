@@ -1,6 +1,13 @@
 """Training: configuration, batches, token statistics and the HF-Trainer-based trainer."""
 
 from .config import TrainConfig, load_config
-from .trainer import DeftTrainer, train
 
 __all__ = ["DeftTrainer", "TrainConfig", "load_config", "train"]
+
+
+def __getattr__(name):  # the trainer imports torch and transformers: load it on first use
+    if name in ("DeftTrainer", "train"):
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'deft.train' has no attribute {name!r}")

@@ -1,79 +1,174 @@
-"""Training configuration: one dataclass, every field with help text, loadable from YAML and
-overridable by ``key=value`` pairs or ``--flag value`` options.
+"""Training configuration: one dataclass on :mod:`deft.config`, every field with its help text,
+range check and aliases (the HF ``TrainingArguments`` / TRL names are accepted too), loadable from
+YAML and overridable by ``key=value`` pairs or ``--flag value`` options.
 
 Defaults follow the paper's setup (Appendix E.3): AdamW, learning rate 5e-5, cosine decay with a
 warm-up ratio of 0.1, one epoch. ``preset: paper`` picks the paper's learning rate for known
-models (2e-5 for Llama-3.1-8B).
+models (2e-5 for Llama-3.1-8B). ``protocol: paper`` follows the reference code: micro-batch loss
+normalisation and the reference's literal prompt template.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+from dataclasses import dataclass
+from typing import Optional
 
-import yaml
+from .. import config as _config
+from ..config import ConfigError, config_to_dict, explicit_fields, option
 
-__all__ = ["TrainConfig", "PAPER_PRESETS", "load_config", "config_to_dict", "apply_overrides"]
+__all__ = ["TrainConfig", "PAPER_PRESETS", "REPORTERS", "load_config", "config_to_dict", "apply_overrides",
+           "field_help"]
+
+# tracker name -> (module that must import, extra that installs it)
+REPORTERS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"),
+             "mlflow": ("mlflow", "mlflow")}
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
+def _check_report_to(value: str) -> Optional[str]:
+    names = [r.strip() for r in value.split(",") if r.strip()]
+    unknown = [n for n in names if n not in ("none", *REPORTERS)]
+    if unknown:
+        return f"must be none or a comma-separated list of {', '.join(REPORTERS)} (unknown: {', '.join(unknown)})"
+    return None
 
 
 @dataclass
 class TrainConfig:
     """Every option of ``deft train``."""
 
+    COMMAND = "train"
+
     # what to train
-    model: str = _f("smollm2-135m", "model: the embedded 'smollm2-135m', an HF hub id, a local HF directory or a .gguf file")
-    data: Optional[str] = _f(None, "training records (JSONL/JSON/Parquet file or datasets directory) in deft's record format")
-    eval_data: Optional[str] = _f(None, "optional held-out records; their loss is reported at each eval step")
-    objective: str = _f("deft", "objective spec, e.g. deft, nll, power:alpha=0.5, eaft:k=20 (see 'deft objectives')")
-    output_dir: str = _f("runs/train", "output directory: config.yaml, metrics.jsonl, checkpoints, final/")
+    model: str = option("smollm2-135m", "model: the embedded 'smollm2-135m', an HF hub id, a local HF directory "
+                        "or a .gguf file", aliases=("model_name_or_path",))
+    data: Optional[str] = option(None, "training records: JSONL/JSON/Parquet/CSV file or datasets directory "
+                                 "(see 'Train on your own data' in the README)", aliases=("train", "dataset"))
+    eval_data: Optional[str] = option(None, "optional held-out records; their loss is reported at each eval step")
+    objective: str = option("deft", "objective spec, e.g. deft, nll, power:alpha=0.5, eaft:k=20 (see 'deft objectives')")
+    output_dir: str = option("runs/train", "output folder: config.yaml, metrics.jsonl, checkpoints, final/",
+                             aliases=("out",))
+    protocol: str = option("deft", "deft (our defaults) or paper (the reference code's micro-batch loss "
+                           "normalisation and literal prompt template)", choices=("deft", "paper"))
     # schedule
-    max_steps: int = _f(-1, "optimizer steps to run; -1 = run --epochs")
-    epochs: float = _f(1.0, "passes over the training data (used when max_steps is -1)")
-    batch_size: int = _f(4, "examples per micro-batch per process")
-    grad_accum: int = _f(1, "micro-batches per optimizer step")
-    lr: float = _f(5e-5, "peak learning rate (AdamW)")
-    lr_scheduler: str = _f("cosine", "learning-rate schedule: cosine, linear, constant, constant_with_warmup")
-    warmup_ratio: float = _f(0.1, "fraction of the steps spent warming up the learning rate")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
-    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
-    seed: int = _f(42, "random seed (data order, initialisation of LoRA)")
-    preset: Optional[str] = _f(None, "'paper': the paper's learning rate for known models (2e-5 for Llama-3.1-8B)")
+    max_steps: int = option(-1, "optimizer steps to run; -1 = run --epochs", check="positive_or_minus_one")
+    epochs: float = option(1.0, "passes over the training data (used when max_steps is -1)",
+                           aliases=("num_train_epochs",), check="positive")
+    batch_size: int = option(4, "examples per micro-batch per process",
+                             aliases=("per_device_train_batch_size",), check="positive")
+    grad_accum: int = option(1, "micro-batches per optimizer step", aliases=("gradient_accumulation_steps",),
+                             check="positive")
+    optim: str = option("adamw", "optimizer: adamw (AdamW) or sgd (plain SGD, no momentum)",
+                        choices=("adamw", "sgd"))
+    lr: float = option(5e-5, "peak learning rate", aliases=("learning_rate",), check="positive")
+    lr_scheduler: str = option("cosine", "learning-rate schedule", aliases=("lr_scheduler_type",),
+                               choices=("cosine", "linear", "constant", "constant_with_warmup"))
+    warmup_ratio: float = option(0.1, "fraction of the optimizer steps spent warming up the learning rate",
+                                 check="ratio")
+    weight_decay: float = option(0.0, "AdamW weight decay", check="non_negative")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 disables)", check="non_negative")
+    loss_normalization: str = option("tokens", "tokens: divide the summed loss by the loss tokens of the whole "
+                                     "optimizer step (all micro-batches and processes); micro_batch: the reference "
+                                     "code's mean per micro-batch, averaged over micro-batches and processes",
+                                     choices=("tokens", "micro_batch"))
+    seed: int = option(42, "random seed (data order, initialisation of LoRA)")
+    preset: Optional[str] = option(None, "'paper': the paper's learning rate for known models (2e-5 for "
+                                   "Llama-3.1-8B)", choices=(None, "paper"))
     # data
-    max_length: int = _f(1024, "maximum tokens per example (or per packed row)")
-    truncation: str = _f("left", "over-long examples: left (drop prompt tokens from the left), right, drop")
-    template: str = _f("auto", "prompt format: auto (the tokenizer's chat template, else plain), chat, or a plain template name")
-    all_turns: bool = _f(False, "train on every assistant turn of multi-turn records, not only the last")
-    packing: bool = _f(False, "pack several examples per row (position ids restart per example)")
-    skip_invalid: bool = _f(False, "drop invalid records (reported as a count) instead of stopping")
+    max_length: int = option(1024, "maximum tokens per example (or per packed row)", aliases=("max_seq_length",),
+                             check="positive")
+    truncation: str = option("left", "over-long examples: left (drop prompt tokens from the left), right, drop",
+                             choices=("left", "right", "drop"))
+    template: str = option("auto", "prompt format: auto (the tokenizer's chat template, else plain), chat, paper "
+                           "(the reference's literal prompts), or a plain template name")
+    map: Optional[str] = option(None, "column mapping for your records, KEY=COLUMN[,KEY=COLUMN...], e.g. "
+                                "prompt=question,response=answer")
+    all_turns: bool = option(False, "train on every assistant turn of multi-turn records, not only the last")
+    packing: bool = option(False, "pack several examples per row (position ids restart per example)")
+    skip_invalid: bool = option(False, "drop invalid records (reported as a count) instead of stopping")
     # model
-    dtype: str = _f("float32", "training dtype of the weights: float32 or bfloat16")
-    fused: bool = _f(True, "compute the loss with the fused chunked engine (never holds [tokens, vocab] logits)")
-    chunk_size: Optional[int] = _f(None, "rows per chunk of the fused loss (default: chosen from tokens, hidden size, vocab)")
-    gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
-    lora_rank: int = _f(0, "LoRA rank; 0 = full fine-tuning")
-    lora_alpha: int = _f(16, "LoRA alpha")
-    lora_dropout: float = _f(0.0, "LoRA dropout")
-    target_modules: str = _f("all-linear", "LoRA target modules: all-linear or a comma-separated list (q_proj,v_proj)")
-    reference_model: Optional[str] = _f(None, "reference model for sft_kl/asft (default: the initial model; with LoRA the adapter is disabled)")
-    teacher_model: Optional[str] = _f(None, "teacher model for kd/kd_hybrid/target_sft (same vocabulary)")
-    old_policy_refresh: int = _f(16, "psft: optimizer steps between refreshes of the old-policy snapshot")
-    trust_remote_code: bool = _f(False, "allow model repositories to run their own code (off unless you trust it)")
+    dtype: str = option("float32", "training dtype of the weights", choices=("float32", "bfloat16", "float16"))
+    fused: bool = option(True, "compute the loss with the fused chunked engine (never holds [tokens, vocab] logits)")
+    chunk_size: Optional[int] = option(None, "rows per chunk of the fused loss (default: chosen from tokens, "
+                                       "hidden size, vocab)", check="positive")
+    gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
+    lora_rank: int = option(0, "LoRA rank; 0 = full fine-tuning", aliases=("lora_r",), check="non_negative")
+    lora_alpha: int = option(16, "LoRA alpha", check="positive")
+    lora_dropout: float = option(0.0, "LoRA dropout", check="ratio")
+    target_modules: str = option("all-linear", "LoRA target modules: all-linear or a comma-separated list "
+                                 "(q_proj,v_proj)", aliases=("lora_target_modules",))
+    reference_model: Optional[str] = option(None, "reference model for sft_kl/asft (default: the initial model; "
+                                            "with LoRA the adapter is disabled)")
+    teacher_model: Optional[str] = option(None, "teacher model for kd/kd_hybrid/target_sft (same vocabulary)")
+    old_policy_refresh: int = option(16, "psft: optimizer steps between refreshes of the old-policy snapshot",
+                                     check="positive")
+    trust_remote_code: bool = option(False, "allow model repositories to run their own code (off unless you "
+                                     "trust it)")
     # output
-    save_steps: int = _f(0, "save a checkpoint every N optimizer steps (0: only at the end)")
-    save_total_limit: int = _f(2, "keep at most this many checkpoints")
-    eval_steps: int = _f(0, "evaluate --eval-data every N steps (0: only at the end)")
-    logging_steps: int = _f(1, "progress-bar refresh period in steps (metrics.jsonl gets every step)")
-    report_to: str = _f("none", "extra loggers: none, tensorboard, wandb (comma-separated)")
-    resume: bool = _f(False, "continue from the latest complete checkpoint in output_dir")
-    num_workers: int = _f(0, "data-loader worker processes")
-    progress: bool = _f(True, "show a progress bar")
+    save_steps: int = option(0, "save a checkpoint every N optimizer steps (0: only at the end)",
+                             check="non_negative")
+    save_total_limit: int = option(2, "keep at most this many checkpoints", check="positive")
+    eval_steps: int = option(0, "evaluate --eval-data every N steps (0: only at the end)", check="non_negative")
+    logging_steps: int = option(1, "progress-bar refresh period in steps (metrics.jsonl gets every step)",
+                                check="positive")
+    report_to: str = option("none", "experiment trackers: none, tensorboard, wandb, mlflow (comma-separated)",
+                            check=_check_report_to)
+    resume: bool = option(False, "continue from the latest complete checkpoint in the output folder")
+    resume_from_checkpoint: Optional[str] = option(None, "continue from this checkpoint folder (implies --resume)")
+    overwrite: bool = option(False, "delete the output folder's previous run before starting",
+                             aliases=("overwrite_output_dir",))
+    num_workers: int = option(0, "data-loader worker processes", aliases=("dataloader_num_workers",),
+                              check="non_negative")
+    progress: bool = option(True, "show a progress bar")
+
+    def validate(self) -> "TrainConfig":
+        """Cross-field rules, checked before anything loads: options the objective ignores are an
+        error, trackers must be installed, ``protocol: paper`` fills the reference's settings the
+        user did not set, ``resume_from_checkpoint`` implies ``resume``."""
+        cfg = self
+        explicit = explicit_fields(self)
+        if cfg.protocol == "paper":
+            values = {}
+            if "loss_normalization" not in explicit:
+                values["loss_normalization"] = "micro_batch"
+            if "template" not in explicit:
+                values["template"] = "paper"
+            cfg = dataclasses.replace(cfg, **values)
+        if cfg.resume_from_checkpoint and not cfg.resume:
+            cfg = dataclasses.replace(cfg, resume=True)
+        if cfg.resume and cfg.overwrite:
+            raise ConfigError("'resume' and 'overwrite' contradict each other: pass one of them")
+        _check_trackers(cfg.report_to)
+        _check_objective_inputs(cfg)
+        return apply_preset(cfg, explicit)
+
+
+def _check_trackers(report_to: str) -> None:
+    for name in (r.strip() for r in report_to.split(",")):
+        if name in REPORTERS:
+            module, extra = REPORTERS[name]
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(f"'report_to': {name} is not installed; run: pip install 'deft[{extra}]'")
+
+
+def _check_objective_inputs(cfg: TrainConfig) -> None:
+    from ..objectives import parse_objective
+
+    try:
+        objective = parse_objective(cfg.objective)
+    except (KeyError, ValueError) as err:
+        raise ConfigError(f"'objective': {str(err).strip(chr(39))}") from None
+    needs = {str(getattr(n, "name", n)) for n in objective.needs}
+    if cfg.teacher_model and "teacher" not in needs:
+        raise ConfigError(f"'teacher_model' is set but objective '{objective.spec}' uses no teacher; drop it or "
+                          "pick kd, kd_hybrid or target_sft")
+    if cfg.reference_model and not needs & {"ref", "reference"}:
+        raise ConfigError(f"'reference_model' is set but objective '{objective.spec}' uses no reference model; "
+                          "drop it or pick sft_kl or asft")
+    if "teacher" in needs and not cfg.teacher_model:
+        raise ConfigError(f"objective '{objective.spec}' needs --teacher-model (a model with the same vocabulary)")
 
 
 PAPER_PRESETS = {  # model-name pattern -> overrides (paper Appendix E.3)
@@ -81,74 +176,8 @@ PAPER_PRESETS = {  # model-name pattern -> overrides (paper Appendix E.3)
     r".*": {"lr": 5e-5, "lr_scheduler": "cosine", "warmup_ratio": 0.1, "epochs": 1.0},
 }
 
-_CHOICES = {
-    "truncation": ("left", "right", "drop"),
-    "lr_scheduler": ("cosine", "linear", "constant", "constant_with_warmup"),
-    "dtype": ("float32", "bfloat16", "float16"),
-}
 
-
-def _field_type(name: str):
-    hint = get_type_hints(TrainConfig)[name]
-    if get_origin(hint) is Union:
-        hint = next(a for a in get_args(hint) if a is not type(None))
-    return hint
-
-
-def _convert(name: str, raw: Any, where: str) -> Any:
-    kind = _field_type(name)
-    if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null", "~") and name not in ("report_to",)):
-        return None
-    try:
-        if kind is bool:
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if kind is int:
-            if isinstance(raw, float) and not raw.is_integer():
-                raise ValueError
-            return int(raw)
-        if kind is float:
-            return float(raw)
-        return str(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: '{name}' must be {kind.__name__}, got {raw!r}") from None
-
-
-def _check(cfg: TrainConfig) -> TrainConfig:
-    for name, choices in _CHOICES.items():
-        if getattr(cfg, name) not in choices:
-            raise ValueError(f"'{name}' must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
-    for name in ("batch_size", "grad_accum", "max_length"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"'{name}' must be at least 1, got {getattr(cfg, name)}")
-    if cfg.lr <= 0:
-        raise ValueError(f"'lr' must be positive, got {cfg.lr}")
-    if cfg.preset not in (None, "paper"):
-        raise ValueError(f"'preset' must be 'paper' or unset, got {cfg.preset!r}")
-    return cfg
-
-
-def apply_overrides(cfg: TrainConfig, overrides: dict, where: str = "command line") -> TrainConfig:
-    """Return ``cfg`` with ``overrides`` (field name -> raw value) applied and checked."""
-    names = {f.name for f in fields(TrainConfig)}
-    values = {}
-    for key, raw in overrides.items():
-        name = key.replace("-", "_")
-        if name not in names:
-            close = [n for n in names if n.startswith(name[:3])]
-            hint = f" (did you mean {', '.join(sorted(close))}?)" if close else ""
-            raise ValueError(f"{where}: unknown option '{key}'{hint}; see 'deft train --help'")
-        values[name] = _convert(name, raw, where)
-    return _check(dataclasses.replace(cfg, **values))
-
-
-def apply_preset(cfg: TrainConfig, explicit: set) -> TrainConfig:
+def apply_preset(cfg: TrainConfig, explicit=frozenset()) -> TrainConfig:
     """Apply the paper preset for ``cfg.model`` to the fields the user did not set explicitly."""
     if cfg.preset != "paper":
         return cfg
@@ -161,34 +190,17 @@ def apply_preset(cfg: TrainConfig, explicit: set) -> TrainConfig:
     return dataclasses.replace(cfg, **values)
 
 
+def apply_overrides(cfg: TrainConfig, overrides: dict, where: str = "command line") -> TrainConfig:
+    """Return ``cfg`` with ``overrides`` (option name -> raw value) applied and checked."""
+    return _config.apply_overrides(cfg, overrides, where)
+
+
 def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) -> TrainConfig:
-    """Load a YAML config (``yaml.safe_load``), then apply ``overrides`` and the preset."""
-    cfg = TrainConfig()
-    explicit = set()
-    if path:
-        file = Path(path)
-        if not file.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark is not None else ""
-            raise ValueError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must be a mapping of option: value")
-        cfg = apply_overrides(cfg, data, where=str(path))
-        explicit |= {k.replace("-", "_") for k in data}
-    if overrides:
-        cfg = apply_overrides(cfg, overrides)
-        explicit |= {k.replace("-", "_") for k in overrides}
-    return apply_preset(cfg, explicit)
-
-
-def config_to_dict(cfg: TrainConfig) -> dict:
-    return dataclasses.asdict(cfg)
+    """Load a YAML config (``yaml.safe_load``), then apply ``overrides``, the protocol and the preset;
+    every value is range-checked and the objective's inputs are validated before anything loads."""
+    return _config.load_config(TrainConfig, path, overrides)
 
 
 def field_help() -> dict[str, str]:
     """Help text of every field."""
-    return {f.name: f.metadata["help"] for f in fields(TrainConfig)}
+    return _config.field_help(TrainConfig)

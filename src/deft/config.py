@@ -1,0 +1,350 @@
+"""One config style for every command: a dataclass whose fields carry their help text, aliases,
+choices and range checks, loaded from YAML and ``key=value`` / ``--flag`` overrides.
+
+A command declares its options once::
+
+    @dataclass
+    class EvalConfig:
+        model: str = option("smollm2-135m", "model to evaluate")
+        n: int = option(64, "number of problems", aliases=("size",), check="positive")
+
+    add_config_flags(parser, EvalConfig)        # --model, --n, --size (alias), --config FILE
+    cfg = config_from_args(EvalConfig, args)    # YAML file, then key=value pairs, then --flags
+
+and :func:`load_config` converts every value to the field's type, resolves aliases, checks ranges and
+choices, suggests the closest name for an unknown key ("did you mean ..."), then calls the class's
+optional ``validate()`` for cross-field rules. Every error is a one-line :class:`ConfigError` naming
+where the value came from (file, command line) and the field. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+__all__ = ["ConfigError", "option", "load_config", "add_config_flags", "config_from_args", "config_to_dict",
+           "field_help", "alias_map", "settings_hash", "parse_pairs", "CHECKS"]
+
+
+class ConfigError(ValueError):
+    """A bad option value: one line naming the source, the field and what to do."""
+
+
+def _check_positive(v):
+    return None if v > 0 else "must be positive"
+
+
+def _check_non_negative(v):
+    return None if v >= 0 else "must be zero or positive"
+
+
+def _check_ratio(v):
+    return None if 0 <= v < 1 else "must be a ratio in [0, 1)"
+
+
+def _check_unit(v):
+    return None if 0 <= v <= 1 else "must be in [0, 1]"
+
+
+def _check_positive_or_minus_one(v):
+    return None if v > 0 or v == -1 else "must be positive, or -1"
+
+
+CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
+    "positive": _check_positive,
+    "non_negative": _check_non_negative,
+    "ratio": _check_ratio,
+    "unit": _check_unit,
+    "positive_or_minus_one": _check_positive_or_minus_one,
+    "finite": lambda v: None,  # every float is checked for finiteness; the name documents intent
+}
+
+
+def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: Optional[tuple] = None,
+           check: Union[str, Callable[[Any], Optional[str]], None] = None, flag: bool = True,
+           allow_inf: bool = False):
+    """A config field: ``default``, one ``help`` text (used by ``--help`` and the docs), alternative
+    names (``aliases``: accepted in YAML, ``key=value`` and as ``--flags``), allowed ``choices``, a
+    range ``check`` (a name in :data:`CHECKS` or ``value -> error or None``). ``flag=False`` keeps a
+    field out of the command line (YAML only). Float fields must be finite unless ``allow_inf``."""
+    if isinstance(check, str) and check not in CHECKS:
+        raise KeyError(f"unknown check {check!r}; known: {', '.join(CHECKS)}")
+    meta = {"help": help, "aliases": tuple(aliases), "choices": choices, "check": check, "flag": flag,
+            "allow_inf": allow_inf}
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _base_type(cls, name: str):
+    hint = get_type_hints(cls)[name]
+    if get_origin(hint) is Union:
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def alias_map(cls) -> dict[str, str]:
+    """Every accepted name (field names and their aliases, with ``-`` or ``_``) -> field name."""
+    names = {}
+    for f in fields(cls):
+        for name in (f.name, *f.metadata.get("aliases", ())):
+            names[name] = f.name
+            names[name.replace("_", "-")] = f.name
+    return names
+
+
+def field_help(cls) -> dict[str, str]:
+    """Help text of every field of ``cls``."""
+    return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+def _convert(cls, name: str, raw: Any, where: str) -> Any:
+    kind, optional = _base_type(cls, name)
+    if raw is None or (optional and isinstance(raw, str) and raw.strip().lower() in ("none", "null", "~", "")):
+        if optional:
+            return None
+        raise ConfigError(f"{where}: '{name}' needs a value")
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, float):
+                if not raw.is_integer():
+                    raise ValueError
+                return int(raw)
+            text = str(raw).strip()
+            value = float(text) if any(c in text for c in ".eE") else int(text)
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if get_origin(kind) in (list, tuple) or kind in (list, tuple):
+            if isinstance(raw, str):
+                return [x.strip() for x in raw.split(",") if x.strip()]
+            return list(raw)
+        if isinstance(raw, (dict, list)):
+            raise ValueError
+        return str(raw)
+    except (TypeError, ValueError, OverflowError):
+        label = getattr(kind, "__name__", str(kind))
+        raise ConfigError(f"{where}: '{name}' must be {_article(label)}, got {raw!r}") from None
+
+
+def _article(label: str) -> str:
+    return {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}.get(label, label)
+
+
+def _check_value(cls, f, value: Any, where: str) -> None:
+    if value is None:
+        return
+    meta = f.metadata
+    if isinstance(value, float) and not math.isfinite(value) and not meta.get("allow_inf"):
+        raise ConfigError(f"{where}: '{f.name}' must be a finite number, got {value!r}")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: '{f.name}' must be one of {', '.join(map(str, choices))}, got {value!r}")
+    check = meta.get("check")
+    rule = CHECKS[check] if isinstance(check, str) else check
+    if rule is not None:
+        problem = rule(value)
+        if problem:
+            raise ConfigError(f"{where}: '{f.name}' {problem}, got {value!r}")
+
+
+def _unknown(cls, key: str, where: str, command: str) -> ConfigError:
+    names = alias_map(cls)
+    close = difflib.get_close_matches(key.replace("-", "_"), [n for n in names if "-" not in n], n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    see = f"; see 'deft {command} --help'" if command else ""
+    return ConfigError(f"{where}: unknown option '{key}'{hint}{see}")
+
+
+def _command_of(cls) -> str:
+    return getattr(cls, "COMMAND", "")
+
+
+def apply_overrides(cfg, overrides: Mapping[str, Any], where: str = "command line"):
+    """``cfg`` with ``overrides`` (any accepted name -> raw value) converted and checked."""
+    cls = type(cfg)
+    names = alias_map(cls)
+    values: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        name = names.get(str(key)) or names.get(str(key).replace("-", "_"))
+        if name is None:
+            raise _unknown(cls, str(key), where, _command_of(cls))
+        values[name] = _convert(cls, name, raw, where)
+    by_name = {f.name: f for f in fields(cls)}
+    for name, value in values.items():
+        _check_value(cls, by_name[name], value, where)
+    return dataclasses.replace(cfg, **values)
+
+
+def _read_yaml(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                          "re-save the file as UTF-8") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of option: value")
+    return data
+
+
+def load_config(cls, path: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None, *,
+                where: str = "command line"):
+    """Build ``cls`` from its defaults, then the YAML file ``path`` (``yaml.safe_load``), then
+    ``overrides`` (later wins). Each value is converted and range-checked where it was given, then
+    ``cfg.validate()`` (if the class has one) checks cross-field rules. The names given explicitly are
+    kept in ``cfg._explicit`` (a frozenset) for presets that fill only what the user left unset."""
+    cfg = cls()
+    explicit: set[str] = set()
+    names = alias_map(cls)
+    if path:
+        data = _read_yaml(path)
+        cfg = apply_overrides(cfg, data, where=str(path))
+        explicit |= {names[str(k)] if str(k) in names else str(k) for k in data}
+    if overrides:
+        cfg = apply_overrides(cfg, overrides, where=where)
+        explicit |= {names.get(str(k)) or names.get(str(k).replace("-", "_")) for k in overrides}
+    object.__setattr__(cfg, "_explicit", frozenset(explicit))
+    validate = getattr(cfg, "validate", None)
+    if callable(validate):
+        result = validate()
+        if result is not None:
+            cfg = result
+            object.__setattr__(cfg, "_explicit", frozenset(explicit))
+    return cfg
+
+
+def explicit_fields(cfg) -> frozenset:
+    """The field names the user set (file, pairs or flags) when ``cfg`` was loaded."""
+    return getattr(cfg, "_explicit", frozenset())
+
+
+def config_to_dict(cfg) -> dict:
+    """The resolved settings as a plain dict (YAML/JSON-ready)."""
+    return dataclasses.asdict(cfg)
+
+
+def settings_hash(settings: Mapping[str, Any], inputs: Mapping[str, Optional[str]] = ()) -> str:
+    """sha256 over the resolved ``settings`` and the contents of the ``inputs`` files (name -> path;
+    a directory hashes its files' names and contents; a non-path value hashes as text). Two runs with
+    the same hash were made from the same settings and the same bytes of input."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name in sorted(dict(inputs)):
+        value = dict(inputs)[name]
+        h.update(f"\0{name}\0".encode())
+        if value is None:
+            continue
+        path = Path(str(value))
+        if path.is_file():
+            h.update(_file_digest(path).encode())
+        elif path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                h.update(str(file.relative_to(path)).encode())
+                h.update(_file_digest(file).encode())
+        else:
+            h.update(str(value).encode())
+    return h.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    d = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            d.update(block)
+    return d.hexdigest()
+
+
+def parse_pairs(pairs) -> dict:
+    """``["lr=2e-5", "packing=true"]`` -> ``{"lr": "2e-5", "packing": "true"}``."""
+    out = {}
+    for item in pairs or ():
+        key, eq, value = str(item).partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"expected key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _flag_names(f) -> list[str]:
+    names = [f.name, *f.metadata.get("aliases", ())]
+    flags = []
+    for name in names:
+        for variant in (name.replace("_", "-"), name):
+            flag = "--" + variant
+            if flag not in flags:
+                flags.append(flag)
+    return flags
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls, *, config_file: bool = True, pairs: bool = False,
+                     skip: tuple[str, ...] = ()) -> None:
+    """Add ``--flag`` options for every field of ``cls`` (aliases too; ``--x/--no-x`` for booleans),
+    with the field's help and default. ``config_file`` adds ``--config FILE``; ``pairs`` adds
+    trailing ``key=value`` overrides. Unset flags are absent from the parsed namespace so that a YAML
+    file's values are not overwritten by defaults."""
+    if config_file:
+        parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                            help="YAML file of options (keys are the option names, with underscores)")
+    if pairs:
+        parser.add_argument("overrides", nargs="*", metavar="key=value", default=[],
+                            help="option overrides, e.g. lr=2e-5 packing=true")
+    for f in fields(cls):
+        if f.name in skip or not f.metadata.get("flag", True):
+            continue
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        choices = f.metadata.get("choices")
+        suffix = f" (default {default})" if choices is None else f" ({'|'.join(map(str, choices))}; default {default})"
+        kind, _ = _base_type(cls, f.name)
+        if kind is bool:
+            flags = _flag_names(f)
+            negatives = ["--no-" + fl[2:] for fl in flags]
+            parser.add_argument(*flags, dest=f.name, action="store_true", default=argparse.SUPPRESS,
+                                help=help_text + suffix)
+            parser.add_argument(*negatives, dest=f.name, action="store_false", default=argparse.SUPPRESS,
+                                help=argparse.SUPPRESS)
+        else:
+            parser.add_argument(*_flag_names(f), dest=f.name, default=argparse.SUPPRESS,
+                                metavar=f.name.upper(), help=help_text + suffix)
+
+
+def config_from_args(cls, args: argparse.Namespace, *, extra: Optional[Mapping[str, Any]] = None):
+    """The config of a parsed command line: ``--config`` YAML, then ``key=value`` pairs, then flags."""
+    values = vars(args)
+    overrides = parse_pairs(values.get("overrides") or [])
+    names = {f.name for f in fields(cls)}
+    overrides.update({k: v for k, v in values.items() if k in names})
+    if extra:
+        overrides.update(extra)
+    return load_config(cls, values.get("config"), overrides)

@@ -1,0 +1,171 @@
+"""deft.config: one config style for every command (types, aliases, checks, YAML, flags, hashing)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+from dataclasses import dataclass
+from typing import Optional
+
+import pytest
+
+from deft.config import (
+    ConfigError, add_config_flags, config_from_args, load_config, option, parse_pairs, settings_hash,
+)
+from deft.io import atomic_write_json, atomic_write_text, json_safe
+from deft.train.config import TrainConfig
+
+
+@dataclass
+class _Cfg:
+    COMMAND = "demo"
+    out: str = option("runs/x", "output folder", aliases=("output_dir",))
+    n: int = option(8, "count", aliases=("size",), check="positive")
+    ratio: float = option(0.1, "a ratio", check="ratio")
+    flag: bool = option(False, "a switch")
+    name: Optional[str] = option(None, "a name", choices=(None, "a", "b"))
+    tags: list = option([], "tags")
+
+    def validate(self):
+        if self.name == "b" and self.n < 2:
+            raise ConfigError("'n' must be at least 2 when name is b")
+
+
+def test_types_aliases_and_defaults():
+    cfg = load_config(_Cfg, None, {"size": "3", "output-dir": "o", "flag": "yes", "tags": "x, y", "name": "none"})
+    assert (cfg.n, cfg.out, cfg.flag, cfg.tags, cfg.name) == (3, "o", True, ["x", "y"], None)
+    assert load_config(_Cfg).n == 8 and load_config(_Cfg).tags == [] and load_config(_Cfg).tags is not _Cfg().tags
+    assert load_config(_Cfg, None, {"n": 4.0}).n == 4 and load_config(_Cfg, None, {"n": "1e1"}).n == 10
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("n", "0", "'n' must be positive, got 0"),
+    ("n", "2.5", "'n' must be an integer, got '2.5'"),
+    ("n", True, "'n' must be an integer"),
+    ("ratio", "1", "'ratio' must be a ratio in [0, 1), got 1.0"),
+    ("ratio", "nan", "'ratio' must be a finite number"),
+    ("ratio", "-inf", "'ratio' must be a finite number"),
+    ("flag", "maybe", "'flag' must be true or false"),
+    ("name", "c", "'name' must be one of None, a, b, got 'c'"),
+    ("nn", "1", "unknown option 'nn' (did you mean 'n'?); see 'deft demo --help'"),
+])
+def test_bad_values_are_one_line_errors(key, value, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(_Cfg, None, {key: value})
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith("command line: ")
+
+
+def test_validate_runs_after_all_values():
+    with pytest.raises(ConfigError, match="at least 2 when name is b"):
+        load_config(_Cfg, None, {"name": "b", "n": "1"})
+    assert load_config(_Cfg, None, {"name": "b", "n": "2"}).n == 2
+
+
+def test_yaml_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("n: 5\nout: from-file\n")
+    cfg = load_config(_Cfg, str(path), {"n": "6"})
+    assert (cfg.n, cfg.out) == (6, "from-file")
+    path.write_text("n: [1\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:\d+: not valid YAML"):
+        load_config(_Cfg, str(path))
+    path.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(_Cfg, str(path))
+    path.write_text("n: 0\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: 'n' must be positive"):
+        load_config(_Cfg, str(path))
+    path.write_bytes(b"out: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(_Cfg, str(path))
+    path.write_text("!!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_Cfg, str(path))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(_Cfg, str(tmp_path / "missing.yaml"))
+
+
+def test_flags_aliases_and_bools():
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, _Cfg, pairs=True)
+    args = parser.parse_args(["--size", "4", "--output-dir", "d", "--flag", "ratio=0.5"])
+    cfg = config_from_args(_Cfg, args)
+    assert (cfg.n, cfg.out, cfg.flag, cfg.ratio) == (4, "d", True, 0.5)
+    assert config_from_args(_Cfg, parser.parse_args(["--no-flag"])).flag is False
+    assert config_from_args(_Cfg, parser.parse_args([])).n == 8  # unset flags do not override
+
+
+def test_parse_pairs():
+    assert parse_pairs(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_pairs(["novalue"])
+
+
+def test_settings_hash_follows_settings_and_input_bytes(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("a\n")
+    h1 = settings_hash({"lr": 1e-4}, {"data": str(data)})
+    assert h1 == settings_hash({"lr": 1e-4}, {"data": str(data)})
+    assert h1 != settings_hash({"lr": 2e-4}, {"data": str(data)})
+    data.write_text("b\n")
+    assert h1 != settings_hash({"lr": 1e-4}, {"data": str(data)})
+
+
+def test_atomic_writes_are_world_readable_and_json_safe(tmp_path):
+    import math
+
+    p = atomic_write_json(tmp_path / "sub" / "r.json", {"x": math.nan, "y": (1, 2), "z": tmp_path})
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o644
+    assert p.read_text().startswith("{") and '"x": null' in p.read_text()
+    atomic_write_text(p, "new")
+    assert p.read_text() == "new" and [f.name for f in p.parent.iterdir()] == ["r.json"]
+    assert json_safe({1: float("inf")}) == {"1": None}
+
+
+# --- the training config on it --------------------------------------------------------------------
+
+def _train(**kw):
+    return load_config(TrainConfig, None, {"data": "x.jsonl", **kw})
+
+
+def test_hf_and_trl_names_resolve_to_the_same_config():
+    hf = _train(learning_rate="2e-5", num_train_epochs="2", per_device_train_batch_size="3",
+                gradient_accumulation_steps="4", lr_scheduler_type="linear", model_name_or_path="m",
+                output_dir="o")
+    ours = _train(lr="2e-5", epochs="2", batch_size="3", grad_accum="4", lr_scheduler="linear", model="m", out="o")
+    assert hf == ours
+    assert hf.lr == 2e-5 and hf.batch_size == 3 and hf.grad_accum == 4 and hf.output_dir == "o"
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("lr", "inf", "'lr' must be a finite number"),
+    ("weight_decay", "nan", "'weight_decay' must be a finite number"),
+    ("max_steps", "0", "'max_steps' must be positive, or -1"),
+    ("max_steps", "-5", "'max_steps' must be positive, or -1"),
+    ("warmup_ratio", "5", "'warmup_ratio' must be a ratio in [0, 1)"),
+    ("save_steps", "-1", "'save_steps' must be zero or positive"),
+    ("save_total_limit", "0", "'save_total_limit' must be positive"),
+    ("teacher_model", "t", "'teacher_model' is set but objective 'deft' uses no teacher"),
+    ("reference_model", "r", "'reference_model' is set but objective 'deft' uses no reference"),
+    ("objective", "kd", "needs --teacher-model"),
+    ("objective", "nonsense", "unknown objective 'nonsense'"),
+    ("report_to", "comet", "'report_to' must be none or a comma-separated list"),
+    ("learnig_rate", "1", "did you mean 'learning_rate'?"),
+])
+def test_train_config_refuses_bad_values(key, value, message):
+    with pytest.raises(ConfigError) as err:
+        _train(**{key: value})
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_protocol_paper_and_resume_from_checkpoint():
+    paper = _train(protocol="paper")
+    assert (paper.loss_normalization, paper.template) == ("micro_batch", "paper")
+    assert _train(protocol="paper", loss_normalization="tokens").loss_normalization == "tokens"
+    assert _train().loss_normalization == "tokens"
+    resumed = _train(resume_from_checkpoint="runs/x/checkpoint-2")
+    assert resumed.resume is True
+    with pytest.raises(ConfigError, match="contradict"):
+        _train(resume="true", overwrite="true")
