@@ -38,6 +38,8 @@ measured slower, see ``benchmarks/compile_elementwise.py``).
 
 from __future__ import annotations
 
+import copy
+import inspect
 from typing import Optional
 
 import torch
@@ -96,6 +98,15 @@ def _compiled(name: str):
     return _COMPILED[name]
 
 
+def _token_inputs(old_logprobs, batch_mean_p) -> dict:
+    """Keyword arguments giving :class:`~deft.objectives.Tokens` the per-token and call-wide
+    inputs (an ``inputs`` dict where ``Tokens`` takes one, else one keyword per input)."""
+    if "inputs" in inspect.signature(Tokens.__init__).parameters:
+        inputs = {"old_logprobs": old_logprobs, "batch_mean_p": batch_mean_p}
+        return {"inputs": {key: value for key, value in inputs.items() if value is not None}}
+    return {"old_logprobs": old_logprobs, "batch_mean_p": batch_mean_p}
+
+
 class _ChunkTokens(Tokens):
     """:class:`~deft.objectives.Tokens` over a chunk whose logits may be bf16: ``Σ P²`` and the
     entropy come precomputed from :func:`_row_stats`, the top-k entropy is taken in fp32."""
@@ -106,9 +117,8 @@ class _ChunkTokens(Tokens):
         self._cache["entropy"] = entropy
 
     def with_logp(self, logp):
-        other = _ChunkTokens(logp, self._logits, self._lse, self._cache["sum_p2"], self._cache["entropy"],
-                             old_logprobs=self._old_logprobs, batch_mean_p=self._batch_mean_p)
-        other._cache = self._cache
+        other = copy.copy(self)  # shares the cache and the inputs, keeps this class
+        other.logp = logp
         return other
 
     def topk_entropy(self, k: int) -> torch.Tensor:
@@ -120,13 +130,13 @@ class _ChunkTokens(Tokens):
         return self._cache[key]
 
 
-def _eager_tokens(objective, z, y, old_logprobs, batch_mean_p):
+def _eager_tokens(z, y, old_logprobs, batch_mean_p):
     """The eager engine's statistics: fp32 softmax of the chunk kept for ``Σ P²`` and ``g``."""
     zf = z.float()
     probs = torch.softmax(zf, dim=-1)
     lse = torch.logsumexp(zf, dim=-1)
     logp = zf.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
-    return Tokens(logp, zf, lse, probs=probs, old_logprobs=old_logprobs, batch_mean_p=batch_mean_p), probs
+    return Tokens(logp, zf, lse, probs=probs, **_token_inputs(old_logprobs, batch_mean_p)), probs, lse
 
 
 def gate_chunk(
@@ -158,11 +168,10 @@ def gate_chunk(
     grad_dtype = grad_dtype or z.dtype
     if kernel == "compile":
         lse, logp, sum_p2, entropy = _compiled("row_stats")(z, y)
-        tokens = _ChunkTokens(logp, z, lse, sum_p2, entropy, old_logprobs=old_logprobs, batch_mean_p=batch_mean_p)
+        tokens = _ChunkTokens(logp, z, lse, sum_p2, entropy, **_token_inputs(old_logprobs, batch_mean_p))
         probs = None
     elif kernel == "eager":
-        tokens, probs = _eager_tokens(objective, z, y, old_logprobs, batch_mean_p)
-        lse = tokens._lse
+        tokens, probs, lse = _eager_tokens(z, y, old_logprobs, batch_mean_p)
     else:
         raise ValueError(f"kernel must be 'eager' or 'compile' here, got {kernel!r}")
     terms, gate = gate_terms_with_gate(objective, tokens)
@@ -298,9 +307,10 @@ def fused_gate_loss(
     from .chunked import auto_chunk_size
 
     obj = resolve_objective(objective, reduction)
-    if obj.kind != "gate" or reduction == "none":
-        raise ValueError(f"fused_gate_loss runs gate objectives with reduction 'sum' or 'mean'; got "
-                         f"'{obj.spec}' ({obj.kind}) with '{reduction}': use deft.fused_token_loss")
+    selected_mean = reduction == "mean" and getattr(obj, "normalizer", "tokens") != "tokens"
+    if obj.kind != "gate" or reduction == "none" or selected_mean:
+        raise ValueError(f"fused_gate_loss runs gate objectives with reduction 'sum' (or 'mean' over every loss "
+                         f"token); got '{obj.spec}' ({obj.kind}) with '{reduction}': use deft.fused_token_loss")
     if hidden.shape[-1] != weight.shape[-1] or tuple(hidden.shape[:-1]) != tuple(labels.shape):
         raise ValueError(f"hidden [N, H], weight [V, H] and labels [N] must align: got {tuple(hidden.shape)}, "
                          f"{tuple(weight.shape)} and {tuple(labels.shape)}")
