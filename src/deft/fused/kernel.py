@@ -51,6 +51,7 @@ __all__ = ["KERNELS", "resolve_kernel", "gate_chunk", "fused_gate_loss", "accumu
 
 KERNELS = ("eager", "compile", "auto")
 _COMPILED: dict = {}
+_TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
 
 
 def resolve_kernel(kernel: Optional[str], device) -> str:
@@ -200,7 +201,7 @@ def accumulate_weight_grad(dw: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -
     if g.dtype == dw.dtype:
         dw.addmm_(g.T, h)
         return
-    if dw.is_cuda:
+    if dw.is_cuda and _TORCH_VERSION >= (2, 12):  # earlier out_dtype GEMMs lack the out= form
         try:
             torch.addmm(dw, g.T, h, out_dtype=dw.dtype, out=dw)
             return
