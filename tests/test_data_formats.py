@@ -162,6 +162,8 @@ def test_json_array_csv_and_parquet_errors_name_the_record(tmp_path):
     ({"prompt": 3, "completion": [{"role": "assistant", "content": "r"}]}, "needs 'prompt' as a list of messages"),
     ({"prompt": [{"role": "user", "content": "p"}], "completion": []}, "'completion' must be a non-empty list"),
     ({"conversations": [{"from": "robot", "value": "x"}]}, "conversations\\[0\\].from is 'robot'"),
+    ({"text": "just text"}, "a plain 'text' row has no prompt/response split"),
+    ({"prompt": "p", "chosen": "a", "rejected": "b"}, "--map response=chosen"),
 ])
 def test_bad_trl_and_sharegpt_rows_say_what_is_wrong(tmp_path, row, message):
     path = tmp_path / "bad.jsonl"
@@ -201,3 +203,15 @@ def test_read_records_is_what_probe_and_eval_read_with(tmp_path):
     records, report = read_records(str(path), skip_invalid=True)
     assert records == [(f"{path}: record 1", {"prompt": "a", "response": "b"})] and report.invalid == 1
     assert read_records(str(path), require_response=False)[0][1] == (f"{path}: record 2", {"prompt": "c"})
+
+
+def test_key_map_as_flags_or_mapping_everywhere(tmp_path):
+    path = tmp_path / "q.jsonl"
+    _jsonl(path, [{"q": "a", "a": "b"}])
+    tok = tiny_tokenizer()
+    for km in (["prompt=q", "completion=a"], {"prompt": "q", "response": "a"}):
+        assert [r for _, r in iter_records(str(path), key_map=km)] == [{"prompt": "a", "response": "b"}]
+        ds, _ = tokenize_to_dataset(str(path), tok, key_map=km, template="plain")
+        assert [i for i in ds[0]["labels"] if i != IGNORE_INDEX] == tok("b</s>", add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="--map promt=q: unknown key 'promt' \\(did you mean 'prompt'\\?\\)"):
+        iter_records(str(path), key_map=["promt=q"])

@@ -220,3 +220,48 @@ def test_source_records_paper_dispatch_and_refusals(tmp_path):
     rec = {"prompt": "hi", "response": "yo", "system": "s"}
     with pytest.raises(RecordError, match="has no system turn"):
         RecordTokenizer(tiny_tokenizer(), template="paper:deepseek")(rec, "f.jsonl:3")
+
+
+REF_LLAMA_BASE_BOXED_WITH_BOS = (
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant.<|eot_id|>\n"
+    "<|start_header_id|>user<|end_header_id|>\n\n{input}\n" + BOXED + "<|eot_id|>\n"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+def test_paper_sft_reproduces_the_reference_training_wrapper_for_llama(tmp_path):
+    # the reference's SFT dataset wraps a Llama base model's prompt (here FigFont's whole Llama prompt) in the
+    # llama-base-boxed-with-bos string; Qwen prompts are used as they are, and Llama math's string is the wrapper
+    [(where, rec)] = _ok(figfont_paper_records("train", n=1))
+    tok = tiny_tokenizer()
+    msgs = [{"role": "system", "content": rec["system"]}, {"role": "user", "content": rec["prompt"]}]
+    nested = REF_LLAMA_BASE_BOXED_WITH_BOS.replace("{input}", REF_LLAMA_FIGFONT.replace("{prompt}", rec["prompt"]))
+    assert RecordTokenizer(tok, template="paper-sft:llama").prompt_ids(msgs) == tok(nested, add_special_tokens=False)["input_ids"]
+    for family in ("qwen", "deepseek"):
+        a, b = RecordTokenizer(tok, template=f"paper-sft:{family}"), RecordTokenizer(tok, template=f"paper:{family}")
+        path = _rows(tmp_path, MATH_ROWS, "m.jsonl")
+        for _, r in _ok(math_paper_records(str(path), family)):
+            assert a(r).input_ids == b(r).input_ids
+    path = _rows(tmp_path, MATH_ROWS[:1], "m1.jsonl")
+    [(_, r)] = _ok(math_paper_records(str(path), "llama"))
+    assert RecordTokenizer(tok, template="paper-sft:llama")(r).input_ids == RecordTokenizer(tok, template="paper:llama")(r).input_ids
+    tok.name_or_path = "meta-llama/Llama-3.1-8B"
+    assert resolve_template("paper-sft", tok) == "paper-sft:llama"
+
+
+def test_math_harness_prompts_for_evaluation():
+    from deft.data import harness_prompt
+
+    q = "What is 1+1?"
+    assert harness_prompt("qwen", q) == REF_QWEN_MEDICAL.replace("{prompt}", q)  # qwen-boxed: the medical Qwen string
+    assert harness_prompt("llama-base-boxed-with-bos", q) == REF_LLAMA_BASE_BOXED_WITH_BOS.replace("{input}", q)
+    assert harness_prompt("deepseek", q) == REF_DEEPSEEK_MATH.replace("{prompt}", q)
+    # Llama and DeepSeek evaluate math with their training strings; Qwen trains with the chat-template form
+    tok = tiny_tokenizer()
+    for family in ("llama", "deepseek"):
+        rec = {"prompt": f"{q}\n{BOXED}", "response": "2", "task": "math"}
+        if family == "llama":
+            rec["system"] = "You are a helpful assistant."
+        ids = RecordTokenizer(tok, template=f"paper:{family}")(rec).prompt_ids
+        assert ids == tok(harness_prompt(family, q), add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="unknown prompt type 'mistral'"):
+        harness_prompt("mistral", q)

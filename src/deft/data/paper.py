@@ -25,7 +25,13 @@ Facts of the reference (repository ``luludus/DEFT``, scripts ``data/data_process
   the Llama 3.1 date header; DeepSeek: none).
 
 Each record carries its ``system`` prompt, so a file is self-describing; the ``paper`` prompt
-template (:mod:`deft.data.templates`) renders it with the reference's literal strings.
+template (:mod:`deft.data.templates`) renders it with the reference's literal strings, the same in
+training and evaluation. The reference itself trains Llama base models on FigFont and medical
+prompts wrapped once more in its Llama math string (and evaluates them unwrapped); ``paper-sft``
+reproduces that training quirk. Its Qwen math training prompt is the Qwen2.5-Math chat template
+(system = the boxed instruction, user = the bare question), while its math evaluation uses the
+harness's ``qwen-boxed`` string ("You are a helpful assistant." and the instruction after the
+question): records carry the training form.
 """
 
 from __future__ import annotations
@@ -247,7 +253,7 @@ def medical_paper_records(source, family: str, *, n: int | None = None, split: s
     km = parse_key_map(key_map, MEDICAL_PAPER_FIELDS)
 
     def convert(row, index):
-        question = _text(_field(row, km, "question", ("question", "prompt")), "question", row, "question")
+        question = _text(_field(row, km, "question", ("prompt", "question")), "question", row, "question")
         response = _text(_field(row, km, "response", ("distilled_answer_string", "answer_raw")),
                          "distilled_answer_string", row, "response")
         letter = _field(row, km, "answer", ("answer_letter", "answer_idx"))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from ..io import json_safe
-from .records import RecordError, normalize_record
+from .records import RecordError, normalize_record, parse_key_map
 
 __all__ = ["iter_rows", "iter_records", "write_jsonl", "count_rows", "check_output_path", "READABLE"]
 
@@ -259,7 +259,9 @@ def iter_records(
     """Yield ``(where, record)`` with each row normalised by :func:`~deft.data.records.normalize_record`
     (every shape it knows: deft's, TRL's prompt/completion, messages, Alpaca, ShareGPT), or
     ``(where, RecordError)`` for a row that is not a valid record. ``require_response=False`` also
-    accepts prompts without a response (evaluation records)."""
+    accepts prompts without a response (evaluation records). ``key_map`` maps record keys to column
+    names, as a mapping or as ``["prompt=question", ...]`` (``--map``)."""
+    key_map = parse_key_map(key_map)  # ["prompt=question"] or {"prompt": "question"}; unknown keys refused now
     rows = iter_rows(source, split=split)  # checks the source now, before the generator runs
 
     def records():

@@ -78,7 +78,11 @@ def parse_key_map(items, allowed: tuple[str, ...] = (*RECORD_KEYS, "completion")
     out = {}
     for key, column in pairs:
         if key not in allowed:
-            raise ValueError(f"--map {key}={column}: unknown key {key!r}; use one of {', '.join(allowed)}")
+            import difflib
+
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"--map {key}={column}: unknown key {key!r}{hint}; use one of {', '.join(allowed)}")
         if not column:
             raise ValueError(f"--map {key}=: empty column name")
         out[key] = column
@@ -192,6 +196,12 @@ def _shape(get: dict, row: dict, require_response: bool) -> dict:
     missing = [k for k in ("prompt", "response") if k not in get and (require_response or k == "prompt")]
     if missing:
         cols = ", ".join(map(str, row)) or "none"
+        if "chosen" in row and "rejected" in row:
+            raise RecordError("a preference row (chosen/rejected) is not fine-tuning data; train on the preferred answer "
+                              "with --map response=chosen (and prompt=COLUMN)")
+        if set(row) <= {"text", "id", "metadata"} and "text" in row:
+            raise RecordError("a plain 'text' row has no prompt/response split (deft trains on responses); write "
+                              "prompt + response (or completion) or messages, or map columns with --map KEY=COLUMN")
         raise RecordError(
             f"missing key {' and '.join(repr(m) for m in missing)} (need 'messages', 'prompt' + 'response' or "
             f"'prompt' + 'completion'; columns are: {cols}; map other names with --map KEY=COLUMN)"

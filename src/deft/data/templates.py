@@ -16,6 +16,18 @@ render a record as text:
 A conversation with several turns is rendered with its earlier turns joined by a blank line
 (the response is always the last assistant turn; plain templates do not train on earlier turns).
 The paper template renders one user turn.
+
+For math *evaluation* the reference uses its harness's prompt types instead (:data:`HARNESS_PROMPTS`,
+:func:`harness_prompt`: ``qwen-boxed``, ``llama-base-boxed-with-bos``, ``deepseek-math``); for Llama
+and DeepSeek they equal the training strings, for Qwen they differ (training: the Qwen2.5-Math chat
+template, whose system prompt is the boxed instruction).
+
+``paper-sft`` (and ``paper-sft:<family>``) is the same but for one quirk of the reference's
+training: its SFT dataset wraps every prompt of a Llama *base* model in the harness string
+``llama-base-boxed-with-bos`` (:data:`LLAMA_SFT_WRAP`), so a Llama FigFont or medical prompt (already
+a whole Llama prompt with its doubled BOS) is trained inside a second one, and evaluated without it.
+``paper`` renders the same string in training and evaluation (deft's rule); ``paper-sft`` for
+training reproduces the reference exactly. For Qwen and DeepSeek the two are identical.
 """
 
 from __future__ import annotations
@@ -25,7 +37,8 @@ from dataclasses import dataclass
 from .paper import FIGFONT_PAPER_SYSTEM, HELPFUL_SYSTEM, PAPER_FAMILIES, PAPER_REGIMES, paper_family
 from .records import RecordError
 
-__all__ = ["PlainTemplate", "PaperTemplate", "PAPER_STRINGS", "TEMPLATES", "template_names", "resolve_template"]
+__all__ = ["PlainTemplate", "PaperTemplate", "PAPER_STRINGS", "LLAMA_SFT_WRAP", "HARNESS_PROMPTS", "HARNESS_PROMPT_TYPES",
+           "harness_prompt", "TEMPLATES", "template_names", "resolve_template"]
 
 _QWEN = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
 _LLAMA = ("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>"
@@ -47,6 +60,37 @@ PAPER_STRINGS = {
     ("deepseek", "medical"): "<｜begin▁of▁sentence｜>User: {prompt}\n\nAssistant:\n",
     ("deepseek", "math"): "<｜begin▁of▁sentence｜>User: {prompt}\n\nAssistant:",
 }
+
+
+#: the math evaluation harness's prompt types the reference uses (evaluations/math/utils.py), per family
+#: (scripts/one_click/TEMPLATE.py); ``{input}`` is the question
+HARNESS_PROMPTS = {
+    "qwen-boxed": ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{input}\n"
+                   "Please reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+                   "<|im_start|>assistant\n"),
+    "llama-base-boxed-with-bos": ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful "
+                                  "assistant.<|eot_id|>\n<|start_header_id|>user<|end_header_id|>\n\n{input}\nPlease "
+                                  "reason step by step, and put your final answer within \\boxed{}.<|eot_id|>\n"
+                                  "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    "deepseek-math": ("<｜begin▁of▁sentence｜>User: {input}\nPlease reason step by step, and put your final answer "
+                      "within \\boxed{}.\n\nAssistant:"),
+}
+HARNESS_PROMPT_TYPES = {"qwen": "qwen-boxed", "llama": "llama-base-boxed-with-bos", "deepseek": "deepseek-math"}
+
+
+def harness_prompt(family_or_type: str, question: str) -> str:
+    """The math evaluation prompt of the reference for a family (``qwen``, ``llama``, ``deepseek``) or
+    a harness prompt type (:data:`HARNESS_PROMPTS`), around ``question``."""
+    kind = HARNESS_PROMPT_TYPES.get(family_or_type, family_or_type)
+    if kind not in HARNESS_PROMPTS:
+        raise ValueError(f"unknown prompt type {family_or_type!r}; use one of {', '.join([*HARNESS_PROMPT_TYPES, *HARNESS_PROMPTS])}")
+    return HARNESS_PROMPTS[kind].replace("{input}", question)
+
+
+#: the reference SFT dataset's wrapper for Llama base models (main_verl/utils/dataset/sft_dataset.py)
+LLAMA_SFT_WRAP = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant.<|eot_id|>\n"
+                  "<|start_header_id|>user<|end_header_id|>\n\n{input}\nPlease reason step by step, and put your final "
+                  "answer within \\boxed{}.<|eot_id|>\n<|start_header_id|>assistant<|end_header_id|>\n\n")
 
 
 @dataclass(frozen=True)
@@ -75,6 +119,7 @@ class PaperTemplate:
 
     name: str
     family: str
+    sft_wrap: bool = False  # paper-sft: the reference's training-time Llama wrapper
     adds_bos: bool = False  # the strings write their own BOS
 
     def regime_of(self, messages: list[dict], regime: str | None) -> str:
@@ -86,8 +131,6 @@ class PaperTemplate:
         system = next((m["content"] for m in messages if m["role"] == "system"), None)
         if system == FIGFONT_PAPER_SYSTEM:
             return "figfont"
-        if self.family == "llama" and system == HELPFUL_SYSTEM:
-            return "math"
         if self.family == "llama":
             return "math" if system == HELPFUL_SYSTEM else "medical"
         return "math"  # Qwen: math and medical share the string; DeepSeek: the paper's runs are math
@@ -108,19 +151,23 @@ class PaperTemplate:
         if "{system}" in fmt and not system:
             raise RecordError(f"the paper's {self.family} {regime} prompt needs the record's 'system' prompt "
                               f"(write records with deft data ... --protocol paper)")
-        return fmt.replace("{system}", system[0] if system else "").replace("{prompt}", turns[0]["content"])
+        text = fmt.format(system=system[0] if system else "", prompt=turns[0]["content"])  # values are not re-parsed
+        if self.sft_wrap and self.family == "llama" and regime != "math":  # math's string is the wrapper itself
+            text = LLAMA_SFT_WRAP.replace("{input}", text)
+        return text
 
 
 TEMPLATES = {
     "plain": PlainTemplate("plain"),
     "qa": PlainTemplate("qa", prompt_fmt="Question: {prompt}\nAnswer: "),
     **{f"paper:{f}": PaperTemplate(f"paper:{f}", f) for f in PAPER_FAMILIES},
+    **{f"paper-sft:{f}": PaperTemplate(f"paper-sft:{f}", f, sft_wrap=True) for f in PAPER_FAMILIES},
 }
 
 
 def template_names() -> list[str]:
     """Every accepted template name."""
-    return ["auto", "chat", *TEMPLATES, "paper"]
+    return ["auto", "chat", *TEMPLATES, "paper", "paper-sft"]
 
 
 def resolve_template(name: str, tokenizer) -> str:
@@ -134,11 +181,11 @@ def resolve_template(name: str, tokenizer) -> str:
         return "chat" if has_chat else "plain"
     if name == "chat" and not has_chat:
         raise ValueError("the tokenizer has no chat template; use --template plain (or qa)")
-    if name == "paper":
+    if name in ("paper", "paper-sft"):
         source = getattr(tokenizer, "name_or_path", "") or ""
         family = paper_family(source)
         if family is None:
-            raise ValueError(f"--template paper: cannot tell the model family from {source!r}; "
-                             f"use --template paper:qwen, paper:llama or paper:deepseek")
-        return f"paper:{family}"
+            raise ValueError(f"--template {name}: cannot tell the model family from {source!r}; "
+                             f"use --template {name}:qwen, {name}:llama or {name}:deepseek")
+        return f"{name}:{family}"
     return name
