@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 from typing import Optional
 
 import torch
@@ -47,7 +48,7 @@ import torch
 from ..objectives import Objective, Tokens
 from .common import check_aligned, check_labels, gate_terms_with_gate, reduce, resolve_objective, scatter_back
 
-__all__ = ["KERNELS", "resolve_kernel", "gate_chunk", "fused_gate_loss", "accumulate_weight_grad"]
+__all__ = ["KERNELS", "resolve_kernel", "gate_chunk", "gate_step", "fused_gate_loss", "accumulate_weight_grad"]
 
 KERNELS = ("eager", "compile", "auto")
 _COMPILED: dict = {}
@@ -55,9 +56,9 @@ _TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].spl
 
 
 def resolve_kernel(kernel: Optional[str], device) -> str:
-    """``"eager"`` or ``"compile"`` for ``kernel`` on ``device``; ``None``/``"auto"``: compile
-    on CUDA, eager elsewhere."""
-    kernel = kernel or "auto"
+    """``"eager"`` or ``"compile"`` for ``kernel`` on ``device``; ``None``: the environment
+    variable ``DEFT_FUSED_KERNEL``, else ``"auto"``; ``"auto"``: compile on CUDA, eager elsewhere."""
+    kernel = kernel or os.environ.get("DEFT_FUSED_KERNEL") or "auto"
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     if kernel == "auto":
@@ -99,13 +100,14 @@ def _compiled(name: str):
     return _COMPILED[name]
 
 
-def _token_inputs(old_logprobs, batch_mean_p) -> dict:
+def _token_inputs(inputs: Optional[dict]) -> dict:
     """Keyword arguments giving :class:`~deft.objectives.Tokens` the per-token and call-wide
-    inputs (an ``inputs`` dict where ``Tokens`` takes one, else one keyword per input)."""
+    inputs (need field -> value, e.g. ``old_logprobs [c]``, ``batch_mean_p``): as one ``inputs``
+    dict where ``Tokens`` takes one, else one keyword per input."""
+    inputs = {key: value for key, value in (inputs or {}).items() if value is not None}
     if "inputs" in inspect.signature(Tokens.__init__).parameters:
-        inputs = {"old_logprobs": old_logprobs, "batch_mean_p": batch_mean_p}
-        return {"inputs": {key: value for key, value in inputs.items() if value is not None}}
-    return {"old_logprobs": old_logprobs, "batch_mean_p": batch_mean_p}
+        return {"inputs": inputs}
+    return {key: inputs.get(key) for key in ("old_logprobs", "batch_mean_p")}
 
 
 class _ChunkTokens(Tokens):
@@ -131,13 +133,13 @@ class _ChunkTokens(Tokens):
         return self._cache[key]
 
 
-def _eager_tokens(z, y, old_logprobs, batch_mean_p):
+def _eager_tokens(z, y, inputs):
     """The eager engine's statistics: fp32 softmax of the chunk kept for ``Σ P²`` and ``g``."""
     zf = z.float()
     probs = torch.softmax(zf, dim=-1)
     lse = torch.logsumexp(zf, dim=-1)
     logp = zf.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
-    return Tokens(logp, zf, lse, probs=probs, **_token_inputs(old_logprobs, batch_mean_p)), probs, lse
+    return Tokens(logp, zf, lse, probs=probs, **_token_inputs(inputs)), probs, lse
 
 
 def gate_chunk(
@@ -149,15 +151,15 @@ def gate_chunk(
     grad_dtype: Optional[torch.dtype] = None,
     token_weights: Optional[torch.Tensor] = None,
     scale: Optional[torch.Tensor] = None,
-    old_logprobs: Optional[torch.Tensor] = None,
-    batch_mean_p: Optional[torch.Tensor] = None,
+    inputs: Optional[dict] = None,
     want_grad: bool = True,
     want_stats: bool = False,
 ):
     """A gate objective on one chunk: ``(loss [c], g [c, V] or None, stats)``.
 
     ``z`` ``[c, V]`` are the chunk's logits in the products' dtype (fp32 or bf16), ``y`` ``[c]``
-    its labels (loss tokens only). ``g = coef (P - δ_y)`` with ``coef = s * token_weights *
+    its labels (loss tokens only); ``inputs`` the objective's other inputs for these rows (need
+    field -> value: ``old_logprobs [c]``, ``batch_mean_p``). ``g = coef (P - δ_y)`` with ``coef = s * token_weights *
     scale`` (paper Eq. 6, 11-12; ``s = -dL/dlog p``) is returned in ``grad_dtype`` (default
     ``z.dtype``); statistics are computed in fp32 whatever the dtype. ``stats`` (with
     ``want_stats``) has ``p``, ``gate``, ``entropy`` and ``focus`` (objectives with a focus
@@ -169,10 +171,10 @@ def gate_chunk(
     grad_dtype = grad_dtype or z.dtype
     if kernel == "compile":
         lse, logp, sum_p2, entropy = _compiled("row_stats")(z, y)
-        tokens = _ChunkTokens(logp, z, lse, sum_p2, entropy, **_token_inputs(old_logprobs, batch_mean_p))
+        tokens = _ChunkTokens(logp, z, lse, sum_p2, entropy, **_token_inputs(inputs))
         probs = None
     elif kernel == "eager":
-        tokens, probs, lse = _eager_tokens(z, y, old_logprobs, batch_mean_p)
+        tokens, probs, lse = _eager_tokens(z, y, inputs)
     else:
         raise ValueError(f"kernel must be 'eager' or 'compile' here, got {kernel!r}")
     terms, gate = gate_terms_with_gate(objective, tokens)
@@ -192,6 +194,27 @@ def gate_chunk(
     grad = probs.mul_(coef.unsqueeze(-1))
     grad.scatter_add_(-1, y.unsqueeze(-1), -coef.unsqueeze(-1))
     return loss, grad.to(grad_dtype), stats
+
+
+def gate_step(ctx):
+    """The gate path's per-chunk step for the engine's chunk loop (``ChunkContext ->
+    ChunkResult``, as ``deft.fused.gate.gate_chunk``): the compiled kernel where
+    :func:`resolve_kernel` picks it for the chunk's device (``DEFT_FUSED_KERNEL``, default
+    ``auto``), else the engine's eager step. Losses go into ``ctx.losses``; the gradient is
+    returned in the logits' dtype (the engine casts it for its products)."""
+    from .context import ChunkResult
+    from .gate import gate_chunk as eager_gate_chunk
+
+    if resolve_kernel(None, ctx.logits.device) == "eager":
+        return eager_gate_chunk(ctx)
+    obj = ctx.objective
+    by_selected = getattr(obj, "normalizer", "tokens") == "selected"
+    loss, grad, stats = gate_chunk(obj, ctx.logits, ctx.labels, kernel="compile", token_weights=ctx.token_weights(),
+                                   scale=ctx.scale, inputs=ctx.inputs(), want_grad=ctx.want_grad,
+                                   want_stats=ctx.want_stats or by_selected)
+    ctx.losses.copy_(loss)
+    selected = obj.selected(stats["p"]).sum() if by_selected else None
+    return ChunkResult(grad, stats if ctx.want_stats else {}, selected)
 
 
 def accumulate_weight_grad(dw: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> None:
@@ -238,8 +261,9 @@ def _run_chunks(obj, h, w, b, y, opts: dict, want: tuple):
             z += b.to(z.dtype)
         pick = lambda t: None if t is None else t[s:e]  # noqa: E731
         loss, g, stats = gate_chunk(obj, z, y[s:e], kernel=kernel, grad_dtype=h.dtype,
-                                    token_weights=pick(opts["token_weights"]), old_logprobs=pick(opts["old_logprobs"]),
-                                    batch_mean_p=opts["batch_mean_p"], want_grad=any(want),
+                                    token_weights=pick(opts["token_weights"]),
+                                    inputs={"old_logprobs": pick(opts["old_logprobs"]),
+                                            "batch_mean_p": opts["batch_mean_p"]}, want_grad=any(want),
                                     want_stats=opts["want_stats"])
         del z
         losses[s:e] = loss
