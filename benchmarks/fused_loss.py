@@ -271,7 +271,8 @@ def skip_reason(shape: dict, objective: str, method: str, device: str, itemsize:
         need = (7 if objective == "kd" else 5) * N * V * 4 + 2 * V * H * itemsize + 3 * N * H * itemsize
         avail = mem_available()
         if avail is not None and need > 0.8 * avail:
-            return "did not fit", f"would need about {need / 2**30:.1f} GiB > 80% of the {avail / 2**30:.1f} GiB available"
+            return "did not fit", (f"would need about {need / 2**30:.1f} GiB > 80% of the "
+                                   f"{avail / 2**30:.1f} GiB available")
     return None
 
 

@@ -75,7 +75,8 @@ def test_cpu_targets_and_the_rendered_report(tmp_path):
     met = {(s["objective"], s["target"]): s["met"] for s in summary}
     # gate objectives' fused / floor <= 1.25 (kernel where measured); ref >= 2x slower; ref >= 8x memory
     assert met[("nll", "fused <= 1.25x floor")] and not met[("deft", "fused <= 1.25x floor")]
-    assert met[("nll", "ref >= 2x slower")] and met[("deft", "ref >= 2x slower")] and not met[("kd", "ref >= 2x slower")]
+    assert met[("nll", "ref >= 2x slower")] and met[("deft", "ref >= 2x slower")]
+    assert not met[("kd", "ref >= 2x slower")]
     assert met[("kd", "ref >= 8x more mem")] and ("kd", "fused <= 1.25x floor") not in met
     # budget = V H 4 + N H 2 + chunk V 4 bytes = 256000 + 25600 + 180 * 4000 (chunk = the 180 loss tokens)
     assert not met[("nll", "fused mem <= 1.5x budget")]

@@ -159,9 +159,9 @@ def gate_chunk(
 
     ``z`` ``[c, V]`` are the chunk's logits in the products' dtype (fp32 or bf16), ``y`` ``[c]``
     its labels (loss tokens only); ``inputs`` the objective's other inputs for these rows (need
-    field -> value: ``old_logprobs [c]``, ``batch_mean_p``). ``g = coef (P - δ_y)`` with ``coef = s * token_weights *
-    scale`` (paper Eq. 6, 11-12; ``s = -dL/dlog p``) is returned in ``grad_dtype`` (default
-    ``z.dtype``); statistics are computed in fp32 whatever the dtype. ``stats`` (with
+    field -> value: ``old_logprobs [c]``, ``batch_mean_p``). ``g = coef (P - δ_y)`` with
+    ``coef = s * token_weights * scale`` (paper Eq. 6, 11-12; ``s = -dL/dlog p``) is returned in
+    ``grad_dtype`` (default ``z.dtype``); statistics are computed in fp32 whatever the dtype. ``stats`` (with
     ``want_stats``) has ``p``, ``gate``, ``entropy`` and ``focus`` (objectives with a focus
     index) ``[c]``, as the engine's. ``kernel`` is ``"eager"`` (the engine's passes, the oracle)
     or ``"compile"`` (two compiled passes, see the module docstring).
