@@ -79,13 +79,19 @@ REFERENCE_OBJECTIVES = ("original", "logp", "p", "Cayley_Trans", "DEFT", "Genera
 
 @dataclass(frozen=True)
 class PlanStep:
-    """One step of a plan: ``kind`` (data, train, eval), its ``name``, the ``deft`` command that
-    runs it and the resolved ``settings`` (a config object or an options mapping)."""
+    """One step of a plan: ``kind`` (data, train, eval), its ``name``, the command that runs it
+    (``argv``, starting with ``deft`` or an ``accelerate launch`` prefix) and the resolved
+    ``settings`` (a config object or an options mapping)."""
 
     kind: str
     name: str
-    command: str
+    argv: tuple[str, ...]
     settings: object
+
+    @property
+    def command(self) -> str:
+        """The command as a shell line."""
+        return shlex.join(self.argv)
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,8 @@ def _num(value) -> str:
     return str(value)
 
 
-def _command(words: Sequence[str], options: dict) -> str:
+def _argv(words: Sequence[str], options: dict) -> tuple[str, ...]:
+    """``words`` then one ``--flag value`` per option (``--flag`` / ``--no-flag`` for booleans)."""
     parts = list(words)
     for key, value in options.items():
         if value is None:
@@ -182,25 +189,25 @@ def _command(words: Sequence[str], options: dict) -> str:
             parts += [flag, ",".join(map(str, value))]
         else:
             parts += [flag, _num(value)]
-    return " ".join(shlex.quote(p) if p and not p.startswith("--") else p for p in parts)
+    return tuple(parts)
 
 
-def _data_step(regime: str, model_key: str, out: Path, data_input: Optional[str]) -> PlanStep:
+def _data_step(regime: str, model_key: str, out: Path, data_input: Optional[str], n: Optional[int]) -> PlanStep:
     """``deft data REGIME --protocol paper`` for the training records, validated as DataConfig."""
     from ..config import load_config
     from ..data.config import DataConfig
 
     target = str(out / "data" / "train.jsonl")
-    options = {"protocol": "paper", "split": "train", "out": target}
+    options = {"protocol": "paper", "split": "train", "n": n, "out": target}
     words = ["deft", "data", regime]
     if regime != "figfont":
         source = data_input or REGIME_PRESETS[regime]["data_input"]
-        options = {"protocol": "paper", "model_key": model_key, "out": target}
+        options = {"protocol": "paper", "model_key": model_key, "n": n, "out": target}
         words.append(source)
         cfg = load_config(DataConfig, None, {"source": regime, "input": source, **options})
     else:
         cfg = load_config(DataConfig, None, {"source": regime, **options})
-    return PlanStep("data", "train records", _command(words, options), cfg)
+    return PlanStep("data", "train records", _argv(words, options), cfg)
 
 
 def _eval_options(regime: str, family: str, model: str, target: Path, *, medical_eval: str,
@@ -235,7 +242,7 @@ def _launcher(n_gpus: int) -> list[str]:
 
 def plan_paper_cell(regime: str, model_key: str, objectives: Sequence[str] = DEFAULT_OBJECTIVES, *,
                     out: str = "runs/paper", n_gpus: int = 1, model: Optional[str] = None,
-                    train_data: Optional[str] = None, data_input: Optional[str] = None,
+                    train_data: Optional[str] = None, data_input: Optional[str] = None, data_n: Optional[int] = None,
                     medical_eval: str = "data/m1_eval_data_processed.json", math_eval_dir: Optional[str] = None,
                     evaluate_base: bool = True, train_overrides: Optional[dict] = None,
                     eval_overrides: Optional[dict] = None) -> PaperPlan:
@@ -248,7 +255,8 @@ def plan_paper_cell(regime: str, model_key: str, objectives: Sequence[str] = DEF
     ``objectives`` are the reference's names (``original``, ``p``, ``Cayley_Trans``, ``DEFT``, ...),
     ``EAFT`` or deft specs. ``n_gpus`` processes share the global batch of 256. ``model`` replaces
     the key's hub id (e.g. a local copy; the prompt family stays the key's). ``data_input`` is the
-    math/medical source (default: the reference's hub dataset), ``medical_eval`` the m1 evaluation
+    math/medical source (default: the reference's hub dataset), ``data_n`` keeps its first
+    records (default: all; the whole FigFont train split), ``medical_eval`` the m1 evaluation
     file, ``math_eval_dir`` the folder of ``<benchmark>/test.jsonl``. ``train_overrides`` /
     ``eval_overrides`` change single options (e.g. ``max_steps`` for a smoke test). Bad regime,
     model key, objective or option: ``ValueError`` naming the valid ones."""
@@ -274,7 +282,7 @@ def plan_paper_cell(regime: str, model_key: str, objectives: Sequence[str] = DEF
     if train_data and Path(train_data).is_file():
         records = train_data
     else:
-        steps.append(_data_step(regime, model_key, root, data_input))
+        steps.append(_data_step(regime, model_key, root, data_input, data_n))
         records = train_data or steps[0].settings.out
     evals = []
     if evaluate_base:
@@ -283,16 +291,15 @@ def plan_paper_cell(regime: str, model_key: str, objectives: Sequence[str] = DEF
         run_dir = root / "runs" / name
         train = {"model": model, "data": records, "objective": spec, "output_dir": str(run_dir), **options}
         cfg = load_train_config(None, train)  # every value converted and range-checked, objective validated
-        words = [*_launcher(n_gpus), "train"]
-        steps.append(PlanStep("train", given, " ".join(words + [f"{k}={shlex.quote(_num(v))}"
-                                                                 for k, v in train.items()]), cfg))
+        argv = (*_launcher(n_gpus), "train", *(f"{k}={_num(v)}" for k, v in train.items()))
+        steps.append(PlanStep("train", given, argv, cfg))
         evals.append((given, str(run_dir / "final")))
     for name, target_model in evals:
         target = root / "eval" / (name if name == "base" else run_name(reference_objective(name)))
         ev = _eval_options(regime, family, target_model, target, medical_eval=medical_eval,
                            math_eval_dir=math_eval_dir, overrides=dict(eval_overrides or {}))
         _check_eval(ev)
-        steps.append(PlanStep("eval", name, _command(["deft", "eval"], ev), ev))
+        steps.append(PlanStep("eval", name, _argv(["deft", "eval"], ev), ev))
     if model != hub_model:
         notes.append(f"model {model} stands in for {hub_model}: the paper's numbers are for the latter")
     if regime == "math" and not math_eval_dir:
@@ -373,5 +380,5 @@ def plan_to_dict(plan: PaperPlan) -> dict:
             "n_gpus": plan.n_gpus, "out": plan.out, "objectives": [list(o) for o in plan.objectives],
             "hyper": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.hyper.items()},
             "evaluation": plan.evaluation, "notes": list(plan.notes),
-            "steps": [{"kind": s.kind, "name": s.name, "command": s.command, "settings": settings(s.settings)}
+            "steps": [{"kind": s.kind, "name": s.name, "argv": list(s.argv), "settings": settings(s.settings)}
                       for s in plan.steps]}
