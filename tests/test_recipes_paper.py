@@ -240,3 +240,62 @@ def test_cell_config_errors(tmp_path):
     mapping.write_text(json.dumps({"regime": "figfont", "model_key": "qwen-2.5-7b", "train": {"max_steps": 3}}))
     plan = plan_from_config(load_paper_cell(str(mapping), {"n_gpus": "2"}))
     assert plan.steps[1].settings.max_steps == 3 and plan.n_gpus == 2
+
+
+# ------------------------------------------------------------------ running a cell
+
+def _tiny_plan(tiny_model_dir, out):
+    from deft.recipes.paper_protocol import plan_paper_cell
+
+    return plan_paper_cell("figfont", "qwen-2.5-1.5b", ["original", "DEFT"], out=str(out), model=str(tiny_model_dir),
+                           data_n=8, train_overrides={"max_steps": 2, "batch_size": 2, "grad_accum": 1,
+                                                      "max_length": 512, "truncation": "left", "dtype": "float32",
+                                                      "gradient_checkpointing": False},
+                           eval_overrides={"n": 2, "batch_size": 2})
+
+
+def test_run_trains_for_real_and_keeps_finished_evaluations(tiny_model_dir, tmp_path):
+    """Data and training run for real; evaluations already present (results.json) are not redone,
+    and the table puts the paper's numbers beside them."""
+    from deft.recipes.paper_run import run_paper_cell
+
+    plan = _tiny_plan(tiny_model_dir, tmp_path)
+    given = {"base": (0.25, 0.5), "nll": (0.0, 0.375), "deft": (0.5, 0.75)}
+    for name, (exact, jw) in given.items():
+        folder = tmp_path / "eval" / name
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"figfont": {"exact": exact, "jaro_winkler": jw, "k": 1}}))
+    logs = []
+    md = run_paper_cell(plan, log=logs.append)
+    records = [json.loads(line) for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()]
+    assert len(records) == 8 and records[0]["id"] == "figfont-paper-train-0"
+    for name in ("nll", "deft"):
+        assert (tmp_path / "runs" / name / "final").is_dir()
+        metrics = [json.loads(x) for x in (tmp_path / "runs" / name / "metrics.jsonl").read_text().splitlines()]
+        assert max(m.get("step", 0) for m in metrics) == 2
+    # hand-computed: 25.00 - 0.00 = +25.00 (Base EM); 37.50 - 33.65 = +3.85 (NLL JW); 75.00 - 33.66 = +41.34
+    assert "| Base | 25.00 (paper 0.00, Δ +25.00) | 50.00 (paper 35.32, Δ +14.68) |" in md
+    assert "| nll | 0.00 (paper 0.00, Δ +0.00) | 37.50 (paper 33.65, Δ +3.85) |" in md
+    assert "| deft | 50.00 (paper 0.00, Δ +50.00) | 75.00 (paper 33.66, Δ +41.34) |" in md
+    assert (tmp_path / "results_paper.md").read_text() == md
+    rows = (tmp_path / "paper_comparison.csv").read_text().splitlines()
+    assert rows[0] == "method,column,measured,paper,delta,source" and len(rows) == 1 + 3 * 2
+    assert json.loads((tmp_path / "plan.json").read_text())["hyper"]["lr"] == 5e-5
+    assert sum("evaluation already done" in line for line in logs) == 3
+    before = (tmp_path / "runs" / "deft" / "final" / "model.safetensors").stat().st_mtime
+    logs.clear()
+    assert run_paper_cell(plan, log=logs.append) == md  # a second run redoes nothing
+    assert any("training already done" in line for line in logs)
+    assert (tmp_path / "runs" / "deft" / "final" / "model.safetensors").stat().st_mtime == before
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("deft.eval.config") is None,
+                    reason="this deft eval has no --protocol paper")
+def test_figfont_cell_end_to_end(tiny_model_dir, tmp_path):
+    from deft.recipes.paper_run import run_paper_cell
+
+    md = run_paper_cell(_tiny_plan(tiny_model_dir, tmp_path), log=lambda *_: None)
+    for name in ("base", "nll", "deft"):
+        res = json.loads((tmp_path / "eval" / name / "results.json").read_text())
+        assert res["figfont"]["n"] == 2
+    assert md.count("(paper ") == 3 * 2 and "Jaro_winkler similarity" in md
