@@ -6,7 +6,8 @@ Layout of a cell's folder (``out``)::
     plan.json                   the plan (every setting and command), rewritten at each run
     data/train.jsonl            the training records (deft data REGIME --protocol paper)
     runs/<objective>/           deft train output (train.log, final/, ...)
-    eval/<base|objective>/      deft eval output (results.json, eval.log, ...)
+    eval/<base|objective>/      deft eval output (results.json, generations.jsonl, ...)
+    eval/<base|objective>.log   its log
     results_paper.md            measured numbers with the paper's and the difference
     paper_comparison.csv        one line per cell with a published number: measured, paper, delta, source
 
@@ -195,7 +196,8 @@ def run_paper_cell(plan: PaperPlan, *, log: Callable = print) -> str:
                 log(f"{step.name}: evaluation already done ({done})")
             else:
                 log(f"{step.name}: evaluating ...")
-                _run(step.argv, target / "eval.log", f"evaluating {step.name}")
+                # the log sits beside the folder: deft eval refuses an --out holding files it did not write
+                _run(step.argv, target.with_name(target.name + ".log"), f"evaluating {step.name}")
             label = "Base" if step.name == "base" else reference_objective(step.name)
             results[label] = json.loads(done.read_text())
     titles, rows, methods = measured_table(results, plan.regime)
