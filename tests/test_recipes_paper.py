@@ -299,3 +299,14 @@ def test_figfont_cell_end_to_end(tiny_model_dir, tmp_path):
         res = json.loads((tmp_path / "eval" / name / "results.json").read_text())
         assert res["figfont"]["n"] == 2
     assert md.count("(paper ") == 3 * 2 and "Jaro_winkler similarity" in md
+
+
+def test_cell_main_dry_run_from_flags_and_yaml():
+    from deft.recipes.paper_run import paper_cell_main
+
+    text = paper_cell_main(None, {"regime": "figfont", "model_key": "llama-3.2-3b", "objectives": "original,DEFT",
+                                  "out": "runs/y", "dry_run": "true"})
+    assert "lr                      5e-5" in text and "objectives: original -> nll, DEFT -> deft" in text
+    assert "6. deft eval --model runs/y/runs/deft/final" in text
+    text = paper_cell_main(str(EXAMPLES / "math.yaml"), {"dry_run": True, "n_gpus": 4})
+    assert "grad accumulation       16" in text and "--data-dir data/math_eval" in text

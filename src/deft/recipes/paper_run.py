@@ -30,7 +30,8 @@ from typing import Callable, Optional
 from ..config import ConfigError, load_config, option, parse_pairs
 from .paper_protocol import DEFAULT_OBJECTIVES, REFERENCE_CELLS, PaperPlan, plan_paper_cell, reference_objective
 
-__all__ = ["PaperCellConfig", "load_paper_cell", "plan_from_config", "measured_table", "run_paper_cell"]
+__all__ = ["PaperCellConfig", "load_paper_cell", "plan_from_config", "measured_table", "run_paper_cell",
+           "paper_cell_main"]
 
 
 @dataclass
@@ -211,3 +212,19 @@ def run_paper_cell(plan: PaperPlan, *, log: Callable = print) -> str:
     writer.writerows(records)
     _write(root / "paper_comparison.csv", buf.getvalue())
     return md
+
+
+def paper_cell_main(config: Optional[str] = None, overrides: Optional[dict] = None, *, log: Callable = print) -> str:
+    """``deft compare --protocol paper``: load the cell (YAML ``config`` then ``overrides``, e.g.
+    ``{"regime": "figfont", "model_key": "qwen-2.5-1.5b", "objectives": "original,DEFT",
+    "dry_run": True}``), check every step's settings, then return the printed plan (``dry_run``) or
+    run the cell and return the plan followed by the results table."""
+    from .paper_protocol import format_plan
+
+    cfg = load_paper_cell(config, overrides)
+    plan = plan_from_config(cfg)
+    text = format_plan(plan)
+    if cfg.dry_run:
+        return text
+    log(text)
+    return run_paper_cell(plan, log=log)
