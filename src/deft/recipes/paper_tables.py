@@ -297,7 +297,8 @@ def paper_row(regime: str, model_key: str, objective: str) -> dict[str, float]:
             if (regime, model_key, method, b) in _CELLS}
 
 
-def paper_cells(titles: Sequence[str], methods: Sequence[str], *, regime: str, model_key: str) -> list[list[PaperValue]]:
+def paper_cells(titles: Sequence[str], methods: Sequence[str], *, regime: str,
+                model_key: str) -> list[list[PaperValue]]:
     """The published cell beside each cell of a results table (``titles`` its column titles,
     ``methods`` its row names: ``Base`` and objective specs). A column that is none of the paper's
     gets ``value`` None; so does an ``Avg`` column unless the table has every benchmark the
