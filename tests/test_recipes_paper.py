@@ -310,3 +310,12 @@ def test_cell_main_dry_run_from_flags_and_yaml():
     assert "6. deft eval --model runs/y/runs/deft/final" in text
     text = paper_cell_main(str(EXAMPLES / "math.yaml"), {"dry_run": True, "n_gpus": 4})
     assert "grad accumulation       16" in text and "--data-dir data/math_eval" in text
+
+
+def test_given_training_records(tmp_path):
+    records = tmp_path / "ff.jsonl"
+    plan = plan_paper_cell("figfont", "qwen-2.5-7b", ["DEFT"], train_data=str(records))
+    assert plan.steps[0].argv[-2:] == ("--out", str(records)) and plan.steps[1].settings.data == str(records)
+    records.write_text('{"prompt": "q", "response": "a"}\n')
+    plan = plan_paper_cell("figfont", "qwen-2.5-7b", ["DEFT"], train_data=str(records))
+    assert [s.kind for s in plan.steps] == ["train", "eval", "eval"]  # existing records: no data step

@@ -192,12 +192,11 @@ def _argv(words: Sequence[str], options: dict) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _data_step(regime: str, model_key: str, out: Path, data_input: Optional[str], n: Optional[int]) -> PlanStep:
-    """``deft data REGIME --protocol paper`` for the training records, validated as DataConfig."""
+def _data_step(regime: str, model_key: str, target: str, data_input: Optional[str], n: Optional[int]) -> PlanStep:
+    """``deft data REGIME --protocol paper`` writing ``target``, validated as DataConfig."""
     from ..config import load_config
     from ..data.config import DataConfig
 
-    target = str(out / "data" / "train.jsonl")
     options = {"protocol": "paper", "split": "train", "n": n, "out": target}
     words = ["deft", "data", regime]
     if regime != "figfont":
@@ -247,7 +246,8 @@ def plan_paper_cell(regime: str, model_key: str, objectives: Sequence[str] = DEF
                     evaluate_base: bool = True, train_overrides: Optional[dict] = None,
                     eval_overrides: Optional[dict] = None) -> PaperPlan:
     """The whole recipe of one cell of Tables 1-3: the training records (``deft data REGIME
-    --protocol paper``, skipped when ``train_data`` names existing records), one ``deft train``
+    --protocol paper`` writing ``train_data``, default ``out/data/train.jsonl``; skipped when
+    ``train_data`` names existing records), one ``deft train``
     per objective with the reference's presets (:func:`paper_train_options`; each a TrainConfig
     built and validated by :func:`deft.train.config.load_config`, under ``out/runs/<name>``) and one
     ``deft eval --protocol paper`` for the base model and every run (``out/eval/<name>``).
@@ -282,8 +282,8 @@ def plan_paper_cell(regime: str, model_key: str, objectives: Sequence[str] = DEF
     if train_data and Path(train_data).is_file():
         records = train_data
     else:
-        steps.append(_data_step(regime, model_key, root, data_input, data_n))
-        records = train_data or steps[0].settings.out
+        records = train_data or str(root / "data" / "train.jsonl")  # built there when absent
+        steps.append(_data_step(regime, model_key, records, data_input, data_n))
     evals = []
     if evaluate_base:
         evals.append(("base", model))
