@@ -53,14 +53,14 @@ def demo(*, out: str = "runs/demo", model: str = "smollm2-135m", objectives=("nl
     print(f"data: {n_train} FigFont puzzles (reasoning-gym figlet_font, words of 2-5 letters) -> {data}")
     print(f"fine-tuning {model} with {', '.join(specs)}: {steps} steps of {batch_size} puzzles each")
 
-    table = compare(
-        model=model, train_data=str(data), objectives=specs,
-        benchmarks=["figfont"] if eval_size else [], out_dir=str(out),
-        train_options=dict(max_steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                           max_length=512),
-        eval_options=dict(size=eval_size, max_new_tokens=12, seed=seed),
-        log=lambda msg: print(f"  {msg}", flush=True),
-    )
+    from ..config import load_config
+    from .compare import CompareConfig
+
+    cfg = load_config(CompareConfig, None, dict(model=model, data=str(data), objectives=",".join(specs),
+                                                benchmark="figfont" if eval_size else None, out=str(out),
+                                                n=eval_size or None, max_new_tokens=12))
+    table = compare(cfg, dict(max_steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_length=512),
+                    log=lambda msg: print(f"  {msg}", flush=True))
     for spec in specs:
         print(_stats_table(spec, read_metrics(out / "runs" / run_name(spec))))
     if eval_size:
