@@ -182,7 +182,7 @@ def test_two_processes_through_accelerate_match_one(tiny_model_dir, figfont_reco
     (["--data", "/nonexistent.jsonl"], "no such file"),
     (["--objective", "bogus"], "unknown objective"),
     (["--objective", "kd"], "needs --teacher-model"),
-    (["lr=abc"], "'lr' must be float"),
+    (["lr=abc"], "'lr' must be a number"),
     (["--truncation", "middle"], "'truncation' must be one of"),
     (["nonsense=1"], "unknown option 'nonsense'"),
 ])

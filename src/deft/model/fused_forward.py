@@ -18,14 +18,17 @@ model with its adapter disabled, otherwise a separate frozen model.
 from __future__ import annotations
 
 import contextlib
+import sys
 import types
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
+from transformers.utils import ModelOutput
 
 from ..fused import fused_token_loss, token_loss
 from ..objectives import Objective, parse_objective
+from .head import check_head_supported, head_weight_and_bias
 
 __all__ = ["FusedLossConfig", "FusedOutput", "patch_fused_loss", "unpatch_fused_loss", "lm_parts",
            "check_fusable", "is_patched"]
@@ -50,21 +53,40 @@ class FusedLossConfig:
     teacher: Any = None
     old_policy: Any = None
     peft_owner: Any = None  # the PEFT wrapper whose adapter can be disabled
-    fused: bool = True  # False: materialise the logits and use the plain token_loss
+    fused: bool = True  # False: materialise the logits and use the plain token_loss (benchmarks, checks)
+    reduction: str = "sum"  # loss of a call without num_items_in_batch: "sum" or "mean" over its loss tokens
 
 
 @dataclass
-class FusedOutput:
-    """Output of a patched training forward: ``loss`` is the *sum* over loss tokens (normalise it
-    by the loss tokens of the whole optimizer step), ``num_tokens`` their count in this
-    micro-batch and ``stats`` the per-token statistics of :func:`deft.fused_token_loss`."""
+class FusedOutput(ModelOutput):
+    """Output of a patched training forward, indexable like HF's outputs (``outputs[0]``,
+    ``outputs["loss"]`` and ``outputs.loss`` are the loss).
 
-    loss: torch.Tensor
-    num_tokens: int
-    stats: dict
+    ``loss``: the objective *summed* over this micro-batch's loss tokens (normalise it by the loss
+    tokens of the whole optimizer step), or, when the caller passes ``num_items_in_batch`` (as
+    ``transformers.Trainer`` does), that sum divided by it, which is HF's convention; with
+    ``reduction="mean"`` at patch time a call without ``num_items_in_batch`` returns the mean.
+    For mixture-of-experts models that return router logits, the router's load-balancing loss is
+    included (see :func:`patch_fused_loss`) and also given alone as ``aux_loss``.
+    Attributes that are not dict keys: ``num_tokens`` (loss tokens of this micro-batch) and
+    ``stats`` (the per-token statistics of :func:`deft.fused_token_loss`).
+    """
 
-    def __getitem__(self, key):  # HF Trainer reads outputs["loss"]
-        return getattr(self, key)
+    loss: Optional[torch.Tensor] = None
+    aux_loss: Optional[torch.Tensor] = None
+
+    @classmethod
+    def make(cls, loss, num_tokens: int, stats: dict, aux_loss=None) -> "FusedOutput":
+        out = cls(loss=loss, aux_loss=aux_loss)
+        # plain attributes, not dict items: HF's evaluation loop treats every item but the loss as logits
+        object.__setattr__(out, "num_tokens", num_tokens)
+        object.__setattr__(out, "stats", stats)
+        return out
+
+    def __getitem__(self, key):
+        if key in ("num_tokens", "stats"):
+            return getattr(self, key)
+        return super().__getitem__(key)
 
 
 def _unwrap(model):
@@ -107,10 +129,14 @@ def lm_parts(model):
     return decoder, head
 
 
-def _hidden(model, input_ids, attention_mask, position_ids, **kwargs) -> torch.Tensor:
+def _decoder_output(model, input_ids, attention_mask, position_ids, **kwargs):
+    """The decoder's output (final hidden states ``[B, T, H]``, router logits of MoE models)."""
     decoder, _ = lm_parts(model)
-    out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                  use_cache=False, **kwargs)
+    return decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   use_cache=False, **kwargs)
+
+
+def _last_hidden(out) -> torch.Tensor:
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
 
@@ -118,9 +144,25 @@ def _frozen_hidden(model, adapter_disabled_of, input_ids, attention_mask, positi
     """Hidden states and LM-head weight of a frozen model, without gradients."""
     context = adapter_disabled_of.disable_adapter() if adapter_disabled_of is not None else contextlib.nullcontext()
     with torch.no_grad(), context:
-        hidden = _hidden(model, input_ids, attention_mask, position_ids, **kwargs)
+        hidden = _last_hidden(_decoder_output(model, input_ids, attention_mask, position_ids, **kwargs))
         _, head = lm_parts(model)
-        return hidden, head.weight.detach()
+        weight, _ = head_weight_and_bias(head, training=False)
+        return hidden, weight.detach()
+
+
+def _router_aux_loss(model, router_logits, attention_mask) -> tuple[float, torch.Tensor]:
+    """``(coef, aux)``: the load-balancing loss of a mixture-of-experts model (Switch Transformer
+    Eq. 4-6), computed by the model's own ``load_balancing_loss_func`` as its HF forward does."""
+    module = sys.modules.get(type(model).__module__)
+    fn = getattr(module, "load_balancing_loss_func", None)
+    coef = getattr(model, "router_aux_loss_coef", getattr(model.config, "router_aux_loss_coef", None))
+    experts = getattr(model, "num_experts", None)
+    top_k = getattr(model, "num_experts_per_tok", None)
+    if fn is None or coef is None or experts is None or top_k is None or router_logits is None:
+        raise ValueError(f"{type(model).__name__} asks for router logits (output_router_logits) but deft cannot "
+                         "find its load-balancing loss; set config.output_router_logits=False or train with "
+                         "fused=false")
+    return float(coef), fn(router_logits, experts, top_k, attention_mask)
 
 
 def _fused_forward(self, input_ids=None, attention_mask=None, position_ids=None, labels=None,
@@ -129,11 +171,17 @@ def _fused_forward(self, input_ids=None, attention_mask=None, position_ids=None,
     if labels is None:  # generation / plain inference
         return self._deft_original_forward(input_ids=input_ids, attention_mask=attention_mask,
                                            position_ids=position_ids, **kwargs)
-    for key in ("num_items_in_batch", "return_dict", "output_attentions", "output_hidden_states", "use_cache",
-                "logits_to_keep"):
+    num_items = kwargs.pop("num_items_in_batch", None)
+    return_dict = kwargs.pop("return_dict", None)
+    router = kwargs.pop("output_router_logits", None)
+    router = getattr(self.config, "output_router_logits", False) if router is None else router
+    for key in ("output_attentions", "output_hidden_states", "use_cache", "logits_to_keep"):
         kwargs.pop(key, None)
-    hidden = _hidden(self, input_ids, attention_mask, position_ids, **kwargs)
+    decoded = _decoder_output(self, input_ids, attention_mask, position_ids,
+                              **(dict(kwargs, output_router_logits=True) if router else kwargs))
+    hidden = _last_hidden(decoded)
     _, head = lm_parts(self)
+    weight, bias = head_weight_and_bias(head, training=self.training)
     shift_labels = labels[:, 1:]
     extra = {}
     peft_owner = cfg.peft_owner
@@ -153,17 +201,29 @@ def _fused_forward(self, input_ids=None, attention_mask=None, position_ids=None,
         extra["old_logprobs"] = -nll
     weights = None if token_weights is None else token_weights[:, 1:]
     if not cfg.fused:
-        return _plain_output(hidden[:, :-1], head, shift_labels, cfg.objective, weights, extra)
-    loss, stats = fused_token_loss(
-        hidden[:, :-1], head.weight, shift_labels, cfg.objective, bias=getattr(head, "bias", None),
-        reduction="sum", chunk_size=cfg.chunk_size, token_weights=weights, return_stats=True, **extra,
-    )
-    return FusedOutput(loss=loss, num_tokens=stats["num_tokens"], stats=stats)
+        loss, stats = _plain_loss(hidden[:, :-1], weight, bias, shift_labels, cfg.objective, weights, extra)
+    else:
+        loss, stats = fused_token_loss(
+            hidden[:, :-1], weight, shift_labels, cfg.objective, bias=bias,
+            reduction="sum", chunk_size=cfg.chunk_size, token_weights=weights, return_stats=True, **extra,
+        )
+    aux = None
+    if router:
+        coef, aux = _router_aux_loss(self, getattr(decoded, "router_logits", None), attention_mask)
+        # weighted by this micro-batch's loss tokens: after the division by the step's loss tokens
+        # one micro-batch gives HF's ``mean loss + coef * aux`` exactly, several their token-weighted mean
+        loss = loss + coef * aux.to(loss.device, loss.dtype) * stats["num_tokens"]
+    if num_items is not None:  # HF's convention: the sum over the step's loss tokens
+        loss = loss / torch.clamp(torch.as_tensor(num_items, device=loss.device, dtype=loss.dtype), min=1)
+    elif cfg.reduction == "mean":
+        loss = loss / max(stats["num_tokens"], 1)
+    out = FusedOutput.make(loss, stats["num_tokens"], stats, aux_loss=aux)
+    return out.to_tuple() if return_dict is False else out
 
 
-def _plain_output(hidden, head, labels, objective, weights, extra) -> FusedOutput:
-    """The same output from materialised logits (``fused=False``): the plain HF way."""
-    logits = head(hidden)
+def _plain_loss(hidden, weight, bias, labels, objective, weights, extra):
+    """The same loss and statistics from materialised logits (``fused=False``): the plain HF way."""
+    logits = torch.nn.functional.linear(hidden, weight, bias)
     aux = {}
     if "ref_hidden" in extra:
         aux["ref_logits"] = extra["ref_hidden"] @ extra["ref_weight"].T
@@ -171,25 +231,40 @@ def _plain_output(hidden, head, labels, objective, weights, extra) -> FusedOutpu
         aux["teacher_logits"] = extra["teacher_hidden"] @ extra["teacher_weight"].T
     if "old_logprobs" in extra:
         aux["old_logprobs"] = extra["old_logprobs"]
-    loss, stats = token_loss(logits, labels, objective, reduction="sum", token_weights=weights,
-                             return_stats=True, **aux)
-    return FusedOutput(loss=loss, num_tokens=stats["num_tokens"], stats=stats)
+    return token_loss(logits, labels, objective, reduction="sum", token_weights=weights, return_stats=True, **aux)
 
 
 def patch_fused_loss(model, objective="deft", *, chunk_size=None, reference=None, teacher=None,
-                     old_policy=None, fused=True):
+                     old_policy=None, fused=True, reduction="sum"):
     """Patch ``model`` (an HF causal LM, possibly wrapped by PEFT) in place and return it.
 
     After patching, ``model(input_ids=..., attention_mask=..., labels=...)`` returns a
-    :class:`FusedOutput` whose ``loss`` is the objective summed over loss tokens. ``reference``
-    may be ``"adapter"`` (PEFT models: the adapter disabled) or a frozen model; ``teacher`` and
-    ``old_policy`` are frozen models. Teacher and reference must share the vocabulary.
-    ``fused=False`` computes the same output from materialised logits (for comparison).
+    :class:`FusedOutput` (indexable like HF outputs) whose ``loss`` is the objective summed over
+    loss tokens (``reduction="sum"``, for trainers that divide by the step's loss tokens) or their
+    mean (``reduction="mean"``, HF's per-call convention); a call that passes
+    ``num_items_in_batch`` (``transformers.Trainer`` does) gets the sum divided by it, so the patched
+    model trains correctly in a plain HF Trainer, gradient accumulation included.
+
+    ``reference`` may be ``"adapter"`` (PEFT models: the adapter disabled) or a frozen model;
+    ``teacher`` and ``old_policy`` are frozen models. Teacher and reference must share the
+    vocabulary. ``fused=False`` computes the same output from materialised logits (for comparison).
+
+    A LoRA adapter on the LM head (PEFT ``target_modules`` including ``lm_head``) joins the head
+    weight (:mod:`deft.model.head`); one with dropout, a bias or a variant such as DoRA is refused.
+    Mixture-of-experts models with ``config.output_router_logits`` keep their router
+    load-balancing loss: ``coef * aux`` is added once per loss token of the micro-batch, so after
+    the division by the step's loss tokens a single micro-batch gives HF's
+    ``mean loss + router_aux_loss_coef * aux`` exactly (with accumulation, the token-weighted mean
+    of the micro-batches' aux losses, where HF sums them).
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     obj = parse_objective(objective)
     check_fusable(model)
     base = _unwrap(model)
-    lm_parts(base)
+    _, head = lm_parts(base)
+    if fused:
+        check_head_supported(head, training=True)
     if "ref" in obj.needs and reference is None:
         raise ValueError(f"objective '{obj.spec}' needs a reference model (with LoRA, reference='adapter')")
     if "teacher" in obj.needs and teacher is None:
@@ -213,7 +288,7 @@ def patch_fused_loss(model, objective="deft", *, chunk_size=None, reference=None
     # plain attributes (object.__setattr__): nn.Module would register modules as children
     object.__setattr__(base, "_deft_config", FusedLossConfig(
         obj, chunk_size=chunk_size, reference=reference, teacher=teacher, old_policy=old_policy,
-        peft_owner=model if hasattr(model, "disable_adapter") else None, fused=fused))
+        peft_owner=model if hasattr(model, "disable_adapter") else None, fused=fused, reduction=reduction))
     object.__setattr__(base, "forward", types.MethodType(_fused_forward, base))
     return model
 
