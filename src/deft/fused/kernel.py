@@ -59,8 +59,10 @@ _TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].spl
 
 def resolve_kernel(kernel: Optional[str], device) -> str:
     """``"eager"`` or ``"compile"`` for ``kernel`` on ``device``; ``None``: the environment
-    variable ``DEFT_FUSED_KERNEL``, else ``"auto"``; ``"auto"``: compile on CUDA, eager elsewhere."""
-    kernel = kernel or os.environ.get("DEFT_FUSED_KERNEL") or "auto"
+    variable ``DEFT_FUSED_KERNEL``, else ``"eager"``; ``"auto"``: compile on CUDA, eager elsewhere.
+    The default stays eager until the compiled path has been measured on a GPU (docs/benchmarks/gpu.md);
+    ``DEFT_FUSED_KERNEL=auto`` or ``compile`` opts in."""
+    kernel = kernel or os.environ.get("DEFT_FUSED_KERNEL") or "eager"
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     if kernel == "auto":
@@ -201,8 +203,8 @@ def gate_chunk(
 def gate_step(ctx):
     """The gate path's per-chunk step in the engine's chunk loop (``ChunkContext ->
     ChunkResult``, as ``deft.fused.gate.gate_chunk``): the compiled kernel where
-    :func:`resolve_kernel` picks it for the chunk's device (``DEFT_FUSED_KERNEL``, default
-    ``auto``: CUDA), else the engine's eager step. Losses go into ``ctx.losses``; the gradient
+    :func:`resolve_kernel` picks it for the chunk's device (``DEFT_FUSED_KERNEL``: ``compile``,
+    or ``auto`` on CUDA; default eager), else the engine's eager step. Losses go into ``ctx.losses``; the gradient
     is returned in the logits' dtype (the engine casts it for its products). Unless
     ``DEFT_FUSED_KERNEL=compile`` asked for it, a kernel that fails to compile is reported once
     and the eager step is used from then on."""
