@@ -7,8 +7,8 @@
 * :mod:`deft.recipes.token_stats` — per-token statistics of a model on a record file, from the
   patched training forward. :mod:`deft.recipes.probe` — ``deft probe``.
 * :mod:`deft.recipes.demo` — the main job of ``make demo``.
-* :mod:`deft.recipes.paper` and :mod:`deft.recipes.paper_tables` — the reference's presets for one
-  cell of the paper's Tables 1-3, and the published tables as data.
+* :mod:`deft.recipes.paper_protocol`, :mod:`deft.recipes.paper_run` and :mod:`deft.recipes.paper_tables` —
+  one cell of the paper's Tables 1-3 with the reference's presets, and the published tables as data.
 
 :mod:`deft.analysis` keeps the pure functions over saved data that these recipes write.
 """
