@@ -232,7 +232,7 @@ def test_teacher_with_another_vocabulary_is_refused(tiny_model_dir, figfont_reco
 def test_every_shipped_config_loads_and_starts_with_its_command():
     import yaml
 
-    from deft.analysis.compare import validate_grid
+    from deft.recipes.grid import validate_grid
 
     configs = sorted((ROOT / "examples").rglob("*.yaml"))
     kinds = {"train": 0, "grid": 0, "accelerate": 0}
