@@ -74,7 +74,7 @@ def test_protocol_paper_with_model_key_uses_the_qwen_literal_prompt(tiny_model_d
     data.write_text(json.dumps(record) + "\n")
     cfg = load_config(None, {"model": str(tiny_model_dir), "protocol": "paper", "model_key": "qwen-2.5-1.5b",
                              "max_length": 4096})
-    assert cfg.template == "paper:qwen"
+    assert (cfg.template, cfg.resolved_template()) == ("paper", "paper:qwen")
     [ex] = list(build_examples(cfg, tiny_tokenizer, str(data), log=_quiet))
     literal = ("<|im_start|>system\n" + FIGFONT_PAPER_SYSTEM + "<|im_end|>\n<|im_start|>user\n" + record["prompt"]
                + "\n<|im_end|>\n<|im_start|>assistant\n")
@@ -86,17 +86,30 @@ def test_protocol_paper_with_model_key_uses_the_qwen_literal_prompt(tiny_model_d
     assert ex["labels"] == [-100] * len(prompt_ids) + response_ids
 
 
-def test_paper_template_family_from_model_name_key_or_error():
-    assert load_config(None, {"model": "meta-llama/Llama-3.2-3B", "protocol": "paper"}).template == "paper:llama"
-    assert load_config(None, {"model": "/ckpt/x", "template": "paper", "model_key": "deepseek-math-7b"}).template == \
-        "paper:deepseek"
-    assert load_config(None, {"model": "/ckpt/x", "template": "paper:llama"}).template == "paper:llama"
-    with pytest.raises(ValueError, match=r"model '/ckpt/x' names none; pass --model-key \(qwen-2.5-math-1.5b"):
-        load_config(None, {"model": "/ckpt/x", "protocol": "paper"})
+def test_paper_template_family_from_model_name_key_or_error(tmp_path, capsys):
+    def resolved(**kw):
+        return load_config(None, kw).resolved_template()
+
+    assert resolved(model="meta-llama/Llama-3.2-3B", protocol="paper") == "paper:llama"
+    assert resolved(model="/ckpt/x", template="paper", model_key="deepseek-math-7b") == "paper:deepseek"
+    assert resolved(model="/ckpt/x", template="paper-sft", model_key="llama-3.2-3b") == "paper-sft:llama"
+    assert resolved(model="/ckpt/x", template="paper:llama") == "paper:llama"
+    assert resolved(model="/ckpt/Qwen2.5-7B", template="plain", model_key="llama-3.1-8b") == "plain"
+    with pytest.raises(ValueError, match=r"--model '/ckpt/x' names none; pass --model-key \(qwen-2.5-math-1.5b"):
+        resolved(model="/ckpt/x", protocol="paper")
     with pytest.raises(ValueError, match=r"'model_key' must be one of the reference's model keys"):
         load_config(None, {"model": "/ckpt/x", "model_key": "gpt-2"})
     # the paper preset reads the model key too (Llama-3.1-8B: lr 2e-5)
     assert load_config(None, {"model": "/ckpt/x", "model_key": "llama-3.1-8b", "preset": "paper"}).lr == 2e-5
+    # the command fails before touching the output folder or loading anything
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "q", "response": "a"}\n')
+    out = tmp_path / "run"
+    assert main(["train", "--model", str(tmp_path / "nowhere"), "--data", str(data), "--protocol", "paper",
+                 "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("deft train: error: --template paper:") and "--model-key" in err[-1]
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------ AdamW betas

@@ -138,6 +138,22 @@ class TrainConfig:
                               check="non_negative")
     progress: bool = option(True, "show a progress bar")
 
+    def resolved_template(self) -> str:
+        """The template the data is tokenised with: ``paper`` (or ``paper-sft``) becomes
+        ``paper:<family>``, the family read from ``model_key``, else from the model's name
+        (:func:`deft.data.paper.paper_family`); other names unchanged. Raises ``ValueError`` (one
+        line, asking for ``--model-key``) when neither names a family."""
+        if self.template not in ("paper", "paper-sft"):
+            return self.template
+        from ..data.paper import PAPER_MODELS, paper_family
+
+        family = paper_family(self.model_key) or paper_family(self.model)
+        if family is None:
+            raise ValueError(f"--template {self.template}: the reference's prompts depend on the model family and "
+                             f"--model {self.model!r} names none; pass --model-key ({', '.join(PAPER_MODELS)}) "
+                             f"or --template {self.template}:qwen|llama|deepseek")
+        return f"{self.template}:{family}"
+
     def validate(self) -> "TrainConfig":
         """Cross-field rules, checked before anything loads: options the objective ignores are an
         error, trackers must be installed, ``protocol: paper`` fills the reference's settings the
@@ -153,7 +169,6 @@ class TrainConfig:
             if "adam_beta2" not in explicit:
                 values["adam_beta2"] = 0.95  # the reference trainer's AdamW betas are (0.9, 0.95)
             cfg = dataclasses.replace(cfg, **values)
-        cfg = _resolve_paper_template(cfg)
         if cfg.resume_from_checkpoint and not cfg.resume:
             cfg = dataclasses.replace(cfg, resume=True)
         if cfg.resume and cfg.overwrite:
@@ -161,21 +176,6 @@ class TrainConfig:
         _check_trackers(cfg.report_to)
         _check_objective_inputs(cfg)
         return apply_preset(cfg, explicit)
-
-
-def _resolve_paper_template(cfg: TrainConfig) -> TrainConfig:
-    """``template: paper`` (or ``paper-sft``) -> ``paper:<family>``, the family read from
-    ``model_key``, else from the model's name (:func:`deft.data.paper.paper_family`)."""
-    if cfg.template not in ("paper", "paper-sft"):
-        return cfg
-    from ..data.paper import PAPER_MODELS, paper_family
-
-    family = paper_family(cfg.model_key) or paper_family(cfg.model)
-    if family is None:
-        raise ConfigError(f"'template': the {cfg.template} prompts depend on the model family and model "
-                          f"{cfg.model!r} names none; pass --model-key ({', '.join(PAPER_MODELS)}) or "
-                          f"--template {cfg.template}:qwen|llama|deepseek")
-    return dataclasses.replace(cfg, template=f"{cfg.template}:{family}")
 
 
 def _check_trackers(report_to: str) -> None:

@@ -67,7 +67,7 @@ def build_examples(cfg: TrainConfig, tokenizer, source: str, log=print):
     from ..data.records import parse_key_map
 
     key_map = parse_key_map([m for m in (cfg.map or "").split(",") if m.strip()])
-    dataset, report = tokenize_to_dataset(source, tokenizer, key_map=key_map or None, template=cfg.template,
+    dataset, report = tokenize_to_dataset(source, tokenizer, key_map=key_map or None, template=cfg.resolved_template(),
                                           max_length=cfg.max_length, truncation=cfg.truncation,
                                           all_turns=cfg.all_turns, skip_invalid=cfg.skip_invalid)
     log(f"data {source}: {report.summary()}" + (f" (skipped {report.invalid} invalid)" if report.invalid else ""))
@@ -82,6 +82,7 @@ def train(cfg: TrainConfig, log=print, callbacks: Sequence = ()) -> dict:
     output folder, and a non-finite loss or gradient norm."""
     if not cfg.data:
         raise ValueError("no training data: pass --data FILE (records from 'deft data' or your own)")
+    cfg.resolved_template()  # a paper template whose model family is unknown fails before anything loads
     run = _open(cfg, log)
     try:
         if run.finished:
