@@ -207,7 +207,9 @@ def _load_models(run: _Run) -> None:
     for module in frozen.values():
         if isinstance(module, torch.nn.Module):
             module.to(run.device).eval().requires_grad_(False)
-    patch_fused_loss(model, run.objective, chunk_size=cfg.chunk_size, fused=cfg.fused, **frozen)
+    # no per-call value check: the trainer checks each step's loss and gradient norm and stops with
+    # NonFiniteError naming the step and the last good checkpoint (and saves a synchronisation per call)
+    patch_fused_loss(model, run.objective, chunk_size=cfg.chunk_size, fused=cfg.fused, check_inputs=False, **frozen)
     run.model = model
 
 
