@@ -97,7 +97,8 @@ class TrainConfig:
     truncation: str = option("left", "over-long examples: left (drop prompt tokens from the left), right, drop",
                              choices=("left", "right", "drop"))
     template: str = option("auto", "prompt format: auto (the tokenizer's chat template, else plain), chat, paper "
-                           "(the reference's literal prompts), or a plain template name")
+                           "(the reference's literal prompts; the family from --model or --model-key, or "
+                           "paper:qwen|llama|deepseek), or a plain template name")
     map: Optional[str] = option(None, "column mapping for your records, KEY=COLUMN[,KEY=COLUMN...], e.g. "
                                 "prompt=question,response=answer")
     all_turns: bool = option(False, "train on every assistant turn of multi-turn records, not only the last")
@@ -193,18 +194,23 @@ def _check_objective_inputs(cfg: TrainConfig) -> None:
         objective = parse_objective(cfg.objective)
     except (KeyError, ValueError) as err:
         raise ConfigError(f"'objective': {str(err).strip(chr(39))}") from None
-    needs = {str(getattr(n, "name", n)) for n in objective.needs}
-    if cfg.teacher_model and "teacher" not in needs:
-        raise ConfigError(f"'teacher_model' is set but objective '{objective.spec}' uses no teacher; drop it or "
-                          "pick kd, kd_hybrid or target_sft")
-    if cfg.reference_model and not needs & {"ref", "reference"}:
-        raise ConfigError(f"'reference_model' is set but objective '{objective.spec}' uses no reference model; "
-                          "drop it or pick sft_kl or asft")
     from ..objectives import objective_inputs
+    from ..objectives.needs import NEEDS
+    from ..objectives.registry import REGISTRY
 
+    needs = {str(getattr(n, "name", n)) for n in objective.needs}
+    for need in NEEDS.values():  # an option that supplies an input the objective does not read
+        if need.option and getattr(cfg, need.option, None) and need.name not in needs:
+            users = sorted(name for name, d in REGISTRY.items() if need.name in d.needs)
+            raise ConfigError(f"'{need.option}' is set but objective '{objective.spec}' uses no "
+                              f"{need.option.replace('_model', ' model')}; drop it or pick {_either(users)}")
     for need in objective_inputs(objective):  # an input with an option and no default must be given
         if need.option and not need.default and not getattr(cfg, need.option, None):
             raise ConfigError(f"objective '{objective.spec}' needs --{need.option.replace('_', '-')}: {need.what}")
+
+
+def _either(names: list) -> str:
+    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else (names[0] if names else "another")
 
 
 PAPER_PRESETS = {  # model-name pattern -> overrides (paper Appendix E.3)
