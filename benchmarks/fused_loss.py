@@ -93,6 +93,7 @@ def build_step(case: dict, hidden, weight, labels, teacher_hidden):
         loss.backward()
         return loss
     if method == "fused":
+        os.environ["DEFT_FUSED_KERNEL"] = "eager"  # the eager engine, even where a compiled step is hooked in
         return lambda: backward(deft.fused_token_loss(hidden, weight, labels, objective, reduction="sum", **teacher))
     if method == "kernel":
         return lambda: backward(fused_gate_loss(hidden, weight, labels, objective, kernel="compile"))
@@ -270,7 +271,8 @@ def skip_reason(shape: dict, objective: str, method: str, device: str, itemsize:
         need = (7 if objective == "kd" else 5) * N * V * 4 + 2 * V * H * itemsize + 3 * N * H * itemsize
         avail = mem_available()
         if avail is not None and need > 0.8 * avail:
-            return "did not fit", f"would need about {need / 2**30:.1f} GiB > 80% of the {avail / 2**30:.1f} GiB available"
+            return "did not fit", (f"would need about {need / 2**30:.1f} GiB > 80% of the "
+                                   f"{avail / 2**30:.1f} GiB available")
     return None
 
 

@@ -161,7 +161,7 @@ def markdown_table(shape: dict, rows: list, methods: list, device: str, itemsize
         lines.append("| " + " | ".join(cells) + " |")
         for m in cols:
             rec = r["floor"] if m == "floor" else r["records"][m]
-            if rec and rec.get("status") not in ("ok", None) and rec.get("note") and m != "floor":
+            if rec and rec.get("status") not in ("ok", "n/a", None) and rec.get("note") and m != "floor":
                 notes.append(f"- `{r['objective']}` / {m}: {rec['status']}: {rec['note']}")
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
@@ -183,9 +183,12 @@ def render(report: dict) -> tuple[str, list]:
         md += [f"({len(report['updates'])} re-measurement(s) of some cases since, listed in the results JSON.)", ""]
     where = f"GPU {env['gpu']}" if env.get("gpu") else f"CPU {env['cpu']} ({env['cpu_cores']} cores)"
     md += [f"{env['date'][:10]}, {where}, torch {env['torch']}, {dtype} inputs, "
-           f"{report.get('settings', {}).get('threads', env.get('torch_threads'))} threads; one subprocess per case; "
-           f"peak = {'max_memory_allocated' if device == 'cuda' else 'peak RSS'} above the inputs. "
-           "`floor` = the three matrix products alone; fused / floor time is paired within each fused case.", ""]
+           f"{report.get('settings', {}).get('threads', env.get('torch_threads'))} threads; "
+           + ("the cases of a shape in one interpreter; " if report.get("settings", {}).get("group") == "shape"
+              else "one interpreter per case; ")
+           + f"peak = {'max_memory_allocated' if device == 'cuda' else 'peak RSS'} above the inputs. `floor` = the "
+           "three matrix products alone. In the ratios, fused = the compiled `kernel` where it ran, else the eager "
+           "`fused` engine; fused / floor time is paired within each case.", ""]
     summary = []
     for shape in report["shapes"]:
         objectives = [o for o in report["objectives"]]

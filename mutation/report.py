@@ -2,7 +2,7 @@
 
 Score of a module = killed / (mutants run - equivalent survivors). A survivor is *equivalent*
 when ``mutation/equivalent.toml`` records it (matched by module, the original line and the
-mutated line, so the record survives edits elsewhere in the file) with the reason no test can
+mutated line or the operator, so the record survives edits elsewhere in the file) with the reason no test can
 tell it from the original. Skipped mutants (filtered operators, outside the selected
 definitions) are not counted.
 """
@@ -10,10 +10,11 @@ definitions) are not counted.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
-__all__ = ["write_report", "load_equivalent", "diff_lines"]
+__all__ = ["write_report", "load_equivalent", "match_equivalent", "diff_lines"]
 
 
 def diff_lines(diff: str) -> tuple[str, str]:
@@ -23,18 +24,32 @@ def diff_lines(diff: str) -> tuple[str, str]:
     return " ".join(s.strip() for s in before), " ".join(s.strip() for s in after)
 
 
-def load_equivalent(path: Path) -> dict:
-    """``{(module, before, after): reason}`` from ``equivalent.toml``."""
+def load_equivalent(path: Path) -> list[dict]:
+    """The records of ``equivalent.toml``: ``module``, ``before``, ``reason`` and either ``after``
+    (one mutant) or ``operators`` (a regular expression: every mutant of that line by those operators)."""
     if not path.exists():
-        return {}
+        return []
     data = tomllib.loads(path.read_text())
-    out = {}
+    out = []
     for i, entry in enumerate(data.get("equivalent", []), 1):
-        for key in ("module", "before", "after", "reason"):
+        for key in ("module", "before", "reason"):
             if not entry.get(key):
                 raise SystemExit(f"{path}: entry {i}: missing '{key}'")
-        out[(entry["module"], entry["before"].strip(), entry["after"].strip())] = entry["reason"]
+        if bool(entry.get("after")) == bool(entry.get("operators")):
+            raise SystemExit(f"{path}: entry {i}: give exactly one of 'after' and 'operators'")
+        out.append({**entry, "before": entry["before"].strip(), "after": entry.get("after", "").strip(),
+                    "operators": re.compile(entry["operators"]) if entry.get("operators") else None})
     return out
+
+
+def match_equivalent(records: list[dict], row: dict) -> str | None:
+    """The reason recorded for the surviving mutant ``row``, or None."""
+    for r in records:
+        if r["module"] != row["module"] or r["before"] != row["before"]:
+            continue
+        if (r["operators"] is not None and r["operators"].fullmatch(row["operator"])) or r["after"] == row["after"]:
+            return r["reason"]
+    return None
 
 
 def _session_rows(session: Path) -> list[dict]:
@@ -86,7 +101,7 @@ def write_report(build: Path, groups: dict, equivalent_path: Path, root: Path) -
             elif row["outcome"] == "error":
                 mod["error"] += 1
             else:
-                reason = equivalent.get((row["module"], row["before"], row["after"]))
+                reason = match_equivalent(equivalent, row)
                 mod["equivalent" if reason else "survived"] += 1
                 survivors.append({**row, "group": name, "equivalent": reason})
     for mod in modules.values():
@@ -103,7 +118,8 @@ def write_report(build: Path, groups: dict, equivalent_path: Path, root: Path) -
     lines += [""] + [f"- {n}" for n in notes]
     lines += ["", "## Surviving mutants", ""]
     for s in sorted(survivors, key=lambda s: (s["module"], s["line"], s["operator"])):
-        tag = f"equivalent: {s['equivalent']}" if s["equivalent"] else "**not killed**"
+        reason = " ".join((s["equivalent"] or "").split())
+        tag = f"equivalent: {reason}" if reason else "**not killed**"
         lines += [f"- `{s['module']}:{s['line']}` {s['operator']} — {tag}",
                   f"  - `{s['before']}`", f"  + `{s['after']}`"]
     if not survivors:

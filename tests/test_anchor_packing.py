@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from deft.model.fused_forward import patch_fused_loss
-from deft.train.collate import PackedCollator, PaddingCollator, pack_examples
+from deft.train.collate import Collator, pack_examples
 from tiny_models import tiny_model
 
 PAD = 0
@@ -56,10 +56,10 @@ def test_padded_and_packed_equal_the_explicit_per_example_sum(objective):
     want, want_tokens = per_example_loss(model, objective)
     assert want_tokens == 3 + 2 + 3 + 1
     patch_fused_loss(model, objective)
-    _, padded, n_padded = loss_of(model, PaddingCollator(PAD)(EXAMPLES))
+    _, padded, n_padded = loss_of(model, Collator(PAD)(EXAMPLES))
     rows = pack_examples(EXAMPLES, 10)
     assert len(rows) == 2  # 6+3 and 5+4 tokens
-    _, packed, n_packed = loss_of(model, PackedCollator(PAD)(rows))
+    _, packed, n_packed = loss_of(model, Collator(PAD)(rows))
     assert n_padded == n_packed == want_tokens
     assert padded == pytest.approx(want, rel=1e-4)
     assert packed == pytest.approx(want, rel=1e-4)
@@ -78,6 +78,6 @@ def test_packed_gradient_equals_the_sum_of_per_example_gradients():
             per_example[name] += p.grad
     patch_fused_loss(model, "nll")
     model.zero_grad()
-    model(**PackedCollator(PAD)(pack_examples(EXAMPLES, 10))).loss.backward()
+    model(**Collator(PAD)(pack_examples(EXAMPLES, 10))).loss.backward()
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, per_example[name].float(), rtol=1e-3, atol=1e-5, msg=name)

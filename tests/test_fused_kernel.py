@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import deft
-from deft.fused.kernel import fused_gate_loss, gate_chunk, resolve_kernel
+from deft.fused.kernel import fused_gate_loss, gate_chunk, gate_step, resolve_kernel
 
 GATE = ["nll", "p", "dft", "power", "cayley", "cayley_floor", "deft", "eaft", "profit"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -58,7 +58,7 @@ def test_compiled_chunk_equals_eager_chunk(name, dtype):
     out = {}
     for kernel in ("eager", "compile"):
         out[kernel] = gate_chunk(obj, z, y, kernel=kernel, token_weights=weights, scale=scale,
-                                 batch_mean_p=torch.tensor(0.3), want_stats=True)
+                                 inputs={"batch_mean_p": torch.tensor(0.3)}, want_stats=True)
     (loss_e, g_e, st_e), (loss_c, g_c, st_c) = out["eager"], out["compile"]
     assert g_c.dtype == g_e.dtype == z.dtype and g_c.shape == z.shape
     # log p = z_y - lse: both ways of forming lse are exact to a few ulps of the logits' size
@@ -132,8 +132,31 @@ def test_bf16_chunk_gradient_is_written_in_bf16_from_fp32_statistics():
     torch.testing.assert_close(g_b, g_f, rtol=0, atol=0)
 
 
-def test_kernel_switch_and_errors():
+def test_gate_step_in_the_engine_chunk_loop(monkeypatch):
+    """The engine's chunk loop with its gate step replaced by the kernel's (the hook) gives the
+    engine's own results; with DEFT_FUSED_KERNEL=eager the step is the engine's."""
+    chunked = pytest.importorskip("deft.fused.chunked")
+    pytest.importorskip("deft.fused.context")  # the engine with a per-chunk context
+    c = make_case(seed=5)
+    names = ["nll", "deft", "eaft", "cayley_floor", "nll[p>=0.1]"]
+    want = {name: run(deft.fused_token_loss, c, name, chunk_size=8) for name in names}
+    monkeypatch.setattr(chunked, "gate_chunk", gate_step)
+    for kernel in ("compile", "eager"):
+        monkeypatch.setenv("DEFT_FUSED_KERNEL", kernel)
+        for name in names:
+            out = run(deft.fused_token_loss, c, name, chunk_size=8)
+            for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
+                torch.testing.assert_close(out[i], want[name][i], rtol=1e-5, atol=1e-6, msg=f"{kernel} {name} {what}")
+            for key in ("p", "gate", "entropy", "focus"):
+                if key in want[name][4]:
+                    torch.testing.assert_close(out[4][key], want[name][4][key], rtol=1e-5, atol=1e-5, msg=key)
+
+
+def test_kernel_switch_and_errors(monkeypatch):
+    monkeypatch.delenv("DEFT_FUSED_KERNEL", raising=False)
     assert resolve_kernel("auto", "cpu") == "eager" and resolve_kernel(None, "cpu") == "eager"
+    monkeypatch.setenv("DEFT_FUSED_KERNEL", "compile")
+    assert resolve_kernel(None, "cpu") == "compile" and resolve_kernel("eager", "cuda") == "eager"
     assert resolve_kernel("auto", "cuda") == "compile" and resolve_kernel("compile", "cpu") == "compile"
     with pytest.raises(ValueError, match="kernel must be one of"):
         resolve_kernel("triton", "cpu")
@@ -162,4 +185,4 @@ def test_mean_reduction_upstream_scale_and_no_loss_tokens():
     h, w = c["h"].clone().requires_grad_(True), c["w"].clone().requires_grad_(True)
     loss = fused_gate_loss(h, w, torch.full_like(c["y"], -100), "deft", kernel="compile")
     loss.backward()
-    assert float(loss) == 0.0 and torch.all(h.grad == 0) and torch.all(w.grad == 0)
+    assert float(loss.detach()) == 0.0 and torch.all(h.grad == 0) and torch.all(w.grad == 0)

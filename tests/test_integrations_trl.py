@@ -247,3 +247,34 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="needs a teacher"):
         DeftSFTTrainer(model=model_for(), args=config(tmp_path, objective="kd"), train_dataset=prompt_completion(),
                        processing_class=TOK)
+
+
+def test_sft_kl_with_lora_uses_the_disabled_adapter_as_reference_and_evaluates(tmp_path):
+    """sft_kl under LoRA: the reference is the same model with its adapter off; evaluate() reports
+    the objective per eval batch with the token statistics under eval_ names."""
+    from peft import LoraConfig
+
+    torch.manual_seed(2)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0,
+                      init_lora_weights=False, task_type="CAUSAL_LM")
+    data = prompt_completion(4)
+    trainer = Recording(model=model_for(), args=config(tmp_path, objective="sft_kl:lam=0.5",
+                                                       per_device_eval_batch_size=4),
+                        peft_config=lora, train_dataset=data, eval_dataset=data, processing_class=TOK)
+    start = copy.deepcopy(trainer.model)
+    trainer.train()
+    inputs, loss, _ = trainer.first
+    labels = inputs["labels"][:, 1:]
+    logits = class_logits(start, inputs)[:, :-1]
+    ref = class_logits(model_for(), inputs)[:, :-1]  # the base model = the adapter disabled
+    expected = token_loss(logits, labels, "sft_kl:lam=0.5", reduction="mean", ref_logits=ref)
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+    assert loss - float(token_loss(logits, labels, "nll")) > 1e-3  # the KL term (>= 0) counts
+
+    metrics = trainer.evaluate()
+    batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(4)])
+    after = class_logits(trainer.model, batch)[:, :-1]
+    want = token_loss(after, batch["labels"][:, 1:], "sft_kl:lam=0.5", reduction="mean",
+                      ref_logits=class_logits(model_for(), batch)[:, :-1])
+    assert metrics["eval_loss"] == pytest.approx(float(want), rel=1e-5)
+    assert 0 < metrics["eval_mean_p"] < 1 and "eval_entropy" in metrics

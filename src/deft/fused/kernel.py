@@ -38,6 +38,9 @@ measured slower, see ``benchmarks/compile_elementwise.py``).
 
 from __future__ import annotations
 
+import copy
+import inspect
+import os
 from typing import Optional
 
 import torch
@@ -45,16 +48,17 @@ import torch
 from ..objectives import Objective, Tokens
 from .common import check_aligned, check_labels, gate_terms_with_gate, reduce, resolve_objective, scatter_back
 
-__all__ = ["KERNELS", "resolve_kernel", "gate_chunk", "fused_gate_loss", "accumulate_weight_grad"]
+__all__ = ["KERNELS", "resolve_kernel", "gate_chunk", "gate_step", "fused_gate_loss", "accumulate_weight_grad"]
 
 KERNELS = ("eager", "compile", "auto")
 _COMPILED: dict = {}
+_TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
 
 
 def resolve_kernel(kernel: Optional[str], device) -> str:
-    """``"eager"`` or ``"compile"`` for ``kernel`` on ``device``; ``None``/``"auto"``: compile
-    on CUDA, eager elsewhere."""
-    kernel = kernel or "auto"
+    """``"eager"`` or ``"compile"`` for ``kernel`` on ``device``; ``None``: the environment
+    variable ``DEFT_FUSED_KERNEL``, else ``"auto"``; ``"auto"``: compile on CUDA, eager elsewhere."""
+    kernel = kernel or os.environ.get("DEFT_FUSED_KERNEL") or "auto"
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     if kernel == "auto":
@@ -96,6 +100,16 @@ def _compiled(name: str):
     return _COMPILED[name]
 
 
+def _token_inputs(inputs: Optional[dict]) -> dict:
+    """Keyword arguments giving :class:`~deft.objectives.Tokens` the per-token and call-wide
+    inputs (need field -> value, e.g. ``old_logprobs [c]``, ``batch_mean_p``): as one ``inputs``
+    dict where ``Tokens`` takes one, else one keyword per input."""
+    inputs = {key: value for key, value in (inputs or {}).items() if value is not None}
+    if "inputs" in inspect.signature(Tokens.__init__).parameters:
+        return {"inputs": inputs}
+    return {key: inputs.get(key) for key in ("old_logprobs", "batch_mean_p")}
+
+
 class _ChunkTokens(Tokens):
     """:class:`~deft.objectives.Tokens` over a chunk whose logits may be bf16: ``Σ P²`` and the
     entropy come precomputed from :func:`_row_stats`, the top-k entropy is taken in fp32."""
@@ -106,9 +120,8 @@ class _ChunkTokens(Tokens):
         self._cache["entropy"] = entropy
 
     def with_logp(self, logp):
-        other = _ChunkTokens(logp, self._logits, self._lse, self._cache["sum_p2"], self._cache["entropy"],
-                             old_logprobs=self._old_logprobs, batch_mean_p=self._batch_mean_p)
-        other._cache = self._cache
+        other = copy.copy(self)  # shares the cache and the inputs, keeps this class
+        other.logp = logp
         return other
 
     def topk_entropy(self, k: int) -> torch.Tensor:
@@ -120,13 +133,13 @@ class _ChunkTokens(Tokens):
         return self._cache[key]
 
 
-def _eager_tokens(objective, z, y, old_logprobs, batch_mean_p):
+def _eager_tokens(z, y, inputs):
     """The eager engine's statistics: fp32 softmax of the chunk kept for ``Σ P²`` and ``g``."""
     zf = z.float()
     probs = torch.softmax(zf, dim=-1)
     lse = torch.logsumexp(zf, dim=-1)
     logp = zf.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
-    return Tokens(logp, zf, lse, probs=probs, old_logprobs=old_logprobs, batch_mean_p=batch_mean_p), probs
+    return Tokens(logp, zf, lse, probs=probs, **_token_inputs(inputs)), probs, lse
 
 
 def gate_chunk(
@@ -138,17 +151,17 @@ def gate_chunk(
     grad_dtype: Optional[torch.dtype] = None,
     token_weights: Optional[torch.Tensor] = None,
     scale: Optional[torch.Tensor] = None,
-    old_logprobs: Optional[torch.Tensor] = None,
-    batch_mean_p: Optional[torch.Tensor] = None,
+    inputs: Optional[dict] = None,
     want_grad: bool = True,
     want_stats: bool = False,
 ):
     """A gate objective on one chunk: ``(loss [c], g [c, V] or None, stats)``.
 
     ``z`` ``[c, V]`` are the chunk's logits in the products' dtype (fp32 or bf16), ``y`` ``[c]``
-    its labels (loss tokens only). ``g = coef (P - δ_y)`` with ``coef = s * token_weights *
-    scale`` (paper Eq. 6, 11-12; ``s = -dL/dlog p``) is returned in ``grad_dtype`` (default
-    ``z.dtype``); statistics are computed in fp32 whatever the dtype. ``stats`` (with
+    its labels (loss tokens only); ``inputs`` the objective's other inputs for these rows (need
+    field -> value: ``old_logprobs [c]``, ``batch_mean_p``). ``g = coef (P - δ_y)`` with
+    ``coef = s * token_weights * scale`` (paper Eq. 6, 11-12; ``s = -dL/dlog p``) is returned in
+    ``grad_dtype`` (default ``z.dtype``); statistics are computed in fp32 whatever the dtype. ``stats`` (with
     ``want_stats``) has ``p``, ``gate``, ``entropy`` and ``focus`` (objectives with a focus
     index) ``[c]``, as the engine's. ``kernel`` is ``"eager"`` (the engine's passes, the oracle)
     or ``"compile"`` (two compiled passes, see the module docstring).
@@ -158,11 +171,10 @@ def gate_chunk(
     grad_dtype = grad_dtype or z.dtype
     if kernel == "compile":
         lse, logp, sum_p2, entropy = _compiled("row_stats")(z, y)
-        tokens = _ChunkTokens(logp, z, lse, sum_p2, entropy, old_logprobs=old_logprobs, batch_mean_p=batch_mean_p)
+        tokens = _ChunkTokens(logp, z, lse, sum_p2, entropy, **_token_inputs(inputs))
         probs = None
     elif kernel == "eager":
-        tokens, probs = _eager_tokens(objective, z, y, old_logprobs, batch_mean_p)
-        lse = tokens._lse
+        tokens, probs, lse = _eager_tokens(z, y, inputs)
     else:
         raise ValueError(f"kernel must be 'eager' or 'compile' here, got {kernel!r}")
     terms, gate = gate_terms_with_gate(objective, tokens)
@@ -184,6 +196,27 @@ def gate_chunk(
     return loss, grad.to(grad_dtype), stats
 
 
+def gate_step(ctx):
+    """The gate path's per-chunk step for the engine's chunk loop (``ChunkContext ->
+    ChunkResult``, as ``deft.fused.gate.gate_chunk``): the compiled kernel where
+    :func:`resolve_kernel` picks it for the chunk's device (``DEFT_FUSED_KERNEL``, default
+    ``auto``), else the engine's eager step. Losses go into ``ctx.losses``; the gradient is
+    returned in the logits' dtype (the engine casts it for its products)."""
+    from .context import ChunkResult
+    from .gate import gate_chunk as eager_gate_chunk
+
+    if resolve_kernel(None, ctx.logits.device) == "eager":
+        return eager_gate_chunk(ctx)
+    obj = ctx.objective
+    by_selected = getattr(obj, "normalizer", "tokens") == "selected"
+    loss, grad, stats = gate_chunk(obj, ctx.logits, ctx.labels, kernel="compile", token_weights=ctx.token_weights(),
+                                   scale=ctx.scale, inputs=ctx.inputs(), want_grad=ctx.want_grad,
+                                   want_stats=ctx.want_stats or by_selected)
+    ctx.losses.copy_(loss)
+    selected = obj.selected(stats["p"]).sum() if by_selected else None
+    return ChunkResult(grad, stats if ctx.want_stats else {}, selected)
+
+
 def accumulate_weight_grad(dw: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> None:
     """``dW += g^T h`` into the fp32 ``dw`` ``[V, H]``: bf16 operands are multiplied in bf16 with
     fp32 output where the backend offers it (CUDA, torch >= 2.12: no ``[V, H]`` temporary),
@@ -191,7 +224,7 @@ def accumulate_weight_grad(dw: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -
     if g.dtype == dw.dtype:
         dw.addmm_(g.T, h)
         return
-    if dw.is_cuda:
+    if dw.is_cuda and _TORCH_VERSION >= (2, 12):  # earlier out_dtype GEMMs lack the out= form
         try:
             torch.addmm(dw, g.T, h, out_dtype=dw.dtype, out=dw)
             return
@@ -228,8 +261,9 @@ def _run_chunks(obj, h, w, b, y, opts: dict, want: tuple):
             z += b.to(z.dtype)
         pick = lambda t: None if t is None else t[s:e]  # noqa: E731
         loss, g, stats = gate_chunk(obj, z, y[s:e], kernel=kernel, grad_dtype=h.dtype,
-                                    token_weights=pick(opts["token_weights"]), old_logprobs=pick(opts["old_logprobs"]),
-                                    batch_mean_p=opts["batch_mean_p"], want_grad=any(want),
+                                    token_weights=pick(opts["token_weights"]),
+                                    inputs={"old_logprobs": pick(opts["old_logprobs"]),
+                                            "batch_mean_p": opts["batch_mean_p"]}, want_grad=any(want),
                                     want_stats=opts["want_stats"])
         del z
         losses[s:e] = loss
@@ -298,9 +332,10 @@ def fused_gate_loss(
     from .chunked import auto_chunk_size
 
     obj = resolve_objective(objective, reduction)
-    if obj.kind != "gate" or reduction == "none":
-        raise ValueError(f"fused_gate_loss runs gate objectives with reduction 'sum' or 'mean'; got "
-                         f"'{obj.spec}' ({obj.kind}) with '{reduction}': use deft.fused_token_loss")
+    selected_mean = reduction == "mean" and getattr(obj, "normalizer", "tokens") != "tokens"
+    if obj.kind != "gate" or reduction == "none" or selected_mean:
+        raise ValueError(f"fused_gate_loss runs gate objectives with reduction 'sum' (or 'mean' over every loss "
+                         f"token); got '{obj.spec}' ({obj.kind}) with '{reduction}': use deft.fused_token_loss")
     if hidden.shape[-1] != weight.shape[-1] or tuple(hidden.shape[:-1]) != tuple(labels.shape):
         raise ValueError(f"hidden [N, H], weight [V, H] and labels [N] must align: got {tuple(hidden.shape)}, "
                          f"{tuple(weight.shape)} and {tuple(labels.shape)}")
