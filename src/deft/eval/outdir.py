@@ -68,8 +68,8 @@ class RunFolder:
         if not self.path.is_dir():
             return
         entries = [p.name for p in self.path.iterdir() if p.name != ".lock"]
-        if not entries or self._same_evaluation() or self.overwrite:
-            return
+        if not entries or self._same_evaluation() or self.overwrite or entries == ["eval.json"]:
+            return  # (settings alone, no samples or results: nothing to lose)
         if "eval.json" not in entries:
             what = "files of something else"
         else:
