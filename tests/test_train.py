@@ -183,8 +183,8 @@ def test_two_processes_through_accelerate_match_one(tiny_model_dir, figfont_reco
     two = tmp_path / "two"
     launched = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "deft.cli.main", "train", *common,
-         "--batch-size", "2", "--output-dir", str(two)], env=env, capture_output=True, text=True)
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "deft.cli.main", "train",
+         *common, "--batch-size", "2", "--output-dir", str(two)], env=env, capture_output=True, text=True)
     assert launched.returncode == 0, launched.stderr[-3000:]
     a, b = metrics(one), metrics(two)
     assert [r["tokens"] for r in a] == [r["tokens"] for r in b]
@@ -232,13 +232,16 @@ def test_teacher_with_another_vocabulary_is_refused(tiny_model_dir, figfont_reco
 def test_every_shipped_config_loads_and_starts_with_its_command():
     import yaml
 
-    from deft.analysis.compare import validate_grid
+    from deft.recipes.grid import validate_grid
 
     configs = sorted((ROOT / "examples").rglob("*.yaml"))
-    kinds = {"train": 0, "grid": 0, "accelerate": 0}
+    kinds = {"train": 0, "grid": 0, "accelerate": 0, "paper": 0}
     for path in configs:
         first = path.read_text().splitlines()[0]
-        if first.startswith(f"# deft train --config examples/{path.name}"):
+        if path.parent.name == "paper":  # loaded and planned by tests/test_recipes_paper.py
+            assert first.startswith(f"# deft compare --protocol paper --config examples/paper/{path.name}")
+            kinds["paper"] += 1
+        elif first.startswith(f"# deft train --config examples/{path.name}"):
             load_config(str(path))
             kinds["train"] += 1
         elif first.startswith(f"# deft compare --grid examples/{path.name}"):
