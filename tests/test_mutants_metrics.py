@@ -128,3 +128,8 @@ def test_average_row_skips_private_entries_and_non_numbers():
         average_row({"average": a, "_x": b})
     one = average_row({"a": {"n": 3, "average_at_k": 0.5, "benchmarks": 7}})
     assert one == {"benchmarks": 1, "n": 3, "k": None, "average_at_k": 0.5}
+
+
+def test_pass_at_k_takes_the_threshold_by_keyword_only():
+    with pytest.raises(TypeError):
+        pass_at_k([[1, 0]], 1, 0.5)
