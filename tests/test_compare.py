@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from deft.analysis.compare import build_table, format_markdown, run_name
+from deft.analysis.tables import build_table, format_markdown
+from deft.recipes.compare import run_name
 from deft.cli.main import main
 
 

@@ -9,9 +9,8 @@ import torch
 from deft.analysis.probe import (
     CONFLICT_ENTROPY, CONFLICT_P, HIST_EDGES, STRONG_FOCUS, WEAK_FOCUS, regime_of, summarize_token_stats,
 )
-from deft.analysis.token_stats import (
-    check_same_tokens, collect_token_stats, load_token_stats, sample_records, save_token_stats,
-)
+from deft.analysis.token_stats import check_same_tokens, load_token_stats, save_token_stats
+from deft.recipes.token_stats import collect_token_stats, sample_records
 from deft.cli.main import main
 
 

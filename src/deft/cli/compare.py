@@ -38,8 +38,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..analysis.compare import compare, run_grid
-    from .train import parse_pairs
+    from ..recipes.compare import compare, run_grid
+    from ..config import parse_pairs
 
     if args.grid:
         path = Path(args.grid)

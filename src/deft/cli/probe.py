@@ -45,7 +45,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from ..analysis.probe import format_summary, probe
+    from ..analysis.probe import format_summary
+    from ..recipes.probe import probe
 
     if args.n < 0:
         raise ValueError("--n must be >= 0 (0 = all records)")

@@ -1,0 +1,206 @@
+"""deft's objectives inside TRL's ``SFTTrainer``, through the fused engine.
+
+:class:`DeftSFTTrainer` is TRL's ``SFTTrainer`` with one change: the loss. TRL prepares the data
+(prompt-completion, conversational, language-modelling; completion-only and assistant-only
+labels; packing with position ids; PEFT; truncation) exactly as usual; then the model is patched
+with :func:`deft.model.fused_forward.patch_fused_loss`, so a training forward runs the decoder,
+hands the final hidden states ``[B, T, H]`` and the LM-head weight ``[V, H]`` to
+:func:`deft.fused_token_loss` and returns the objective *summed* over the loss tokens; the
+``[B*T, V]`` logits are never formed, for every objective (DEFT's ``a = Σ_v P_v²`` included).
+
+Normalisation is TRL's: the sum is divided by ``num_items_in_batch``, the loss tokens of the whole
+optimizer step (all gradient-accumulation micro-batches and, with
+``average_tokens_across_devices``, all processes), so 1x8 and 8x1 accumulation give the same
+update. Without it (evaluation) a micro-batch is divided by its own loss tokens.
+
+Metrics: TRL's logits-based ``mean_token_accuracy`` cannot be computed without logits and is not
+logged; ``entropy`` comes from the fused engine (mean predictive entropy over loss tokens, nats),
+next to deft's token statistics ``mean_p``, ``mean_gate``, ``mean_focus`` (objectives with a focus
+index), ``mean_entropy``, ``frac_p_below_1e-3`` and ``frac_p_above_0.5``
+(:mod:`deft.train.stats`), token-weighted over the micro-batches and processes of each logging
+interval.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+try:
+    from trl import SFTConfig, SFTTrainer
+except ImportError as err:  # an optional extra
+    raise ImportError(f"deft.integrations.trl needs TRL ({err}): pip install 'deft[trl]'") from err
+
+from ..model.fused_forward import patch_fused_loss
+from ..objectives import parse_objective
+from ..train.stats import STAT_NAMES, StepStats
+
+__all__ = ["DeftSFTConfig", "DeftSFTTrainer"]
+
+
+@dataclass
+class DeftSFTConfig(SFTConfig):
+    """TRL's ``SFTConfig`` plus the deft objective.
+
+    ``loss_type`` and ``label_smoothing_factor`` are TRL's own losses: leave them at their defaults
+    and choose ``objective`` instead (``"dft"``, ``"label_smoothing:lam=0.1"``, ...).
+    """
+
+    objective: str = field(default="deft", metadata={
+        "help": "deft objective spec, e.g. 'deft', 'nll', 'dft', 'cayley', 'power:alpha=0.5', 'kd' "
+                "(see deft.list_objectives())"})
+    objective_chunk_size: Optional[int] = field(default=None, metadata={
+        "help": "token rows per chunk of the fused loss; None picks one from the shapes"})
+    reference_model: Optional[str] = field(default=None, metadata={
+        "help": "frozen reference model (HF id, local path or 'smollm2-135m') for sft_kl / asft; default: the PEFT "
+                "model with its adapter disabled, else a frozen copy of the starting model"})
+    teacher_model: Optional[str] = field(default=None, metadata={
+        "help": "frozen teacher model with the same vocabulary, for kd / kd_hybrid / target_sft"})
+    old_policy_refresh: int = field(default=1, metadata={
+        "help": "psft: copy the current weights into the old policy every this many optimizer steps"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        parse_objective(self.objective)  # unknown names / bad parameters fail here, before any model loads
+        if self.objective_chunk_size is not None and self.objective_chunk_size <= 0:
+            raise ValueError(f"objective_chunk_size: must be positive, got {self.objective_chunk_size}")
+        if self.old_policy_refresh <= 0:
+            raise ValueError(f"old_policy_refresh: must be positive, got {self.old_policy_refresh}")
+        if self.loss_type != "nll":
+            raise ValueError(f"loss_type={self.loss_type!r} is TRL's own loss; leave loss_type at 'nll' and set "
+                             f"objective={self.loss_type!r} to train it through deft")
+        if self.label_smoothing_factor:
+            raise ValueError("label_smoothing_factor is TRL's own loss; set it to 0 and use "
+                             f"objective='label_smoothing:lam={self.label_smoothing_factor}'")
+
+
+def _load_frozen(spec: Any, device) -> torch.nn.Module:
+    """A frozen model from a spec string (``deft.model.load_model``) or a module."""
+    if isinstance(spec, str):
+        from ..model import load_model
+
+        spec = load_model(spec)
+    return spec.to(device).eval().requires_grad_(False)
+
+
+class DeftSFTTrainer(SFTTrainer):
+    """TRL's ``SFTTrainer`` training a deft objective through the fused chunked loss.
+
+    Takes every ``SFTTrainer`` argument; ``args`` must be a :class:`DeftSFTConfig`. Frozen models
+    may be given as modules (``reference_model=``, ``teacher_model=``) or as specs in the config.
+    ``compute_loss_func`` is refused: the objective is the loss.
+    """
+
+    _tag_names = ["trl", "sft", "deft"]
+
+    def __init__(self, model, args: Optional[DeftSFTConfig] = None, *, reference_model=None, teacher_model=None,
+                 **kwargs):
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = DeftSFTConfig(f"{str(name).split('/')[-1]}-DeftSFT")
+        if not isinstance(args, DeftSFTConfig):
+            raise ValueError(f"DeftSFTTrainer needs args=DeftSFTConfig(...), got {type(args).__name__}")
+        if kwargs.get("compute_loss_func") is not None:
+            raise ValueError("DeftSFTTrainer computes the loss from args.objective; do not pass compute_loss_func")
+        super().__init__(model, args=args, **kwargs)
+        if self.aux_loss_enabled:
+            raise ValueError("the fused deft loss does not add the MoE router auxiliary loss yet; set "
+                             "router_aux_loss_coef=0.0 in DeftSFTConfig to train without it")
+        self.objective = parse_objective(args.objective)
+        self.old_policy = self._attach_objective(reference_model, teacher_model)
+        # the patched forward returns a sum over loss tokens, normalised in compute_loss over the whole step
+        self.model_accepts_loss_kwargs = True
+        self.loss_is_scaled_for_ga = True
+        self._deft_stats = {"train": StepStats(), "eval": StepStats()}
+
+    def _attach_objective(self, reference_model, teacher_model):
+        """Build the frozen models the objective needs and patch ``self.model``; returns the psft
+        old-policy snapshot (or ``None``)."""
+        args, obj, device = self.args, self.objective, self.args.device
+        peft = hasattr(self.model, "disable_adapter")
+        reference = teacher = old_policy = None
+        if "ref" in obj.needs:
+            spec = reference_model if reference_model is not None else args.reference_model
+            if spec is not None:
+                reference = _load_frozen(spec, device)
+            elif peft:
+                reference = "adapter"
+            else:
+                reference = _load_frozen(copy.deepcopy(self.model), device)
+        if "teacher" in obj.needs:
+            spec = teacher_model if teacher_model is not None else args.teacher_model
+            if spec is None:
+                raise ValueError(f"objective '{obj.spec}' needs a teacher: pass teacher_model= (a model with the same "
+                                 "vocabulary) or set DeftSFTConfig(teacher_model=...)")
+            teacher = _load_frozen(spec, device)
+        if "old_logprobs" in obj.needs:
+            old_policy = _load_frozen(copy.deepcopy(self.model), device)
+            self.add_callback(_old_policy_refresh(old_policy, args.old_policy_refresh))
+        patch_fused_loss(self.model, obj, chunk_size=args.objective_chunk_size, reference=reference,
+                         teacher=teacher, old_policy=old_policy)
+        return old_policy
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The objective summed over the micro-batch's loss tokens (fused: no logits), divided by
+        ``num_items_in_batch`` (the step's loss tokens on all processes, times the number of
+        processes since DDP averages gradients) or, when it is not given, by this micro-batch's
+        loss tokens."""
+        mode = "train" if self.model.training else "eval"
+        inputs = {k: v for k, v in inputs.items() if k not in ("use_cache", "output_router_logits")}
+        outputs = model(**inputs)
+        loss = outputs.loss
+        if num_items_in_batch is not None:
+            denom = torch.as_tensor(num_items_in_batch, device=loss.device, dtype=loss.dtype).clamp(min=1)
+            loss = loss / denom
+            if self.args.average_tokens_across_devices:
+                loss = loss * (self.accelerator.num_processes // self._tp_size)
+        else:
+            loss = loss / max(int(outputs.num_tokens), 1)
+        self._deft_stats[mode].add(outputs.loss, outputs.stats, self._input_tokens(inputs, mode))
+        if return_outputs:  # logits for compute_metrics: one extra forward without labels
+            with torch.no_grad():
+                outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+        return (loss, outputs) if return_outputs else loss
+
+    def _input_tokens(self, inputs: dict, mode: str) -> int:
+        """Non-padding input tokens of this micro-batch; also TRL's running ``num_tokens`` metric."""
+        if "attention_mask" in inputs:
+            local = inputs["attention_mask"].sum()
+        else:  # packed / padding-free rows: every position is a token
+            local = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
+        if mode == "train":
+            total = self.accelerator.gather_for_metrics(local.reshape(1)).sum().item()
+            self._total_train_tokens += total // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return int(local)
+
+    def log(self, logs: dict, start_time: Optional[float] = None) -> None:
+        """Add the interval's token statistics (all micro-batches and processes) to TRL's metrics."""
+        mode = "train" if self.model.training else "eval"
+        stats = self._deft_stats[mode]
+        stats.reduce(self.accelerator)
+        result = stats.result()
+        stats.reset()
+        for key in STAT_NAMES:
+            if key in result:
+                self._metrics[mode][key] = [result[key]]
+        if "mean_entropy" in result:
+            self._metrics[mode]["entropy"] = [result["mean_entropy"]]  # TRL's name for the same quantity
+        super().log(logs, start_time)
+
+
+def _old_policy_refresh(old_policy, every: int):
+    """psft: a callback copying the current weights into the old-policy snapshot every ``every``
+    optimizer steps."""
+    from transformers import TrainerCallback
+
+    class OldPolicyRefresh(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if model is not None and state.global_step % every == 0:
+                src = model.module if hasattr(model, "module") else model
+                old_policy.load_state_dict(src.state_dict())
+
+    return OldPolicyRefresh()
