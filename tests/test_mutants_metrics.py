@@ -158,3 +158,8 @@ def test_answers_must_match_the_grid_shape():
                     [["a", "b"], ["a", "b", "c"]]):
         with pytest.raises(ValueError, match="same shape"):
             majority_at_k(scores, answers)
+
+
+def test_average_row_counts_problems_of_benchmarks_that_report_them():
+    row = average_row({"a": {"n": 4, "average_at_k": 0.5}, "b": {"average_at_k": 0.25}})
+    assert row["n"] == 4 and row["average_at_k"] == pytest.approx(0.375) and row["k"] is None
