@@ -163,9 +163,16 @@ def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> N
     from cosmic_ray.work_item import TestOutcome
 
     with use_db(str(work / "session.sqlite"), WorkDB.Mode.open) as db:
-        if survivors_only:
-            todo = [item for item, result in db.completed_work_items
-                    if result.test_outcome == TestOutcome.SURVIVED]
+        if survivors_only:  # (mutants inside annotations are equivalent: not worth a re-run)
+            spans: dict = {}
+            todo = []
+            for item, result in db.completed_work_items:
+                m = item.mutations[0]
+                path = str(m.module_path)
+                if path not in spans:
+                    spans[path] = annotation_spans(work / path)
+                if result.test_outcome == TestOutcome.SURVIVED and not in_spans(spans[path], m.start_pos):
+                    todo.append(item)
         else:
             todo = list(db.pending_work_items)
         todo.sort(key=lambda it: (str(it.mutations[0].module_path), it.mutations[0].start_pos,

@@ -163,3 +163,8 @@ def test_answers_must_match_the_grid_shape():
 def test_average_row_counts_problems_of_benchmarks_that_report_them():
     row = average_row({"a": {"n": 4, "average_at_k": 0.5}, "b": {"average_at_k": 0.25}})
     assert row["n"] == 4 and row["average_at_k"] == pytest.approx(0.375) and row["k"] is None
+
+
+def test_summarize_scorers_default_threshold_counts_a_full_score():
+    assert summarize_scorers({"exact": [[1.0, 0.0]]})["pass_at_k"] == 1.0
+    assert summarize_scorers({"exact": [[0.999, 0.0]]})["pass_at_k"] == 0.0
