@@ -113,9 +113,7 @@ def test_a_new_model_need_reaches_both_engines_and_the_patch(second_teacher):
 def test_register_validates_needs():
     with pytest.raises(ValueError, match="unknown need 'teachr'.*teacher"):
         register("test_bad_need", "distribution", "x", needs=("teachr",))(lambda d: None)
-    with pytest.raises(ValueError, match="gate objective sees only log p"):
-        register("test_gate_teacher", "gate", "x", needs=("teacher",))(lambda t: None)
-    assert "test_bad_need" not in REGISTRY and "test_gate_teacher" not in REGISTRY
+    assert "test_bad_need" not in REGISTRY
     with pytest.raises(ValueError, match="source must be one of"):
         register_need(Need("x", "x", "file", "x"))
     with pytest.raises(ValueError, match="already registered"):
@@ -134,3 +132,24 @@ def test_the_registry_describes_every_builtin_need():
     assert NEEDS["teacher"].how("config") == "set teacher_model"
     with pytest.raises(ValueError, match="objective 'kd' needs a teacher model's distribution"):
         deft.token_loss(torch.zeros(2, 5), torch.tensor([0, 1]), "kd")
+
+
+def test_objectives_read_only_what_they_declare_and_their_kind_receives():
+    @register("test_gate_teacher", "gate", "test only", needs=("teacher",))
+    def _gate(t):
+        return PerTokenLoss(-t.logp + 0 * t.teacher_logP[:, 0])
+
+    @register("test_undeclared", "gate", "test only")
+    def _undeclared(t):
+        return PerTokenLoss(-t.logp * t.old_logprobs)
+
+    try:
+        z, y = torch.zeros(3, 5), torch.tensor([0, 1, 2])
+        with pytest.raises(ValueError, match="gate objective sees only log p, not 'teacher_logP'.*'distribution'"):
+            deft.token_loss(z, y, "test_gate_teacher", teacher_logits=z)
+        with pytest.raises(ValueError, match="reads 'old_logprobs'.*without declaring needs=\\('old_logprobs',\\)"):
+            deft.fused_token_loss(torch.eye(5)[:3], torch.eye(5), y, "test_undeclared")
+        assert deft.list_objectives()["test_gate_teacher"] == "test only (needs teacher)"
+    finally:
+        REGISTRY.pop("test_gate_teacher")
+        REGISTRY.pop("test_undeclared")

@@ -1,36 +1,47 @@
-"""``deft demo``: the main job of ``make demo``.
-
-A real fine-tune of the embedded model (SmolLM2-135M-Instruct) in the paper's model-weak regime:
-FigFont puzzles from reasoning-gym, a small ``deft compare`` of NLL and DEFT on the same data,
-seed and hyper-parameters, evaluated with greedy exact match and Jaro-Winkler on held-out puzzles
-(the paper's Table 3 metrics). Prints the token statistics of every step and writes the training
-curves (the paper's Figure 5 view) and the gate curves of every objective (Eq. 7).
-"""
+"""``deft demo``: the main job of ``make demo`` (see :mod:`deft.recipes.demo`): probe the embedded
+model on FigFont puzzles, fine-tune several objectives, measure learning and forgetting, report."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import add_config_flags, config_from_args, option
+
+
+@dataclass
+class DemoConfig:
+    """Every option of ``deft demo``."""
+
+    COMMAND = "demo"
+    out: str = option("runs/demo", "output folder", aliases=("output_dir",))
+    model: str = option("smollm2-135m", "model to fine-tune (default: the embedded smollm2-135m)")
+    objectives: str = option("nll,p,deft", "comma-separated objective specs")
+    steps: int = option(12, "optimizer steps per objective", aliases=("max_steps",), check="positive")
+    batch_size: int = option(8, "puzzles per step", check="positive")
+    lr: float = option(2e-4, "peak learning rate", check="positive")
+    n: int = option(16, "held-out puzzles answered greedily for exact match / Jaro-Winkler (0 skips)",
+                    aliases=("eval_size",), check="non_negative")
+    heldout_size: int = option(32, "held-out puzzles for the teacher-forced held-out NLL", check="positive")
+    seed: int = option(0, "seed of data, training and evaluation")
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="the main job: fine-tune the embedded model with NLL and DEFT on FigFont and compare",
-        description="Fine-tune the embedded SmolLM2-135M-Instruct on FigFont puzzles with each objective, print "
-                    "the per-step token statistics, evaluate exact match / Jaro-Winkler on held-out puzzles and "
-                    "write a results table and plots. Runs offline on a laptop CPU.",
+        "demo", help="the main job: probe, fine-tune NLL / -p / DEFT on FigFont, measure learning and forgetting",
+        description="Probe the embedded SmolLM2-135M-Instruct on FigFont puzzles (regime verdict), fine-tune it with "
+                    "each objective on the same data, seed and hyper-parameters, measure held-out NLL (learning), "
+                    "drift KL and retained NLL (forgetting) and greedy exact match / Jaro-Winkler, and write a "
+                    "results table, training-curve and gate plots and an HTML report. Runs offline on a CPU.",
     )
-    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    p.add_argument("--model", default="smollm2-135m", help="model to fine-tune (default: the embedded smollm2-135m)")
-    p.add_argument("--objectives", default="nll,deft", help="comma-separated objective specs (default nll,deft)")
-    p.add_argument("--steps", type=int, default=12, help="optimizer steps per objective (default 12)")
-    p.add_argument("--batch-size", type=int, default=8, help="puzzles per step (default 8)")
-    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5, the paper's)")
-    p.add_argument("--eval-size", type=int, default=32, help="held-out puzzles to evaluate (0 skips; default 32)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data, training and evaluation (default 0)")
+    add_config_flags(p, DemoConfig)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..recipes.demo import demo
 
-    demo(out=args.out, model=args.model, objectives=[s.strip() for s in args.objectives.split(",") if s.strip()],
-         steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_size=args.eval_size, seed=args.seed)
+    cfg = config_from_args(DemoConfig, args)
+    demo(out=cfg.out, model=cfg.model, objectives=[s.strip() for s in cfg.objectives.split(",") if s.strip()],
+         steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_size=cfg.n, heldout_size=cfg.heldout_size,
+         seed=cfg.seed)
     return 0

@@ -145,9 +145,9 @@ def stop_token_ids(tokenizer, model=None) -> list[int]:
     """Token ids that end a response: the tokenizer's EOS, the chat template's end-of-turn token,
     the model's ``generation_config.eos_token_id`` and the common end-of-turn tokens the tokenizer
     has as special tokens (:data:`END_OF_TURN_TOKENS`). EOS first; no duplicates."""
-    from ..data.tokenize import _special_ids  # the one definition, shared with training
+    from ..data.tokenize import special_token_ids  # the one definition, shared with training
 
-    special = _special_ids(tokenizer)
+    special = special_token_ids(tokenizer)
     ids = _as_list(getattr(tokenizer, "eos_token_id", None))
     ids += _template_end_of_turn(tokenizer, special)
     gen_cfg = getattr(model, "generation_config", None)

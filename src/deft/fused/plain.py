@@ -47,6 +47,8 @@ def _needs_inputs(obj, given: dict, pick) -> dict:
     """Need field -> value on the loss tokens: log-distributions of frozen models, per-token tensors."""
     out = {}
     for need in needed(obj):
+        if need.source == "model" and obj.kind == "gate":
+            continue  # gate objectives see log p only, in both engines
         if need.source == "model":
             out[need.field] = torch.log_softmax(pick(given[f"{need.name}_logits"]).detach().float(), -1)
         elif need.source != "statistic":

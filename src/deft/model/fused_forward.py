@@ -147,9 +147,11 @@ def _fused_forward(self, input_ids=None, attention_mask=None, position_ids=None,
     hidden = last_hidden(decoded)
     _, head = lm_parts(self)
     weight, bias = head_weight_and_bias(head, training=self.training)
-    shift_labels = labels[:, 1:]
+    # per-token tensors follow the hidden states (a model split over devices ends on its last one)
+    shift_labels = labels[:, 1:].to(hidden.device)
     extra = _need_inputs(cfg, shift_labels, batch_values, (input_ids, attention_mask, position_ids, kwargs))
-    weights = None if token_weights is None else token_weights[:, 1:]
+    extra = {key: value.to(hidden.device) for key, value in extra.items()}
+    weights = None if token_weights is None else token_weights[:, 1:].to(hidden.device)
     if not cfg.fused:
         loss, stats = _plain_loss(hidden[:, :-1], weight, bias, shift_labels, cfg, weights, extra)
     else:

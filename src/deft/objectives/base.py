@@ -98,6 +98,9 @@ class _Inputs:
         if need is None:
             raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
         value = self.__dict__.get("_inputs", {}).get(name)
+        if value is None and need.source == "model" and isinstance(self, Tokens):
+            raise ValueError(f"a gate objective sees only log p, not '{name}' ({need.what}); register it with kind "
+                             "'distribution' or 'autograd'")
         if value is None:
             raise ValueError(f"the objective reads '{name}' ({need.what}) without declaring needs=('{need.name}',)")
         return value

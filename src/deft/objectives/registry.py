@@ -81,9 +81,6 @@ def register(
         if need not in NEEDS:
             raise ValueError(f"objective '{name}': unknown need {need!r}; known needs: {', '.join(NEEDS)} "
                              "(add one with deft.objectives.register_need)")
-        if NEEDS[need].source == "model" and kind == "gate":
-            raise ValueError(f"objective '{name}': a gate objective sees only log p; '{need}' "
-                             "(a model's distribution) needs kind 'distribution' or 'autograd'")
 
     def wrap(fn: Callable) -> Callable:
         if name in REGISTRY:
@@ -107,7 +104,7 @@ def list_objectives() -> dict[str, str]:
     out = {}
     for name, d in REGISTRY.items():
         extra = ", ".join(f"{k}={p.default}" for k, p in d.params.items())
-        needs = ", ".join(NEEDS[n].what for n in sorted(d.needs) if NEEDS[n].source != "statistic")
+        needs = ", ".join(n for n in sorted(d.needs) if NEEDS[n].source != "statistic")
         line = d.summary
         if extra:
             line += f" [{extra}]"

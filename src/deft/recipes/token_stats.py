@@ -11,8 +11,8 @@ The ``[tokens, V]`` logits are never held.
 
 Output: a statistics dict as described in :mod:`deft.analysis.token_stats` (``p``, ``logp``,
 ``entropy``, ``focus``, ``gate/<spec>``, ``example``, ``token_id`` as 1-D tensors ``[N]`` over the
-``N`` loss tokens, and ``meta``). The first gate objective's pass gives ``p`` / ``entropy`` /
-``focus``; every further gate objective costs one more forward pass.
+``N`` loss tokens, and ``meta``). A pass with the ``deft`` objective gives ``p`` / ``entropy`` /
+``focus`` (and DEFT's gate); every other gate objective costs one more forward pass.
 """
 
 from __future__ import annotations
@@ -135,8 +135,8 @@ def collect_token_stats(
         n: number of records to sample (``None``: all), drawn deterministically with ``seed``.
         batch_size, max_length, template, truncation: batching and tokenisation, as in
             ``deft train`` (:class:`deft.data.RecordTokenizer`).
-        gates: objective specs whose per-token gate to record (one forward pass each; at
-            least one pass is always made, with ``deft``, when ``gates`` is empty).
+        gates: objective specs whose per-token gate to record (the ``deft`` pass is always
+            made; one more forward pass for each other objective).
         chunk_size: rows per chunk of the fused loss (``None``: automatic).
 
     Returns:
@@ -155,7 +155,8 @@ def collect_token_stats(
     if not examples:
         raise ValueError(f"{records_path}: none of the {len(rows)} sampled records has response tokens "
                          f"after tokenisation (max_length={max_length})")
-    passes = specs or ["deft"]  # the first pass also gives p, entropy and focus
+    # the deft pass gives p, entropy and focus (every objective's statistics have p and entropy, not all focus)
+    passes = ["deft", *(s for s in specs if s != "deft")]
     device = _device_of(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     parts: dict[str, list] = {k: [] for k in (*TOKEN_KEYS, *(f"gate/{s}" for s in specs))}
