@@ -183,8 +183,8 @@ def test_two_processes_through_accelerate_match_one(tiny_model_dir, figfont_reco
     two = tmp_path / "two"
     launched = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "deft.cli.main", "train", *common,
-         "--batch-size", "2", "--output-dir", str(two)], env=env, capture_output=True, text=True)
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "deft.cli.main", "train",
+         *common, "--batch-size", "2", "--output-dir", str(two)], env=env, capture_output=True, text=True)
     assert launched.returncode == 0, launched.stderr[-3000:]
     a, b = metrics(one), metrics(two)
     assert [r["tokens"] for r in a] == [r["tokens"] for r in b]

@@ -68,7 +68,7 @@ def kd_hybrid(d: Dists, lam: float) -> CrossEntropyTargets:
 
 @register(
     "target_sft", "distribution",
-    "CrossEntropyTargets-SFT: CE to Q = sg(p) delta_y + (1-sg(p)) pi~, pi~ ~ sg(P)^(1-eta) pi_T^eta (needs a teacher)",
+    "Target-SFT: CE to Q = sg(p) delta_y + (1-sg(p)) pi~, pi~ ~ sg(P)^(1-eta) pi_T^eta (needs a teacher)",
     params={"eta": Param(0.5, "teacher share of the fallback distribution in [0, 1]", min=0.0, max=1.0)},
     needs=("teacher",),
 )
