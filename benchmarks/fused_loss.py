@@ -7,6 +7,8 @@ forward + backward of the summed loss with respect to the hidden states and the 
 * ``fused``     - ``deft.fused_token_loss`` (the eager chunked engine);
 * ``kernel``    - ``deft.fused.kernel.fused_gate_loss(kernel="compile")``: gate objectives, the
   per-chunk work as compiled passes, bf16 logits chunks on bf16 inputs;
+* ``engine_kernel`` - ``deft.fused_token_loss`` with ``DEFT_FUSED_KERNEL=compile``: the engine's
+  chunk loop (fp32 chunk buffers) with the compiled gate step (gate objectives);
 * ``plain``     - ``deft.token_loss(hidden @ weight.T, ...)`` (full logits, autograd);
 * ``reference`` - the reference trainer's formulation (full fp32 ``log_softmax``, a full
   ``softmax`` for DEFT / EAFT / KD, per-token loss times the mask, summed);
@@ -47,7 +49,7 @@ SHAPES = {
     "llama8b": (4096, 128256, 8192, None),
 }
 DEFAULT_OBJECTIVES = ["nll", "p", "power", "cayley", "deft", "eaft", "label_smoothing", "kd"]
-METHODS = ["fused", "kernel", "plain", "reference", "floor", "liger"]
+METHODS = ["fused", "kernel", "engine_kernel", "plain", "reference", "floor", "liger"]
 REFERENCE_OBJECTIVES = {"nll", "p", "dft", "power", "cayley", "cayley_floor", "deft", "eaft", "label_smoothing", "kd"}
 LIGER_OBJECTIVES = {"nll", "dft"}
 
@@ -95,6 +97,9 @@ def build_step(case: dict, hidden, weight, labels, teacher_hidden):
     if method == "fused":
         os.environ["DEFT_FUSED_KERNEL"] = "eager"  # the eager engine, even where a compiled step is hooked in
         return lambda: backward(deft.fused_token_loss(hidden, weight, labels, objective, reduction="sum", **teacher))
+    if method == "engine_kernel":
+        os.environ["DEFT_FUSED_KERNEL"] = "compile"
+        return lambda: backward(deft.fused_token_loss(hidden, weight, labels, objective, reduction="sum"))
     if method == "kernel":
         return lambda: backward(fused_gate_loss(hidden, weight, labels, objective, kernel="compile"))
     if method == "plain":
@@ -131,7 +136,7 @@ def measure(case: dict, hidden, weight, labels, teacher_hidden) -> dict:
     cuda = hidden.is_cuda
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     step = build_step(case, hidden, weight, labels, teacher_hidden)
-    paired = case.get("paired_floor") and case["method"] in ("fused", "kernel")
+    paired = case.get("paired_floor") and case["method"] in ("fused", "kernel", "engine_kernel")
     floor = build_step(dict(case, method="floor"), hidden, weight, labels, None) if paired else None
     gc.collect()
     sync()
@@ -264,7 +269,7 @@ def skip_reason(shape: dict, objective: str, method: str, device: str, itemsize:
         return "n/a", "no reference formulation"
     if method == "liger" and (objective not in LIGER_OBJECTIVES or device != "cuda"):
         return "n/a", "the liger peer covers nll and dft on CUDA"
-    if method == "kernel" and kind != "gate":
+    if method in ("kernel", "engine_kernel") and kind != "gate":
         return "n/a", "the compiled kernel covers gate objectives"
     if method in ("plain", "reference") and device == "cpu":
         H, V, N = shape["H"], shape["V"], shape["N"]

@@ -93,7 +93,7 @@ def analyse_shape(shape: dict, records: list, objectives: list, device: str, ite
     liger_nll = found.get(("nll", "liger"))
     rows = []
     for obj in objectives:
-        recs = {m: found.get((obj, m)) for m in ("fused", "kernel", "plain", "reference", "liger")}
+        recs = {m: found.get((obj, m)) for m in ("fused", "kernel", "engine_kernel", "plain", "reference", "liger")}
         if not any(recs.values()):
             continue
         best = recs["kernel"] if _ok(recs["kernel"]) else recs["fused"]
@@ -141,7 +141,7 @@ def markdown_table(shape: dict, rows: list, methods: list, device: str, itemsize
     some row of this shape has that target)."""
     H, V, N = shape["H"], shape["V"], shape["N"]
     keys = [k for k in RATIO_TITLES if any(k in r["verdicts"] for r in rows)]
-    cols = [m for m in ("fused", "kernel", "plain", "reference", "floor", "liger") if m in methods]
+    cols = [m for m in ("fused", "kernel", "engine_kernel", "plain", "reference", "floor", "liger") if m in methods]
     budget, chunk = rows[0]["budget"], rows[0]["chunk"]
     lines = [f"### {TITLES.get(shape['name'], shape['name'])}: H={H}, V={V}, N={N}", "",
              f"Chunk {chunk} rows; budget dW + dh + one fp32 logits chunk = {budget / MiB:.0f} MiB; full fp32 "

@@ -111,18 +111,19 @@ def test_gpu_suite_dry_run_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "out" / "fused_loss_cpu.csv").open()))
     objectives = ["nll", "p", "dft", "deft", "cayley", "eaft", "label_smoothing", "kd"]
-    assert len(rows) == 2 * (1 + len(objectives) * 5)  # per shape: the floor, then 5 methods per objective
+    assert len(rows) == 2 * (1 + len(objectives) * 6)  # per shape: the floor, then 6 methods per objective
     got = {(r["shape"], r["objective"], r["method"]): r for r in rows}
     for shape in ("tiny", "48x997x203"):
         for obj in objectives:
             gate = obj not in ("label_smoothing", "kd")
             assert got[(shape, obj, "liger")]["status"] == "n/a"
             assert got[(shape, obj, "kernel")]["status"] == ("ok" if gate else "n/a")
+            assert got[(shape, obj, "engine_kernel")]["status"] == ("ok" if gate else "n/a")
             for method in ("fused", "plain", "reference"):
                 assert got[(shape, obj, method)]["status"] == "ok", (shape, obj, method)
             fused = float(got[(shape, obj, "fused")]["loss"])
             # the same inputs: every method computes the same summed loss
-            for method in ("plain",) + (("kernel",) if gate else ()):
+            for method in ("plain",) + (("kernel", "engine_kernel") if gate else ()):
                 assert float(got[(shape, obj, method)]["loss"]) == pytest.approx(fused, rel=1e-4), (shape, obj, method)
     train = json.loads((tmp_path / "out" / "train_step_cpu.json").read_text())
     assert (tmp_path / "out" / "fused_loss_cpu.md").exists() and (tmp_path / "out" / "train_step_cpu.md").exists()

@@ -132,24 +132,51 @@ def test_bf16_chunk_gradient_is_written_in_bf16_from_fp32_statistics():
     torch.testing.assert_close(g_b, g_f, rtol=0, atol=0)
 
 
-def test_gate_step_in_the_engine_chunk_loop(monkeypatch):
-    """The engine's chunk loop with its gate step replaced by the kernel's (the hook) gives the
-    engine's own results; with DEFT_FUSED_KERNEL=eager the step is the engine's."""
-    chunked = pytest.importorskip("deft.fused.chunked")
-    pytest.importorskip("deft.fused.context")  # the engine with a per-chunk context
+def test_engine_chunk_loop_with_the_compiled_gate_step(monkeypatch):
+    """deft.fused_token_loss with DEFT_FUSED_KERNEL=compile (the engine's gate step is
+    gate_step) gives the eager engine's results, selected-token normalisation included."""
+    from deft.fused import chunked
+
+    assert chunked.step_for("gate") is gate_step
     c = make_case(seed=5)
     names = ["nll", "deft", "eaft", "cayley_floor", "nll[p>=0.1]"]
+    monkeypatch.setenv("DEFT_FUSED_KERNEL", "eager")
     want = {name: run(deft.fused_token_loss, c, name, chunk_size=8) for name in names}
-    monkeypatch.setattr(chunked, "gate_chunk", gate_step)
-    for kernel in ("compile", "eager"):
-        monkeypatch.setenv("DEFT_FUSED_KERNEL", kernel)
-        for name in names:
-            out = run(deft.fused_token_loss, c, name, chunk_size=8)
-            for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
-                torch.testing.assert_close(out[i], want[name][i], rtol=1e-5, atol=1e-6, msg=f"{kernel} {name} {what}")
-            for key in ("p", "gate", "entropy", "focus"):
-                if key in want[name][4]:
-                    torch.testing.assert_close(out[4][key], want[name][4][key], rtol=1e-5, atol=1e-5, msg=key)
+    monkeypatch.setenv("DEFT_FUSED_KERNEL", "compile")
+    for name in names:
+        out = run(deft.fused_token_loss, c, name, chunk_size=8)
+        for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
+            torch.testing.assert_close(out[i], want[name][i], rtol=1e-5, atol=1e-6, msg=f"{name} {what}")
+        for key in ("p", "gate", "entropy", "focus"):
+            if key in want[name][4]:
+                torch.testing.assert_close(out[4][key], want[name][4][key], rtol=1e-5, atol=1e-5, msg=key)
+    h, w = c["h"].clone().requires_grad_(True), c["w"].clone().requires_grad_(True)
+    loss = deft.fused_token_loss(h, w, c["y"], "nll[p>=0.1]", reduction="mean", chunk_size=8)
+    ref = deft.token_loss(c["h"] @ c["w"].T, c["y"], "nll[p>=0.1]", reduction="mean")
+    torch.testing.assert_close(loss.detach(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_a_kernel_that_fails_to_compile_falls_back_to_eager(monkeypatch):
+    from deft.fused import kernel
+
+    def broken(name):
+        raise RuntimeError("no compiler here")
+
+    c = make_case(seed=6)
+    monkeypatch.setenv("DEFT_FUSED_KERNEL", "eager")
+    want = run(deft.fused_token_loss, c, "deft", chunk_size=8)
+    monkeypatch.setattr(kernel, "_compiled", broken)
+    monkeypatch.setattr(kernel, "_FAILED", [])
+    with pytest.raises(RuntimeError, match="no compiler here"):  # asked for explicitly: the error stands
+        monkeypatch.setenv("DEFT_FUSED_KERNEL", "compile")
+        run(deft.fused_token_loss, c, "deft", chunk_size=8)
+    monkeypatch.setenv("DEFT_FUSED_KERNEL", "auto")
+    monkeypatch.setattr(kernel, "resolve_kernel", lambda kernel_, device: "compile")  # as on a CUDA device
+    with pytest.warns(RuntimeWarning, match="using the eager engine"):
+        out = run(deft.fused_token_loss, c, "deft", chunk_size=8)
+    for a, b in zip(out[:4], want[:4]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert len(kernel._FAILED) == 1
 
 
 def test_kernel_switch_and_errors(monkeypatch):

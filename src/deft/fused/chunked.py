@@ -34,7 +34,8 @@ from .common import reduce, resolve_objective, scatter_back
 from .context import ChunkContext, ChunkResult, Plan, logits_into
 from .autodiff import autograd_rows
 from .frozen import distribution_chunk, sub_block_rows, workspaces
-from .gate import gate_chunk
+from .gate import gate_chunk  # noqa: F401 - the eager gate step (gate_step falls back to it)
+from .kernel import gate_step
 from .prepare import auto_chunk_size, prepare
 from .target import target_rows
 
@@ -43,8 +44,8 @@ __all__ = ["fused_token_loss", "auto_chunk_size", "sub_block_rows", "run_chunks"
 
 def step_for(kind: str):
     """The per-chunk step ``ChunkContext -> ChunkResult`` of an objective kind."""
-    if kind == "gate":
-        return gate_chunk
+    if kind == "gate":  # the compiled kernel where DEFT_FUSED_KERNEL or a CUDA device picks it, else gate_chunk
+        return gate_step
     rows = autograd_rows if kind == "autograd" else target_rows
     return lambda ctx: distribution_chunk(ctx, rows)
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import warnings
 from typing import Optional
 
 import torch
@@ -52,13 +53,16 @@ __all__ = ["KERNELS", "resolve_kernel", "gate_chunk", "gate_step", "fused_gate_l
 
 KERNELS = ("eager", "compile", "auto")
 _COMPILED: dict = {}
+_FAILED: list = []  # a compile failure under "auto": the engine's eager gate step from then on
 _TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
 
 
 def resolve_kernel(kernel: Optional[str], device) -> str:
     """``"eager"`` or ``"compile"`` for ``kernel`` on ``device``; ``None``: the environment
-    variable ``DEFT_FUSED_KERNEL``, else ``"auto"``; ``"auto"``: compile on CUDA, eager elsewhere."""
-    kernel = kernel or os.environ.get("DEFT_FUSED_KERNEL") or "auto"
+    variable ``DEFT_FUSED_KERNEL``, else ``"eager"``; ``"auto"``: compile on CUDA, eager elsewhere.
+    The default stays eager until the compiled path has been measured on a GPU (docs/benchmarks/gpu.md);
+    ``DEFT_FUSED_KERNEL=auto`` or ``compile`` opts in."""
+    kernel = kernel or os.environ.get("DEFT_FUSED_KERNEL") or "eager"
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     if kernel == "auto":
@@ -197,21 +201,32 @@ def gate_chunk(
 
 
 def gate_step(ctx):
-    """The gate path's per-chunk step for the engine's chunk loop (``ChunkContext ->
+    """The gate path's per-chunk step in the engine's chunk loop (``ChunkContext ->
     ChunkResult``, as ``deft.fused.gate.gate_chunk``): the compiled kernel where
-    :func:`resolve_kernel` picks it for the chunk's device (``DEFT_FUSED_KERNEL``, default
-    ``auto``), else the engine's eager step. Losses go into ``ctx.losses``; the gradient is
-    returned in the logits' dtype (the engine casts it for its products)."""
+    :func:`resolve_kernel` picks it for the chunk's device (``DEFT_FUSED_KERNEL``: ``compile``,
+    or ``auto`` on CUDA; default eager), else the engine's eager step. Losses go into ``ctx.losses``; the gradient
+    is returned in the logits' dtype (the engine casts it for its products). Unless
+    ``DEFT_FUSED_KERNEL=compile`` asked for it, a kernel that fails to compile is reported once
+    and the eager step is used from then on."""
     from .context import ChunkResult
     from .gate import gate_chunk as eager_gate_chunk
 
-    if resolve_kernel(None, ctx.logits.device) == "eager":
+    if _FAILED or resolve_kernel(None, ctx.logits.device) == "eager":
         return eager_gate_chunk(ctx)
     obj = ctx.objective
     by_selected = getattr(obj, "normalizer", "tokens") == "selected"
-    loss, grad, stats = gate_chunk(obj, ctx.logits, ctx.labels, kernel="compile", token_weights=ctx.token_weights(),
-                                   scale=ctx.scale, inputs=ctx.inputs(), want_grad=ctx.want_grad,
-                                   want_stats=ctx.want_stats or by_selected)
+    try:
+        loss, grad, stats = gate_chunk(obj, ctx.logits, ctx.labels, kernel="compile",
+                                       token_weights=ctx.token_weights(), scale=ctx.scale, inputs=ctx.inputs(),
+                                       want_grad=ctx.want_grad, want_stats=ctx.want_stats or by_selected)
+    except Exception as err:  # noqa: BLE001 - a compiler or backend failure of any kind
+        if os.environ.get("DEFT_FUSED_KERNEL") == "compile":
+            raise
+        _FAILED.append(err)
+        warnings.warn(f"deft: the compiled fused-loss kernel failed ({type(err).__name__}: "
+                      f"{str(err).splitlines()[0] if str(err) else ''}); using the eager engine "
+                      "(set DEFT_FUSED_KERNEL=eager to skip the attempt)", RuntimeWarning, stacklevel=2)
+        return eager_gate_chunk(ctx)
     ctx.losses.copy_(loss)
     selected = obj.selected(stats["p"]).sum() if by_selected else None
     return ChunkResult(grad, stats if ctx.want_stats else {}, selected)
