@@ -278,3 +278,17 @@ def test_sft_kl_with_lora_uses_the_disabled_adapter_as_reference_and_evaluates(t
                       ref_logits=class_logits(model_for(), batch)[:, :-1])
     assert metrics["eval_loss"] == pytest.approx(float(want), rel=1e-5)
     assert 0 < metrics["eval_mean_p"] < 1 and "eval_entropy" in metrics
+
+
+def test_psft_old_policy_is_refreshed(tmp_path):
+    """psft's ratio r = p / p_old is 1 while the old policy equals the model, so the loss is -1;
+    refreshed every step it stays -1, refreshed every 2 steps the second step's r moves away."""
+    losses = {}
+    for every in (1, 2):
+        trainer = DeftSFTTrainer(model=model_for(), train_dataset=prompt_completion(4), processing_class=TOK,
+                                 args=config(tmp_path, objective="psft", old_policy_refresh=every, max_steps=2,
+                                             learning_rate=0.05))
+        trainer.train()
+        losses[every] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[1] == pytest.approx([-1.0, -1.0], abs=1e-6)
+    assert losses[2][0] == pytest.approx(-1.0, abs=1e-6) and abs(losses[2][1] + 1.0) > 1e-4

@@ -105,11 +105,14 @@ class DeftSFTTrainer(SFTTrainer):
             raise ValueError(f"DeftSFTTrainer needs args=DeftSFTConfig(...), got {type(args).__name__}")
         if kwargs.get("compute_loss_func") is not None:
             raise ValueError("DeftSFTTrainer computes the loss from args.objective; do not pass compute_loss_func")
+        self.objective = parse_objective(args.objective)
+        if "teacher" in self.objective.needs and teacher_model is None and args.teacher_model is None:
+            raise ValueError(f"objective '{self.objective.spec}' needs a teacher: pass teacher_model= (a model with "
+                             "the same vocabulary) or set DeftSFTConfig(teacher_model=...)")
         super().__init__(model, args=args, **kwargs)
         if self.aux_loss_enabled:
             raise ValueError("the fused deft loss does not add the MoE router auxiliary loss yet; set "
                              "router_aux_loss_coef=0.0 in DeftSFTConfig to train without it")
-        self.objective = parse_objective(args.objective)
         self.old_policy = self._attach_objective(reference_model, teacher_model)
         # the patched forward returns a sum over loss tokens, normalised in compute_loss over the whole step
         self.model_accepts_loss_kwargs = True
@@ -131,11 +134,7 @@ class DeftSFTTrainer(SFTTrainer):
             else:
                 reference = _load_frozen(copy.deepcopy(self.model), device)
         if "teacher" in obj.needs:
-            spec = teacher_model if teacher_model is not None else args.teacher_model
-            if spec is None:
-                raise ValueError(f"objective '{obj.spec}' needs a teacher: pass teacher_model= (a model with the same "
-                                 "vocabulary) or set DeftSFTConfig(teacher_model=...)")
-            teacher = _load_frozen(spec, device)
+            teacher = _load_frozen(teacher_model if teacher_model is not None else args.teacher_model, device)
         if "old_logprobs" in obj.needs:
             old_policy = _load_frozen(copy.deepcopy(self.model), device)
             self.add_callback(_old_policy_refresh(old_policy, args.old_policy_refresh))
