@@ -9,7 +9,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.deft-installed
 OUT   ?= runs/demo
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean mutate
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Mutation testing of the core (slow, not in CI): `make mutate`, or `make mutate GROUPS="metrics stats"`;
+# report in build/mutation/report.md, see docs/testing.md.
+mutate: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[mutation]"
+	nice $(PY) mutation/run.py $(GROUPS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

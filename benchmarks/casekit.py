@@ -4,7 +4,9 @@
 * inside a case: :func:`read_status_kib`, :func:`reset_peak_rss`, :func:`trim_heap`,
   :func:`peak_rss_bytes` (Linux ``/proc/self`` with ``getrusage`` as the fallback);
 * in the parent: :func:`run_case_process` (runs one case, parses its result line, classifies a
-  failure) and :func:`environment_info` (machine and versions for the report).
+  failure), :func:`run_cases` (several cases in one interpreter, one result line each, with a
+  retry when the interpreter itself was missing), :func:`mem_available`, :func:`command_line`
+  and :func:`environment_info` (machine and versions for the report).
 """
 
 from __future__ import annotations
@@ -93,14 +95,75 @@ def run_case_process(script: str, case: dict, timeout: float, env: dict, note_ch
             out = json.loads(line[len(RESULT_TAG):])
             out["wall_s"] = time.time() - t0
             return out
+    return _classify(proc.returncode, stderr, note_chars)
+
+
+def run_cases(script: str, cases: list, timeout: float, env: dict, note_chars: int = 300, retries: int = 1) -> list:
+    """Run ``python SCRIPT --_case JSON-LIST`` (the child prints one tagged result line per case,
+    in order) and return one result per case; cases without a result line get the failure.
+    Retried once when the interpreter or its packages were missing (an environment being
+    rebuilt under a long run), not when a case failed."""
+    for attempt in range(retries + 1):
+        t0 = time.time()
+        while not os.path.exists(sys.executable) and time.time() - t0 < 900:
+            time.sleep(10)
+        cmd = [sys.executable, script, "--_case", json.dumps(cases)]
+        t0 = time.time()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout * len(cases))
+        except subprocess.TimeoutExpired:
+            return [{"status": "timeout", "note": f"exceeded {timeout:.0f} s per case"} for _ in cases]
+        except FileNotFoundError as exc:
+            proc, failure = None, {"status": "error", "note": f"interpreter unavailable: {exc}", "retry": True}
+        results = []
+        if proc is not None:
+            for line in proc.stdout.splitlines():
+                if line.startswith(RESULT_TAG):
+                    results.append(json.loads(line[len(RESULT_TAG):]))
+            failure = _classify(proc.returncode, proc.stderr, note_chars)
+        if len(results) == len(cases) or not failure.get("retry") or attempt == retries:
+            wall = (time.time() - t0) / max(len(results), 1)
+            for res in results:
+                res.setdefault("wall_s", wall)
+            failure.pop("retry", None)
+            failure.pop("stderr_tail", None)
+            return results + [dict(failure) for _ in cases[len(results):]]
+        time.sleep(60)
+    return []
+
+
+def _classify(returncode: int, stderr: str, note_chars: int) -> dict:
+    """The failure of a case process that printed no result: did not fit, or an error."""
     err = (stderr or "").strip().splitlines()
     tail = err[-1] if err else ""
     text = (stderr or "").lower()
-    if proc.returncode in (-9, 137) or "out of memory" in text or "can't allocate memory" in text:
-        return {"status": "did not fit", "note": f"exit {proc.returncode}: {tail}"[:note_chars]}
+    if returncode in (-9, 137) or "out of memory" in text or "can't allocate memory" in text:
+        return {"status": "did not fit", "note": f"exit {returncode}: {tail}"[:note_chars]}
     missing = "modulenotfounderror" in text or "importerror" in text or "no such file" in text
-    return {"status": "error", "note": f"exit {proc.returncode}: {tail}"[:note_chars], "retry": missing,
+    return {"status": "error", "note": f"exit {returncode}: {tail}"[:note_chars], "retry": missing,
             "stderr_tail": "\n".join(err[-15:])}
+
+
+def mem_available() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes, or ``None``."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def command_line(script: str, argv) -> str:
+    """``python SCRIPT ARGS...`` as typed from the repository root (for the reports)."""
+    import shlex
+    from pathlib import Path
+
+    root = Path(script).resolve().parent.parent
+    args = sys.argv[1:] if argv is None else list(argv)
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(script, root)] + args)
 
 
 def environment_info(device: str, versions: dict, torch_threads: int) -> dict:

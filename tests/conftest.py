@@ -3,6 +3,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests import their reference formulas
 
+from tiny_models import tiny_model_dir, tiny_tokenizer  # noqa: E402,F401  (fixtures: no optional package needed)
+
 
 # --- shared fixtures for the embedded model (smollm2-135m) -------------------------------------
 # One temporary deft cache per test session: the GGUF tokenizer is read once and the model is
@@ -43,24 +45,6 @@ def smollm2_first_load(deft_cache_dir):
     except FileNotFoundError as err:
         _pytest.skip(str(err))
     return model, _time.perf_counter() - start
-
-
-@_pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, smollm2_tokenizer):
-    """A tiny random Llama with the embedded tokenizer's vocabulary, saved as an HF directory."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    path = tmp_path_factory.mktemp("tiny_llama")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, tie_word_embeddings=True,
-                         bos_token_id=smollm2_tokenizer.bos_token_id, eos_token_id=smollm2_tokenizer.eos_token_id,
-                         pad_token_id=smollm2_tokenizer.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(path)
-    smollm2_tokenizer.save_pretrained(path)
-    return path
 
 
 @_pytest.fixture(scope="session")

@@ -95,6 +95,8 @@ def test_flags_aliases_and_bools():
     assert (cfg.n, cfg.out, cfg.flag, cfg.ratio) == (4, "d", True, 0.5)
     assert config_from_args(_Cfg, parser.parse_args(["--no-flag"])).flag is False
     assert config_from_args(_Cfg, parser.parse_args([])).n == 8  # unset flags do not override
+    assert config_from_args(_Cfg, parser.parse_args(["--output_dir", "u"])).out == "u"  # HF spelling
+    assert "--output_dir" not in parser.format_help() and "--output-dir" in parser.format_help()
 
 
 def test_parse_pairs():

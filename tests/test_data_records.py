@@ -77,8 +77,8 @@ def test_all_problems_reported_with_file_and_line(tmp_path):
     assert info.value.problems == [
         f"{path}:2: empty response",
         f"{path}:3: malformed JSON (Expecting ',' delimiter at column 32)",
-        f"{path}:5: missing key 'prompt' and 'response' (need 'messages' or 'prompt' + 'response'; columns are: "
-        "question, answer; map other names with --map KEY=COLUMN)",
+        f"{path}:5: missing key 'prompt' and 'response' (need 'messages', 'prompt' + 'response' or 'prompt' + "
+        "'completion'; columns are: question, answer; map other names with --map KEY=COLUMN)",
         f"{path}:6: 'weight' must be a finite number >= 0 (got 'high')",
     ]
     assert "4 invalid records" in str(info.value) and "\n" not in str(info.value)
@@ -99,7 +99,7 @@ def test_readers_json_parquet_and_datasets_dir(tmp_path):
     for source in ("a.json", "a.parquet", "ds"):
         got = list(iter_records(str(tmp_path / source)))
         assert [r for _, r in got] == rows, source
-        assert got[2][0] == f"{tmp_path / source}:3"
+        assert got[2][0] == f"{tmp_path / source}: record 3"
     with pytest.raises(ValueError, match="no split 'test'"):
         list(iter_rows(str(tmp_path / "ds"), split="test"))
     with pytest.raises(FileNotFoundError, match="no such file"):

@@ -69,7 +69,7 @@ def test_problems_carry_the_training_system_prompt(figfont_records):
         assert len(ps) == 3
         assert all(p.chat()[0] == {"role": "system", "content": FIGFONT_SYSTEM_PROMPT} for p in ps)
     assert probs[str(figfont_records)][0].scorers == ("exact", "jaro_winkler")
-    assert load_problems(["figfont"], limit=2, system="")["figfont"][0].chat()[0]["role"] == "user"
+    assert load_problems(["figfont"], limit=2, system="none")["figfont"][0].chat()[0]["role"] == "user"
 
 
 class Oracle:
@@ -142,7 +142,7 @@ def test_math_benchmarks_on_tiny_model(tmp_path, capsys, tiny_model_dir):
     assert [b for b in res if not b.startswith("_") and b != "average"] == ["math500", "gsm8k", "amc23"]
     for name in ("math500", "gsm8k", "amc23"):
         assert res[name]["k"] == 2 and {"average_at_k", "stderr", "pass_at_k", "maj_at_k"} <= set(res[name])
-    assert res["average"]["benchmarks"] == 3 and res["_config"]["temperature"] == 1.0
+    assert res["average"]["benchmarks"] == 3 and res["_config"]["decoding"]["amc23"]["temperature"] == 1.0
     lines = read_jsonl(out / "generations.jsonl")
     assert len(lines) == 2 * res["average"]["n"]
     assert "average" in stdout and "problem/s" in err

@@ -66,7 +66,6 @@ def test_lora_with_adapter_disabled_reference():
     ref_logits = frozen(input_ids=ids, attention_mask=mask).logits.detach()
     expected = plain_loss(model, ids, mask, labels, "sft_kl:lam=0.5", ref_logits=ref_logits[:, :-1])
     patch_fused_loss(model, "sft_kl:lam=0.5", reference="adapter")
-    assert sum(1 for _ in model.parameters()) == sum(1 for _ in base.parameters())  # no module registered twice
     out = model(input_ids=ids, attention_mask=mask, labels=labels)
     torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-5)
     out.loss.backward()
@@ -79,7 +78,11 @@ def test_teacher_and_old_policy():
     model, teacher = tiny_model(seed=0), tiny_model(seed=1)
     t_logits = teacher(input_ids=ids, attention_mask=mask).logits.detach()
     expected = plain_loss(model, ids, mask, labels, "kd_hybrid", teacher_logits=t_logits[:, :-1])
+    keys, n_params = set(model.state_dict()), len(list(model.parameters()))
     patch_fused_loss(model, "kd_hybrid", teacher=teacher)
+    # the teacher is not registered as a submodule: checkpoints and optimizers see the model alone
+    assert set(model.state_dict()) == keys and len(list(model.parameters())) == n_params
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
     torch.testing.assert_close(model(input_ids=ids, attention_mask=mask, labels=labels).loss, expected,
                                rtol=1e-5, atol=1e-5)
     old = tiny_model(seed=2)

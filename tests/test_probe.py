@@ -9,9 +9,8 @@ import torch
 from deft.analysis.probe import (
     CONFLICT_ENTROPY, CONFLICT_P, HIST_EDGES, STRONG_FOCUS, WEAK_FOCUS, regime_of, summarize_token_stats,
 )
-from deft.analysis.token_stats import (
-    check_same_tokens, collect_token_stats, load_token_stats, sample_records, save_token_stats,
-)
+from deft.analysis.token_stats import check_same_tokens, load_token_stats, save_token_stats
+from deft.recipes.token_stats import collect_token_stats, sample_records
 from deft.cli.main import main
 
 
@@ -61,6 +60,22 @@ def test_token_stats_equal_plain_logits_path(tiny, figfont_records, stats):
         torch.testing.assert_close(stats[key], plain[key].float(), rtol=1e-4, atol=1e-6, msg=key)
     torch.testing.assert_close(stats["logp"], plain["p"].float().log(), rtol=1e-5, atol=1e-5)
     assert stats["meta"]["examples"] == 5 and stats["meta"]["tokens"] == stats["p"].numel()
+
+
+def test_token_stats_reuse_the_patched_forward_and_keep_an_earlier_patch(tiny, figfont_records, stats):
+    from deft.model.fused_forward import is_patched, patch_fused_loss, unpatch_fused_loss
+
+    model, tok = tiny
+    assert not is_patched(model)  # collecting left the model as it was
+    patch_fused_loss(model, "nll")
+    try:
+        again = collect_token_stats(model, tok, figfont_records, n=5, batch_size=3, seed=1, gates=("eaft",))
+        assert is_patched(model) and model._deft_config.objective.spec == "nll"  # the earlier patch is back
+    finally:
+        unpatch_fused_loss(model)
+    torch.testing.assert_close(again["p"], stats["p"], rtol=1e-5, atol=1e-7)  # batch size does not matter
+    torch.testing.assert_close(again["gate/eaft:k=20,gamma=1.0"], stats["gate/eaft:k=20,gamma=1.0"])
+    assert "gate/deft" not in again
 
 
 def test_sample_is_deterministic_and_ordered(figfont_records):

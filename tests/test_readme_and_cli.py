@@ -45,9 +45,22 @@ def test_make_test_runs_pytest_on_the_suite():
     assert "pytest" in recipe
 
 
-@pytest.mark.parametrize("index", range(len(re.findall(r"```python\n", README))))
+# the integration section's blocks train models and write runs/: tests/test_integrations_docs.py runs
+# them in a temporary folder
+INTEGRATIONS = "## Use deft inside TRL / HF Trainer\n"
+_OWN_BLOCKS = re.findall(r"```python\n(.*?)```", README.split(INTEGRATIONS)[0] + "\n## ".join(
+    [""] + README.split(INTEGRATIONS, 1)[1].split("\n## ")[1:]), re.S)
+
+
+def test_readme_integration_section_is_near_the_top():
+    headings = re.findall(r"^## (.*)$", README, re.M)
+    assert headings.index("Use deft inside TRL / HF Trainer") <= 3
+    assert headings.index("Train on your own data") <= 3
+
+
+@pytest.mark.parametrize("index", range(len(_OWN_BLOCKS)))
 def test_readme_python_examples_run(index):
-    code = re.findall(r"```python\n(.*?)```", README, re.S)[index]
+    code = _OWN_BLOCKS[index]
     exec(compile(code, f"README.md python block {index}", "exec"), {})
 
 

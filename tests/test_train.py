@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,9 @@ from safetensors.torch import load_file
 from deft.cli.main import main
 from deft.model.fused_forward import patch_fused_loss
 from deft.train import load_config, train
-from deft.train.collate import PackedCollator, PaddingCollator, pack_examples
-from deft.train.trainer import build_examples, latest_checkpoint
+from deft.train.collate import Collator, pack_examples
+from deft.train.rundir import latest_checkpoint
+from deft.train.run import build_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,6 +74,7 @@ def test_one_microbatch_of_8_equals_8_microbatches_of_1(tiny_model_dir, figfont_
 
 
 def test_packing_gives_the_same_loss_as_padding(tiny_model_dir, figfont_records):
+    """Packed rows, padded rows and each example on its own give the same summed NLL."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cfg = cfg_for(tiny_model_dir, figfont_records, "/unused")
@@ -79,14 +82,25 @@ def test_packing_gives_the_same_loss_as_padding(tiny_model_dir, figfont_records)
     examples = list(build_examples(cfg, tok, str(figfont_records), log=lambda *_: None).select(range(6)))
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
     patch_fused_loss(model, "nll")
-    padded = model(**PaddingCollator(tok.pad_token_id)(examples))
+    padded = model(**Collator(tok.pad_token_id)(examples))
     rows = pack_examples(examples, 1024)
     assert len(rows) < len(examples)
-    batch = PackedCollator(tok.pad_token_id)(rows)
+    batch = Collator(tok.pad_token_id)(rows)
     assert batch["position_ids"][0, 0] == 0 and (batch["position_ids"][0] == 0).sum() > 1
     packed = model(**batch)
     assert packed.num_tokens == padded.num_tokens
     torch.testing.assert_close(packed.loss, padded.loss, rtol=1e-4, atol=1e-4)
+    # anchor: each example alone through the unpatched forward (no labels: plain logits) and
+    # torch's own cross-entropy on the shifted labels
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ex in examples:
+            logits = model(input_ids=torch.tensor([ex["input_ids"]])).logits[0, :-1]
+            labels = torch.tensor(ex["labels"][1:])
+            total += float(torch.nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum"))
+            count += int((labels != -100).sum())
+    assert padded.num_tokens == count
+    assert float(packed.loss) == pytest.approx(total, rel=1e-5)
 
 
 def test_labels_cover_the_response_and_end_of_turn_after_the_shift(tiny_model_dir, figfont_records):
@@ -147,6 +161,7 @@ def test_psft_resume_restores_the_old_policy_snapshot(tiny_model_dir, figfont_re
     for name, keep_snapshot in (("resumed", True), ("no_snapshot", False)):
         out = tmp_path / name
         train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=3, **kw), log=lambda *_: None)
+        shutil.rmtree(out / "final")  # as if stopped after checkpoint-3 (a finished run is not resumed)
         if not keep_snapshot:
             (out / "checkpoint-3" / "old_policy.safetensors").unlink()
         train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=6, resume=True, **kw), log=lambda *_: None)
@@ -167,9 +182,9 @@ def test_two_processes_through_accelerate_match_one(tiny_model_dir, figfont_reco
                     "--output-dir", str(one)], check=True, env=env, capture_output=True)
     two = tmp_path / "two"
     launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "deft.cli.main", "train", *common,
-         "--batch-size", "2", "--output-dir", str(two)], env=env, capture_output=True, text=True)
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "deft.cli.main", "train",
+         *common, "--batch-size", "2", "--output-dir", str(two)], env=env, capture_output=True, text=True)
     assert launched.returncode == 0, launched.stderr[-3000:]
     a, b = metrics(one), metrics(two)
     assert [r["tokens"] for r in a] == [r["tokens"] for r in b]
@@ -182,7 +197,7 @@ def test_two_processes_through_accelerate_match_one(tiny_model_dir, figfont_reco
     (["--data", "/nonexistent.jsonl"], "no such file"),
     (["--objective", "bogus"], "unknown objective"),
     (["--objective", "kd"], "needs --teacher-model"),
-    (["lr=abc"], "'lr' must be float"),
+    (["lr=abc"], "'lr' must be a number"),
     (["--truncation", "middle"], "'truncation' must be one of"),
     (["nonsense=1"], "unknown option 'nonsense'"),
 ])

@@ -296,15 +296,17 @@ def parse_pairs(pairs) -> dict:
     return out
 
 
-def _flag_names(f) -> list[str]:
-    names = [f.name, *f.metadata.get("aliases", ())]
-    flags = []
-    for name in names:
-        for variant in (name.replace("_", "-"), name):
-            flag = "--" + variant
-            if flag not in flags:
-                flags.append(flag)
-    return flags
+def _flag_names(f) -> tuple[list[str], list[str]]:
+    """(shown flags, hidden flags): ``--dash-names`` for the field and its aliases are shown;
+    the ``--underscore_names`` spellings (as in HF/TRL scripts) are accepted but not listed."""
+    shown, hidden = [], []
+    for name in (f.name, *f.metadata.get("aliases", ())):
+        dash, under = "--" + name.replace("_", "-"), "--" + name
+        if dash not in shown:
+            shown.append(dash)
+        if under != dash and under not in hidden:
+            hidden.append(under)
+    return shown, hidden
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls, *, config_file: bool = True, pairs: bool = False,
@@ -327,16 +329,21 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, *, config_file: bool 
         choices = f.metadata.get("choices")
         suffix = f" (default {default})" if choices is None else f" ({'|'.join(map(str, choices))}; default {default})"
         kind, _ = _base_type(cls, f.name)
+        shown, hidden = _flag_names(f)
         if kind is bool:
-            flags = _flag_names(f)
-            negatives = ["--no-" + fl[2:] for fl in flags]
-            parser.add_argument(*flags, dest=f.name, action="store_true", default=argparse.SUPPRESS,
+            parser.add_argument(*shown, dest=f.name, action="store_true", default=argparse.SUPPRESS,
                                 help=help_text + suffix)
+            negatives = ["--no-" + fl[2:] for fl in shown + hidden]
             parser.add_argument(*negatives, dest=f.name, action="store_false", default=argparse.SUPPRESS,
                                 help=argparse.SUPPRESS)
+            if hidden:
+                parser.add_argument(*hidden, dest=f.name, action="store_true", default=argparse.SUPPRESS,
+                                    help=argparse.SUPPRESS)
         else:
-            parser.add_argument(*_flag_names(f), dest=f.name, default=argparse.SUPPRESS,
-                                metavar=f.name.upper(), help=help_text + suffix)
+            parser.add_argument(*shown, dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
+                                help=help_text + suffix)
+            if hidden:
+                parser.add_argument(*hidden, dest=f.name, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def config_from_args(cls, args: argparse.Namespace, *, extra: Optional[Mapping[str, Any]] = None):

@@ -39,13 +39,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: 'deft --help' reads the constants here
+    import torch
 
 __all__ = [
     "STRONG_FOCUS", "WEAK_FOCUS", "P_FOCUS_RATIO", "CONFLICT_P", "CONFLICT_ENTROPY", "HIST_EDGES", "REGIMES",
-    "RECOMMENDATIONS", "regime_of", "summarize_token_stats", "probe", "format_summary", "write_probe",
+    "RECOMMENDATIONS", "regime_of", "summarize_token_stats", "format_summary", "write_probe",
 ]
 
 STRONG_FOCUS = 0.45
@@ -104,7 +105,9 @@ def regime_of(mean_focus: float, mean_p: Optional[float] = None) -> str:
     return REGIMES[level]
 
 
-def _histogram(p: torch.Tensor) -> dict:
+def _histogram(p: "torch.Tensor") -> dict:
+    import torch
+
     edges = torch.tensor(HIST_EDGES, dtype=torch.float64)
     idx = (torch.bucketize(p.double(), edges, right=True) - 1).clamp(0, len(HIST_EDGES) - 2)
     counts = torch.bincount(idx, minlength=len(HIST_EDGES) - 1).tolist()
@@ -113,7 +116,7 @@ def _histogram(p: torch.Tensor) -> dict:
 
 
 def summarize_token_stats(stats: dict) -> dict:
-    """The probe summary of per-token statistics (:func:`deft.analysis.token_stats.collect_token_stats`).
+    """The probe summary of per-token statistics (:func:`deft.recipes.token_stats.collect_token_stats`).
 
     Keys: ``tokens``, ``mean_p``, ``median_p``, ``mean_focus`` (``mean Σ_v P_v²``), ``cayley_focus_of_mean_p``
     (``α*(p̄) = (1-√(1-p̄))/(1+√(1-p̄))``, Eq. 17), ``mean_entropy`` (nats), ``mean_nll``
@@ -122,6 +125,8 @@ def summarize_token_stats(stats: dict) -> dict:
     thresholds), ``regime``, ``regime_by_focus`` (before the mean-p check), ``thresholds`` and
     ``recommendation`` (``objectives``, ``avoid``, ``text``).
     """
+    import torch
+
     from ..objectives import cayley_focus
 
     p = stats["p"].double()
@@ -170,68 +175,6 @@ def summarize_token_stats(stats: dict) -> dict:
     }
 
 
-def probe(
-    model_spec,
-    data,
-    *,
-    n: Optional[int] = 256,
-    batch_size: int = 8,
-    max_length: int = 1024,
-    template: str = "auto",
-    seed: int = 0,
-    tokenizer=None,
-    device: Optional[str] = None,
-    dtype: torch.dtype = torch.float32,
-    gates=("deft", "eaft"),
-    out=None,
-    log=None,
-) -> dict:
-    """Probe a model's prior on the response tokens of ``data`` (one forward pass, no training).
-
-    Args:
-        model_spec: a model spec for :func:`deft.model.load_model` (``smollm2-135m``, a directory,
-            a ``.gguf`` file, a hub id) or an already loaded HF causal LM (then pass ``tokenizer``).
-        data: a record file of ``deft data``.
-        n: records to sample (``None``: all), drawn with ``seed``.
-        device: ``"cpu"``, ``"cuda"``, ...; default: CUDA when available for a model loaded here, the
-            model's own device for an already loaded one.
-        gates: objective gates recorded per token for the gradient-landscape plot.
-        out: directory for ``probe.json`` and ``token_stats.npz`` (nothing is written when None).
-
-    Returns:
-        :func:`summarize_token_stats` plus ``model``, ``data``, ``examples``, ``skipped``, ``n``,
-        ``seed`` — the content of ``probe.json``.
-    """
-    from ..model import load_model, load_tokenizer
-    from .token_stats import collect_token_stats
-
-    from ..data import iter_rows
-
-    iter_rows(data)  # a missing or unreadable path fails here, before the model is loaded
-    if isinstance(model_spec, (str, Path)):
-        tokenizer = load_tokenizer(str(model_spec))
-        model = load_model(str(model_spec), dtype=dtype)
-        name = str(model_spec)
-    else:
-        if tokenizer is None:
-            raise ValueError("pass tokenizer= with an already loaded model")
-        model = model_spec
-        name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
-    if device is not None:
-        model.to(device)
-    elif isinstance(model_spec, (str, Path)):  # freshly loaded on CPU: use the GPU when there is one
-        model.to("cuda" if torch.cuda.is_available() else "cpu")
-    stats = collect_token_stats(model, tokenizer, data, n=n, batch_size=batch_size, max_length=max_length,
-                                template=template, seed=seed, gates=gates, log=log)
-    stats["meta"]["model"] = name
-    summary = {"model": name, "data": str(data), "examples": stats["meta"]["examples"],
-               "skipped": stats["meta"]["skipped"], "n": n, "seed": seed, "max_length": max_length}
-    summary.update(summarize_token_stats(stats))
-    if out is not None:
-        write_probe(summary, stats, out)
-    return summary
-
-
 def write_probe(summary: dict, stats: Optional[dict], out) -> Path:
     """Write ``out/probe.json`` (and ``out/token_stats.npz`` when ``stats`` is given)."""
     from .token_stats import save_token_stats
@@ -243,12 +186,13 @@ def write_probe(summary: dict, stats: Optional[dict], out) -> Path:
     path = out / "probe.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    tmp.chmod(0o644)
     tmp.replace(path)
     return path
 
 
 def format_summary(summary: dict) -> str:
-    """A human-readable report of :func:`probe`'s result."""
+    """A human-readable report of a probe summary (:func:`deft.recipes.probe.probe`)."""
     h = summary["histogram"]
     cc = summary["confident_conflicts"]
     lines = [

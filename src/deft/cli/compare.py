@@ -1,73 +1,70 @@
-"""``deft compare``: train one run per objective, evaluate each and the base model, print a
-paper-style table (best in bold, second underlined)."""
+"""``deft compare``: train one run per objective (and seed), evaluate each and the base model,
+print a paper-style table with intervals."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import argparse
 
-import yaml
+from ..config import add_config_flags, config_from_args, parse_pairs
+from ..recipes.compare import CompareConfig
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "compare", help="train + evaluate several objectives on one model and data; paper-style table",
-        description="Train one run per objective with the same data, seed and hyper-parameters, evaluate each run "
-                    "and the base model, and write results.md / results.csv (methods as rows, benchmarks as "
-                    "columns, an average column, best in bold, second underlined) with plots. Finished runs and "
-                    "evaluations are not redone. --grid FILE runs models x datasets from a YAML file.",
+        description="Train one run per objective (and seed) with the same data and hyper-parameters, evaluate "
+                    "each run and the base model, measure learning (held-out NLL) and forgetting (drift KL, "
+                    "retained NLL), and write results.md / results.csv (methods as rows, base first; every cell "
+                    "the mean over seeds with a 95% interval; best in bold and second underlined only where the "
+                    "difference is outside the noise) with plots. Each run and evaluation folder records the hash "
+                    "of its settings and inputs: unchanged ones are reused, changed ones redone. --grid FILE runs "
+                    "models x datasets from a YAML file.",
         epilog="Training options are passed as key=value (any 'deft train' option, e.g. max_steps=16 lr=5e-5).",
     )
-    p.add_argument("--grid", help="YAML grid: out, models, datasets (name: file), objectives, benchmarks, "
-                                  "train (options), eval (options)")
-    p.add_argument("--model", default="smollm2-135m", help="model to fine-tune (default: the embedded smollm2-135m)")
-    p.add_argument("--train", dest="train_data", help="training records (from 'deft data')")
-    p.add_argument("--objectives", default="nll,p,cayley,deft,eaft",
-                   help="comma-separated objective specs (default nll,p,cayley,deft,eaft)")
-    p.add_argument("--benchmark", action="append", default=None,
-                   help="benchmark(s) as in 'deft eval' (comma-separated or repeated), e.g. figfont, math500")
-    p.add_argument("--out", default="runs/compare", help="experiment directory (default runs/compare)")
-    p.add_argument("--eval-size", type=int, default=None, help="generated problems for figfont / rg:<task> benchmarks")
-    p.add_argument("--limit", type=int, default=None, help="evaluate at most this many problems per benchmark")
-    p.add_argument("--k", type=int, default=1, help="samples per problem (Average@k; default 1)")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: 0 for k=1, else 1)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="generation budget (default: per benchmark)")
-    p.add_argument("--data-dir", default=None, help="directory of <benchmark>/test.jsonl files for math benchmarks")
-    p.add_argument("--no-base", action="store_true", help="do not evaluate the base model")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="training options for every run")
+    add_config_flags(p, CompareConfig)
+    p.add_argument("--n-gpus", dest="n_gpus", default=argparse.SUPPRESS, metavar="N",
+                   help="paper protocol: processes sharing the global batch of 256 (default 1)")
+    p.add_argument("--medical-eval", dest="medical_eval", default=argparse.SUPPRESS, metavar="FILE",
+                   help="paper protocol: the m1 medical evaluation file")
+    p.add_argument("--math-eval-dir", dest="math_eval_dir", default=argparse.SUPPRESS, metavar="DIR",
+                   help="paper protocol: folder of <benchmark>/test.jsonl for the math benchmarks")
+    p.add_argument("--data-input", dest="data_input", default=argparse.SUPPRESS, metavar="SOURCE",
+                   help="paper protocol: math/medical source rows (file or hub id)")
+    p.add_argument("train_options", nargs="*", metavar="key=value", default=[],
+                   help="'deft train' options for every run")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..analysis.compare import compare, run_grid
-    from .train import parse_pairs
+    from pathlib import Path
 
-    if args.grid:
-        path = Path(args.grid)
-        if not path.is_file():
-            raise FileNotFoundError(f"{args.grid}: grid file not found")
-        try:
-            grid = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{args.grid}: not valid YAML ({getattr(err, 'problem', err)})") from None
-        if not isinstance(grid, dict):
-            raise ValueError(f"{args.grid}: a grid file must be a mapping")
-        print(run_grid(grid, where=str(path)))
+    from ..recipes.compare import compare, run_grid
+
+    if getattr(args, "protocol", None) == "paper":
+        print(_paper_cell(args))
         return 0
-    if not args.train_data:
-        raise ValueError("pass --train FILE (training records) or --grid FILE")
-    if not args.benchmark:
-        raise ValueError("pass --benchmark (e.g. figfont)")
-    benchmarks = [b.strip() for item in args.benchmark for b in item.split(",") if b.strip()]
-    eval_options = {"k": args.k}
-    for key in ("temperature", "max_new_tokens", "limit", "data_dir"):
-        if getattr(args, key) is not None:
-            eval_options[key] = getattr(args, key)
-    if args.eval_size is not None:
-        eval_options["size"] = args.eval_size
-    md = compare(model=args.model, train_data=args.train_data,
-                 objectives=[s.strip() for s in args.objectives.split(",") if s.strip()],
-                 benchmarks=benchmarks, out_dir=args.out, train_options=parse_pairs(args.overrides),
-                 eval_options=eval_options, evaluate_base=not args.no_base)
+    cfg = config_from_args(CompareConfig, args)
+    train_options = parse_pairs(args.train_options)
+    if cfg.grid:
+        print(run_grid(cfg.grid))
+        return 0
+    md = compare(cfg, train_options, log=lambda msg: print(msg, flush=True))
     print(md)
-    print(f"wrote {Path(args.out) / 'results.md'} and {Path(args.out) / 'results.csv'}")
+    if not cfg.dry_run:
+        out = Path(cfg.out)
+        print(f"wrote {out / 'results.md'} and {out / 'results.csv'}; plot the runs with "
+              f"'deft plot --runs {out / 'runs'}/<objective>'")
     return 0
+
+
+def _paper_cell(args) -> str:
+    """``--protocol paper``: one cell of the paper's Tables 1-3 (its own options, YAML or flags)."""
+    from dataclasses import fields
+
+    from ..recipes.paper_run import PaperCellConfig, paper_cell_main
+
+    names = {f.name for f in fields(PaperCellConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and k not in ("train", "eval")}
+    if args.train_options:
+        overrides["train"] = list(args.train_options)
+    return paper_cell_main(getattr(args, "config", None), overrides, log=lambda msg: print(msg, flush=True))

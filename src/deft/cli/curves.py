@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..analysis.curves import all_curves, plot_curves, write_curves_csv
-
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,6 +20,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..analysis.curves import all_curves, plot_curves, write_curves_csv
+
     specs = [s.strip() for s in args.objectives.split(",")] if args.objectives else None
     if args.vocab_size < 2:
         raise ValueError("--vocab-size must be at least 2")

@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..objectives import REGISTRY, list_objectives, parse_objective
+    from ..objectives import MASKS_HELP, REGISTRY, describe_mask, list_objectives, parse_objective
 
     if args.spec:
         obj = parse_objective(args.spec)
@@ -23,9 +23,13 @@ def run(args) -> int:
         print(f"  kind: {d.kind}" + (f"; needs: {', '.join(sorted(d.needs))}" if d.needs else ""))
         for key, value in obj.values:
             print(f"  {key} = {value}  ({d.params[key].help})")
+        if describe_mask(obj):
+            print(f"  {describe_mask(obj)}")
         return 0
     rows = list_objectives()
     width = max(map(len, rows))
     for name, line in rows.items():
         print(f"{name:<{width}}  {line}")
+    print()
+    print(MASKS_HELP)
     return 0

@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
+from typing import Optional
 
 from ..analysis.probe import CONFLICT_ENTROPY, CONFLICT_P, STRONG_FOCUS, WEAK_FOCUS
+from ..config import add_config_flags, config_from_args, option
+
+
+@dataclass
+class ProbeConfig:
+    """Every option of ``deft probe``."""
+
+    COMMAND = "probe"
+    model: str = option("smollm2-135m", "model: 'smollm2-135m' (embedded), a model folder (e.g. a run's final/), a "
+                        ".gguf file or an HF hub id")
+    data: Optional[str] = option(None, "record file written by 'deft data' (.jsonl/.json/.parquet)")
+    n: int = option(256, "number of records to sample (0 = all)", check="non_negative")
+    seed: int = option(0, "seed of the record sample")
+    batch_size: int = option(8, "records per forward pass", check="positive")
+    max_length: int = option(1024, "maximum tokens per record, as in training", check="positive")
+    template: str = option("auto", "prompt format: auto (the tokenizer's chat template, else plain), chat, or a plain "
+                           "template name")
+    device: Optional[str] = option(None, "torch device (default: cuda when available, else cpu)")
+    dtype: str = option("float32", "model weights dtype (the loss is computed in fp32 either way)",
+                        choices=("float32", "bfloat16", "float16"))
+    gates: str = option("deft,eaft", "comma-separated objectives whose per-token gate is stored for the "
+                        "gradient-landscape plot (one extra forward pass each after the first; 'none' for none)")
+    out: Optional[str] = option(None, "folder for probe.json and token_stats.npz (default: print only)",
+                                aliases=("output_dir",))
+    json: bool = option(False, "print the probe.json content instead of the text summary")
+
+    def validate(self) -> "ProbeConfig":
+        from ..config import ConfigError
+
+        if not self.data:
+            raise ConfigError("pass --data FILE (records written by 'deft data')")
+        return self
 
 
 def add_parser(subparsers) -> None:
@@ -21,41 +54,24 @@ def add_parser(subparsers) -> None:
                f"p < {CONFLICT_P:g} and entropy < {CONFLICT_ENTROPY:g} nat. With --out, DIR/probe.json and "
                "DIR/token_stats.npz (per-token statistics for 'deft plot') are written.",
     )
-    p.add_argument("--model", default="smollm2-135m",
-                   help="model: 'smollm2-135m' (embedded, default), a model directory (e.g. a run's final/), "
-                        "a .gguf file or an HF hub id")
-    p.add_argument("--data", required=True, help="record file written by 'deft data' (.jsonl/.json/.parquet)")
-    p.add_argument("--n", type=int, default=256, help="number of records to sample (default 256; 0 = all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the record sample (default 0)")
-    p.add_argument("--batch-size", type=int, default=8, help="records per forward pass (default 8)")
-    p.add_argument("--max-length", type=int, default=1024, help="maximum tokens per record, as in training (default 1024)")
-    p.add_argument("--template", default="auto",
-                   help="prompt format: auto (the tokenizer's chat template, else plain), chat, or a plain template name")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                   help="model weights dtype (default float32; the loss is computed in fp32 either way)")
-    p.add_argument("--gates", default="deft,eaft",
-                   help="comma-separated objectives whose per-token gate is stored for the gradient-landscape "
-                        "plot (one extra LM-head pass each; default deft,eaft; 'none' for none)")
-    p.add_argument("--out", default=None, help="directory for probe.json and token_stats.npz (default: print only)")
-    p.add_argument("--json", action="store_true", help="print the probe.json content instead of the text summary")
+    add_config_flags(p, ProbeConfig)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import json
+
     import torch
 
-    from ..analysis.probe import format_summary, probe
+    from ..analysis.probe import format_summary
+    from ..recipes.probe import probe
 
-    if args.n < 0:
-        raise ValueError("--n must be >= 0 (0 = all records)")
-    if args.batch_size < 1:
-        raise ValueError("--batch-size must be at least 1")
-    gates = [] if args.gates.strip().lower() in ("", "none") else [g.strip() for g in args.gates.split(",") if g.strip()]
-    summary = probe(args.model, args.data, n=args.n or None, batch_size=args.batch_size, max_length=args.max_length,
-                    template=args.template, seed=args.seed, device=args.device, dtype=getattr(torch, args.dtype),
-                    gates=gates, out=args.out)
-    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
-    if args.out:
-        print(f"wrote {args.out}/probe.json and {args.out}/token_stats.npz")
+    cfg = config_from_args(ProbeConfig, args)
+    gates = [] if cfg.gates.strip().lower() in ("", "none") else [g.strip() for g in cfg.gates.split(",") if g.strip()]
+    summary = probe(cfg.model, cfg.data, n=cfg.n or None, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                    template=cfg.template, seed=cfg.seed, device=cfg.device, dtype=getattr(torch, cfg.dtype),
+                    gates=gates, out=cfg.out)
+    print(json.dumps(summary, indent=1) if cfg.json else format_summary(summary))
+    if cfg.out:
+        print(f"wrote {cfg.out}/probe.json and {cfg.out}/token_stats.npz; next: 'deft plot --probes {cfg.out}'")
     return 0

@@ -12,9 +12,11 @@ def add_parser(subparsers) -> None:
         description="Fine-tune a causal LM on records with a token-level objective. Options come from --config "
                     "FILE (YAML), then key=value pairs, then --flags (later wins); the HF TrainingArguments / TRL "
                     "names (learning_rate, num_train_epochs, per_device_train_batch_size, ...) are accepted too. "
-                    "Multi-GPU / multi-node: 'accelerate launch -m deft.cli.main train ...' (see examples/accelerate/).",
-        epilog="Outputs in --output-dir: config.yaml, metrics.jsonl (one line per optimizer step), checkpoint-N/, "
-               "final/ (HF model directory).",
+                    "Multi-GPU / multi-node: 'accelerate launch -m deft.cli.main train ...' "
+                    "(see examples/accelerate/).",
+        epilog="Outputs in --out: config.yaml, metrics.jsonl (one line per optimizer step), checkpoint-N/, "
+               "final/ (HF model directory), summary.json, tensorboard/ (with --report-to tensorboard). One run per "
+               "folder: a used folder needs --resume (continue) or --overwrite (start again).",
     )
     add_config_flags(p, TrainConfig, pairs=True)
     p.set_defaults(func=run)
@@ -27,9 +29,13 @@ def resolve(args) -> TrainConfig:
 
 def run(args) -> int:
     cfg = resolve(args)
-    from ..train.trainer import train
+    from ..train.run import next_steps, train
 
     summary = train(cfg)
-    if summary.get("final"):
-        print(f"done: {summary['steps']} steps, train loss {summary['train_loss']:.4f}; model in {summary['final']}")
+    if summary.get("final") and not summary.get("already_finished"):
+        loss = summary.get("train_loss")
+        print(f"done: {summary['steps']} steps, train loss {'n/a' if loss is None else f'{loss:.4f}'}; "
+              f"model in {summary['final']}")
+    for line in next_steps(summary):
+        print(line)
     return 0

@@ -50,6 +50,7 @@ __all__ = [
     "RecordTokenizer",
     "tokenize_record",
     "collate",
+    "special_token_ids",
 ]
 
 IGNORE_INDEX = -100
@@ -109,8 +110,10 @@ class TokenizeStats:
         return f"{self.records} records tokenised, {self.truncated} truncated, {self.dropped} dropped as too long"
 
 
-def _special_ids(tokenizer) -> set[int]:
-    ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+def special_token_ids(tokenizer) -> set[int]:
+    """The ids of a tokenizer's special tokens: ``all_special_ids`` plus the added tokens marked
+    special (end-of-turn markers such as ``<|im_end|>`` are often only there)."""
+    ids = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []) if i is not None}
     for tid, tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items():
         if getattr(tok, "special", False):
             ids.add(int(tid))
@@ -141,17 +144,22 @@ class RecordTokenizer:
         self.max_length = max_length
         self.truncation = truncation
         self.all_turns = all_turns
-        self.special_ids = _special_ids(tokenizer)
+        self.special_ids = special_token_ids(tokenizer)
         self.stats = TokenizeStats()
         if self.template != "chat":
             if tokenizer.eos_token_id is None:
                 raise ValueError("the tokenizer has no EOS token, which plain templates append to the response")
-            with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
-            plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-            k = len(with_special) - len(plain)
-            self._prefix = list(with_special[:k]) if k > 0 and with_special[k:k + len(plain)] == plain else []
+            self._prefix = self._bos_prefix(tokenizer) if TEMPLATES[self.template].adds_bos else []
 
     # -- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _bos_prefix(tokenizer) -> list[int]:
+        """The ids the tokenizer puts before a text (its BOS), found by tokenising "a" both ways."""
+        with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+        k = len(with_special) - len(plain)
+        return list(with_special[:k]) if k > 0 and with_special[k:k + len(plain)] == plain else []
+
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -201,16 +209,17 @@ class RecordTokenizer:
             spans.append((len(prompt_ids), stop, closing))
         return full_ids, spans
 
-    def prompt_ids(self, messages: list[dict]) -> list[int]:
+    def prompt_ids(self, messages: list[dict], task: str | None = None) -> list[int]:
         """Token ids of a prompt (a conversation the model should answer next), exactly as this
-        view renders the part before a response in training; what generation must feed."""
+        view renders the part before a response in training; what generation must feed. ``task``
+        (a record's ``task``) picks the regime's string of the ``paper`` template."""
         if self.template == "chat":
             return self._ids(self._render(messages, True))
-        return self._prefix + self._ids(TEMPLATES[self.template].render_prompt(messages))
+        return self._prefix + self._ids(TEMPLATES[self.template].render_prompt(messages, task))
 
-    def _plain(self, messages: list[dict]) -> tuple[list[int], list[tuple[int, int, int]]]:
+    def _plain(self, messages: list[dict], task: str | None = None) -> tuple[list[int], list[tuple[int, int, int]]]:
         tpl = TEMPLATES[self.template]
-        prompt_ids = self._prefix + self._ids(tpl.render_prompt(messages[:-1]))
+        prompt_ids = self._prefix + self._ids(tpl.render_prompt(messages[:-1], task))
         response_ids = self._ids(messages[-1]["content"]) + [self.tokenizer.eos_token_id]
         return prompt_ids + response_ids, [(len(prompt_ids), len(prompt_ids) + len(response_ids), 1)]
 
@@ -269,7 +278,7 @@ class RecordTokenizer:
             if self.template == "chat":
                 ids, spans = self._chat(messages)
             else:
-                ids, spans = self._plain(messages)
+                ids, spans = self._plain(messages, record.get("task"))
             labels = [IGNORE_INDEX] * len(ids)
             for s, e, _ in spans:
                 labels[s:e] = ids[s:e]

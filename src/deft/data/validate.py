@@ -18,7 +18,7 @@ from .readers import iter_records
 from .records import RecordError
 from .tokenize import RecordTokenizer
 
-__all__ = ["DataError", "ValidationReport", "check_records", "validate_source"]
+__all__ = ["DataError", "ValidationReport", "check_records", "validate_source", "read_records"]
 
 
 class DataError(ValueError):
@@ -128,3 +128,27 @@ def validate_source(
     if report.invalid and not skip_invalid:
         raise DataError(report, str(source))
     return report
+
+
+def read_records(
+    source: str,
+    *,
+    key_map: Mapping[str, str] | None = None,
+    split: str = "train",
+    require_response: bool = True,
+    skip_invalid: bool = False,
+    max_problems: int = 20,
+) -> tuple[list[tuple[str, dict]], ValidationReport]:
+    """Every valid record of ``source`` as ``[(where, record)]`` with the report, by the same rules
+    as training (:func:`~deft.data.readers.iter_records`); what ``probe`` and ``eval`` read their
+    record files with. ``require_response=False`` accepts prompts alone (evaluation). Raises
+    :class:`DataError` when a record is invalid (unless ``skip_invalid``) and ``ValueError`` when
+    none is left."""
+    report = ValidationReport(max_problems=max_problems)
+    items = iter_records(source, key_map=key_map, split=split, require_response=require_response)
+    records = list(check_records(items, report))
+    if report.invalid and not skip_invalid:
+        raise DataError(report, str(source))
+    if not records:
+        raise ValueError(f"{source}: no usable record ({report.summary()})")
+    return records, report

@@ -1,35 +1,52 @@
-"""Evaluation: answer extraction, scorers, benchmark readers and Average@k metrics.
+"""Evaluation: answer extraction, scorers, benchmark readers, Average@k metrics and ``deft eval``.
 
-* :func:`score` — ``score(scorer, prediction, reference, **kw) -> float in [0, 1]`` with scorers
-  ``math``, ``mcq``, ``exact``, ``jaro_winkler``, ``rg:<task>`` (:mod:`.scorers`).
+* :func:`score` — ``score(scorer, prediction, reference, **context) -> float in [0, 1]`` with deft's
+  scorers ``math``, ``mcq``, ``exact``, ``jaro_winkler``, ``rg:<task>`` and the paper's
+  ``exact_paper``, ``exact_normalized_paper``, ``jaro_winkler_paper``, ``math_paper``, ``mcq_paper``
+  (:mod:`.scorers`).
 * :func:`extract_boxed`, :func:`extract_math_answer`, :func:`extract_choice` (:mod:`.extract`).
 * :func:`summarize`, :func:`average_row` — n, k, Average@k, Pass@k, Maj@k, standard error
   (:mod:`.metrics`).
-* :func:`load_benchmark` and :class:`Problem` — math benchmark files, figfont, reasoning-gym tasks,
-  record files (:mod:`.benchmarks`).
+* :func:`load_benchmark`, :func:`read_medical` and :class:`Problem` — math benchmark files, figfont,
+  reasoning-gym tasks, record files, the m1 medical suite (:mod:`.benchmarks`, :mod:`.medical`).
+* :class:`EvalConfig` and :func:`evaluate` — the whole evaluation, resumable in an output folder
+  (:mod:`.config`, :mod:`.runner`, :mod:`.outdir`); the paper's literal prompts in :mod:`.prompts`.
 """
 
 from .benchmarks import (
-    BENCHMARKS, DEFAULT_EVAL_SEED, MATH_BENCHMARKS, MATH_PROMPT_SUFFIX, Problem, figfont_problems,
+    BENCHMARKS, DEFAULT_EVAL_SEED, MATH_BENCHMARKS, MATH_PROMPT_SUFFIX, Problem, RawPrompt, figfont_problems,
     load_benchmark, read_math_benchmark, read_records, rg_problems,
 )
+from .config import EvalConfig
 from .extract import extract_boxed, extract_choice, extract_math_answer, extract_tagged
+from .medical import read_medical
 from .metrics import average_at_k, average_row, majority_at_k, pass_at_k, stderr, summarize, summarize_scorers
-from .scorers import SCORERS, check_scorer, extracted_answer, jaro_winkler, math_equal, score
+from .report import format_table
+from .scorers import PAPER_SCORERS, SCORERS, check_scorer, extracted_answer, jaro_winkler, math_equal, score
 
 __all__ = [
-    "BENCHMARKS", "DEFAULT_EVAL_SEED", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "Problem", "SCORERS",
-    "average_at_k", "average_row", "check_scorer", "extract_boxed", "extract_choice",
-    "extract_math_answer", "extract_tagged", "extracted_answer", "figfont_problems", "jaro_winkler",
-    "load_benchmark", "majority_at_k", "math_equal", "pass_at_k", "read_math_benchmark", "read_records",
-    "rg_problems", "score", "stderr", "summarize", "summarize_scorers",
+    "BENCHMARKS", "DEFAULT_EVAL_SEED", "EvalConfig", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "PAPER_SCORERS",
+    "Problem", "RawPrompt", "SCORERS", "average_at_k", "average_row", "check_scorer", "extract_boxed",
+    "extract_choice", "extract_math_answer", "extract_tagged", "extracted_answer", "figfont_problems",
+    "format_table", "jaro_winkler", "load_benchmark", "majority_at_k", "math_equal", "pass_at_k",
+    "read_math_benchmark", "read_medical", "read_records", "rg_problems", "score", "stderr", "summarize",
+    "summarize_scorers",
 ]
 
-# generation and the end-to-end protocol (deft eval)
-from .generate import Generation, HFGenerator, VLLMGenerator, generate, generate_samples, load_generator, render_prompts, stop_token_ids
-from .runner import default_max_new_tokens, evaluate, format_table, load_problems
+# generation and the end-to-end evaluation import torch: loaded on first use, so that the
+# command line's --help and the scorers stay light
+_LAZY = {
+    "Generation": "generate", "HFGenerator": "generate", "VLLMGenerator": "generate", "generate": "generate",
+    "generate_samples": "generate", "load_generator": "generate", "render_prompts": "generate",
+    "stop_token_ids": "generate", "load_problems": "problems", "default_max_new_tokens": "runner",
+    "evaluate": "runner",
+}
+__all__ += sorted(_LAZY)
 
-__all__ += [
-    "Generation", "HFGenerator", "VLLMGenerator", "default_max_new_tokens", "evaluate", "format_table",
-    "generate", "generate_samples", "load_generator", "load_problems", "render_prompts", "stop_token_ids",
-]
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,7 @@ is far from the small seeds used for training data.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from .extract import extract_boxed
 from .scorers import check_scorer, score
 
 __all__ = [
-    "BENCHMARKS", "DEFAULT_EVAL_SEED", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "Problem",
+    "BENCHMARKS", "DEFAULT_EVAL_SEED", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "Problem", "RawPrompt",
     "figfont_problems", "load_benchmark", "read_math_benchmark", "read_records", "rg_problems",
 ]
 
@@ -58,7 +58,10 @@ class Problem:
     ``prompt`` is the user message text; ``messages`` the full chat when the source gave one
     (otherwise :meth:`chat` builds a single user turn). ``reference`` is the gold answer as the
     scorers expect it; ``scorers`` the scorer names, the first being the primary one; ``entry`` the
-    reasoning-gym item, passed to ``rg:<task>`` scorers.
+    reasoning-gym item, passed to ``rg:<task>`` scorers; ``context`` what else the scorers may use
+    (``options`` of a multiple-choice item, the ``data_name`` of a math benchmark). ``raw_prompt``
+    is a literal prompt text (special tokens included) used instead of a chat template
+    (``--protocol paper``).
     """
 
     benchmark: str
@@ -68,6 +71,8 @@ class Problem:
     scorers: tuple[str, ...] = ("math",)
     messages: tuple[dict, ...] | None = None
     entry: dict | None = field(default=None, compare=False, repr=False)
+    context: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    raw_prompt: str | None = None
 
     @property
     def scorer(self) -> str:
@@ -80,13 +85,21 @@ class Problem:
             return [dict(m) for m in self.messages]
         return [{"role": "user", "content": self.prompt}]
 
+    def generation_input(self):
+        """What the generator renders: the literal ``raw_prompt`` (a :class:`RawPrompt`) or :meth:`chat`."""
+        return RawPrompt(self.raw_prompt) if self.raw_prompt is not None else self.chat()
+
     def score(self, prediction: str | None) -> dict[str, float]:
-        """``{scorer: score(scorer, prediction, reference)}`` for each of this problem's scorers."""
-        out = {}
-        for name in self.scorers:
-            kw = {"entry": self.entry} if name.startswith("rg:") and self.entry is not None else {}
-            out[name] = score(name, prediction, self.reference, **kw)
-        return out
+        """``{scorer: score(scorer, prediction, reference, **context)}`` for each of this problem's scorers."""
+        context = dict(self.context or {})
+        if self.entry is not None:
+            context["entry"] = self.entry
+        return {name: score(name, prediction, self.reference, **context) for name in self.scorers}
+
+
+class RawPrompt(str):
+    """A prompt already written out as text (special tokens included), tokenised as is with the
+    tokenizer's own special-token handling, not through a chat template."""
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
@@ -171,17 +184,18 @@ def read_math_benchmark(name: str, data_dir: str | Path, *, limit: int | None = 
 
 
 def rg_problems(task: str, *, size: int = 100, seed: int = DEFAULT_EVAL_SEED, benchmark: str | None = None,
-                scorers: tuple[str, ...] | None = None, **config: Any) -> list[Problem]:
-    """``size`` items of the reasoning-gym task ``task`` (``seed`` and ``config`` go to
-    ``reasoning_gym.create_dataset``). The prompt is the item's question, the reference its answer,
-    the scorer ``rg:<task>`` unless ``scorers`` are given; the item is kept as ``entry``."""
+                scorers: tuple[str, ...] | None = None, start: int = 0, **config: Any) -> list[Problem]:
+    """Items ``start .. start + size - 1`` of the reasoning-gym task ``task`` (``seed`` and
+    ``config`` go to ``reasoning_gym.create_dataset``; item ``i`` is the same whatever the dataset's
+    size). The prompt is the item's question, the reference its answer, the scorer ``rg:<task>``
+    unless ``scorers`` are given; the item is kept as ``entry``."""
     import reasoning_gym
 
     name = f"rg:{task}"
     check_scorer(name)
     ds = reasoning_gym.create_dataset(task, size=size, seed=seed, **config)
     out = []
-    for i in range(size):
+    for i in range(start, start + size):
         item = ds[i]
         out.append(Problem(
             benchmark=benchmark or name, id=f"{task}-{seed}-{i}", prompt=str(item["question"]),

@@ -177,6 +177,11 @@ def _letter_patterns(letters: str) -> tuple[re.Pattern, re.Pattern, re.Pattern, 
     return statement, verdict, final_line, whole
 
 
+_FINAL_LOWER_RE = re.compile(r"(?i:\bfinal\s+answer\s*:)\s*\(?(?P<tok>[a-j])\)?(?P<more>)(?=\s*[.)\]]?\s*$)",
+                             re.MULTILINE)
+_PAREN_LETTER_RE = re.compile(r"(?<![A-Za-z0-9(\[])([A-J])\)")
+
+
 def _from_match(m: re.Match, letters: str) -> str | None:
     """The one letter a match names, or ``None`` when it names several."""
     text = m.group("tok") + " " + re.sub(r"(?i)\b(?:and|or|option|choice)\b", " ", m.group("more") or "")
@@ -193,9 +198,12 @@ def extract_choice(text: str | None, letters: str = DEFAULT_LETTERS) -> str | No
     2. the last answer statement: "The answer is (C)", "Answer: **C**", "the correct option is C",
        "Final choice: C. Hypertension"; without one, the last verdict "C is correct" /
        "(C) is the best answer";
-    3. a last non-empty line that starts with the letter: "C", "(C)", "**C.** Hypertension", "C) 42".
+    3. a last non-empty line that starts with the letter: "C", "(C)", "**C.** Hypertension", "C) 42";
+    4. a letter followed by ``)`` inside a sentence: "so we choose B) because ..." (when the text names
+       one such letter only).
 
-    Letters are upper case (lower case only inside parentheses, "(c)") and must not run into a word.
+    Letters are upper case (lower case inside parentheses, "(c)", and alone after "Final answer:",
+    "Final answer: c") and must not run into a word.
     An answer naming several letters ("A and C", "B, D", "A or B") gives ``None``: it is wrong.
     ``letters`` are the valid option letters.
     """
@@ -211,6 +219,9 @@ def extract_choice(text: str | None, letters: str = DEFAULT_LETTERS) -> str | No
     clean = _strip_markup(text)
     for pat in (statement, verdict):  # an explicit answer statement outranks a verdict
         found = list(pat.finditer(clean))
+        if pat is statement:  # "Final answer: c" (a lower-case letter alone after the colon)
+            found += [m for m in _FINAL_LOWER_RE.finditer(clean) if m.group("tok").upper() in letters]
+            found.sort(key=lambda m: m.start())
         if found:
             return _from_match(found[-1], letters)
     lines = [ln for ln in clean.splitlines() if ln.strip()]
@@ -222,4 +233,6 @@ def extract_choice(text: str | None, letters: str = DEFAULT_LETTERS) -> str | No
                 return None  # the text ends with a list of options, not with a choice
         if m:
             return _from_match(m, letters)
-    return None
+    # "... so we choose B) because ...": letters followed by ")" inside a sentence; one letter only
+    named = {c.upper() for c in _PAREN_LETTER_RE.findall(clean) if c.upper() in letters}
+    return named.pop() if len(named) == 1 else None

@@ -45,7 +45,6 @@ Prompt = Union[str, Sequence[dict]]
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>", "<|end_of_turn|>", "<|end|>",
                       "<|endoftext|>", "<|end_of_text|>", "</s>")
 
-_VLLM_MISSING = "vLLM is not installed; pip install vllm or use --backend hf"
 
 
 @dataclass(frozen=True)
@@ -79,18 +78,27 @@ def _messages(prompt: Prompt, where: str) -> list[dict]:
 def render_prompts(tokenizer, prompts: Sequence[Prompt], template: str = "auto") -> list[list[int]]:
     """Token ids of each prompt as the model saw prompts in training.
 
-    A prompt is a list of chat messages (``role``/``content``, not ending with an assistant turn)
-    or a string (one user turn). ``template`` is ``auto``, ``chat``, ``plain`` or ``qa``
+    A prompt is a list of chat messages (``role``/``content``, not ending with an assistant turn),
+    a string (one user turn) or a :class:`~deft.eval.benchmarks.RawPrompt` (literal text, tokenised
+    as it is with the tokenizer's BOS, as vLLM does). ``template`` is ``auto``, ``chat``, ``plain`` or ``qa``
     (:func:`deft.data.resolve_template`). The result equals the ``prompt_ids`` of the same
     conversation tokenised for training by :class:`deft.data.RecordTokenizer`.
     """
     from ..data.records import RecordError
     from ..data.tokenize import RecordTokenizer
 
+    from .benchmarks import RawPrompt
+
     rt = RecordTokenizer(tokenizer, template=template)
     out = []
     for i, prompt in enumerate(prompts):
         where = f"prompt {i}"
+        if isinstance(prompt, RawPrompt):  # a literal prompt: tokenised as vLLM does (BOS added if any)
+            ids = list(tokenizer(str(prompt), add_special_tokens=True)["input_ids"])
+            if not ids:
+                raise ValueError(f"{where}: renders to no tokens")
+            out.append(ids)
+            continue
         messages = _messages(prompt, where)
         try:
             ids = rt.prompt_ids(messages)
@@ -100,14 +108,6 @@ def render_prompts(tokenizer, prompts: Sequence[Prompt], template: str = "auto")
             raise ValueError(f"{where}: renders to no tokens")
         out.append(ids)
     return out
-
-
-def _special_ids(tokenizer) -> set[int]:
-    ids = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []) if i is not None}
-    for tid, tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items():
-        if getattr(tok, "special", False):
-            ids.add(int(tid))
-    return ids
 
 
 def _as_list(x) -> list[int]:
@@ -145,7 +145,9 @@ def stop_token_ids(tokenizer, model=None) -> list[int]:
     """Token ids that end a response: the tokenizer's EOS, the chat template's end-of-turn token,
     the model's ``generation_config.eos_token_id`` and the common end-of-turn tokens the tokenizer
     has as special tokens (:data:`END_OF_TURN_TOKENS`). EOS first; no duplicates."""
-    special = _special_ids(tokenizer)
+    from ..data.tokenize import special_token_ids  # the one definition, shared with training
+
+    special = special_token_ids(tokenizer)
     ids = _as_list(getattr(tokenizer, "eos_token_id", None))
     ids += _template_end_of_turn(tokenizer, special)
     gen_cfg = getattr(model, "generation_config", None)
@@ -332,81 +334,25 @@ class HFGenerator:
         return generate_samples(self.model, self.tokenizer, prompts, **options)
 
 
-def _import_vllm():
-    try:
-        import vllm
-    except ImportError:
-        raise ValueError(_VLLM_MISSING) from None
-    return vllm
-
-
-class VLLMGenerator:
-    """A vLLM engine behind the same call as :class:`HFGenerator`.
-
-    Prompts are rendered to token ids by :func:`render_prompts` (so both backends see identical
-    inputs) and passed as ``{"prompt_token_ids": ...}``. Each prompt gets its own sampling seed
-    (``seed + i``), so results do not depend on how vLLM schedules requests.
-    """
-
-    name = "vllm"
-
-    def __init__(self, llm, tokenizer):
-        self.llm = llm
-        self.tokenizer = tokenizer
-
-    @classmethod
-    def load(cls, spec: str, *, dtype: str = "auto", seed: int = 0, trust_remote_code: bool = False,
-             **llm_kwargs: Any) -> "VLLMGenerator":
-        """``vllm.LLM(model=<local directory or hub id>)`` for ``spec`` (a GGUF spec is converted
-        once to a cached HF directory, see :func:`deft.model.loading.materialize`)."""
-        vllm = _import_vllm()
-        from ..model import load_tokenizer
-        from ..model.loading import materialize
-
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
-        path = materialize(spec, trust_remote_code=trust_remote_code)
-        tokenizer = load_tokenizer(spec, trust_remote_code=trust_remote_code)
-        llm = vllm.LLM(model=path, tokenizer=path, dtype=dtype, seed=seed,
-                       trust_remote_code=trust_remote_code, **llm_kwargs)
-        return cls(llm, tokenizer)
-
-    def __call__(self, prompts: Sequence[Prompt], *, k: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-                 max_new_tokens: int = 512, batch_size: int = 8, seed: int = 0, template: str = "auto",
-                 stop: Sequence[str] | None = None, extra_stop_token_ids: Sequence[int] = (),
-                 progress: bool = True, desc: str | None = None) -> list[list[Generation]]:
-        _check_options(k, temperature, top_p, max_new_tokens, batch_size)  # batch_size: vLLM schedules itself
-        vllm = _import_vllm()
-        ids = render_prompts(self.tokenizer, prompts, template)
-        eos = stop_token_ids(self.tokenizer) + [int(t) for t in extra_stop_token_ids]
-        sample = temperature > 0.0
-        n = k if sample else 1
-        params = [
-            vllm.SamplingParams(
-                n=n, temperature=float(temperature) if sample else 0.0, top_p=float(top_p) if sample else 1.0,
-                top_k=-1, min_p=0.0, repetition_penalty=1.0, max_tokens=max_new_tokens,
-                seed=int(seed) + i, stop_token_ids=eos, stop=list(stop) if stop else None,
-                skip_special_tokens=True,
-            )
-            for i in range(len(ids))
-        ]
-        outputs = self.llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=progress)
-        results = []
-        for out in outputs:
-            row = [Generation(c.text, len(c.token_ids), c.finish_reason == "stop") for c in out.outputs]
-            results.append(row * k if n == 1 else row)
-        return results
-
-
 def load_generator(spec: str, *, backend: str = "hf", dtype: str = "auto", seed: int = 0,
-                   trust_remote_code: bool = False) -> HFGenerator | VLLMGenerator:
+                   trust_remote_code: bool = False) -> "HFGenerator | VLLMGenerator":
     """A loaded generation backend: ``hf`` (transformers, default) or ``vllm`` (when installed;
     otherwise ``ValueError`` saying how to get it)."""
     if backend == "hf":
         return HFGenerator.load(spec, dtype=dtype, trust_remote_code=trust_remote_code)
     if backend == "vllm":
+        from .generate_vllm import VLLMGenerator
+
         return VLLMGenerator.load(spec, dtype=dtype, seed=seed, trust_remote_code=trust_remote_code)
     raise ValueError(f"unknown backend {backend!r}; use hf or vllm")
 
 
 GeneratorFn = Callable[..., list[list[Generation]]]
+
+def __getattr__(name: str):
+    # the vLLM backend lives in its own module, which builds on this one
+    if name in ("VLLMGenerator", "_import_vllm"):
+        from . import generate_vllm
+
+        return getattr(generate_vllm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

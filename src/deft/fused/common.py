@@ -1,12 +1,19 @@
-"""Input checks, reductions and statistics shared by the plain and the fused loss."""
+"""Input checks, needs, reductions and statistics shared by the plain and the fused loss."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional
 
 import torch
 
-from ..objectives import Objective, Tokens, parse_objective
+from ..objectives import NEEDS, Objective, Tokens, parse_objective
+from ..objectives.needs import missing_error
+
+__all__ = [
+    "REDUCTIONS", "resolve_objective", "gather_inputs", "needed", "check_labels", "check_aligned", "check_tensor",
+    "check_devices", "check_finite", "check_values", "reduce", "scatter_back", "gate_terms_with_gate",
+    "field_rows", "is_zero", "masked_row_dot",
+]
 
 REDUCTIONS = ("none", "sum", "mean")
 STAT_KEYS = ("p", "gate", "focus", "entropy")
@@ -18,31 +25,99 @@ def resolve_objective(objective, reduction: str) -> Objective:
     return parse_objective(objective)
 
 
-def check_needs(obj: Objective, *, ref: bool, teacher: bool, old: bool) -> None:
-    """Raise a clear error when an objective's extra input is missing."""
-    missing = []
-    if "ref" in obj.needs and not ref:
-        missing.append("reference-model logits (ref_logits, or ref_hidden + ref_weight)")
-    if "teacher" in obj.needs and not teacher:
-        missing.append("teacher logits (teacher_logits, or teacher_hidden + teacher_weight)")
-    if "old_logprobs" in obj.needs and not old:
-        missing.append("old-policy log-probabilities of the labels (old_logprobs)")
-    if missing:
-        raise ValueError(f"objective '{obj.spec}' needs {' and '.join(missing)}")
+def needed(obj: Objective, source: Optional[str] = None) -> list:
+    """The objective's :class:`~deft.objectives.Need` entries (of one ``source`` if given)."""
+    return [NEEDS[name] for name in sorted(obj.needs) if source is None or NEEDS[name].source == source]
+
+
+def gather_inputs(obj: Objective, engine: str, named: dict, extra: Optional[dict]) -> dict:
+    """The extra inputs given to ``engine`` (``"plain"`` / ``"fused"``): the named keyword
+    arguments that are set plus ``extra`` (the ``inputs=`` dict), keyed by argument name.
+
+    Raises the need's one-line error when the objective needs an input that is not given, and
+    names the valid arguments when ``extra`` holds an unknown one.
+    """
+    given = {key: value for key, value in named.items() if value is not None}
+    for key, value in (extra or {}).items():
+        valid = {arg for need in NEEDS.values() for arg in need.arguments(engine)}
+        valid |= {f"{need.name}_bias" for need in NEEDS.values() if need.source == "model" and engine == "fused"}
+        if key not in valid:
+            raise ValueError(f"inputs: unknown input '{key}'; valid inputs: {', '.join(sorted(valid))}")
+        if value is not None:
+            given[key] = value
+    for need in needed(obj):
+        if any(arg not in given for arg in need.arguments(engine)):
+            raise missing_error(obj.spec, need, engine)
+    return given
+
+
+def check_tensor(name: str, value, *, integer: bool = False) -> None:
+    """``value`` must be a tensor (of an integer dtype for labels, floating otherwise)."""
+    if not isinstance(value, torch.Tensor):
+        hint = "; convert it with torch.tensor(...)" if isinstance(value, (list, tuple)) else ""
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}{hint}")
+    if integer and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+        raise ValueError(f"{name} must be an integer tensor of token ids, got {value.dtype}")
+    if not integer and not value.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {value.dtype}")
+
+
+def check_devices(tensors: dict) -> None:
+    """Every given tensor must be on one device."""
+    devices = {name: t.device for name, t in tensors.items() if isinstance(t, torch.Tensor)}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise ValueError(f"inputs are on different devices ({listed}); move them to one device")
+
+
+def check_finite(tensors: dict, allow_neg_inf: Iterable[str] = ()) -> None:
+    """No NaN or +inf in any of ``tensors`` (name -> tensor or None), nor -inf except in those
+    named in ``allow_neg_inf`` (logits and biases: a masked vocabulary entry). One reduction per
+    tensor and a single host synchronisation for all of them."""
+    allowed = set(allow_neg_inf)
+    flags, names = [], []
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        flags.append(((t == t) & (t != float("inf"))).all() if name in allowed else torch.isfinite(t).all())
+        names.append(name)
+    if not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):
+        return
+    for name, ok in zip(names, flags):
+        if not bool(ok):
+            t = tensors[name]
+            bad = (torch.isnan(t) | (t == float("inf"))) if name in allowed else ~torch.isfinite(t)
+            what = "NaN or +inf" if name in allowed else "NaN or infinite"
+            raise ValueError(f"{name} has {int(bad.sum())} {what} value(s); check the model and the inputs "
+                             "(check_inputs=False skips this check)")
+
+
+def check_values(obj: Objective, given: dict, token_weights: Optional[torch.Tensor]) -> None:
+    """Range checks of per-token inputs: weights >= 0, log-probabilities <= 0."""
+    if token_weights is not None and bool((token_weights < 0).any()):
+        raise ValueError(f"token_weights has negative values (min {float(token_weights.min()):g}); "
+                         "weights must be >= 0")
+    for need in needed(obj, "label_logprobs"):
+        value = given[need.name]
+        if bool((value > 1e-5).any()):  # rounding of a computed log-probability may give +1e-7
+            raise ValueError(f"{need.name} must be log-probabilities (<= 0), got a maximum of {float(value.max()):g}; "
+                             "pass log p, not p")
 
 
 def check_labels(labels: torch.Tensor, vocab_size: int, keep: torch.Tensor) -> None:
     """Labels at loss positions must index the vocabulary."""
-    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+    check_tensor("labels", labels, integer=True)
     kept = labels[keep]
     if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= vocab_size):
         bad = kept[(kept < 0) | (kept >= vocab_size)][0].item()
         raise ValueError(f"label {bad} is outside the vocabulary [0, {vocab_size}) and is not the ignore index")
 
 
-def check_aligned(name: str, tensor: Optional[torch.Tensor], shape: torch.Size) -> None:
-    if tensor is not None and tuple(tensor.shape) != tuple(shape):
+def check_aligned(name: str, tensor: Optional[torch.Tensor], shape: Iterable[int]) -> None:
+    if tensor is None:
+        return
+    check_tensor(name, tensor)
+    if tuple(tensor.shape) != tuple(shape):
         raise ValueError(f"{name} must have the labels' shape {tuple(shape)}, got {tuple(tensor.shape)}")
 
 
@@ -78,8 +153,9 @@ def gate_terms_with_gate(obj: Objective, tokens: Tokens):
     return terms, -grad
 
 
-def target_rows(value, n: int, like: torch.Tensor) -> torch.Tensor:
-    """A :class:`~deft.objectives.Target` field (float or ``[n]`` tensor) as a detached fp32 ``[n]``."""
+def field_rows(value, n: int, like: torch.Tensor) -> torch.Tensor:
+    """A :class:`~deft.objectives.CrossEntropyTargets` field (float or ``[n]`` tensor) as a
+    detached fp32 ``[n]``."""
     if isinstance(value, torch.Tensor):
         # a copy: the field may be a view of a workspace the fused engine later overwrites
         return value.detach().float().expand(n).clone()
@@ -87,7 +163,7 @@ def target_rows(value, n: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def is_zero(value) -> bool:
-    """A :class:`~deft.objectives.Target` field given as the number 0 (a term that is absent)."""
+    """A :class:`~deft.objectives.CrossEntropyTargets` field given as the number 0 (an absent term)."""
     return not isinstance(value, torch.Tensor) and float(value) == 0.0
 
 

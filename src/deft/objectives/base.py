@@ -1,9 +1,9 @@
 """What an objective is: a small declaration the engines evaluate.
 
-Notation (design brief section 1): for one token position, logits ``z`` (size V),
-``P = softmax(z)``, label ``y``, ``p = P[y]``, ``sg`` = stop-gradient.
+Notation (the paper, Section 3 and Appendix B): for one token position,
+logits ``z`` (size V), ``P = softmax(z)``, label ``y``, ``p = P[y]``, ``sg`` = stop-gradient.
 
-Two kinds of objectives exist:
+Three kinds of objectives exist:
 
 * **Gate objectives** are functions of the target log-probability ``logp = log p`` only
   (plus detached per-row statistics). Their logit gradient is ``s * (P - δ_y)`` with
@@ -12,11 +12,13 @@ Two kinds of objectives exist:
   differentiate through the ``[n, V]`` logits.
 * **Distribution objectives** need the whole distribution ``P`` (and maybe a reference or
   teacher distribution). They declare their loss as cross-entropies to detached targets
-  (:class:`Target`), whose logit gradient ``c P - Q`` is closed form as well.
+  (:class:`CrossEntropyTargets`), whose logit gradient ``c P - Q`` is closed form as well.
 * **Autograd objectives** are any other loss of the differentiable ``log P`` (returning
-  :class:`Terms`); the engines differentiate them with autograd.
+  :class:`PerTokenLoss`); the engines differentiate them with autograd.
 
-An objective is one decorated function, see :mod:`deft.objectives.registry`.
+An objective is one decorated function, see :mod:`deft.objectives.registry`; what it may need
+besides the logits (a reference or teacher model, old log-probabilities, batch statistics) is
+typed in :mod:`deft.objectives.needs`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["Param", "Terms", "Target", "Tokens", "Dists", "ObjectiveDef", "Objective", "deformed_log_loss"]
+__all__ = ["Param", "PerTokenLoss", "CrossEntropyTargets", "Tokens", "Dists", "ObjectiveDef", "Objective",
+           "deformed_log_loss", "Terms", "Target"]
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,8 @@ class Param:
 
 
 @dataclass
-class Terms:
-    """What an objective returns for ``n`` loss tokens.
+class PerTokenLoss:
+    """What a gate or autograd objective returns for ``n`` loss tokens.
 
     ``loss [n]`` is the per-token loss value (differentiable). ``focus [n]`` is the exponent
     ``a`` of the deformed-log loss ``(1 - p^a)/a`` where the objective has one.
@@ -83,12 +86,33 @@ class Terms:
     focus: Optional[torch.Tensor] = None
 
 
-class Tokens:
+class _Inputs:
+    """The extra inputs of an objective (:mod:`deft.objectives.needs`), read as attributes by
+    their field name (``tokens.old_logprobs``, ``dists.teacher_logP``)."""
+
+    def __getattr__(self, name: str):
+        # only called when normal lookup fails: a need's field, or a real AttributeError
+        from .needs import NEEDS
+
+        need = next((n for n in NEEDS.values() if n.field == name), None)
+        if need is None:
+            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+        value = self.__dict__.get("_inputs", {}).get(name)
+        if value is None and need.source == "model" and isinstance(self, Tokens):
+            raise ValueError(f"a gate objective sees only log p, not '{name}' ({need.what}); register it with kind "
+                             "'distribution' or 'autograd'")
+        if value is None:
+            raise ValueError(f"the objective reads '{name}' ({need.what}) without declaring needs=('{need.name}',)")
+        return value
+
+
+class Tokens(_Inputs):
     """Per-token view handed to gate objectives.
 
     ``logp [n]`` is ``log p`` (fp32, differentiable). Everything else is detached and
     computed lazily from the fp32 logits ``[n, V]`` of the same rows, so an objective only
-    pays for the statistics it uses.
+    pays for the statistics it uses. ``inputs`` maps need fields (``old_logprobs [n]``,
+    ``batch_mean_p``, ...) to their values for these rows.
     """
 
     def __init__(
@@ -98,6 +122,7 @@ class Tokens:
         lse: torch.Tensor,
         *,
         probs: Optional[torch.Tensor] = None,
+        inputs: Optional[dict] = None,
         old_logprobs: Optional[torch.Tensor] = None,
         batch_mean_p: Optional[torch.Tensor] = None,
     ):
@@ -105,14 +130,24 @@ class Tokens:
         self._logits = logits
         self._lse = lse
         self._probs = probs  # softmax(logits) when the caller already has it [n, V]
-        self._old_logprobs = old_logprobs
-        self._batch_mean_p = batch_mean_p
+        self._inputs = dict(inputs or {})
+        # the two built-in fields may also be given as keywords (the form before the needs registry)
+        for key, value in (("old_logprobs", old_logprobs), ("batch_mean_p", batch_mean_p)):
+            if value is not None:
+                self._inputs[key] = value
         self._cache: dict = {}
+
+    @property
+    def _old_logprobs(self):  # former attribute, read by subclasses written before the needs registry
+        return self._inputs.get("old_logprobs")
+
+    @property
+    def _batch_mean_p(self):  # former attribute, as above
+        return self._inputs.get("batch_mean_p")
 
     def with_logp(self, logp: torch.Tensor) -> "Tokens":
         """The same rows with another ``logp`` tensor (e.g. a fresh leaf), sharing the cache."""
-        other = Tokens(logp, self._logits, self._lse, probs=self._probs, old_logprobs=self._old_logprobs,
-                       batch_mean_p=self._batch_mean_p)
+        other = Tokens(logp, self._logits, self._lse, probs=self._probs, inputs=self._inputs)
         other._cache = self._cache
         return other
 
@@ -161,25 +196,20 @@ class Tokens:
         return self._cache[key]
 
     @property
-    def old_logprobs(self) -> torch.Tensor:
-        """Old-policy log-probabilities of the labels ``[n]`` (Proximal SFT)."""
-        if self._old_logprobs is None:
-            raise ValueError("this objective needs old_logprobs (log-probabilities of the labels under the old policy)")
-        return self._old_logprobs
-
-    @property
     def batch_mean_p(self) -> torch.Tensor:
-        """Mean of ``sg(p)`` over all loss tokens of the call (scalar); used by ``cayley_floor``."""
-        if self._batch_mean_p is None:
-            self._batch_mean_p = self.p.mean() if self.p.numel() else self.p.new_zeros(())
-        return self._batch_mean_p
+        """Mean of ``sg(p)`` over all loss tokens of the call (scalar); used by ``cayley_floor``.
+        The fused engine supplies it (its chunks see only some rows); the plain engine's rows
+        are all the call's loss tokens, so it is their mean."""
+        if self._inputs.get("batch_mean_p") is None:
+            self._inputs["batch_mean_p"] = self.p.mean() if self.p.numel() else self.p.new_zeros(())
+        return self._inputs["batch_mean_p"]
 
 
 @dataclass
-class Target:
+class CrossEntropyTargets:
     """What a distribution objective returns: its loss as cross-entropies to detached targets.
 
-    For ``n`` loss tokens (design brief section 1, ``g = P - Q``)::
+    For ``n`` loss tokens (``g = P - Q``, the logit-gradient form of the paper's Appendix B)::
 
         L = label * (-log p) + Σ_k w_k * CE(Q_k ‖ P) + uniform * CE(U ‖ P) + const
         CE(Q ‖ P) = -Σ_v Q_v log P_v,   U = 1/V
@@ -198,16 +228,16 @@ class Target:
     const: object = 0.0
 
 
-class Dists:
+class Dists(_Inputs):
     """Per-token view handed to distribution objectives; everything is detached fp32, except
     ``logP`` and ``logp`` for ``"autograd"`` objectives, which are differentiable.
 
     ``logits [n, V]`` and their ``lse [n]`` are the model's; ``logP [n, V]`` (= logits - lse)
-    is formed on each use. ``ref_logP`` / ``teacher_logP`` are the reference's / teacher's
-    log-distributions ``[n, V]``.
+    is formed on each use. ``inputs`` maps need fields to values for these rows: e.g.
+    ``ref_logP`` / ``teacher_logP``, the reference's / teacher's log-distributions ``[n, V]``.
     """
 
-    def __init__(self, logits, lse, labels, *, ref_logP=None, teacher_logP=None, logP=None):
+    def __init__(self, logits, lse, labels, *, logP=None, inputs: Optional[dict] = None):
         self.logits = logits
         self.lse = lse
         self.labels = labels
@@ -216,7 +246,7 @@ class Dists:
             self.logp = logP.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
         else:
             self.logp = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - lse
-        self._aux = {"ref": ref_logP, "teacher": teacher_logP}
+        self._inputs = dict(inputs or {})
 
     @property
     def p(self) -> torch.Tensor:
@@ -234,19 +264,6 @@ class Dists:
         if self._logP is not None:
             return self._logP
         return self.logits - self.lse.unsqueeze(-1)
-
-    def _get(self, key: str, what: str) -> torch.Tensor:
-        if self._aux[key] is None:
-            raise ValueError(f"this objective needs {what}")
-        return self._aux[key]
-
-    @property
-    def ref_logP(self) -> torch.Tensor:
-        return self._get("ref", "reference-model logits (ref_logits / ref_hidden)")
-
-    @property
-    def teacher_logP(self) -> torch.Tensor:
-        return self._get("teacher", "teacher logits (teacher_logits / teacher_hidden)")
 
 
 def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -282,15 +299,22 @@ def deformed_log_loss(logp: torch.Tensor, a: torch.Tensor | float) -> torch.Tens
 
 @dataclass(frozen=True)
 class ObjectiveDef:
-    """A registered objective: its name, kind (``gate`` or ``distribution``), the function that
-    computes :class:`Terms`, its parameters and what extra inputs it needs."""
+    """A registered objective.
+
+    ``name``; ``kind``: ``"gate"`` (a function of ``log p``: takes :class:`Tokens`, returns
+    :class:`PerTokenLoss`), ``"distribution"`` (takes :class:`Dists`, returns
+    :class:`CrossEntropyTargets`) or ``"autograd"`` (takes :class:`Dists` with a differentiable
+    ``logP``, returns :class:`PerTokenLoss`); ``fn`` the decorated function; ``summary`` one line;
+    ``params`` name -> :class:`Param`; ``needs`` names of :data:`deft.objectives.NEEDS` entries;
+    ``has_focus`` whether it reports a focus index.
+    """
 
     name: str
     kind: str
     fn: Callable
     summary: str
     params: dict = field(default_factory=dict)
-    needs: frozenset = frozenset()  # subset of {"ref", "teacher", "old_logprobs", "batch"}
+    needs: frozenset = frozenset()  # names in deft.objectives.needs.NEEDS
     has_focus: bool = False
 
 
@@ -300,11 +324,15 @@ class Objective:
 
     ``mask`` optionally restricts a gate objective to tokens with ``sg(p) >= tau`` (``"top"``)
     or ``sg(p) <= tau`` (``"bottom"``); see :func:`deft.objectives.parse_objective`.
+    ``normalizer`` says what a mean divides by: ``"tokens"`` (every loss token, the native
+    ``obj[p>=tau]`` syntax) or ``"selected"`` (only the tokens the mask keeps: the reference
+    code's ``OnlyTopP-tau`` family, which divides the masked sum by the selected count).
     """
 
     definition: ObjectiveDef
     values: tuple = ()  # ((name, value), ...)
     mask: Optional[tuple] = None  # ("top" | "bottom", tau)
+    normalizer: str = "tokens"  # "tokens" | "selected"
 
     @property
     def name(self) -> str:
@@ -325,6 +353,10 @@ class Objective:
     @property
     def spec(self) -> str:
         """Canonical spec string, parseable back to an equal objective."""
+        if self.normalizer == "selected":  # only the reference aliases normalise by the selected tokens
+            from .registry import reference_alias
+
+            return reference_alias(self)
         out = self.name
         if self.values:
             out += ":" + ",".join(f"{k}={v}" for k, v in self.values)
@@ -335,18 +367,29 @@ class Objective:
     def __str__(self) -> str:
         return self.spec
 
-    def gate_terms(self, tokens: Tokens) -> Terms:
+    def selected(self, p: torch.Tensor) -> torch.Tensor:
+        """Boolean ``[n]``: the tokens the probability mask keeps (all when there is none)."""
+        if self.mask is None:
+            return torch.ones_like(p, dtype=torch.bool)
+        return p >= self.mask[1] if self.mask[0] == "top" else p <= self.mask[1]
+
+    def gate_terms(self, tokens: Tokens) -> PerTokenLoss:
         """Evaluate a gate objective, applying the probability mask if any."""
         terms = self.definition.fn(tokens, **self.kwargs)
         if self.mask is not None:
-            keep = tokens.p >= self.mask[1] if self.mask[0] == "top" else tokens.p <= self.mask[1]
-            terms = Terms(terms.loss * keep.to(terms.loss.dtype), terms.focus)
+            keep = self.selected(tokens.p)
+            terms = PerTokenLoss(terms.loss * keep.to(terms.loss.dtype), terms.focus)
         return terms
 
-    def dist_target(self, dists: Dists) -> Target:
-        """Evaluate a distribution objective: its :class:`Target`."""
+    def dist_target(self, dists: Dists) -> CrossEntropyTargets:
+        """Evaluate a distribution objective: its :class:`CrossEntropyTargets`."""
         return self.definition.fn(dists, **self.kwargs)
 
-    def autograd_terms(self, dists: Dists) -> Terms:
+    def autograd_terms(self, dists: Dists) -> PerTokenLoss:
         """Evaluate an ``"autograd"`` objective on a differentiable ``dists.logP``."""
         return self.definition.fn(dists, **self.kwargs)
+
+
+# former names, kept so that objectives written against them still register
+Terms = PerTokenLoss
+Target = CrossEntropyTargets

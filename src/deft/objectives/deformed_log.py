@@ -11,31 +11,31 @@ from __future__ import annotations
 
 import torch
 
-from .base import Param, Terms, Tokens, deformed_log_loss
+from .base import Param, PerTokenLoss, Tokens, deformed_log_loss
 from .registry import register
 
 
 @register("nll", "gate", "negative log-likelihood -log p: standard SFT, gate s = 1")
-def nll(t: Tokens) -> Terms:
-    return Terms(-t.logp)
+def nll(t: Tokens) -> PerTokenLoss:
+    return PerTokenLoss(-t.logp)
 
 
 @register("p", "gate", "linear probability loss 1 - p (the paper's '-p'), gate s = p", has_focus=True)
-def prob(t: Tokens) -> Terms:
-    return Terms(-torch.expm1(t.logp), focus=torch.ones_like(t.logp.detach()))
+def prob(t: Tokens) -> PerTokenLoss:
+    return PerTokenLoss(-torch.expm1(t.logp), focus=torch.ones_like(t.logp.detach()))
 
 
 @register("dft", "gate", "Dynamic Fine-Tuning -sg(p) log p (arXiv 2508.05629): same gradient as 'p'")
-def dft(t: Tokens) -> Terms:
-    return Terms(-t.p * t.logp)
+def dft(t: Tokens) -> PerTokenLoss:
+    return PerTokenLoss(-t.p * t.logp)
 
 
 @register(
     "power", "gate", "deformed-log (1 - p^a)/a with fixed focus a (Tsallis q-log, q = 1-a; GCE); a=0 is NLL",
     params={"alpha": Param(0.5, "focus index a >= 0", min=0.0)}, has_focus=True,
 )
-def power(t: Tokens, alpha: float) -> Terms:
-    return Terms(deformed_log_loss(t.logp, alpha), focus=torch.full_like(t.logp.detach(), alpha))
+def power(t: Tokens, alpha: float) -> PerTokenLoss:
+    return PerTokenLoss(deformed_log_loss(t.logp, alpha), focus=torch.full_like(t.logp.detach(), alpha))
 
 
 def cayley_focus(logp: torch.Tensor) -> torch.Tensor:
@@ -51,9 +51,9 @@ def cayley_focus(logp: torch.Tensor) -> torch.Tensor:
 
 @register("cayley", "gate", "Cayley-transform focus a = (1-sqrt(1-p))/(1+sqrt(1-p)) (paper Eq. 17), parameter-free",
           has_focus=True)
-def cayley(t: Tokens) -> Terms:
+def cayley(t: Tokens) -> PerTokenLoss:
     a = cayley_focus(t.logp)
-    return Terms(deformed_log_loss(t.logp, a), focus=a)
+    return PerTokenLoss(deformed_log_loss(t.logp, a), focus=a)
 
 
 @register(
@@ -61,15 +61,15 @@ def cayley(t: Tokens) -> Terms:
     "reference code's Cayley_Trans: a = clamp(f + (1-f) p/(2-p), 0.001, 1), f = 0.5 mean(p) over the batch",
     needs=("batch",), has_focus=True,
 )
-def cayley_floor(t: Tokens) -> Terms:
+def cayley_floor(t: Tokens) -> PerTokenLoss:
     p = t.p
     floor = 0.5 * t.batch_mean_p
     a = (floor + (1.0 - floor) * p / (2.0 - p)).clamp(0.001, 1.0)
-    return Terms(deformed_log_loss(t.logp, a), focus=a)
+    return PerTokenLoss(deformed_log_loss(t.logp, a), focus=a)
 
 
 @register("deft", "gate", "DEFT: deformed-log with focus a = sum_v P_v^2 (paper Eq. 20), parameter-free",
           has_focus=True)
-def deft(t: Tokens) -> Terms:
+def deft(t: Tokens) -> PerTokenLoss:
     a = t.sum_p2
-    return Terms(deformed_log_loss(t.logp, a), focus=a)
+    return PerTokenLoss(deformed_log_loss(t.logp, a), focus=a)

@@ -5,6 +5,12 @@ A spec is ``name`` or ``name:key=value,...``, optionally followed by a probabili
 ``nll[p>=0.1]``. The reference repository's names are accepted as aliases:
 ``original``, ``logp``, ``p``, ``GeneralFamily-<alpha>``, ``Cayley_Trans``, ``DEFT``,
 ``OnlyTopP-<tau>``, ``OnlyBottomP-<tau>``, ``OnlyTopLogP-<tau>``, ``OnlyBottomLogP-<tau>``.
+
+Normalisation of masked objectives: the native ``obj[p>=tau]`` keeps every loss token in the
+denominator (masked-out tokens count as a loss of 0), while the reference aliases ``Only*-<tau>``
+divide by the number of **selected** tokens, as the reference code does
+(:attr:`Objective.normalizer` = ``"selected"``; the engines' ``mean`` and ``stats["num_tokens"]``
+then count the selected tokens).
 """
 
 from __future__ import annotations
@@ -13,8 +19,17 @@ import re
 from typing import Callable, Iterable, Union
 
 from .base import Objective, ObjectiveDef, Param
+from .needs import NEEDS
 
-__all__ = ["REGISTRY", "register", "parse_objective", "list_objectives", "objective_names"]
+__all__ = ["REGISTRY", "register", "parse_objective", "list_objectives", "objective_names", "describe_mask",
+           "MASKS_HELP"]
+
+MASKS_HELP = (
+    "Masks: 'obj[p>=tau]' / 'obj[p<=tau]' train a gate objective only on tokens with sg(p) >= tau / <= tau; "
+    "the mean divides by all loss tokens (masked-out tokens count as 0). The reference names OnlyTopP-tau, "
+    "OnlyBottomP-tau (objective p) and OnlyTopLogP-tau, OnlyBottomLogP-tau (objective nll) divide by the "
+    "selected tokens instead, as the reference code does."
+)
 
 REGISTRY: dict[str, ObjectiveDef] = {}
 KINDS = ("gate", "distribution", "autograd")
@@ -44,25 +59,35 @@ def register(
     ``kind`` is
 
     * ``"gate"``: the function takes :class:`~deft.objectives.base.Tokens` and returns
-      :class:`~deft.objectives.base.Terms` (loss of ``log p`` and detached statistics);
+      :class:`~deft.objectives.base.PerTokenLoss` (loss of ``log p`` and detached statistics);
     * ``"distribution"``: it takes :class:`~deft.objectives.base.Dists` and returns a
-      :class:`~deft.objectives.base.Target` (loss as cross-entropies to detached targets);
+      :class:`~deft.objectives.base.CrossEntropyTargets` (loss as cross-entropies to detached targets);
     * ``"autograd"``: any other loss of the whole distribution: it takes a
       :class:`~deft.objectives.base.Dists` whose ``logP`` is differentiable and returns
-      :class:`~deft.objectives.base.Terms`; the engines differentiate it with autograd (the
+      :class:`~deft.objectives.base.PerTokenLoss`; the engines differentiate it with autograd (the
       fused engine one row sub-block at a time), which is slower than the closed forms.
 
-    The function receives the parameter values as keyword arguments.
+    The function receives the parameter values as keyword arguments. ``needs`` names entries of
+    :data:`deft.objectives.needs.NEEDS` (``"ref"``, ``"teacher"``, ``"old_logprobs"``,
+    ``"batch"``, or one added with :func:`~deft.objectives.needs.register_need`); the function
+    reads them as attributes of its ``Tokens`` / ``Dists`` argument (``t.old_logprobs``).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if isinstance(needs, str):
+        needs = (needs,)
+    needs = frozenset(needs)
+    for need in sorted(needs):
+        if need not in NEEDS:
+            raise ValueError(f"objective '{name}': unknown need {need!r}; known needs: {', '.join(NEEDS)} "
+                             "(add one with deft.objectives.register_need)")
 
     def wrap(fn: Callable) -> Callable:
         if name in REGISTRY:
             raise ValueError(f"objective '{name}' is already registered")
         REGISTRY[name] = ObjectiveDef(
             name=name, kind=kind, fn=fn, summary=summary, params=dict(params or {}),
-            needs=frozenset(needs), has_focus=has_focus,
+            needs=needs, has_focus=has_focus,
         )
         return fn
 
@@ -79,7 +104,7 @@ def list_objectives() -> dict[str, str]:
     out = {}
     for name, d in REGISTRY.items():
         extra = ", ".join(f"{k}={p.default}" for k, p in d.params.items())
-        needs = ", ".join(sorted(d.needs - {"batch"}))
+        needs = ", ".join(n for n in sorted(d.needs) if NEEDS[n].source != "statistic")
         line = d.summary
         if extra:
             line += f" [{extra}]"
@@ -87,6 +112,24 @@ def list_objectives() -> dict[str, str]:
             line += f" (needs {needs})"
         out[name] = line
     return out
+
+
+def reference_alias(objective: Objective) -> str:
+    """The reference-code name (``OnlyTopP-0.1``) of an objective normalised by its selected tokens."""
+    for prefix, (target, side, _) in _PREFIX_ALIASES.items():
+        if side is not None and objective.mask is not None and (target, side) == (objective.name, objective.mask[0]):
+            return f"{prefix}{objective.mask[1]}"
+    raise ValueError(f"objective '{objective.name}' with normalizer 'selected' has no reference name")
+
+
+def describe_mask(objective: Objective) -> str:
+    """One line on an objective's probability mask and what its mean divides by ("" if none)."""
+    if objective.mask is None:
+        return ""
+    side, tau = objective.mask
+    denominator = "the selected tokens (reference semantics)" if objective.normalizer == "selected" else \
+        "all loss tokens"
+    return f"mask: sg(p) {'>=' if side == 'top' else '<='} {tau}; the mean divides by {denominator}"
 
 
 def _valid_names() -> str:
@@ -126,6 +169,7 @@ def parse_objective(spec: Union[str, Objective], **overrides) -> Objective:
     name, _, rest = text.partition(":")
     name = name.strip()
     raw_params: dict[str, object] = {}
+    normalizer = "tokens"
     for prefix, (target, side, pname) in _PREFIX_ALIASES.items():
         if name.startswith(prefix):
             value = name[len(prefix):]
@@ -135,6 +179,7 @@ def parse_objective(spec: Union[str, Objective], **overrides) -> Objective:
                 if mask is not None:
                     raise ValueError(f"objective '{spec}': '{prefix}<tau>' already sets a mask")
                 mask = (side, _parse_tau(spec, value))
+                normalizer = "selected"  # the reference divides by the selected tokens
             name = target
             break
     name = _ALIASES.get(name, name)
@@ -160,4 +205,4 @@ def parse_objective(spec: Union[str, Objective], **overrides) -> Objective:
     bound = tuple((k, values.get(k, p.default)) for k, p in d.params.items())
     if mask is not None and d.kind != "gate":
         raise ValueError(f"objective '{spec}': a probability mask only wraps gate objectives, not '{name}'")
-    return Objective(d, bound, mask)
+    return Objective(d, bound, mask, normalizer)

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .base import Param, Terms, Tokens
+from .base import Param, PerTokenLoss, Tokens
 from .registry import register
 
 
@@ -18,12 +18,12 @@ from .registry import register
     params={"k": Param(20, "top-k size for the entropy (>= 2)", min=2),
             "gamma": Param(1.0, "exponent on the normalised entropy", min=0.0)},
 )
-def eaft(t: Tokens, k: int, gamma: float) -> Terms:
+def eaft(t: Tokens, k: int, gamma: float) -> PerTokenLoss:
     k_eff = min(k, t.vocab_size)
     if k_eff < 2:
         raise ValueError("objective 'eaft' needs a vocabulary of at least 2 tokens")
     weight = (t.topk_entropy(k_eff) / math.log(k_eff)).clamp(0.0, 1.0) ** gamma
-    return Terms(-weight * t.logp)
+    return PerTokenLoss(-weight * t.logp)
 
 
 @register(
@@ -32,9 +32,9 @@ def eaft(t: Tokens, k: int, gamma: float) -> Terms:
             "direction": Param("higher", "keep tokens above (higher) or below (lower) tau",
                                choices=("higher", "lower"))},
 )
-def profit(t: Tokens, tau: float, direction: str) -> Terms:
+def profit(t: Tokens, tau: float, direction: str) -> PerTokenLoss:
     keep = t.p >= tau if direction == "higher" else t.p < tau
-    return Terms(-keep.to(t.logp.dtype) * t.logp)
+    return PerTokenLoss(-keep.to(t.logp.dtype) * t.logp)
 
 
 @register(
@@ -44,8 +44,8 @@ def profit(t: Tokens, tau: float, direction: str) -> Terms:
             "eps_high": Param(0.28, "upper clip range", min=0.0)},
     needs=("old_logprobs",),
 )
-def psft(t: Tokens, eps_low: float, eps_high: float) -> Terms:
+def psft(t: Tokens, eps_low: float, eps_high: float) -> PerTokenLoss:
     # With the advantage fixed at +1 only the upper clip can bind: tokens whose ratio already
     # exceeds 1 + eps_high get no gradient; below 1 - eps_low, min() picks the unclipped r.
     ratio = torch.exp(t.logp - t.old_logprobs.to(t.logp.dtype))
-    return Terms(-torch.minimum(ratio, ratio.clamp(1.0 - eps_low, 1.0 + eps_high)))
+    return PerTokenLoss(-torch.minimum(ratio, ratio.clamp(1.0 - eps_low, 1.0 + eps_high)))

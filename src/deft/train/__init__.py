@@ -6,8 +6,12 @@ __all__ = ["DeftTrainer", "TrainConfig", "load_config", "train"]
 
 
 def __getattr__(name):  # the trainer imports torch and transformers: load it on first use
-    if name in ("DeftTrainer", "train"):
-        from . import trainer
+    if name == "DeftTrainer":
+        from .trainer import DeftTrainer
 
-        return getattr(trainer, name)
+        return DeftTrainer
+    if name == "train":
+        from .run import train
+
+        return train
     raise AttributeError(f"module 'deft.train' has no attribute {name!r}")

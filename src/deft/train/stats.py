@@ -7,25 +7,29 @@ For every optimizer step, over all loss tokens of all its micro-batches and all 
 * ``mean_entropy`` — mean entropy of the predictive distribution (nats);
 * ``frac_p_below_1e-3`` / ``frac_p_above_0.5`` — share of tokens with ``p < 1e-3`` / ``p > 0.5``;
 * ``mean_focus`` — mean focus index ``a`` (power, cayley, cayley_floor, deft only);
-* ``loss`` — the objective summed over the step's loss tokens divided by their number.
+* ``loss`` — the loss the step minimised: with ``tokens`` normalisation the objective summed over
+  the step's loss tokens divided by their number; with ``micro_batch`` normalisation the mean over
+  the step's micro-batches (of every process) of each micro-batch's own token mean.
 """
 
 from __future__ import annotations
-
-from typing import Optional
 
 import torch
 
 __all__ = ["StepStats", "STAT_NAMES"]
 
-_SUMS = ("loss", "tokens", "input_tokens", "p", "gate", "entropy", "p_low", "p_high", "focus", "focus_tokens")
+_SUMS = ("loss", "micro_batch_means", "micro_batches", "tokens", "input_tokens", "p", "gate", "entropy", "p_low",
+         "p_high", "focus", "focus_tokens")
 STAT_NAMES = ("mean_p", "mean_gate", "mean_entropy", "frac_p_below_1e-3", "frac_p_above_0.5", "mean_focus")
 
 
 class StepStats:
     """Accumulates sums over the micro-batches of one optimizer step."""
 
-    def __init__(self):
+    def __init__(self, normalization: str = "tokens"):
+        if normalization not in ("tokens", "micro_batch"):
+            raise ValueError(f"loss normalization must be tokens or micro_batch, got {normalization!r}")
+        self.normalization = normalization
         self.sums = torch.zeros(len(_SUMS), dtype=torch.float64)
 
     def add(self, loss_sum: torch.Tensor, stats: dict, input_tokens: int) -> None:
@@ -33,8 +37,11 @@ class StepStats:
         number of (non-padding) input tokens."""
         mask = stats["mask"]
         p = stats["p"][mask].double()
+        loss = float(loss_sum.detach())
         values = {
-            "loss": float(loss_sum.detach()),
+            "loss": loss,
+            "micro_batch_means": loss / max(float(mask.sum()), 1.0),
+            "micro_batches": 1.0,
             "tokens": float(mask.sum()),
             "input_tokens": float(input_tokens),
             "p": float(p.sum()),
@@ -57,7 +64,11 @@ class StepStats:
         """The step's statistics; empty if no token was seen."""
         s = dict(zip(_SUMS, self.sums.tolist()))
         n = s["tokens"]
-        out = {"loss": s["loss"] / n if n else 0.0, "tokens": int(n), "input_tokens": int(s["input_tokens"])}
+        if self.normalization == "micro_batch":
+            loss = s["micro_batch_means"] / s["micro_batches"] if s["micro_batches"] else 0.0
+        else:
+            loss = s["loss"] / n if n else 0.0
+        out = {"loss": loss, "tokens": int(n), "input_tokens": int(s["input_tokens"])}
         if n:
             out.update({
                 "mean_p": s["p"] / n, "mean_gate": s["gate"] / n, "mean_entropy": s["entropy"] / n,
@@ -67,5 +78,6 @@ class StepStats:
                 out["mean_focus"] = s["focus"] / s["focus_tokens"]
         return out
 
-    def reset(self) -> Optional[dict]:
+    def reset(self) -> None:
+        """Start the next optimizer step."""
         self.sums.zero_()

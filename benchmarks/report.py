@@ -1,0 +1,260 @@
+"""Ratios, targets and the CSV / markdown reports of ``fused_loss.py``, from its results JSON.
+
+Nothing here measures: :func:`write_reports` turns a results dict (``command``, ``environment``,
+``settings``, ``shapes``, ``objectives``, ``methods``, ``records``) into the JSON with a target
+summary, one CSV row per case and a short markdown report: the command that re-measures it, one
+line of environment, and per shape one table of each method's time and peak and the ratios that
+have targets (each marked met or missed).
+
+Targets (measured side by side in one run; ``best fused`` is the ``kernel`` method where it ran,
+else the eager ``fused`` engine):
+
+* CPU: gate objectives' fused time <= 1.25x the floor (paired); fused peak <= 1.5x the budget
+  ``dW + dh + one fp32 logits chunk``; at the SmolLM2 shape >= 2x faster and >= 8x less memory
+  than the reference formulation.
+* CUDA (issue 16): gate objectives <= 1.15x the floor, distribution objectives <= 1.6x; DEFT
+  <= 1.10x Liger's NLL time; gate objectives' peak <= Liger's (same objective, else NLL); at the
+  Qwen2.5-7B head with N=8192 >= 3x faster and >= 10x less memory than the reference.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+MiB = float(1 << 20)
+ROOT = Path(__file__).resolve().parent.parent
+IGNORED_SHARE = 0.1  # share of ignore-index positions in the inputs (fused_loss.make_inputs)
+TITLES = {"tiny": "tiny sanity shape", "smollm2": "SmolLM2 head", "qwen1.5b": "Qwen2.5-1.5B head",
+          "qwen7b": "Qwen2.5-7B head", "llama8b": "Llama-3.1-8B head"}
+CSV_FIELDS = ["shape", "objective", "method", "status", "time_s", "time_min_s", "peak_bytes", "peak_mib",
+              "base_bytes", "loss", "loss_tokens", "times_s", "warmup_times_s", "paired_floor_time_s",
+              "paired_ratio", "wall_s", "load_before", "load_after", "note"]
+
+# (name, ratio key, "<=" or ">=", bound, applies(row, shape) -> bool), per device
+TARGETS = {
+    "cpu": [
+        ("fused <= 1.25x floor", "t_floor", "<=", 1.25, lambda r, s: r["gate"]),
+        ("fused mem <= 1.5x budget", "m_budget", "<=", 1.5, lambda r, s: True),
+        ("ref >= 2x slower", "t_ref", ">=", 2.0, lambda r, s: s.get("ref_target")),
+        ("ref >= 8x more mem", "m_ref", ">=", 8.0, lambda r, s: s.get("ref_target")),
+    ],
+    "cuda": [
+        ("gate <= 1.15x floor", "t_floor", "<=", 1.15, lambda r, s: r["gate"]),
+        ("dist. <= 1.6x floor", "t_floor", "<=", 1.6, lambda r, s: not r["gate"]),
+        ("deft <= 1.10x liger nll", "t_liger_nll", "<=", 1.10, lambda r, s: r["objective"] == "deft"),
+        ("mem <= liger", "m_liger", "<=", 1.0, lambda r, s: r["gate"]),
+        ("ref >= 3x slower", "t_ref", ">=", 3.0, lambda r, s: s.get("ref_target")),
+        ("ref >= 10x more mem", "m_ref", ">=", 10.0, lambda r, s: s.get("ref_target")),
+    ],
+}
+RATIO_TITLES = {"t_floor": "fused / floor time", "m_budget": "fused mem / budget", "t_ref": "ref / fused time",
+                "m_ref": "ref / fused mem", "t_liger_nll": "fused / liger nll time", "m_liger": "fused / liger mem"}
+
+
+def _ok(rec):
+    return rec is not None and rec.get("status") == "ok"
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or b <= 0 else a / b
+
+
+def is_gate(objective: str) -> bool:
+    """Whether ``objective`` (a spec) is a gate objective (``g = s (P - δ_y)``)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import deft
+
+    return deft.parse_objective(objective).kind == "gate"
+
+
+def budget_bytes(shape: dict, itemsize: int, loss_tokens=None):
+    """``(dW + dh + one fp32 logits chunk, chunk rows)`` in the fused loss's chunks."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from deft.fused import auto_chunk_size
+
+    H, V, N = shape["H"], shape["V"], shape["N"]
+    chunk = auto_chunk_size(loss_tokens or round(N * (1 - IGNORED_SHARE)), H, V)
+    return V * H * 4 + N * H * itemsize + chunk * V * 4, chunk
+
+
+def analyse_shape(shape: dict, records: list, objectives: list, device: str, itemsize: int) -> list[dict]:
+    """One row per objective of ``shape``: each method's record, the ratios and the verdicts."""
+    found = {}
+    for rec in records:
+        if rec["shape"] == shape["name"]:
+            key = ("*", "floor") if rec["method"] == "floor" else (rec["objective"], rec["method"])
+            found.setdefault(key, rec)
+    floor = found.get(("*", "floor"))
+    liger_nll = found.get(("nll", "liger"))
+    rows = []
+    for obj in objectives:
+        recs = {m: found.get((obj, m)) for m in ("fused", "kernel", "engine_kernel", "plain", "reference", "liger")}
+        if not any(recs.values()):
+            continue
+        best = recs["kernel"] if _ok(recs["kernel"]) else recs["fused"]
+        bt = best["time_s"] if _ok(best) else None
+        bm = best["peak_bytes"] if _ok(best) else None
+        paired = best.get("paired_ratio") if _ok(best) else None
+        liger = recs["liger"] if _ok(recs["liger"]) else liger_nll
+        budget, chunk = budget_bytes(shape, itemsize, best.get("loss_tokens") if best else None)
+        ratios = {
+            "t_floor": paired if paired is not None else _ratio(bt, floor["time_s"] if _ok(floor) else None),
+            "m_budget": _ratio(bm, budget),
+            "t_ref": _ratio(recs["reference"]["time_s"] if _ok(recs["reference"]) else None, bt),
+            "m_ref": _ratio(recs["reference"]["peak_bytes"] if _ok(recs["reference"]) else None, bm),
+            "t_liger_nll": _ratio(bt, liger_nll["time_s"] if _ok(liger_nll) else None),
+            "m_liger": _ratio(bm, liger["peak_bytes"] if _ok(liger) else None),
+        }
+        row = dict(objective=obj, gate=is_gate(obj), records=recs, floor=floor, ratios=ratios,
+                   budget=budget, chunk=chunk, best=best)
+        row["verdicts"] = verdicts(row, shape, device)
+        rows.append(row)
+    return rows
+
+
+def verdicts(row: dict, shape: dict, device: str) -> dict:
+    """``{ratio key: (target name, met)}`` for the targets of ``device`` that apply to ``row``."""
+    out = {}
+    for name, key, op, bound, applies in TARGETS.get(device, []):
+        value = row["ratios"].get(key)
+        if value is None or not applies(row, shape):
+            continue
+        out[key] = (name, value <= bound if op == "<=" else value >= bound)
+    return out
+
+
+def _cell(rec) -> str:
+    if rec is None:
+        return "-"
+    if rec.get("status") != "ok":
+        return rec.get("status", "?")
+    return f"{rec['time_s']:.3g} s / {rec['peak_bytes'] / MiB:.0f} MiB"
+
+
+def markdown_table(shape: dict, rows: list, methods: list, device: str, itemsize: int) -> str:
+    """One shape: every method's ``time / peak`` and the target ratios (a column only where
+    some row of this shape has that target)."""
+    H, V, N = shape["H"], shape["V"], shape["N"]
+    keys = [k for k in RATIO_TITLES if any(k in r["verdicts"] for r in rows)]
+    cols = [m for m in ("fused", "kernel", "engine_kernel", "plain", "reference", "floor", "liger") if m in methods]
+    budget, chunk = rows[0]["budget"], rows[0]["chunk"]
+    lines = [f"### {TITLES.get(shape['name'], shape['name'])}: H={H}, V={V}, N={N}", "",
+             f"Chunk {chunk} rows; budget dW + dh + one fp32 logits chunk = {budget / MiB:.0f} MiB; full fp32 "
+             f"logits {N * V * 4 / MiB:.0f} MiB; {shape['warmup']} warm-up + {shape['repeats']} timed iteration(s), "
+             "median; cells are time / peak above the inputs.", "",
+             "| objective | " + " | ".join(cols + [RATIO_TITLES[k] for k in keys]) + " |",
+             "|---|" + "---:|" * (len(cols) + len(keys))]
+    notes = []
+    for r in rows:
+        cells = [r["objective"] + ("" if r["gate"] else " (dist.)")]
+        cells += [_cell(r["floor"] if m == "floor" else r["records"][m]) for m in cols]
+        for k in keys:
+            if k in r["verdicts"]:
+                cells.append(f"{r['ratios'][k]:.2f}x {'met' if r['verdicts'][k][1] else '**missed**'}")
+            else:
+                cells.append("-" if r["ratios"][k] is None else f"{r['ratios'][k]:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+        for m in cols:
+            rec = r["floor"] if m == "floor" else r["records"][m]
+            if rec and rec.get("status") not in ("ok", "n/a", None) and rec.get("note") and m != "floor":
+                notes.append(f"- `{r['objective']}` / {m}: {rec['status']}: {rec['note']}")
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def settings_of(report: dict) -> tuple:
+    """``(device, dtype, itemsize)`` of a results dict (older files lack some settings)."""
+    settings = report.get("settings", {})
+    device = settings.get("device", report["environment"].get("device", "cpu"))
+    dtype = settings.get("dtype", "fp32" if device == "cpu" else "bf16")
+    return device, dtype, 4 if dtype == "fp32" else 2
+
+
+def render(report: dict) -> tuple[str, list]:
+    """``(markdown, summary)`` of a results dict; ``summary`` lists every target verdict."""
+    device, dtype, itemsize = settings_of(report)
+    env = report["environment"]
+    md = [f"# Fused loss benchmark ({device})", "", "Re-measure with:", "", "```bash", report["command"], "```", ""]
+    if report.get("updates"):
+        md += [f"({len(report['updates'])} re-measurement(s) of some cases since, listed in the results JSON.)", ""]
+    where = f"GPU {env['gpu']}" if env.get("gpu") else f"CPU {env['cpu']} ({env['cpu_cores']} cores)"
+    md += [f"{env['date'][:10]}, {where}, torch {env['torch']}, {dtype} inputs, "
+           f"{report.get('settings', {}).get('threads', env.get('torch_threads'))} threads; "
+           + ("the cases of a shape in one interpreter; " if report.get("settings", {}).get("group") == "shape"
+              else "one interpreter per case; ")
+           + f"peak = {'max_memory_allocated' if device == 'cuda' else 'peak RSS'} above the inputs. `floor` = the "
+           "three matrix products alone. In the ratios, fused = the compiled `kernel` where it ran, else the eager "
+           "`fused` engine; fused / floor time is paired within each case.", ""]
+    summary = []
+    for shape in report["shapes"]:
+        objectives = [o for o in report["objectives"]]
+        rows = analyse_shape(shape, report["records"], objectives, device, itemsize)
+        if not rows:
+            continue
+        md.append(markdown_table(shape, rows, report["methods"], device, itemsize))
+        for r in rows:
+            summary += [dict(shape=shape["name"], objective=r["objective"], target=name, met=met)
+                        for name, met in r["verdicts"].values()]
+    met = sum(s["met"] for s in summary)
+    md.append(f"Targets met: {met} of {len(summary)}.")
+    return "\n".join(md) + "\n", summary
+
+
+def csv_text(records: list) -> str:
+    """One CSV row per case (times joined by spaces, the peak also in MiB)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for rec in records:
+        row = dict(rec)
+        if row.get("peak_bytes") is not None:
+            row["peak_mib"] = round(row["peak_bytes"] / MiB, 1)
+        for key in ("times_s", "warmup_times_s"):
+            if key in row:
+                row[key] = " ".join(f"{t:.4f}" for t in row[key])
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file and ``os.replace``; world-readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def write_reports(report: dict, out: Path, csv_path: Path, md_path: Path) -> list:
+    """Write the JSON (with its target summary), the CSV and the markdown; return the summary."""
+    text, summary = render(report)
+    report["summary"] = summary
+    write_atomic(out, json.dumps(report, indent=1))
+    write_atomic(csv_path, csv_text(report["records"]))
+    write_atomic(md_path, text)
+    return summary
+
+
+def main(argv=None) -> int:
+    """``python benchmarks/report.py RESULTS.json [--markdown MD] [--csv CSV]``: re-render."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Rewrite the CSV and markdown of a fused_loss.py results JSON.")
+    ap.add_argument("results")
+    ap.add_argument("--markdown", default=None)
+    ap.add_argument("--csv", default=None)
+    args = ap.parse_args(argv)
+    src = Path(args.results)
+    report = json.loads(src.read_text())
+    summary = write_reports(report, src, Path(args.csv or src.with_suffix(".csv")),
+                            Path(args.markdown or src.with_suffix(".md")))
+    print(f"targets met: {sum(s['met'] for s in summary)} of {len(summary)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Run pytest for each mutant in a forked child of one warm process.
+
+Importing torch costs seconds; a mutant's test selection often fails within a second. The
+server imports the heavy libraries once (never ``deft``: each child imports the freshly mutated
+source from disk; the third-party modules that collecting the test selection imports are found in
+a throwaway child and imported too), then forks one child per request; the child runs ``pytest.main(args)`` and
+its exit status goes back to the client. A client that dies (cosmic-ray's timeout kills it)
+makes the server kill the child's whole process group.
+
+    python mutation/forkserver.py serve SOCKET --preload torch,numpy [-- TESTS...]
+    python mutation/forkserver.py client SOCKET CWD MUTATED_FILES -- PYTEST_ARGS...  # exit status = pytest's
+    python mutation/forkserver.py stop SOCKET
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import tempfile
+
+__all__ = ["serve", "request", "stop"]
+
+
+def _child(request: dict) -> None:
+    """In the forked child: run pytest in the request's folder, output to its log file."""
+    os.setsid()
+    os.chdir(request["cwd"])
+    fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    rc = 98
+    try:
+        import pytest
+
+        rc = int(pytest.main(request["args"]))
+    except BaseException:  # noqa: BLE001 - anything a mutant raises is a failed run
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+
+
+def _wait(pid: int, conn: socket.socket) -> int:
+    """Exit status of ``pid``; kill its process group if the client goes away first."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        readable, _, _ = select.select([conn], [], [], 0.05)
+        if readable and not conn.recv(1):  # EOF: the client was killed (timeout)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            return -signal.SIGKILL
+
+
+def _collected_modules(tests: list[str]) -> list[str]:
+    """Modules that collecting ``tests`` imports, in import order, found in a throwaway child."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        try:
+            import pytest
+
+            pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *tests])
+            os.write(write, "\n".join(sys.modules).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        names = f.read().split()
+    os.waitpid(pid, 0)
+    return names
+
+
+def _preload(preload: list[str], tests: list[str]) -> None:
+    """Import ``preload`` and the third-party modules the test selection imports (never deft,
+    the tests or anything else under the working directory: those are what the mutants change)."""
+    import importlib
+
+    for name in preload:
+        importlib.import_module(name)
+    here = os.getcwd()
+    for name in _collected_modules(tests) if tests else []:
+        if name in sys.modules or name == "deft" or name.startswith("deft.") or "test" in name.split(".")[0]:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 - a module that can't be imported alone is just not preloaded
+            continue
+        if str(getattr(module, "__file__", "") or "").startswith(here):
+            raise RuntimeError(f"preloaded a module of the working copy: {name}")
+
+
+def _drop_bytecode(modules: list[str]) -> None:
+    """Remove the cached bytecode of the mutated modules: a mutant of the same size written in
+    the same second as the previous one would otherwise be read back from a stale ``.pyc``.
+    The other modules keep theirs, so a child compiles only the one file that changed."""
+    for module in modules:
+        cache = os.path.join(os.path.dirname(module), "__pycache__")
+        stem = os.path.splitext(os.path.basename(module))[0] + "."
+        if os.path.isdir(cache):
+            for name in os.listdir(cache):
+                if name.startswith(stem):
+                    os.unlink(os.path.join(cache, name))
+
+
+def serve(path: str, preload: list[str], tests: list[str]) -> None:
+    """Import the heavy modules and answer requests until a ``stop`` request comes."""
+    _preload(preload, tests)
+    if os.path.exists(path):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    server.settimeout(5.0)
+    parent = os.getppid()
+    print("ready", flush=True)
+    while True:
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the runner died without stopping us
+                break
+            continue
+        conn.settimeout(None)
+        with conn:
+            request = json.loads(conn.makefile("r").readline())
+            if request.get("stop"):
+                conn.sendall(b"0\n")
+                break
+            _drop_bytecode(request.get("mutated", []))
+            pid = os.fork()
+            if pid == 0:
+                server.close()
+                _child(request)
+            rc = _wait(pid, conn)
+            try:
+                conn.sendall(f"{rc}\n".encode())
+            except OSError:
+                pass
+    server.close()
+    os.unlink(path)
+
+
+def request(path: str, cwd: str, args: list[str], mutated: list[str]) -> tuple[int, str]:
+    """Run pytest ``args`` in ``cwd`` through the server: ``(exit status, output)``; ``mutated``
+    are the files whose bytecode must not be reused."""
+    with tempfile.NamedTemporaryFile("r", suffix=".log", delete=False) as log:
+        log_path = log.name
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(path)
+            conn.sendall((json.dumps({"cwd": cwd, "args": args, "log": log_path, "mutated": mutated}) + "\n").encode())
+            answer = conn.makefile("r").readline().strip()
+        with open(log_path, errors="replace") as f:
+            output = f.read()
+    finally:
+        os.unlink(log_path)
+    return (int(answer) if answer else 97), output
+
+
+def stop(path: str) -> None:
+    """Ask the server to exit."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(path)
+        conn.sendall(b'{"stop": true}\n')
+        conn.makefile("r").readline()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 4 and argv[0] == "serve" and argv[2] == "--preload":
+        tests = argv[5:] if len(argv) >= 5 and argv[4] == "--" else []
+        serve(argv[1], [m for m in argv[3].split(",") if m], tests)
+        return 0
+    if len(argv) >= 5 and argv[0] == "client" and argv[4] == "--":
+        rc, output = request(argv[1], argv[2], argv[5:], [m for m in argv[3].split(",") if m])
+        sys.stdout.write(output[-20000:])
+        return rc
+    if len(argv) == 2 and argv[0] == "stop":
+        stop(argv[1])
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

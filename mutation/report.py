@@ -1,0 +1,131 @@
+"""The mutation-testing report: score per module and every surviving mutant.
+
+Score of a module = killed / (mutants run - equivalent survivors). A survivor is *equivalent*
+when ``mutation/equivalent.toml`` records it (matched by module, the original line and the
+mutated line or the operator, so the record survives edits elsewhere in the file) with the reason no test can
+tell it from the original. Skipped mutants (filtered operators, outside the selected
+definitions) are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+__all__ = ["write_report", "load_equivalent", "match_equivalent", "diff_lines"]
+
+
+def diff_lines(diff: str) -> tuple[str, str]:
+    """``(original line, mutated line)`` of a one-line cosmic-ray diff, stripped."""
+    before = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    after = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    return " ".join(s.strip() for s in before), " ".join(s.strip() for s in after)
+
+
+def load_equivalent(path: Path) -> list[dict]:
+    """The records of ``equivalent.toml``: ``module``, ``before``, ``reason`` and either ``after``
+    (one mutant) or ``operators`` (a regular expression: every mutant of that line by those operators)."""
+    if not path.exists():
+        return []
+    data = tomllib.loads(path.read_text())
+    out = []
+    for i, entry in enumerate(data.get("equivalent", []), 1):
+        for key in ("module", "before", "reason"):
+            if not entry.get(key):
+                raise SystemExit(f"{path}: entry {i}: missing '{key}'")
+        if bool(entry.get("after")) == bool(entry.get("operators")):
+            raise SystemExit(f"{path}: entry {i}: give exactly one of 'after' and 'operators'")
+        out.append({**entry, "before": entry["before"].strip(), "after": entry.get("after", "").strip(),
+                    "operators": re.compile(entry["operators"]) if entry.get("operators") else None})
+    return out
+
+
+def match_equivalent(records: list[dict], row: dict) -> str | None:
+    """The reason recorded for the surviving mutant ``row``, or None."""
+    for r in records:
+        if r["module"] != row["module"] or r["before"] != row["before"]:
+            continue
+        if (r["operators"] is not None and r["operators"].fullmatch(row["operator"])) or r["after"] == row["after"]:
+            return r["reason"]
+    return None
+
+
+def _session_rows(session: Path) -> list[dict]:
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    rows = []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if result.worker_outcome in (WorkerOutcome.SKIPPED, WorkerOutcome.NO_TEST):
+                continue
+            m = item.mutations[0]
+            if result.worker_outcome == WorkerOutcome.EXCEPTION:
+                outcome = "error"
+            elif result.test_outcome == TestOutcome.SURVIVED:
+                outcome = "survived"
+            else:
+                outcome = "killed"
+            before, after = diff_lines(result.diff or "")
+            rows.append({"module": str(m.module_path), "line": m.start_pos[0],
+                         "operator": m.operator_name.removeprefix("core/"), "outcome": outcome,
+                         "before": before, "after": after})
+        pending = len(db.pending_work_items)
+    if pending:
+        rows.append({"pending": pending})
+    return rows
+
+
+def write_report(build: Path, groups: dict, equivalent_path: Path, root: Path) -> Path:
+    """Write ``build/report.md`` and ``build/report.json`` from every group's session."""
+    equivalent = load_equivalent(equivalent_path)
+    modules: dict[str, dict] = {}
+    survivors = []
+    notes = []
+    for name in groups:
+        session = build / name / "session.sqlite"
+        if not session.exists():
+            notes.append(f"group `{name}`: not run (`python mutation/run.py {name}`)")
+            continue
+        for row in _session_rows(session):
+            if "pending" in row:
+                notes.append(f"group `{name}`: {row['pending']} mutants not run yet (interrupted run)")
+                continue
+            mod = modules.setdefault(row["module"], {"group": name, "mutants": 0, "killed": 0, "survived": 0,
+                                                     "equivalent": 0, "error": 0})
+            mod["mutants"] += 1
+            if row["outcome"] == "killed":
+                mod["killed"] += 1
+            elif row["outcome"] == "error":
+                mod["error"] += 1
+            else:
+                reason = match_equivalent(equivalent, row)
+                mod["equivalent" if reason else "survived"] += 1
+                survivors.append({**row, "group": name, "equivalent": reason})
+    for mod in modules.values():
+        live = mod["mutants"] - mod["equivalent"] - mod["error"]
+        mod["score"] = round(100.0 * mod["killed"] / live, 1) if live else 100.0
+
+    lines = ["# Mutation testing report", "",
+             "Score = killed / (mutants - equivalent - errors); errors are mutants cosmic-ray could not run.",
+             "", "| module | group | mutants | killed | survived | equivalent | errors | score |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for module, m in sorted(modules.items()):
+        lines.append(f"| {module} | {m['group']} | {m['mutants']} | {m['killed']} | {m['survived']} | "
+                     f"{m['equivalent']} | {m['error']} | {m['score']}% |")
+    lines += [""] + [f"- {n}" for n in notes]
+    lines += ["", "## Surviving mutants", ""]
+    for s in sorted(survivors, key=lambda s: (s["module"], s["line"], s["operator"])):
+        reason = " ".join((s["equivalent"] or "").split())
+        tag = f"equivalent: {reason}" if reason else "**not killed**"
+        lines += [f"- `{s['module']}:{s['line']}` {s['operator']} — {tag}",
+                  f"  - `{s['before']}`", f"  + `{s['after']}`"]
+    if not survivors:
+        lines.append("none")
+    build.mkdir(parents=True, exist_ok=True)
+    out = build / "report.md"
+    out.write_text("\n".join(lines) + "\n")
+    (build / "report.json").write_text(json.dumps({"modules": modules, "survivors": survivors}, indent=1) + "\n")
+    return out

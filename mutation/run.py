@@ -1,0 +1,247 @@
+"""Mutation testing of deft's core with cosmic-ray (``make mutate``; not part of CI).
+
+For each group of ``mutation/modules.toml`` this copies ``src/``, ``tests/`` and ``pyproject.toml``
+into ``build/mutation/GROUP/`` (the working tree is never touched), lets cosmic-ray list the mutants
+of the group's modules into ``build/mutation/GROUP/session.sqlite``, checks that the group's tests
+pass on the unmutated copy, then applies each mutant in turn and runs the group's tests in a child
+forked from a warm process (``mutation/forkserver.py``). The report ``build/mutation/report.md``
+gives the score per module and every surviving mutant, matched against the equivalent mutants
+recorded in ``mutation/equivalent.toml``.
+
+    python mutation/run.py                  # every group
+    python mutation/run.py metrics stats    # some groups
+    python mutation/run.py --survivors metrics   # re-test only the survivors of the last run
+                                                 # (with the current tests/), e.g. after adding a test
+    python mutation/run.py --report         # rebuild the report from the stored sessions
+    python mutation/run.py --list           # mutant counts per group, nothing run
+
+The sessions stay readable by cosmic-ray's own tools (``cr-report``, ``cr-html``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "mutation"
+BUILD = ROOT / "build" / "mutation"
+FORKSERVER = HERE / "forkserver.py"
+PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", "-W", "ignore"]
+
+sys.path.insert(0, str(HERE))
+from report import write_report  # noqa: E402
+
+
+def load_groups(path: Path = HERE / "modules.toml") -> dict:
+    """Groups of ``modules.toml`` with the defaults filled in."""
+    data = tomllib.loads(path.read_text())
+    defaults = data.get("defaults", {})
+    groups = {}
+    for name, group in data["groups"].items():
+        merged = {**defaults, **group}
+        # a test file named in the selection but not written yet is left out (kill-tests are added
+        # as survivors show up); a node id or option is kept as it is
+        merged["tests"] = [t for t in merged["tests"] if "::" in t or t.startswith("-") or (ROOT / t).exists()]
+        missing = [m for m in merged["modules"] if not (ROOT / m).is_file()]
+        if missing:
+            raise SystemExit(f"mutation/modules.toml: group '{name}': no such module {missing[0]}")
+        groups[name] = merged
+    return groups
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(str(p).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def prepare(name: str, group: dict, keep_session: bool) -> Path:
+    """The group's working copy (``src/`` and ``tests/`` refreshed from the working tree)."""
+    work = BUILD / name
+    if not keep_session and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    for sub in ("src", "tests"):
+        if (work / sub).exists():
+            shutil.rmtree(work / sub)
+        shutil.copytree(ROOT / sub, work / sub, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
+    for cache in work.rglob("__pycache__"):
+        shutil.rmtree(cache)
+    return work
+
+
+class Server:
+    """The fork server of one group, running in the group's working copy."""
+
+    def __init__(self, work: Path, preload: list[str], tests: list[str]):
+        self.socket = str(work / "forkserver.sock")
+        env = dict(os.environ, PYTHONPATH=str(work / "src"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(FORKSERVER), "serve", self.socket, "--preload", ",".join(preload), "--", *tests],
+            cwd=work, env=env, stdout=subprocess.PIPE, text=True,
+        )
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("mutation: the fork server did not start (see the error above)")
+
+    def command(self, work: Path, tests: list[str], modules: list[str]) -> str:
+        mutated = ",".join(str(work / m) for m in modules)
+        args = [sys.executable, str(FORKSERVER), "client", self.socket, str(work), mutated, "--", *PYTEST_ARGS,
+                *tests]
+        return " ".join(shlex.quote(a) for a in args)
+
+    def close(self) -> None:
+        subprocess.run([sys.executable, str(FORKSERVER), "stop", self.socket], check=False)
+        self.proc.wait(timeout=60)
+
+
+def _definition_lines(path: Path, names: list[str]) -> list[range]:
+    """Line ranges of the functions/methods ``names`` ("func" or "Class.method") in ``path``."""
+    tree = ast.parse(path.read_text())
+    found = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found[node.name] = range(node.lineno, node.end_lineno + 1)
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    found[f"{node.name}.{item.name}"] = range(item.lineno, item.end_lineno + 1)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise SystemExit(f"mutation/modules.toml: {path}: no definition '{missing[0]}'")
+    return [found[n] for n in names]
+
+
+def init_session(work: Path, group: dict) -> None:
+    """List the group's mutants into a fresh session and mark the filtered ones skipped."""
+    from cosmic_ray.commands import init
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    excluded = re.compile("|".join(f"(?:{e})" for e in group.get("exclude-operators", ())) or "(?!)")
+    ranges = {}
+    if group.get("definitions"):
+        for module in group["modules"]:
+            ranges[module] = _definition_lines(work / module, group["definitions"])
+    with use_db(str(work / "session.sqlite"), WorkDB.Mode.create) as db:
+        init([Path(m) for m in group["modules"]], db, {})
+        for item in db.pending_work_items:
+            m = item.mutations[0]
+            line = m.start_pos[0]
+            why = None
+            if excluded.match(m.operator_name):
+                why = "Filtered operator"
+            elif str(m.module_path) in ranges and not any(line in r for r in ranges[str(m.module_path)]):
+                why = "Outside the selected definitions"
+            if why:
+                db.set_result(item.job_id, WorkResult(output=why, worker_outcome=WorkerOutcome.SKIPPED))
+
+
+def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> None:
+    """Run the pending mutants (or re-run the survivors) of the session in ``work``."""
+    from cosmic_ray.mutating import mutate_and_test
+    # cosmic-ray sets PYTHONDONTWRITEBYTECODE for the client only; the fork server keeps the
+    # bytecode of unmutated modules and drops the mutated module's before every run
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
+
+    with use_db(str(work / "session.sqlite"), WorkDB.Mode.open) as db:
+        if survivors_only:
+            todo = [item for item, result in db.completed_work_items
+                    if result.test_outcome == TestOutcome.SURVIVED]
+        else:
+            todo = list(db.pending_work_items)
+        todo.sort(key=lambda it: (str(it.mutations[0].module_path), it.mutations[0].start_pos,
+                                  it.mutations[0].operator_name, it.mutations[0].occurrence))
+        start = time.monotonic()
+        for i, item in enumerate(todo, 1):
+            result = mutate_and_test(item.mutations, command, timeout)
+            db.set_result(item.job_id, result)
+            m = item.mutations[0]
+            outcome = result.test_outcome.value if result.test_outcome else result.worker_outcome.value
+            print(f"[{i}/{len(todo)} {time.monotonic() - start:6.0f}s] {outcome:11s} "
+                  f"{m.module_path}:{m.start_pos[0]} {m.operator_name.removeprefix('core/')}", flush=True)
+
+
+def run_group(name: str, group: dict, survivors_only: bool) -> None:
+    modules = [ROOT / m for m in group["modules"]]
+    fingerprint = _fingerprint(modules)
+    work = BUILD / name
+    if survivors_only:
+        stamp = work / "modules.sha"
+        if not (work / "session.sqlite").exists():
+            raise SystemExit(f"mutation: no session for group '{name}' yet; run it without --survivors first")
+        if stamp.read_text().strip() != fingerprint:
+            raise SystemExit(f"mutation: the modules of group '{name}' changed since its last run; "
+                             "run it without --survivors")
+    work = prepare(name, group, keep_session=survivors_only)
+    os.chdir(work)  # cosmic-ray mutates module paths relative to the working directory
+    server = Server(work, group["preload"], group["tests"])
+    try:
+        command = server.command(work, group["tests"], group["modules"])
+        print(f"== {name}: baseline (unmutated tests)", flush=True)
+        rc = subprocess.run(shlex.split(command), capture_output=True, text=True)
+        if rc.returncode != 0:
+            sys.stdout.write(rc.stdout[-4000:])
+            raise SystemExit(f"mutation: group '{name}': the tests fail without any mutation (exit "
+                             f"{rc.returncode}); fix them first")
+        if not survivors_only:
+            init_session(work, group)
+            (work / "modules.sha").write_text(fingerprint + "\n")
+        execute(work, command, float(group["timeout"]), survivors_only)
+    finally:
+        server.close()
+        os.chdir(ROOT)
+
+
+def count(name: str, group: dict) -> None:
+    from cosmic_ray.commands.init import _all_work_items
+
+    excluded = re.compile("|".join(f"(?:{e})" for e in group.get("exclude-operators", ())) or "(?!)")
+    os.chdir(ROOT)
+    items = [it for it in _all_work_items([Path(m) for m in group["modules"]], {})
+             if not excluded.match(it.mutations[0].operator_name)]
+    print(f"{name}: {len(items)} mutants (before the definitions filter)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("groups", nargs="*", help="groups of mutation/modules.toml (default: all)")
+    parser.add_argument("--survivors", action="store_true", help="re-test only the last run's survivors")
+    parser.add_argument("--report", action="store_true", help="only rebuild build/mutation/report.md")
+    parser.add_argument("--list", action="store_true", help="count the mutants of each group")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the fork server is stopped too
+    groups = load_groups()
+    unknown = [g for g in args.groups if g not in groups]
+    if unknown:
+        parser.error(f"unknown group '{unknown[0]}'; groups: {', '.join(groups)}")
+    chosen = args.groups or list(groups)
+    if args.list:
+        for name in chosen:
+            count(name, groups[name])
+        return 0
+    if not args.report:
+        for name in chosen:
+            run_group(name, groups[name], args.survivors)
+    path = write_report(BUILD, groups, HERE / "equivalent.toml", ROOT)
+    print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Result tables of a comparison: pure functions over saved results (no model, no training).
+
+Input: ``{method: results}`` where ``results`` is one ``results.json`` mapping of ``deft eval``
+(benchmark -> metrics), optionally with a ``"heldout"`` entry (:func:`deft.eval.heldout.heldout_metrics`),
+or ``{seed: such a mapping}`` for a method run with several seeds.
+
+Columns: each benchmark's metrics in percent (FigFont: exact match and Jaro-Winkler, paper Table
+3; others: Average@k, Tables 1-2), ``Avg`` (their unweighted mean, per seed), then the token-level
+metrics ``heldout_nll``, ``heldout_mean_p``, ``drift_kl``, ``retained_nll`` (see
+:mod:`deft.eval.heldout`), and ``seeds`` (how many seeds a row averages). Every cell is the mean
+over seeds with its 95% interval (:mod:`deft.analysis.intervals`).
+
+Marks: in each column the best method is bold and the second underlined (direction-aware: lower
+is better for NLL and KL) — with several seeds only when the paired difference to the next method
+is outside the noise (its 95% interval excludes 0); with one seed, as in the paper, wherever the
+values differ. A second table gives each objective's paired difference to ``nll``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .intervals import mean_interval, outside_noise, paired_difference
+
+__all__ = ["Column", "HELDOUT_COLUMNS", "table_columns", "build_table", "format_markdown", "format_differences",
+           "write_tables", "Table"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: where its value is (``group``, ``key``), its title, whether higher is
+    better, the factor applied for display (100 for accuracies in percent) and decimals."""
+
+    group: str
+    key: str
+    title: str
+    higher_better: bool = True
+    scale: float = 100.0
+    decimals: int = 2
+
+
+HELDOUT_COLUMNS = (
+    Column("heldout", "heldout_nll", "heldout_nll", False, 1.0, 4),
+    Column("heldout", "heldout_mean_p", "heldout_mean_p", True, 1.0, 4),
+    Column("heldout", "drift_kl", "drift_kl", False, 1.0, 4),
+    Column("heldout", "retained_nll", "retained_nll", False, 1.0, 4),
+)
+_AVG = Column("_avg", "avg", "Avg")
+
+
+def table_columns(results: dict) -> list[Column]:
+    """Accuracy columns of one results mapping: FigFont gets exact match and Jaro-Winkler (paper
+    Table 3), the others Average@k (Tables 1, 2)."""
+    cols = []
+    for bench, res in results.items():
+        if bench.startswith("_") or bench in ("average", "heldout") or not isinstance(res, dict):
+            continue
+        if "jaro_winkler" in res:
+            cols += [Column(bench, "exact", f"{bench} EM"), Column(bench, "jaro_winkler", f"{bench} JW")]
+        else:
+            cols.append(Column(bench, "average_at_k", f"{bench} Avg@{res.get('k', 1)}"))
+    return cols
+
+
+def _by_seed(results: dict) -> dict:
+    """``{seed: results}``; a plain results mapping is one measurement (seed ``None``)."""
+    if results and all(isinstance(k, int) or (isinstance(k, str) and k.isdigit()) for k in results):
+        return {int(k): v for k, v in results.items()}
+    return {None: results}
+
+
+@dataclass
+class Table:
+    """``columns``, ``methods`` (row order) and ``values[method][column title] = {seed: value}``
+    (display units: percent for accuracies)."""
+
+    columns: list
+    methods: list
+    values: dict
+
+    def cell(self, method: str, title: str) -> Optional[tuple[float, Optional[float], int]]:
+        """``(mean, 95% half-width or None, n seeds)`` or ``None`` when the method has no value."""
+        v = [x for x in self.values[method][title].values() if x is not None]
+        if not v:
+            return None
+        mean, half = mean_interval(v)
+        return mean, half, len(v)
+
+    def seeds(self, method: str) -> int:
+        return max((len(self.values[method][c.title]) for c in self.columns), default=0)
+
+
+def build_table(results_by_method: dict) -> Table:
+    """The :class:`Table` of ``{method: results or {seed: results}}`` (see the module docstring)."""
+    per_method = {m: _by_seed(r) for m, r in results_by_method.items()}
+    acc: list[Column] = []
+    for runs in per_method.values():
+        for res in runs.values():
+            acc += [c for c in table_columns(res) if c not in acc]
+    columns = [*acc, _AVG, *HELDOUT_COLUMNS]
+    values = {}
+    for method, runs in per_method.items():
+        row = {c.title: {} for c in columns}
+        for seed, res in runs.items():
+            present = []
+            for c in acc:
+                v = (res.get(c.group) or {}).get(c.key)
+                row[c.title][seed] = None if v is None else c.scale * float(v)
+                if v is not None:
+                    present.append(c.scale * float(v))
+            row["Avg"][seed] = sum(present) / len(present) if present else None
+            for c in HELDOUT_COLUMNS:
+                v = (res.get("heldout") or {}).get(c.key)
+                row[c.title][seed] = None if v is None else float(v)
+        values[method] = row
+    return Table(columns, list(per_method), values)
+
+
+def _marks(table: Table, col: Column) -> dict[str, str]:
+    """``{method: "best" | "second"}`` for one column (see the module docstring)."""
+    cells = {m: table.cell(m, col.title) for m in table.methods}
+    ranked = sorted((m for m in table.methods if cells[m] is not None),
+                    key=lambda m: cells[m][0], reverse=col.higher_better)
+    if len(ranked) < 2:
+        return {}
+    several = any(cells[m][2] > 1 for m in ranked)
+
+    def beats(a, b) -> bool:
+        if several:
+            return outside_noise(paired_difference(table.values[a][col.title], table.values[b][col.title]))
+        return cells[a][0] != cells[b][0]
+
+    marks = {}
+    if beats(ranked[0], ranked[1]):
+        marks[ranked[0]] = "best"
+    if len(ranked) > 2 and beats(ranked[1], ranked[2]):
+        marks[ranked[1]] = "second"
+    return marks
+
+
+def _fmt(cell, decimals: int) -> str:
+    if cell is None:
+        return "-"
+    mean, half, _ = cell
+    return f"{mean:.{decimals}f}" if half is None else f"{mean:.{decimals}f} ± {half:.{decimals}f}"
+
+
+def _used_columns(table: Table) -> list[Column]:
+    """Every accuracy column and Avg; a token-level column only when some method has it."""
+    return [c for c in table.columns
+            if c.group != "heldout" or any(table.cell(m, c.title) for m in table.methods)]
+
+
+def format_markdown(table: Table, *, title: str = "") -> str:
+    """Markdown table: best value of each column in bold, second underlined, with a footnote on
+    what the marks and intervals mean."""
+    cols = _used_columns(table)
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| Method | " + " | ".join(c.title for c in cols) + " | seeds |")
+    lines.append("|---|" + "---:|" * (len(cols) + 1))
+    marks = {c.title: _marks(table, c) for c in cols}
+    for method in table.methods:
+        cells = []
+        for c in cols:
+            text = _fmt(table.cell(method, c.title), c.decimals)
+            mark = marks[c.title].get(method)
+            cells.append(f"**{text}**" if mark == "best" else f"<u>{text}</u>" if mark == "second" else text)
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {table.seeds(method)} |")
+    several = any(table.seeds(m) > 1 for m in table.methods)
+    lines.append("")
+    lines.append("Accuracies in percent; heldout_nll, retained_nll in nats per token (lower is better), drift_kl "
+                 "= KL(base || tuned) in nats per token (lower: less forgetting). "
+                 + ("Cells are means over seeds ± the 95% interval (t-distribution). Bold: best, underlined: "
+                    "second, marked only where the paired difference to the next method is outside the noise "
+                    "(its 95% interval excludes 0)." if several else
+                    "One seed: bold marks the best value, underlined the second, wherever values differ; no "
+                    "interval, so a mark does not say the difference is outside the noise."))
+    return "\n".join(lines) + "\n"
+
+
+def format_differences(table: Table, reference: str = "nll") -> str:
+    """Markdown table of each method's paired difference to ``reference`` (mean ± 95% half-width
+    over shared seeds; ``*`` where the interval excludes 0). Empty when ``reference`` is absent."""
+    if reference not in table.methods:
+        return ""
+    cols = _used_columns(table)
+    others = [m for m in table.methods if m != reference and m.lower() != "base"]
+    if not others:
+        return ""
+    lines = [f"Paired difference to `{reference}` (method - {reference}), mean ± 95% interval over seeds; "
+             "* = outside the noise.", "",
+             "| Method | " + " | ".join(c.title for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for m in others:
+        cells = []
+        for c in cols:
+            d = paired_difference(table.values[m][c.title], table.values[reference][c.title])
+            if d is None:
+                cells.append("-")
+                continue
+            text = f"{d[0]:+.{c.decimals}f}" + ("" if d[1] is None else f" ± {d[1]:.{c.decimals}f}")
+            cells.append(text + ("*" if outside_noise(d) else ""))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(table: Table) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    titles = [c.title for c in table.columns]
+    writer.writerow(["method", *titles, "seeds", *(f"{t} ci95" for t in titles)])
+    for m in table.methods:
+        cells = [table.cell(m, t) for t in titles]
+        writer.writerow([m, *("" if c is None else f"{c[0]:.6g}" for c in cells), table.seeds(m),
+                         *("" if c is None or c[1] is None else f"{c[1]:.6g}" for c in cells)])
+    return buf.getvalue()
+
+
+def write_tables(results_by_method: dict, out, *, title: str = "", reference: str = "nll") -> str:
+    """Write ``results.md`` (the table and the differences to ``reference``) and ``results.csv``
+    (first column ``method``, base row first, means then ``seeds`` then 95% half-widths) atomically;
+    return the markdown."""
+    from ..io import atomic_write_text
+
+    table = build_table(results_by_method)
+    md = format_markdown(table, title=title)
+    diff = format_differences(table, reference)
+    if diff:
+        md += "\n" + diff
+    out = Path(out)
+    atomic_write_text(out / "results.md", md)
+    atomic_write_text(out / "results.csv", _csv(table))
+    return md

@@ -1,0 +1,57 @@
+"""The printed results table of :func:`deft.eval.evaluate`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["EXTRA_COLUMNS", "format_table"]
+
+# secondary metrics shown as columns when a benchmark has them, in this order
+EXTRA_COLUMNS = ("acc", "mean_acc", "exact", "jaro_winkler", "score", "normalized_score", "jaro_winkler_similarity")
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.1f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+
+
+def _rows(results: dict) -> list[tuple[str, dict]]:
+    """Benchmarks in order; a group's mean row (``medical``) after its sources; the average last."""
+    names = [b for b in results if b != "average" and not b.startswith("_")]
+    rows = [(b, results[b]) for b in names]
+    top = [b for b in names if "group" not in results[b]]
+    if len(top) > 1 and "average" in results:
+        rows.append(("average", results["average"]))
+    return rows
+
+
+def format_table(results: dict, *, title: str | None = None) -> str:
+    """A plain-text table of :func:`~deft.eval.runner.evaluate` results: benchmark, n, k,
+    Average@k ± standard error, Pass@k, Maj@k and the secondary metrics present (figfont's exact and
+    jaro_winkler; under ``--protocol paper`` the reference's names: math ``acc`` and ``mean_acc``,
+    figfont ``score``, ``normalized_score``, ``jaro_winkler_similarity``); values in percent. Medical
+    sources are rows of their own, followed by their mean; the average row closes the table when
+    there are several top-level benchmarks."""
+    rows = _rows(results)
+    extra = [c for c in EXTRA_COLUMNS if any(c in r for _, r in rows)]
+    header = ["benchmark", "n", "k", "avg@k ± se", "pass@k", "maj@k", *extra]
+    table = [header]
+    for name, r in rows:
+        avg = f"{_pct(r.get('average_at_k'))} ± {_pct(r.get('stderr'))}"
+        k = r.get("k")
+        label = f"  {name}" if "group" in r else name
+        table.append([label, str(r.get("n", "-")), "-" if k is None else str(k), avg,
+                      _pct(r.get("pass_at_k")), _pct(r.get("maj_at_k")), *(_pct(r.get(e)) for e in extra)])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+
+    def fmt(row):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    rule = "  ".join("-" * w for w in widths)
+    lines = [fmt(header), rule]
+    for row in table[1:]:
+        if row[0] == "average":
+            lines.append(rule)
+        lines.append(fmt(row))
+    if title:
+        lines.insert(0, title)
+    return "\n".join(lines)

@@ -1,0 +1,349 @@
+"""``deft train`` as a function: :func:`train` runs one job end to end.
+
+Flow (each step a helper taking the :class:`_Run` context):
+
+1. :func:`_open` — lock the output folder, refuse a folder holding another run (or clear it with
+   ``overwrite``), find the checkpoint to resume from, or notice that the run is finished;
+2. :func:`_load_data` — tokenise the records into memory-mapped datasets, pack them if asked;
+3. :func:`_load_models` — the model (LoRA, gradient checkpointing) and the frozen models the
+   objective needs (reference, teacher, psft old policy), then patch the fused loss in;
+4. :func:`_make_trainer` — ``TrainingArguments`` and :class:`~deft.train.trainer.DeftTrainer`
+   with its callbacks (atomic checkpoints, psft refresh, TensorBoard);
+5. :func:`_finish` — evaluation, a finite-weights check, ``final/`` and ``summary.json``.
+
+Multi-process runs (``accelerate launch``) call :func:`train` in every process; only the main
+process locks, clears and writes the folder's files.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from ..io import atomic_write_dir, atomic_write_json, atomic_write_text
+from .config import TrainConfig, config_to_dict
+from .rundir import RunLock, is_finished, latest_checkpoint, mean_loss, prepare_fresh_folder, truncate_metrics
+
+__all__ = ["train", "build_examples", "next_steps", "settings_hash_of"]
+
+_OPTIMIZERS = {"adamw": "adamw_torch", "sgd": "sgd"}  # deft name -> HF optim name
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+STAGING = ".staging"
+
+
+@dataclass
+class _Run:
+    """Everything one training job carries from step to step."""
+
+    cfg: TrainConfig
+    log: Callable
+    out: Path
+    main: bool
+    objective: object = None
+    lock: Optional[RunLock] = None
+    resume_from: Optional[str] = None
+    finished: bool = False
+    tokenizer: object = None
+    examples: object = None
+    eval_examples: object = None
+    model: object = None
+    old_policy: object = None
+    device: str = "cpu"
+    callbacks: list = field(default_factory=list)
+
+
+def build_examples(cfg: TrainConfig, tokenizer, source: str, log=print):
+    """Read, validate and tokenise ``source`` into a memory-mapped ``datasets.Dataset``
+    (:func:`deft.data.tokenize_to_dataset`: the records stream into an Arrow file, so a large
+    file never becomes a Python list); raise :class:`~deft.data.validate.DataError` listing
+    ``FILE:LINE`` problems unless ``cfg.skip_invalid``."""
+    from ..data.dataset import tokenize_to_dataset
+    from ..data.records import parse_key_map
+
+    key_map = parse_key_map([m for m in (cfg.map or "").split(",") if m.strip()])
+    dataset, report = tokenize_to_dataset(source, tokenizer, key_map=key_map or None, template=cfg.template,
+                                          max_length=cfg.max_length, truncation=cfg.truncation,
+                                          all_turns=cfg.all_turns, skip_invalid=cfg.skip_invalid)
+    log(f"data {source}: {report.summary()}" + (f" (skipped {report.invalid} invalid)" if report.invalid else ""))
+    return dataset
+
+
+def train(cfg: TrainConfig, log=print, callbacks: Sequence = ()) -> dict:
+    """Run one training job; returns the summary (``steps``, ``train_loss`` — the mean loss of
+    every step in ``metrics.jsonl`` —, ``output_dir``, ``final``; ``already_finished`` when
+    ``resume`` found a finished run, which is left untouched). ``callbacks`` are extra HF
+    ``TrainerCallback`` objects. Raises ``ValueError`` (one line) on bad input, a used or locked
+    output folder, and a non-finite loss or gradient norm."""
+    if not cfg.data:
+        raise ValueError("no training data: pass --data FILE (records from 'deft data' or your own)")
+    run = _open(cfg, log)
+    try:
+        if run.finished:
+            return _finished_summary(run)
+        from transformers import set_seed
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        set_seed(cfg.seed)
+        run.callbacks = list(callbacks)
+        _load_data(run)
+        _load_models(run)
+        _write_start(run)
+        trainer = _make_trainer(run)
+        try:
+            trainer.train(resume_from_checkpoint=run.resume_from)
+        finally:
+            trainer.close_progress()
+        return _finish(run, trainer)
+    finally:
+        if run.lock is not None:
+            run.lock.release()
+
+
+def _open(cfg: TrainConfig, log) -> _Run:
+    """Lock and check the output folder (main process) and pick the checkpoint to resume from."""
+    from ..objectives import parse_objective
+
+    run = _Run(cfg=cfg, log=log, out=Path(cfg.output_dir), main=int(os.environ.get("RANK", "0")) == 0,
+               objective=parse_objective(cfg.objective))
+    if run.main:
+        run.lock = RunLock(run.out).acquire()
+    try:
+        if cfg.resume and is_finished(run.out):
+            run.finished = True
+        elif cfg.resume:
+            run.resume_from = cfg.resume_from_checkpoint or latest_checkpoint(run.out)
+            if cfg.resume_from_checkpoint and not (Path(cfg.resume_from_checkpoint) / "trainer_state.json").exists():
+                raise FileNotFoundError(f"{cfg.resume_from_checkpoint}: not a complete checkpoint (no "
+                                        "trainer_state.json); pass a checkpoint-N folder of a deft train run")
+            if run.resume_from is None:
+                log(f"no checkpoint in {run.out}: starting from scratch")
+        elif run.main:
+            prepare_fresh_folder(run.out, cfg.overwrite)
+    except BaseException:
+        if run.lock is not None:
+            run.lock.release()
+        raise
+    return run
+
+
+def _finished_summary(run: _Run) -> dict:
+    import json
+
+    path = run.out / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {"output_dir": str(run.out)}
+    summary.update(already_finished=True, final=str(run.out / "final"), output_dir=str(run.out))
+    run.log(f"{run.out} is finished already (final/ present): nothing to do; to train further, start a new run "
+            f"from it with --model {run.out / 'final'}, or retrain with --overwrite")
+    return summary
+
+
+def _load_data(run: _Run) -> None:
+    from ..model import load_tokenizer
+    from .collate import pack_examples
+
+    cfg = run.cfg
+    run.tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    run.examples = build_examples(cfg, run.tokenizer, cfg.data, log=run.log)
+    run.eval_examples = build_examples(cfg, run.tokenizer, cfg.eval_data, log=run.log) if cfg.eval_data else None
+    if cfg.packing:
+        run.examples = pack_examples(run.examples, cfg.max_length)
+        run.eval_examples = pack_examples(run.eval_examples, cfg.max_length) if run.eval_examples else None
+        run.log(f"packing: {len(run.examples)} rows of at most {cfg.max_length} tokens")
+
+
+def _load(cfg: TrainConfig, spec: str):
+    from ..model import load_model
+
+    return load_model(spec, dtype=_DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code)
+
+
+def _load_models(run: _Run) -> None:
+    """The trained model (LoRA if asked) and the frozen models of the objective, patched."""
+    from ..model.fused_forward import patch_fused_loss
+
+    cfg, needs = run.cfg, run.objective.needs
+    model = _load(cfg, cfg.model)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    reference = teacher = None
+    if "ref" in needs:
+        reference = _load(cfg, cfg.reference_model) if cfg.reference_model else (
+            "adapter" if cfg.lora_rank else copy.deepcopy(model))
+    if cfg.lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        targets = cfg.target_modules if cfg.target_modules == "all-linear" else [
+            m.strip() for m in cfg.target_modules.split(",") if m.strip()]
+        model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                                                 lora_dropout=cfg.lora_dropout, target_modules=targets,
+                                                 task_type="CAUSAL_LM"))
+    if "teacher" in needs:
+        if not cfg.teacher_model:
+            raise ValueError(f"objective '{run.objective.spec}' needs --teacher-model (same vocabulary as the model)")
+        teacher = _load(cfg, cfg.teacher_model)
+    if "old_logprobs" in needs:
+        run.old_policy = copy.deepcopy(model)
+    run.device = "cuda" if torch.cuda.is_available() else "cpu"
+    for frozen in (reference, teacher, run.old_policy):
+        if isinstance(frozen, torch.nn.Module):
+            frozen.to(run.device).eval().requires_grad_(False)
+    patch_fused_loss(model, run.objective, chunk_size=cfg.chunk_size, reference=reference, teacher=teacher,
+                     old_policy=run.old_policy, fused=cfg.fused)
+    run.model = model
+
+
+def _write_start(run: _Run) -> None:
+    """``config.yaml``; on resume, the metrics of the steps after the checkpoint are dropped."""
+    import json
+
+    import yaml
+
+    if not run.main:
+        return
+    new = config_to_dict(run.cfg)
+    if run.resume_from and (run.out / "config.yaml").exists():
+        old = yaml.safe_load((run.out / "config.yaml").read_text()) or {}
+        changed = [f"{k} {old[k]!r} -> {new[k]!r}" for k in new
+                   if k in old and old[k] != new[k] and k not in ("resume", "resume_from_checkpoint", "progress")]
+        if changed:
+            run.log(f"resuming with settings that differ from {run.out / 'config.yaml'}: {'; '.join(changed)}")
+    atomic_write_text(run.out / "config.yaml", yaml.safe_dump(new, sort_keys=False))
+    shutil.rmtree(run.out / STAGING, ignore_errors=True)  # a crash's half-written checkpoint
+    step = 0
+    if run.resume_from:
+        step = json.loads((Path(run.resume_from) / "trainer_state.json").read_text())["global_step"]
+        run.log(f"resuming from {run.resume_from} (step {step})")
+    truncate_metrics(run.out / "metrics.jsonl", step)
+
+
+def _training_args(run: _Run):
+    from transformers import TrainingArguments
+
+    cfg = run.cfg
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    trackers = [r.strip() for r in cfg.report_to.split(",") if r.strip() not in ("", "none", "tensorboard")]
+    return TrainingArguments(
+        output_dir=str(run.out / STAGING),  # HF writes checkpoints here; AtomicCheckpoints moves them
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=0,  # set from warmup_ratio by DeftTrainer.create_scheduler
+        weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, optim=_OPTIMIZERS[cfg.optim],
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed,
+        logging_steps=1, save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
+        save_total_limit=None,  # AtomicCheckpoints rotates the complete checkpoints
+        eval_strategy="steps" if (run.eval_examples and cfg.eval_steps) else "no", eval_steps=cfg.eval_steps or None,
+        report_to=trackers, disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=cfg.num_workers,
+        bf16=cfg.dtype == "bfloat16" and run.device == "cuda", use_cpu=run.device == "cpu",
+        ddp_backend="gloo" if (distributed and run.device == "cpu") else None,
+        average_tokens_across_devices=True, ddp_find_unused_parameters=False, prediction_loss_only=True,
+    )
+
+
+def _make_trainer(run: _Run):
+    from transformers.trainer_callback import PrinterCallback
+
+    from .collate import Collator
+    from .trainer import AtomicCheckpoints, DeftTrainer, OldPolicyRefresh, OLD_POLICY_FILE, load_old_policy
+
+    cfg = run.cfg
+    trainer = DeftTrainer(
+        model=run.model, args=_training_args(run), train_dataset=run.examples, eval_dataset=run.eval_examples,
+        data_collator=Collator(run.tokenizer.pad_token_id), metrics_path=str(run.out / "metrics.jsonl"),
+        progress=cfg.progress, loss_normalization=cfg.loss_normalization, warmup_ratio=cfg.warmup_ratio,
+        run_dir=str(run.out),
+    )
+    trainer.remove_callback(PrinterCallback)  # metrics.jsonl and the progress bar replace its dict dumps
+    trainer.add_callback(AtomicCheckpoints(trainer, str(run.out), cfg.save_total_limit))
+    if "tensorboard" in cfg.report_to.split(",") and run.main:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        trainer.add_callback(TensorBoardCallback(SummaryWriter(log_dir=str(run.out / "tensorboard"))))
+    if run.old_policy is not None:
+        trainer.old_policy = run.old_policy
+        trainer.add_callback(OldPolicyRefresh(run.old_policy, cfg.old_policy_refresh))
+        if run.resume_from and not load_old_policy(run.old_policy, run.resume_from):
+            run.log(f"{run.resume_from} has no {OLD_POLICY_FILE}: the psft old policy is the starting model until "
+                    "its next refresh, so this run will differ from an uninterrupted one")
+    for callback in run.callbacks:
+        trainer.add_callback(callback)
+    return trainer
+
+
+def _finish(run: _Run, trainer) -> dict:
+    """Evaluate, check the weights are finite, write ``final/`` and ``summary.json``."""
+    from .trainer import NonFiniteError
+
+    steps = trainer.state.global_step
+    summary = {"steps": steps, "output_dir": str(run.out)}
+    if run.eval_examples:
+        summary["eval_loss"] = trainer.evaluate().get("eval_loss")
+    bad = [name for name, p in trainer.model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise NonFiniteError(f"after step {steps} the weights are not finite ({bad[0]}, ...); no final/ model was "
+                             "written; lower --lr or check the data")
+    if run.main:
+        _save_final(trainer.model, run.tokenizer, run.out / "final")
+        shutil.rmtree(run.out / STAGING, ignore_errors=True)
+        summary["train_loss"] = mean_loss(run.out / "metrics.jsonl")
+        summary["final"] = str(run.out / "final")
+        summary["settings_hash"] = settings_hash_of(run.cfg)
+        atomic_write_json(run.out / "summary.json", summary)
+    trainer.accelerator.wait_for_everyone()
+    return summary
+
+
+# options that change how a run is watched, saved or resumed, not what it computes (the data files
+# count by their bytes, not their paths)
+_NOT_HASHED = ("output_dir", "progress", "resume", "resume_from_checkpoint", "overwrite", "num_workers", "report_to",
+               "logging_steps", "save_steps", "save_total_limit", "data", "eval_data")
+
+
+def settings_hash_of(cfg: TrainConfig) -> str:
+    """sha256 of the settings that determine the trained model and of the bytes (not the paths) of
+    its data files (:func:`deft.config.settings_hash`); recorded in ``summary.json`` so a caller can
+    tell whether a finished run was made from the settings it would use now."""
+    from ..config import settings_hash
+
+    settings = {k: v for k, v in config_to_dict(cfg).items() if k not in _NOT_HASHED}
+    return settings_hash(settings, {"data": cfg.data, "eval_data": cfg.eval_data})
+
+
+def _save_final(model, tokenizer, target: Path) -> None:
+    """``final/``: a standard HF model directory (safetensors + tokenizer). A LoRA model is saved
+    merged (and its adapter under ``final/adapter``)."""
+    from ..model.fused_forward import unpatch_fused_loss
+
+    model = model.module if hasattr(model, "module") else model
+    unpatch_fused_loss(model)
+
+    def write(tmp: Path):
+        if hasattr(model, "merge_and_unload"):
+            model.save_pretrained(tmp / "adapter")
+            merged = copy.deepcopy(model).merge_and_unload()
+            merged.save_pretrained(tmp, safe_serialization=True)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    atomic_write_dir(target, write)
+
+
+def next_steps(summary: dict) -> list[str]:
+    """Lines telling where a run's outputs are and what to run next."""
+    out = summary["output_dir"]
+    if summary.get("final"):
+        return [f"outputs in {out}: final/ (model), metrics.jsonl (per step), summary.json, config.yaml",
+                f"next: deft eval --model {summary['final']} --benchmark BENCH   |   deft plot --runs {out}"]
+    last = latest_checkpoint(out)
+    return [f"outputs in {out}: metrics.jsonl" + (f", {Path(last).name}/" if last else ""),
+            f"next: deft train --out {out} --resume (continues from the last checkpoint)"]

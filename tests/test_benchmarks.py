@@ -1,0 +1,130 @@
+"""The benchmark scripts: ratios and target verdicts from fixed records (benchmarks/report.py), and
+the GPU suite's CPU dry run end to end (benchmarks/gpu_suite.sh --device cpu --dry-run)."""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+
+
+def load(name):
+    """A module of benchmarks/ by path (they import each other as top-level modules)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rec(objective, method, time_s, peak_mib, **extra):
+    return dict(shape="s", objective=objective, method=method, status="ok", time_s=time_s, time_min_s=time_s,
+                peak_bytes=int(peak_mib * MiB), loss_tokens=180, times_s=[time_s], **extra)
+
+
+def fixed_report(device):
+    records = [
+        rec("nll", "floor", 1.0, 50),
+        rec("nll", "fused", 1.2, 100, paired_ratio=1.1),
+        rec("nll", "kernel", 1.05, 80, paired_ratio=1.04),
+        rec("nll", "reference", 4.2, 1200),
+        rec("nll", "liger", 1.0, 90),
+        rec("deft", "fused", 1.3, 100, paired_ratio=1.3),
+        rec("deft", "kernel", 1.2, 85, paired_ratio=1.3),
+        rec("deft", "reference", 3.0, 800),
+        rec("kd", "fused", 1.5, 120),  # no paired ratio: the stand-alone floor case is used
+        dict(shape="s", objective="kd", method="kernel", status="n/a", note="the kernel covers gate objectives"),
+        rec("kd", "reference", 2.0, 1300),
+    ]
+    shape = dict(name="s", H=64, V=1000, N=200, repeats=1, warmup=1, ref_target=True)
+    env = dict(date="2026-11-30T16:00:00", cpu="x", cpu_cores=2, torch="2.x", device=device)
+    return dict(command="python benchmarks/fused_loss.py --shapes s", environment=env, shapes=[shape],
+                objectives=["nll", "deft", "kd"], methods=["fused", "kernel", "reference", "floor", "liger"],
+                records=records, settings=dict(device=device, dtype="bf16", threads=16))
+
+
+def test_ratios_and_targets_on_cuda_from_fixed_records():
+    report = load("report")
+    rows = {r["objective"]: r for r in report.analyse_shape(fixed_report("cuda")["shapes"][0],
+                                                            fixed_report("cuda")["records"],
+                                                            ["nll", "deft", "kd"], "cuda", 2)}
+    nll, deft, kd = rows["nll"]["ratios"], rows["deft"]["ratios"], rows["kd"]["ratios"]
+    # the kernel is the best fused method where it ran; its paired ratio is the floor ratio
+    assert nll["t_floor"] == pytest.approx(1.04) and deft["t_floor"] == pytest.approx(1.3)
+    assert nll["t_ref"] == pytest.approx(4.2 / 1.05) and nll["m_ref"] == pytest.approx(1200 / 80)
+    assert deft["t_liger_nll"] == pytest.approx(1.2 / 1.0) and deft["m_liger"] == pytest.approx(85 / 90)
+    assert kd["t_floor"] == pytest.approx(1.5 / 1.0) and kd["m_ref"] == pytest.approx(1300 / 120)
+    verdicts = {o: {k: met for k, (_, met) in r["verdicts"].items()} for o, r in rows.items()}
+    assert verdicts["nll"] == {"t_floor": True, "m_liger": True, "t_ref": True, "m_ref": True}
+    assert verdicts["deft"] == {"t_floor": False, "t_liger_nll": False, "m_liger": True, "t_ref": False,
+                                "m_ref": False}
+    assert verdicts["kd"] == {"t_floor": True, "t_ref": False, "m_ref": True}  # 1.5 <= 1.6 for distributions
+
+
+def test_cpu_targets_and_the_rendered_report(tmp_path):
+    report = load("report")
+    data = fixed_report("cpu")
+    summary = report.write_reports(data, tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.md")
+    met = {(s["objective"], s["target"]): s["met"] for s in summary}
+    # gate objectives' fused / floor <= 1.25 (kernel where measured); ref >= 2x slower; ref >= 8x memory
+    assert met[("nll", "fused <= 1.25x floor")] and not met[("deft", "fused <= 1.25x floor")]
+    assert met[("nll", "ref >= 2x slower")] and met[("deft", "ref >= 2x slower")]
+    assert not met[("kd", "ref >= 2x slower")]
+    assert met[("kd", "ref >= 8x more mem")] and ("kd", "fused <= 1.25x floor") not in met
+    # budget = V H 4 + N H 2 + chunk V 4 bytes = 256000 + 25600 + 180 * 4000 (chunk = the 180 loss tokens)
+    assert not met[("nll", "fused mem <= 1.5x budget")]
+    md = (tmp_path / "r.md").read_text()
+    assert md.count("python benchmarks/fused_loss.py --shapes s") == 1  # one re-measure command
+    assert ("| deft | 1.3 s / 100 MiB | 1.2 s / 85 MiB | 3 s / 800 MiB | 1 s / 50 MiB | - | 1.30x **missed** | "
+            f"{85 * MiB / 1001600:.2f}x **missed** | 2.50x met | 9.41x met |") in md
+    assert f"Targets met: {sum(met.values())} of {len(met)}." in md
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert len(rows) == 11 and rows[1]["peak_mib"] == "100.0" and rows[9]["status"] == "n/a"
+    assert json.loads((tmp_path / "r.json").read_text())["summary"] == summary
+
+
+def test_shape_specs():
+    fused_loss = load("fused_loss")
+    qwen, big, custom = fused_loss.parse_shapes("qwen7b,qwen7b:N=32768:repeats=2,8x11x13", 5, 1, "cuda")
+    assert (qwen["H"], qwen["V"], qwen["N"], qwen["ref_target"]) == (3584, 152064, 8192, True)
+    assert (big["name"], big["N"], big["repeats"], big["ref_target"]) == ("qwen7b:N=32768", 32768, 2, False)
+    assert (custom["H"], custom["V"], custom["N"], custom["ref_target"]) == (8, 11, 13, False)
+    assert fused_loss.parse_shapes("qwen7b", 5, 1, "cpu")[0]["ref_target"] is False
+    with pytest.raises(SystemExit, match="unknown shape"):
+        fused_loss.parse_shapes("qwen9b", 1, 1, "cpu")
+
+
+@pytest.mark.slow
+def test_gpu_suite_dry_run_on_cpu(tmp_path):
+    """Every case of the suite at tiny shapes on CPU, and the training step on a tiny random model."""
+    pytest.importorskip("reasoning_gym")
+    env = dict(os.environ, PYTHON=sys.executable, TMPDIR=str(tmp_path))
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--device", "cpu", "--dry-run",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "out" / "fused_loss_cpu.csv").open()))
+    objectives = ["nll", "p", "dft", "deft", "cayley", "eaft", "label_smoothing", "kd"]
+    assert len(rows) == 2 * (1 + len(objectives) * 6)  # per shape: the floor, then 6 methods per objective
+    got = {(r["shape"], r["objective"], r["method"]): r for r in rows}
+    for shape in ("tiny", "48x997x203"):
+        for obj in objectives:
+            gate = obj not in ("label_smoothing", "kd")
+            assert got[(shape, obj, "liger")]["status"] == "n/a"
+            assert got[(shape, obj, "kernel")]["status"] == ("ok" if gate else "n/a")
+            assert got[(shape, obj, "engine_kernel")]["status"] == ("ok" if gate else "n/a")
+            for method in ("fused", "plain", "reference"):
+                assert got[(shape, obj, method)]["status"] == "ok", (shape, obj, method)
+            fused = float(got[(shape, obj, "fused")]["loss"])
+            # the same inputs: every method computes the same summed loss
+            for method in ("plain",) + (("kernel", "engine_kernel") if gate else ()):
+                assert float(got[(shape, obj, method)]["loss"]) == pytest.approx(fused, rel=1e-4), (shape, obj, method)
+    train = json.loads((tmp_path / "out" / "train_step_cpu.json").read_text())
+    assert (tmp_path / "out" / "fused_loss_cpu.md").exists() and (tmp_path / "out" / "train_step_cpu.md").exists()
+    assert train and "suite.log" in os.listdir(tmp_path / "out")

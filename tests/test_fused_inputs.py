@@ -1,0 +1,119 @@
+"""Bad inputs to token_loss / fused_token_loss give a one-line ValueError naming the argument,
+before any work: never a raw torch error, never a silent NaN."""
+
+import pytest
+import torch
+
+import deft
+
+
+def case(n=12, hidden=6, vocab=17, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(n, hidden, generator=g)
+    w = torch.randn(vocab, hidden, generator=g)
+    y = torch.randint(0, vocab, (n,), generator=g)
+    y[0] = -100
+    old = torch.log_softmax(torch.randn(n, vocab, generator=g), -1).gather(-1, y.clamp_min(0)[:, None])[:, 0]
+    return h, w, y, old
+
+
+def raises(match, fn, *args, **kwargs):
+    with pytest.raises(ValueError, match=match) as info:
+        fn(*args, **kwargs)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def fused(h, w, y, objective="deft", **kw):
+    return deft.fused_token_loss(h, w, y, objective, **kw)
+
+
+def plain(h, w, y, objective="deft", **kw):
+    return deft.token_loss(h @ w.T, y, objective, **kw)
+
+
+@pytest.mark.parametrize("engine,bad", [(fused, float("nan")), (fused, float("inf")), (fused, -float("inf")),
+                                        (plain, float("nan")), (plain, float("inf"))])
+def test_non_finite_model_inputs_are_refused(engine, bad):
+    h, w, y, _ = case()
+    h[3, 2] = bad
+    if engine is plain:
+        z = h @ w.T
+        raises("^logits has [0-9]+ NaN or \\+inf value", deft.token_loss, z, y, "deft")
+        assert not torch.isfinite(deft.token_loss(z, y, "deft", check_inputs=False))  # opting out
+        return
+    message = raises("^hidden has 1 NaN or infinite value", fused, h, w, y)
+    assert "check_inputs=False" in message
+    assert not torch.isfinite(fused(h, w, y, check_inputs=False))
+
+
+def test_masked_vocabulary_entries_are_allowed():
+    """-inf in logits or an LM-head bias masks a vocabulary entry: not an error."""
+    h, w, y, _ = case()
+    y = torch.where(y == 3, 4, y)
+    z = h @ w.T
+    z[:, 3] = -float("inf")
+    assert torch.isfinite(deft.token_loss(z, y, "deft"))
+    assert torch.isfinite(fused(h, w, y, bias=torch.zeros(17).index_fill(0, torch.tensor([3]), -float("inf"))))
+
+
+def test_non_finite_weight_bias_and_teacher_are_refused():
+    h, w, y, _ = case()
+    bad_w = w.clone()
+    bad_w[2, 1] = float("nan")
+    raises("^weight has 1 NaN", fused, h, bad_w, y)
+    bias = torch.zeros(17)
+    bias[3] = float("nan")
+    raises("^bias has 1 NaN or \\+inf", fused, h, w, y, bias=bias)
+    t = h.clone()
+    t[5] = float("inf")
+    raises("^teacher_hidden has 6 NaN or infinite", fused, h, w, y, "kd", teacher_hidden=t, teacher_weight=w)
+    raises("^teacher_logits has", plain, h, w, y, "kd", teacher_logits=torch.full((12, 17), float("nan")))
+
+
+@pytest.mark.parametrize("engine", [fused, plain])
+def test_negative_token_weights_and_positive_old_logprobs(engine):
+    h, w, y, old = case()
+    weights = torch.ones(12)
+    weights[4] = -0.5
+    raises("^token_weights has negative values \\(min -0.5\\)", engine, h, w, y, token_weights=weights)
+    raises("^old_logprobs must be log-probabilities \\(<= 0\\).*pass log p, not p", engine, h, w, y, "psft",
+           old_logprobs=old.exp())
+    assert torch.isfinite(engine(h, w, y, "psft", old_logprobs=old))
+
+
+@pytest.mark.parametrize("engine", [fused, plain])
+def test_label_types(engine):
+    h, w, y, _ = case()
+    raises("^labels must be a torch.Tensor, got list; convert it with torch.tensor", engine, h, w, y.tolist())
+    raises("^labels must be an integer tensor of token ids, got torch.float32", engine, h, w, y.float())
+    raises("^label 17 is outside the vocabulary", engine, h, w, torch.where(y == -100, 17, y))
+
+
+def test_dtypes_devices_and_shapes():
+    h, w, y, old = case()
+    raises("^hidden \\(torch.bfloat16\\) and weight \\(torch.float32\\) must have one dtype", fused, h.bfloat16(), w, y)
+    raises("^inputs are on different devices \\(.*labels on meta", fused, h, w, y.to("meta"))
+    raises("^inputs are on different devices", plain, h, w, y, token_weights=torch.ones(12, device="meta"))
+    raises("^hidden must be a torch.Tensor, got list", fused, h.tolist(), w, y)
+    raises("^hidden \\[N, H\\] must align with labels", fused, h, w, y[:-1])
+    raises("^hidden \\[N, H\\] and weight \\[V, H\\] must share H", fused, h, w[:, :-1], y)
+    raises("^token_weights must have the labels' shape \\(12,\\)", fused, h, w, y, token_weights=torch.ones(11))
+    raises("^old_logprobs must have the labels' shape", fused, h, w, y, "psft", old_logprobs=old[:-1])
+    raises("^old_logprobs must have the labels' shape", plain, h, w, y, "psft", old_logprobs=old[:-1])
+    raises("^teacher_hidden \\[N, H'\\] must align", fused, h, w, y, "kd", teacher_hidden=h[:-1], teacher_weight=w)
+    raises("^teacher_logits must have the logits' shape", plain, h, w, y, "kd", teacher_logits=(h @ w.T)[:, :-1])
+    raises("^chunk_size must be a positive integer", fused, h, w, y, chunk_size=0)
+
+
+@pytest.mark.parametrize("engine", [fused, plain])
+def test_every_label_ignored_normalises_safely(engine):
+    """The documented normalisation ``total / max(stats["num_tokens"], 1)`` is 0, with zero
+    finite gradients, when no label carries a loss."""
+    h, w, _, _ = case()
+    h.requires_grad_(True)
+    y = torch.full((12,), -100)
+    total, stats = engine(h, w, y, reduction="sum", return_stats=True)
+    assert stats["num_tokens"] == 0
+    (total / max(stats["num_tokens"], 1)).backward()
+    assert total.item() == 0.0 and torch.all(h.grad == 0)

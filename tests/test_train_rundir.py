@@ -1,0 +1,248 @@
+"""One run per folder, the lock, honest resume, the non-finite guard, warm-up and TensorBoard."""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from deft.cli.main import main
+from deft.train import load_config, train
+from deft.train.rundir import LOCK_NAME, RunLock, read_metrics
+from deft.train.run import settings_hash_of
+from deft.train.trainer import NonFiniteError, warmup_steps
+
+QUIET = dict(log=lambda *_: None)
+
+
+def cfg_for(model_dir, data, out, **kw):
+    base = dict(model=str(model_dir), data=str(data), output_dir=str(out), max_length=256, lr=1e-3,
+                progress=False, seed=7, batch_size=2)
+    base.update(kw)
+    return load_config(None, base)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # reaped: the pid names no process now
+    return proc.pid
+
+
+# -- the lock ---------------------------------------------------------------------------------
+def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
+    first = RunLock(tmp_path).acquire()
+    record = json.loads((tmp_path / LOCK_NAME).read_text())
+    assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
+    assert oct((tmp_path / LOCK_NAME).stat().st_mode & 0o777) == "0o644"
+    with pytest.raises(ValueError, match=f"pid {os.getpid()} on {socket.gethostname()}.*choose another --out"):
+        RunLock(tmp_path).acquire()
+    first.release()
+    assert not (tmp_path / LOCK_NAME).exists()
+
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
+    taken = RunLock(tmp_path).acquire()  # stale: its process is gone
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    taken.release()
+
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host": "another-host"}))
+    with pytest.raises(ValueError, match="on another-host"):  # cannot tell: refused, the file is kept
+        RunLock(tmp_path).acquire()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["host"] == "another-host"
+
+
+def _cli(model_dir, data, out, *extra):
+    return [sys.executable, "-m", "deft.cli.main", "train", "--model", str(model_dir), "--data", str(data),
+            "--out", str(out), "--max-length", "256", "--batch-size", "2", "--no-progress", "--seed", "5", *extra]
+
+
+def test_a_second_concurrent_train_into_the_same_folder_is_refused(tiny_model_dir, figfont_records, tmp_path):
+    """Two real processes: the second stops at once with one line naming the first; the first is
+    then killed, and a third run takes over its stale lock."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = tmp_path / "run"
+    first = subprocess.Popen(_cli(tiny_model_dir, figfont_records, out, "--max-steps", "100000", "--save-steps", "1"),
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (out / "checkpoint-1").exists():
+            assert first.poll() is None and time.time() < deadline, "the first run ended early"
+            time.sleep(0.1)
+        second = subprocess.run(_cli(tiny_model_dir, figfont_records, out, "--max-steps", "1"), env=env,
+                                capture_output=True, text=True)
+        assert first.poll() is None  # the first run is still going
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2
+    err = second.stderr.strip().splitlines()
+    assert len(err) == 1 and f"pid {first.pid}" in err[0] and "another 'deft train'" in err[0], err
+    assert json.loads((out / LOCK_NAME).read_text())["pid"] == first.pid  # the second left it alone
+    config = (out / "config.yaml").read_text()
+    assert "max_steps: 100000" in config  # the first run's config, not overwritten by the second
+
+    third = subprocess.run(_cli(tiny_model_dir, figfont_records, out, "--max-steps", "1", "--overwrite"),
+                           env=env, capture_output=True, text=True)
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert (out / "final").is_dir() and not (out / LOCK_NAME).exists()
+    assert "next: deft eval --model" in third.stdout
+
+
+# -- one run per folder -----------------------------------------------------------------------
+def test_a_used_folder_is_refused_unless_resume_or_overwrite(tiny_model_dir, figfont_records, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=2, save_steps=1), **QUIET)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    args = ["train", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--out", str(out),
+            "--no-progress", "--max-steps", "1", "--batch-size", "2", "--max-length", "256"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0] and "--overwrite" in err[0] and str(out) in err[0], err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing touched
+
+    assert main(args + ["--overwrite", "--save-steps", "1"]) == 0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]  # the old run's are gone
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1]
+    assert "max_steps: 1\n" in (out / "config.yaml").read_text()
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    (foreign / "train.log").write_text("a wrapper's log is fine")
+    with pytest.raises(ValueError, match="not from a deft run \\(notes.txt\\)"):
+        train(cfg_for(tiny_model_dir, figfont_records, foreign, max_steps=1, overwrite=True), **QUIET)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_resume_on_a_finished_run_says_so_and_changes_nothing(tiny_model_dir, figfont_records, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=2, save_steps=1), **QUIET)
+    files = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--out", str(out),
+                 "--no-progress", "--max-steps", "4", "--batch-size", "2", "--max-length", "256", "--resume"]) == 0
+    said = capsys.readouterr().out
+    assert "finished already" in said and "nothing to do" in said and "deft eval --model" in said
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()} == files
+
+
+class _Crash(TrainerCallback):
+    """Raises at the start of optimizer step ``at + 1`` (after step ``at`` was saved)."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt("simulated crash")
+
+
+class _PoisonWeights(TrainerCallback):
+    """Sets one weight to NaN at the start of optimizer step ``at + 1``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.at:
+            with torch.no_grad():
+                next(model.parameters()).view(-1)[0] = float("nan")
+
+
+def test_summary_after_resume_averages_every_step(tiny_model_dir, figfont_records, tmp_path):
+    kw = dict(max_steps=4, save_steps=2, lr_scheduler="constant", warmup_ratio=0.0)
+    ref = tmp_path / "ref"
+    expected = train(cfg_for(tiny_model_dir, figfont_records, ref, **kw), **QUIET)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_for(tiny_model_dir, figfont_records, out, **kw), callbacks=[_Crash(2)], **QUIET)
+    assert not (out / LOCK_NAME).exists() and not (out / "final").exists()
+    said = []
+    resumed_cfg = cfg_for(tiny_model_dir, figfont_records, out, resume=True, save_total_limit=3, **kw)
+    summary = train(resumed_cfg, log=said.append)
+    assert any("differ from" in line and "save_total_limit 2 -> 3" in line for line in said), said
+    assert summary["settings_hash"] == settings_hash_of(resumed_cfg) == expected["settings_hash"]
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl")]
+    assert len(losses) == 4
+    assert summary["train_loss"] == pytest.approx(sum(losses) / 4, rel=1e-12)
+    assert summary["train_loss"] != pytest.approx(sum(losses[2:]) / 2, rel=1e-6)
+    assert summary["train_loss"] == pytest.approx(expected["train_loss"], rel=1e-6)
+    assert json.loads((out / "summary.json").read_text())["train_loss"] == summary["train_loss"]
+
+
+def test_a_non_finite_loss_mid_run_stops_with_no_final_model(tiny_model_dir, figfont_records, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteError) as err:
+        train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=6, save_steps=1, save_total_limit=10),
+              callbacks=[_PoisonWeights(2)], **QUIET)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("step 3: loss is nan")
+    assert str(out / "checkpoint-2") in message
+    assert not (out / "final").exists() and not (out / "summary.json").exists()
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    from safetensors.torch import load_file
+
+    assert all(torch.isfinite(t).all() for t in load_file(out / "checkpoint-2" / "model.safetensors").values())
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]  # the broken step is not logged
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_the_settings_hash_follows_what_the_run_computes(figfont_records, tmp_path):
+    base = dict(model="m", data=str(figfont_records), output_dir=str(tmp_path / "a"))
+    h = settings_hash_of(load_config(None, base))
+    assert h == settings_hash_of(load_config(None, dict(base, output_dir=str(tmp_path / "b"), progress="false")))
+    assert h != settings_hash_of(load_config(None, dict(base, lr="2e-5")))
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(Path(figfont_records).read_bytes())
+    assert h == settings_hash_of(load_config(None, dict(base, data=str(copy))))  # same bytes elsewhere
+    copy.write_bytes(Path(figfont_records).read_bytes() + b"\n")
+    assert h != settings_hash_of(load_config(None, dict(base, data=str(copy))))
+
+
+# -- warm-up ----------------------------------------------------------------------------------
+def test_warmup_ratio_is_a_share_of_the_resolved_steps(tiny_model_dir, figfont_records, tmp_path):
+    assert [warmup_steps(r, 10) for r in (0.0, 0.1, 0.25, 0.3)] == [0, 1, 3, 3]
+    lrs = {}
+    for ratio in (0.1, 0.2):
+        out = tmp_path / f"w{ratio}"
+        train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=10, lr=1e-3, lr_scheduler="constant_with_warmup",
+                      warmup_ratio=ratio), **QUIET)
+        lrs[ratio] = [r["lr"] for r in read_metrics(out / "metrics.jsonl")]
+    # the rate each optimizer step used: 1 warm-up step (0), then the full rate; 2 steps: 0, 1/2, full
+    assert lrs[0.1] == pytest.approx([0.0] + [1e-3] * 9)
+    assert lrs[0.2] == pytest.approx([0.0, 5e-4] + [1e-3] * 8)
+
+
+# -- trackers ---------------------------------------------------------------------------------
+def test_tensorboard_events_hold_the_loss_and_token_statistics(tiny_model_dir, figfont_records, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=3, objective="deft", report_to="tensorboard"),
+          **QUIET)
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(events[0]))
+    acc.Reload()
+    rows = read_metrics(out / "metrics.jsonl")
+    for tag, key in (("train/loss", "loss"), ("train/mean_focus", "mean_focus"), ("train/mean_p", "mean_p")):
+        scalars = acc.Scalars(tag)
+        assert [s.step for s in scalars] == [1, 2, 3], tag
+        assert [s.value for s in scalars] == pytest.approx([r[key] for r in rows], rel=1e-5), tag
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_loading(tiny_model_dir, figfont_records, tmp_path, capsys):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    out = tmp_path / "run"
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--out", str(out),
+                 "--report-to", "wandb"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'deft[wandb]'" in err[0], err
+    assert not out.exists()
