@@ -54,12 +54,14 @@ def prompt_completion(n=8):
                               for i in range(n)])
 
 
+def base_args(tmp_path, **kw) -> dict:
+    return dict(dict(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, logging_steps=1,
+                     report_to=[], gradient_checkpointing=False, bf16=False, use_cpu=True, save_strategy="no",
+                     learning_rate=1e-2, disable_tqdm=True, max_length=64, lr_scheduler_type="constant", seed=0), **kw)
+
+
 def config(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, logging_steps=1,
-                report_to=[], gradient_checkpointing=False, bf16=False, use_cpu=True, save_strategy="no",
-                learning_rate=1e-2, disable_tqdm=True, max_length=64, lr_scheduler_type="constant", seed=0)
-    base.update(kw)
-    return DeftSFTConfig(**base)
+    return DeftSFTConfig(**base_args(tmp_path, **kw))
 
 
 class Recording(DeftSFTTrainer):
@@ -292,3 +294,22 @@ def test_psft_old_policy_is_refreshed(tmp_path):
         losses[every] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert losses[1] == pytest.approx([-1.0, -1.0], abs=1e-6)
     assert losses[2][0] == pytest.approx(-1.0, abs=1e-6) and abs(losses[2][1] + 1.0) > 1e-4
+
+
+def test_moe_router_loss_matches_trl(tmp_path):
+    """A mixture-of-experts model: objective 'nll' through deft gives TRL's own first-step loss
+    (mean NLL + router_aux_loss_coef * load-balancing loss) and logs the aux loss."""
+    from trl import SFTConfig, SFTTrainer
+
+    kw = dict(vocab_size=V, pad_token_id=TOK.pad_token_id, bos_token_id=TOK.bos_token_id,
+              eos_token_id=TOK.eos_token_id, router_aux_loss_coef=0.5)
+    losses = []
+    for trainer_cls, args in ((DeftSFTTrainer, DeftSFTConfig(**base_args(tmp_path, objective="nll"))),
+                              (SFTTrainer, SFTConfig(**base_args(tmp_path)))):
+        trainer = trainer_cls(model=tiny_model("mixtral", **kw), args=args, train_dataset=prompt_completion(),
+                              processing_class=TOK)
+        assert trainer.aux_loss_enabled
+        trainer.train()
+        losses.append(trainer.state.log_history[0])
+    assert losses[0]["loss"] == pytest.approx(losses[1]["loss"], rel=1e-5)
+    assert losses[0]["aux_loss"] == pytest.approx(losses[1]["aux_loss"], rel=1e-5) and losses[0]["aux_loss"] > 0

@@ -110,9 +110,6 @@ class DeftSFTTrainer(SFTTrainer):
             raise ValueError(f"objective '{self.objective.spec}' needs a teacher: pass teacher_model= (a model with "
                              "the same vocabulary) or set DeftSFTConfig(teacher_model=...)")
         super().__init__(model, args=args, **kwargs)
-        if self.aux_loss_enabled:
-            raise ValueError("the fused deft loss does not add the MoE router auxiliary loss yet; set "
-                             "router_aux_loss_coef=0.0 in DeftSFTConfig to train without it")
         self.old_policy = self._attach_objective(reference_model, teacher_model)
         # the patched forward returns a sum over loss tokens, normalised in compute_loss over the whole step
         self.model_accepts_loss_kwargs = True
@@ -149,7 +146,12 @@ class DeftSFTTrainer(SFTTrainer):
         loss tokens."""
         mode = "train" if self.model.training else "eval"
         inputs = {k: v for k, v in inputs.items() if k not in ("use_cache", "output_router_logits")}
+        if self.aux_loss_enabled:  # MoE: the patched forward adds coef * router load-balancing loss
+            inputs["output_router_logits"] = True
         outputs = model(**inputs)
+        if self.aux_loss_enabled and outputs.aux_loss is not None:
+            aux = self.accelerator.gather_for_metrics(outputs.aux_loss.detach().reshape(1)).mean().item()
+            self._metrics[mode]["aux_loss"].append(aux)
         loss = outputs.loss
         if num_items_in_batch is not None:
             denom = torch.as_tensor(num_items_in_batch, device=loss.device, dtype=loss.dtype).clamp(min=1)
