@@ -212,7 +212,7 @@ def test_bad_cells_are_one_line_errors(args, kwargs, match):
 
 def test_reference_objective_names():
     assert [reference_objective(n) for n in ("original", "p", "Cayley_Trans", "DEFT", "EAFT", "OnlyTopP-0.1")] == \
-        ["nll", "p", "cayley_floor", "deft", "eaft:k=20,gamma=1.0", "p[p>=0.1]"]
+        ["nll", "p", "cayley_floor", "deft", "eaft:k=20,gamma=1.0", "OnlyTopP-0.1"]
 
 
 # ------------------------------------------------------------------ examples

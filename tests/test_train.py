@@ -232,13 +232,16 @@ def test_teacher_with_another_vocabulary_is_refused(tiny_model_dir, figfont_reco
 def test_every_shipped_config_loads_and_starts_with_its_command():
     import yaml
 
-    from deft.analysis.compare import validate_grid
+    from deft.recipes.grid import validate_grid
 
     configs = sorted((ROOT / "examples").rglob("*.yaml"))
-    kinds = {"train": 0, "grid": 0, "accelerate": 0}
+    kinds = {"train": 0, "grid": 0, "accelerate": 0, "paper": 0}
     for path in configs:
         first = path.read_text().splitlines()[0]
-        if first.startswith(f"# deft train --config examples/{path.name}"):
+        if path.parent.name == "paper":  # loaded and planned by tests/test_recipes_paper.py
+            assert first.startswith(f"# deft compare --protocol paper --config examples/paper/{path.name}")
+            kinds["paper"] += 1
+        elif first.startswith(f"# deft train --config examples/{path.name}"):
             load_config(str(path))
             kinds["train"] += 1
         elif first.startswith(f"# deft compare --grid examples/{path.name}"):
