@@ -17,6 +17,35 @@ from pathlib import Path
 __all__ = ["write_report", "load_equivalent", "match_equivalent", "diff_lines"]
 
 
+ANNOTATION_REASON = "inside a type annotation, which `from __future__ import annotations` never evaluates"
+
+
+def annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """``((line, col), (end_line, end_col))`` of every annotation in ``path`` when the module has
+    ``from __future__ import annotations`` (then no annotation is ever evaluated), else ``[]``."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
+                 any(a.name == "annotations" for a in n.names) for n in tree.body)
+    if not future:
+        return []
+    nodes = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            nodes.append(node.returns)
+        elif isinstance(node, ast.arg) and node.annotation is not None:
+            nodes.append(node.annotation)
+        elif isinstance(node, ast.AnnAssign):
+            nodes.append(node.annotation)
+    return [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in nodes]
+
+
+def in_spans(spans: list, pos: tuple[int, int]) -> bool:
+    """Whether the source position ``pos`` = (line, col) lies inside one of ``spans``."""
+    return any(start <= tuple(pos) < end for start, end in spans)
+
+
 def diff_lines(diff: str) -> tuple[str, str]:
     """``(original line, mutated line)`` of a one-line cosmic-ray diff, stripped."""
     before = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
@@ -53,6 +82,8 @@ def match_equivalent(records: list[dict], row: dict) -> str | None:
 
 
 def _session_rows(session: Path) -> list[dict]:
+    work = session.parent
+    spans: dict[str, list] = {}
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
@@ -69,7 +100,11 @@ def _session_rows(session: Path) -> list[dict]:
             else:
                 outcome = "killed"
             before, after = diff_lines(result.diff or "")
-            rows.append({"module": str(m.module_path), "line": m.start_pos[0],
+            module = str(m.module_path)
+            if module not in spans:
+                spans[module] = annotation_spans(work / module) if (work / module).exists() else []
+            rows.append({"module": module, "line": m.start_pos[0],
+                         "annotation": in_spans(spans[module], m.start_pos),
                          "operator": m.operator_name.removeprefix("core/"), "outcome": outcome,
                          "before": before, "after": after})
         pending = len(db.pending_work_items)
@@ -101,7 +136,7 @@ def write_report(build: Path, groups: dict, equivalent_path: Path, root: Path) -
             elif row["outcome"] == "error":
                 mod["error"] += 1
             else:
-                reason = match_equivalent(equivalent, row)
+                reason = ANNOTATION_REASON if row["annotation"] else match_equivalent(equivalent, row)
                 mod["equivalent" if reason else "survived"] += 1
                 survivors.append({**row, "group": name, "equivalent": reason})
     for mod in modules.values():

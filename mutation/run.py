@@ -41,7 +41,7 @@ FORKSERVER = HERE / "forkserver.py"
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", "-W", "ignore"]
 
 sys.path.insert(0, str(HERE))
-from report import write_report  # noqa: E402
+from report import annotation_spans, in_spans, write_report  # noqa: E402
 
 
 def load_groups(path: Path = HERE / "modules.toml") -> dict:
@@ -137,6 +137,7 @@ def init_session(work: Path, group: dict) -> None:
     if group.get("definitions"):
         for module in group["modules"]:
             ranges[module] = _definition_lines(work / module, group["definitions"])
+    spans = {m: annotation_spans(work / m) for m in group["modules"]}
     with use_db(str(work / "session.sqlite"), WorkDB.Mode.create) as db:
         init([Path(m) for m in group["modules"]], db, {})
         for item in db.pending_work_items:
@@ -145,6 +146,8 @@ def init_session(work: Path, group: dict) -> None:
             why = None
             if excluded.match(m.operator_name):
                 why = "Filtered operator"
+            elif in_spans(spans[str(m.module_path)], m.start_pos):
+                why = "Inside a type annotation (never evaluated)"
             elif str(m.module_path) in ranges and not any(line in r for r in ranges[str(m.module_path)]):
                 why = "Outside the selected definitions"
             if why:
@@ -160,9 +163,16 @@ def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> N
     from cosmic_ray.work_item import TestOutcome
 
     with use_db(str(work / "session.sqlite"), WorkDB.Mode.open) as db:
-        if survivors_only:
-            todo = [item for item, result in db.completed_work_items
-                    if result.test_outcome == TestOutcome.SURVIVED]
+        if survivors_only:  # (mutants inside annotations are equivalent: not worth a re-run)
+            spans: dict = {}
+            todo = []
+            for item, result in db.completed_work_items:
+                m = item.mutations[0]
+                path = str(m.module_path)
+                if path not in spans:
+                    spans[path] = annotation_spans(work / path)
+                if result.test_outcome == TestOutcome.SURVIVED and not in_spans(spans[path], m.start_pos):
+                    todo.append(item)
         else:
             todo = list(db.pending_work_items)
         todo.sort(key=lambda it: (str(it.mutations[0].module_path), it.mutations[0].start_pos,

@@ -23,10 +23,11 @@ EXAMPLES = [  # prompt tokens carry label -100, the response is learned
 ]
 
 
-def per_example_loss(model, objective):
-    """Σ over examples of Σ over their loss tokens, from each example's own logits (float64)."""
+def per_example_loss(model, objective, weights=None):
+    """Σ over examples of (weight x Σ over their loss tokens), from each example's own logits (float64)."""
     total, tokens = 0.0, 0
-    for ex in EXAMPLES:
+    for i, ex in enumerate(EXAMPLES):
+        w = 1.0 if weights is None else weights[i]
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([ex["input_ids"]])).logits[0].double().numpy()
         for t in range(len(ex["input_ids"]) - 1):
@@ -37,10 +38,10 @@ def per_example_loss(model, objective):
             P = np.exp(z) / np.exp(z).sum()
             p = P[label]
             if objective == "nll":
-                total += -np.log(p)
+                total += w * -np.log(p)
             else:
                 a = (P * P).sum()
-                total += (1 - p ** a) / a
+                total += w * (1 - p ** a) / a
             tokens += 1
     return total, tokens
 
@@ -81,3 +82,15 @@ def test_packed_gradient_equals_the_sum_of_per_example_gradients():
     model(**Collator(PAD)(pack_examples(EXAMPLES, 10))).loss.backward()
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, per_example[name].float(), rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_per_example_weights_scale_each_example_padded_and_packed():
+    weights = [2.0, 0.5, 0.0, 1.5]
+    model = tiny_model(seed=5)
+    want, _ = per_example_loss(model, "nll", weights)
+    patch_fused_loss(model, "nll")
+    weighted = [{**ex, "weights": [w] * len(ex["input_ids"])} for ex, w in zip(EXAMPLES, weights)]
+    _, padded, _ = loss_of(model, Collator(PAD)(weighted))
+    _, packed, _ = loss_of(model, Collator(PAD)(pack_examples(weighted, 10)))
+    assert padded == pytest.approx(want, rel=1e-4)
+    assert packed == pytest.approx(want, rel=1e-4)

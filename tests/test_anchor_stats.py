@@ -18,8 +18,8 @@ def micro(p, gate, entropy, mask, focus=None):
     return stats
 
 
-def two_micro_batches(with_focus=True):
-    s = StepStats()
+def two_micro_batches(with_focus=True, normalization="tokens"):
+    s = StepStats(normalization)
     # micro-batch 1: tokens 0, 1, 3 count (token 2 is padding with garbage values that must be ignored)
     s.add(torch.tensor(3.0), micro([0.5, 0.0005, 0.99, 0.7], [1.0, 2.0, 50.0, 3.0], [0.1, 0.2, 9.0, 0.3],
                                    [True, True, False, True], [0.25, 0.5, 9.0, 0.75] if with_focus else None),
@@ -112,3 +112,20 @@ def test_reduce_sums_over_processes_and_is_a_no_op_on_one():
     out = s.result()  # means are unchanged, counts double
     assert out["tokens"] == 8 and out["input_tokens"] == 24
     assert out["mean_p"] == pytest.approx((0.5 + 0.0005 + 0.7 + 0.5) / 4)
+
+
+def test_micro_batch_normalisation_averages_each_micro_batch_mean():
+    s = two_micro_batches(normalization="micro_batch")
+    out = s.result()
+    # micro-batch 1: 3.0 over 3 tokens -> 1.0; micro-batch 2: 1.5 over 1 token -> 1.5
+    assert out["loss"] == pytest.approx((1.0 + 1.5) / 2)
+    assert out["tokens"] == 4 and out["mean_p"] == pytest.approx((0.5 + 0.0005 + 0.7 + 0.5) / 4)
+    s.reduce(_FakeAccelerator(2))  # the same micro-batches on two processes: the mean is unchanged
+    assert s.result()["loss"] == pytest.approx(1.25)
+    assert StepStats("micro_batch").result()["loss"] == 0.0
+    assert two_micro_batches().result()["loss"] == pytest.approx(4.5 / 4)  # tokens: 1.125, not 1.25
+
+
+def test_unknown_normalisation_is_refused():
+    with pytest.raises(ValueError, match="tokens or micro_batch, got 'batch'"):
+        StepStats("batch")

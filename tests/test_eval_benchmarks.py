@@ -105,6 +105,30 @@ def test_record_files(tmp_path):
         read_records(bad, "exact")
 
 
+def test_record_formats_through_the_data_layer_reader(tmp_path):
+    # TRL prompt/completion (plain and conversational), CSV with --map, Alpaca: one reader for all
+    trl = tmp_path / "trl.jsonl"
+    trl.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt": "2+2?", "completion": "4"},
+        {"prompt": [{"role": "user", "content": "3+3?"}], "completion": [{"role": "assistant", "content": "6"}]},
+    ]) + "\n")
+    probs = read_records(trl, "exact")
+    assert [(p.prompt, p.reference) for p in probs] == [("2+2?", "4"), ("3+3?", "6")]
+    assert probs[1].chat() == [{"role": "user", "content": "3+3?"}] and probs[0].score(" 4 ") == {"exact": 1.0}
+    csv = tmp_path / "qa.csv"
+    csv.write_text("question,solution\nCapital of France?,Paris\n")
+    (p,) = read_records(csv, "exact", key_map=["prompt=question", "answer=solution"])
+    assert (p.prompt, p.reference, p.id) == ("Capital of France?", "Paris", "1")
+    alpaca = tmp_path / "alpaca.json"
+    alpaca.write_text(json.dumps([{"instruction": "Say hi", "input": "", "output": "hi", "system": "Be kind."}]))
+    (p,) = read_records(alpaca, "exact")
+    assert p.reference == "hi" and p.chat()[0] == {"role": "system", "content": "Be kind."}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x", "answer": "1"}\n{"prompt": 5\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+        read_records(bad, "exact")
+
+
 def test_unknown_benchmark():
     with pytest.raises(ValueError, match="math500"):
         load_benchmark("mmlu")

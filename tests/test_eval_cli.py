@@ -206,3 +206,51 @@ def test_generated_benchmarks_through_a_fake_backend(tmp_path):
     (ff_chat, ff_budget, temp), (rg_chat, rg_budget, _) = seen
     assert ff_chat[0] == {"role": "system", "content": FIGFONT_SYSTEM_PROMPT} and rg_chat[0]["role"] == "user"
     assert (ff_budget, rg_budget, temp) == (32, 1024, 0.7)
+
+
+# ---------------------------------------------------------------- EvalConfig
+
+
+def test_eval_config_flags_aliases_and_yaml(tmp_path):
+    from deft.config import config_from_args
+    from deft.eval.config import EvalConfig, preset
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    from deft.cli import eval as eval_cli
+
+    eval_cli.add_parser(sub)
+    yaml_file = tmp_path / "eval.yaml"
+    yaml_file.write_text("benchmark: [figfont]\nn: 7\ntemperature: 0.5\nprotocol: paper\n")
+    args = parser.parse_args(["eval", "--config", str(yaml_file), "--size", "9", "--output-dir", "o",
+                              "--no-progress", "-b", "rg:basic_arithmetic,figfont"])
+    cfg = config_from_args(EvalConfig, args)
+    assert cfg.n == 9 and cfg.out == "o" and cfg.progress is False and cfg.temperature == 0.5
+    assert cfg.benchmark == ["rg:basic_arithmetic", "figfont"]
+    # the paper presets fill only what the user left unset: figfont's 5 tokens, not the temperature
+    assert preset(cfg, "figfont") == {"k": 1, "temperature": 0.5, "top_p": 1.0, "max_new_tokens": 5}
+    assert preset(cfg, "math")["k"] == 16 and preset(cfg, "other")["k"] == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--benchmark", "figfont", "--n", "0"], "'n' must be positive"),
+    (["--benchmark", "figfont", "--temperature", "-1"], "'temperature' must be zero or positive"),
+    (["--benchmark", "figfont", "--protocol", "ref"], "'protocol' must be one of deft, paper"),
+    (["--benchmark", "figfont", "--top-p", "nan"], "'top_p' must be a finite number"),
+    (["--benchmark", ","], "benchmark: none given"),
+])
+def test_config_errors_are_one_line(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_eval_help_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from deft.cli.main import main\n"
+            "try:\n    main(['eval', '--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "--protocol" in proc.stdout and "--overwrite" in proc.stdout and "medical:FILE" in proc.stdout

@@ -66,6 +66,10 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(tmp_path, capsys)
     assert (out / "results.json").read_text() == first  # untouched
     res = run_echo(out, k=2, overwrite=True)
     assert res["math500"]["k"] == 2 and len(lines(out / "generations.jsonl")) == 2 * res["math500"]["n"]
+    # settings alone (samples and results removed by a workflow that redoes the evaluation) are replaced
+    for name in ("results.json", "generations.jsonl"):
+        (out / name).unlink()
+    assert run_echo(out)["math500"]["k"] == 1
     # a folder with files of something else is refused too
     other = tmp_path / "other"
     other.mkdir()

@@ -1,4 +1,4 @@
-"""The README section "Use deft inside TRL / HF Trainer" (docs/readme_integrations.md) runs.
+"""The README section "Use deft inside TRL / HF Trainer" runs.
 
 Every ```python block is executed in one fresh interpreter, each block in its own namespace (so a
 block that relies on a name from another fails), in a temporary working directory, and must
@@ -16,7 +16,13 @@ import pytest
 pytest.importorskip("trl")
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "readme_integrations.md"
+HEADING = "## Use deft inside TRL / HF Trainer\n"
+
+
+def section() -> str:
+    """The README's integration section: from its heading to the next level-2 heading."""
+    text = (ROOT / "README.md").read_text()
+    return HEADING + text.split(HEADING, 1)[1].split("\n## ", 1)[0]
 
 RUNNER = r"""
 import json, sys, io, contextlib
@@ -34,9 +40,8 @@ def python_blocks(text: str) -> list[str]:
 
 
 def test_readme_section_blocks_run(tmp_path, smollm2_tokenizer, deft_cache_dir):
-    blocks = python_blocks(DOC.read_text())
+    blocks = python_blocks(section())
     assert len(blocks) == 4
-    assert DOC.read_text().startswith("## Use deft inside TRL / HF Trainer\n")
     (tmp_path / "blocks.json").write_text(json.dumps(blocks))
     (tmp_path / "run.py").write_text(RUNNER)
     env = dict(os.environ, DEFT_CACHE=str(deft_cache_dir), PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1",

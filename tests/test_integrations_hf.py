@@ -112,3 +112,11 @@ def test_deft_trainer_with_a_patched_model_is_the_fused_drop_in(tmp_path):
     # without labels the patched model runs its original forward: generation is unchanged
     out = copy.deepcopy(trainer.model).generate(torch.tensor([[5, 6, 7]]), max_new_tokens=3, do_sample=False)
     assert out.shape == (1, 6)
+
+
+def test_plain_trainer_with_a_patched_model(tmp_path):
+    """transformers.Trainer passes num_items_in_batch to the patched forward: the same two losses."""
+    model = patch_fused_loss(tiny_model(), "deft")
+    trainer = Trainer(model=model, args=args(tmp_path), train_dataset=Dataset.from_list(rows()),
+                      data_collator=PaddingCollator(0))
+    assert train_losses(trainer) == pytest.approx(expected_losses("deft"), rel=1e-5)

@@ -54,12 +54,14 @@ def prompt_completion(n=8):
                               for i in range(n)])
 
 
+def base_args(tmp_path, **kw) -> dict:
+    return dict(dict(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, logging_steps=1,
+                     report_to=[], gradient_checkpointing=False, bf16=False, use_cpu=True, save_strategy="no",
+                     learning_rate=1e-2, disable_tqdm=True, max_length=64, lr_scheduler_type="constant", seed=0), **kw)
+
+
 def config(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, logging_steps=1,
-                report_to=[], gradient_checkpointing=False, bf16=False, use_cpu=True, save_strategy="no",
-                learning_rate=1e-2, disable_tqdm=True, max_length=64, lr_scheduler_type="constant", seed=0)
-    base.update(kw)
-    return DeftSFTConfig(**base)
+    return DeftSFTConfig(**base_args(tmp_path, **kw))
 
 
 class Recording(DeftSFTTrainer):
@@ -278,3 +280,36 @@ def test_sft_kl_with_lora_uses_the_disabled_adapter_as_reference_and_evaluates(t
                       ref_logits=class_logits(model_for(), batch)[:, :-1])
     assert metrics["eval_loss"] == pytest.approx(float(want), rel=1e-5)
     assert 0 < metrics["eval_mean_p"] < 1 and "eval_entropy" in metrics
+
+
+def test_psft_old_policy_is_refreshed(tmp_path):
+    """psft's ratio r = p / p_old is 1 while the old policy equals the model, so the loss is -1;
+    refreshed every step it stays -1, refreshed every 2 steps the second step's r moves away."""
+    losses = {}
+    for every in (1, 2):
+        trainer = DeftSFTTrainer(model=model_for(), train_dataset=prompt_completion(4), processing_class=TOK,
+                                 args=config(tmp_path, objective="psft", old_policy_refresh=every, max_steps=2,
+                                             learning_rate=0.05))
+        trainer.train()
+        losses[every] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[1] == pytest.approx([-1.0, -1.0], abs=1e-6)
+    assert losses[2][0] == pytest.approx(-1.0, abs=1e-6) and abs(losses[2][1] + 1.0) > 1e-4
+
+
+def test_moe_router_loss_matches_trl(tmp_path):
+    """A mixture-of-experts model: objective 'nll' through deft gives TRL's own first-step loss
+    (mean NLL + router_aux_loss_coef * load-balancing loss) and logs the aux loss."""
+    from trl import SFTConfig, SFTTrainer
+
+    kw = dict(vocab_size=V, pad_token_id=TOK.pad_token_id, bos_token_id=TOK.bos_token_id,
+              eos_token_id=TOK.eos_token_id, router_aux_loss_coef=0.5)
+    losses = []
+    for trainer_cls, args in ((DeftSFTTrainer, DeftSFTConfig(**base_args(tmp_path, objective="nll"))),
+                              (SFTTrainer, SFTConfig(**base_args(tmp_path)))):
+        trainer = trainer_cls(model=tiny_model("mixtral", **kw), args=args, train_dataset=prompt_completion(),
+                              processing_class=TOK)
+        assert trainer.aux_loss_enabled
+        trainer.train()
+        losses.append(trainer.state.log_history[0])
+    assert losses[0]["loss"] == pytest.approx(losses[1]["loss"], rel=1e-5)
+    assert losses[0]["aux_loss"] == pytest.approx(losses[1]["aux_loss"], rel=1e-5) and losses[0]["aux_loss"] > 0

@@ -128,3 +128,43 @@ def test_average_row_skips_private_entries_and_non_numbers():
         average_row({"average": a, "_x": b})
     one = average_row({"a": {"n": 3, "average_at_k": 0.5, "benchmarks": 7}})
     assert one == {"benchmarks": 1, "n": 3, "k": None, "average_at_k": 0.5}
+
+
+def test_pass_at_k_takes_the_threshold_by_keyword_only():
+    with pytest.raises(TypeError):
+        pass_at_k([[1, 0]], 1, 0.5)
+
+
+def test_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        majority_at_k([[1]], [["a"]], str.lower)
+    with pytest.raises(TypeError):
+        summarize([[1, 0]], None, 0.5)
+    with pytest.raises(TypeError):
+        summarize_scorers({"exact": [[1, 0]]}, None, 0.5)
+
+
+def test_default_threshold_is_a_full_score():
+    grid = [[0.9, 0.99]]
+    assert pass_at_k(grid) == 0.0
+    assert summarize(grid)["pass_at_k"] == 0.0
+    assert summarize_scorers({"jw": grid})["pass_at_k"] == 0.0
+    assert summarize([[1.0, 0.0]])["pass_at_k"] == 1.0
+
+
+def test_answers_must_match_the_grid_shape():
+    scores = [[1, 0], [0, 1]]
+    for answers in ([["a", "b"]], [["a", "b"], ["a", "b"], ["c", "d"]], [["a", "b"], ["a"]],
+                    [["a", "b"], ["a", "b", "c"]]):
+        with pytest.raises(ValueError, match="same shape"):
+            majority_at_k(scores, answers)
+
+
+def test_average_row_counts_problems_of_benchmarks_that_report_them():
+    row = average_row({"a": {"n": 4, "average_at_k": 0.5}, "b": {"average_at_k": 0.25}})
+    assert row["n"] == 4 and row["average_at_k"] == pytest.approx(0.375) and row["k"] is None
+
+
+def test_summarize_scorers_default_threshold_counts_a_full_score():
+    assert summarize_scorers({"exact": [[1.0, 0.0]]})["pass_at_k"] == 1.0
+    assert summarize_scorers({"exact": [[0.999, 0.0]]})["pass_at_k"] == 0.0

@@ -94,23 +94,27 @@ def test_listing_lines_add_parameters_and_needs():
     assert listed["nll"] == REGISTRY["nll"].summary  # no parameters, needs nothing: the summary alone
     assert listed["power"] == REGISTRY["power"].summary + " [alpha=0.5]"
     assert listed["eaft"] == REGISTRY["eaft"].summary + " [k=20, gamma=1.0]"
-    assert listed["cayley_floor"] == REGISTRY["cayley_floor"].summary  # "batch" is not an input to name
+    assert listed["cayley_floor"] == REGISTRY["cayley_floor"].summary  # a statistic, not an input to name
     assert listed["kd"].count("(needs") == 1  # said by the summary itself, not repeated
 
 
 def test_listing_names_the_inputs_a_summary_does_not_mention():
     from deft.objectives import Terms, register
+    from deft.objectives.needs import NEEDS
 
-    @register("_listing_probe", "gate", "a probe objective", needs=("old_logprobs", "batch", "teacher"),
+    @register("_listing_probe", "gate", "a probe objective", needs=("old_logprobs", "batch"),
               params={"c": Param(2, "a constant", min=0)})
     def _probe(t, c):
         return Terms(-t.logp)
 
     try:
-        assert deft.list_objectives()["_listing_probe"] == \
-            "a probe objective [c=2] (needs old_logprobs, teacher)"
+        line = deft.list_objectives()["_listing_probe"]
+        head = "a probe objective [c=2] (needs "
+        assert line.startswith(head) and line.endswith(")")
+        # the listing names the input (by name or description), never the batch statistic
+        assert line[len(head):-1] in ("old_logprobs", NEEDS["old_logprobs"].what)
         d = REGISTRY["_listing_probe"]
-        assert d.kind == "gate" and d.needs == frozenset({"old_logprobs", "batch", "teacher"})
+        assert d.kind == "gate" and d.needs == frozenset({"old_logprobs", "batch"})
         assert d.has_focus is False  # the default
         with pytest.raises(ValueError, match="already registered"):
             register("_listing_probe", "gate", "again")(_probe)

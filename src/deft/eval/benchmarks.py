@@ -17,7 +17,7 @@ is far from the small seeds used for training data.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,48 +214,58 @@ def figfont_problems(*, size: int = 256, seed: int = DEFAULT_EVAL_SEED, min_word
                        max_word_len=max_word_len, space_letters=True)
 
 
-def read_records(path: str | Path, scorer: str, *, limit: int | None = None,
-                 benchmark: str | None = None) -> list[Problem]:
-    """Problems from a JSONL file of records ``{"prompt": str | "messages": [...], "answer": ...}``.
+def _record_problem(rec: dict, where: str, number: int, scorer: str, benchmark: str) -> Problem:
+    """One evaluation problem from a normalised record (:func:`deft.data.normalize_record`)."""
+    if "answer" in rec:
+        reference = rec["answer"]
+    elif "response" in rec or rec.get("messages", [{}])[-1].get("role") == "assistant":
+        reference = rec.get("response") or rec["messages"][-1]["content"]  # the training target
+    else:
+        raise ValueError(f"{where}: an evaluation record needs 'answer' (or a response to compare with)")
+    system = rec.get("system")
+    if "messages" in rec:
+        msgs = list(rec["messages"])
+        if msgs and msgs[-1]["role"] == "assistant":
+            msgs = msgs[:-1]
+        users = [m for m in msgs if m["role"] == "user"]
+        if not users:
+            raise ValueError(f"{where}: the conversation has no user turn")
+        if system and not any(m["role"] == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": str(system)})
+        messages, prompt = tuple(dict(m) for m in msgs), str(users[-1]["content"])
+    else:
+        prompt = str(rec["prompt"])
+        messages = ({"role": "system", "content": str(system)}, {"role": "user", "content": prompt}) if system else None
+    entry = None
+    if rec.get("metadata"):
+        entry = {"question": prompt, "answer": reference, "metadata": rec["metadata"]}
+    return Problem(benchmark=benchmark, id=str(rec.get("id", number)), prompt=prompt, reference=_as_text(reference),
+                   scorers=(scorer,), messages=messages, entry=entry)
 
-    ``messages`` is a chat (``role``/``content``); a trailing assistant turn (a training target) is
-    dropped and ``prompt`` becomes the last user turn. Optional ``id``; optional ``metadata`` (with
-    ``question`` and ``answer``, the reasoning-gym entry for ``rg:<task>`` scorers). ``scorer`` names
-    the scorer for every record (checked first).
+
+def read_records(path: str | Path, scorer: str, *, limit: int | None = None, benchmark: str | None = None,
+                 key_map: Mapping[str, str] | Sequence[str] | None = None) -> list[Problem]:
+    """Problems from a file of records, read by the data layer's one reader
+    (:func:`deft.data.iter_records`: JSONL, JSON, Parquet, CSV, ``save_to_disk`` folders; deft's,
+    TRL's prompt/completion, messages, Alpaca and ShareGPT shapes; ``key_map`` as ``--map``).
+
+    The prompt is the record's ``prompt`` (or the last user turn of ``messages``, a trailing
+    assistant turn dropped) with its ``system`` prompt; the reference is ``answer``, else the
+    response. Optional ``id``; ``metadata`` (the reasoning-gym entry for ``rg:<task>`` scorers).
+    ``scorer`` names the scorer for every record (checked first). A bad record is a one-line error
+    naming ``FILE:LINE``.
     """
+    from ..data import RecordError, iter_records
+
     check_scorer(scorer)
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"record file {path} not found")
     problems = []
-    for lineno, rec in _jsonl(path):
-        where = f"{path}:{lineno}"
-        if "answer" not in rec:
-            raise ValueError(f"{where}: a record needs 'answer'; fields present: {sorted(rec)}")
-        messages = None
-        if "messages" in rec:
-            msgs = rec["messages"]
-            if not isinstance(msgs, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
-                                                     for m in msgs):
-                raise ValueError(f"{where}: 'messages' must be a list of {{'role', 'content'}} objects")
-            if msgs and msgs[-1]["role"] == "assistant":
-                msgs = msgs[:-1]
-            users = [m for m in msgs if m["role"] == "user"]
-            if not users:
-                raise ValueError(f"{where}: 'messages' has no user turn")
-            messages = tuple(dict(m) for m in msgs)
-            prompt = str(users[-1]["content"])
-        elif "prompt" in rec:
-            prompt = str(rec["prompt"])
-        else:
-            raise ValueError(f"{where}: a record needs 'prompt' or 'messages'; fields present: {sorted(rec)}")
-        entry = None
-        if isinstance(rec.get("metadata"), dict):
-            entry = {"question": prompt, "answer": rec["answer"], "metadata": rec["metadata"]}
-        problems.append(Problem(
-            benchmark=benchmark or path.stem, id=str(rec.get("id", lineno)), prompt=prompt,
-            reference=_as_text(rec["answer"]), scorers=(scorer,), messages=messages, entry=entry,
-        ))
+    for number, (where, rec) in enumerate(iter_records(path, key_map=key_map, require_response=False), 1):
+        if isinstance(rec, RecordError):
+            raise ValueError(str(rec)) from None
+        problems.append(_record_problem(rec, where, number, scorer, benchmark or path.stem))
         if limit is not None and len(problems) >= limit:
             break
     return problems
@@ -263,7 +273,8 @@ def read_records(path: str | Path, scorer: str, *, limit: int | None = None,
 
 def load_benchmark(name: str, *, data_dir: str | Path | None = None, scorer: str | None = None,
                    limit: int | None = None, size: int | None = None, seed: int = DEFAULT_EVAL_SEED,
-                   prompt_suffix: str | None = MATH_PROMPT_SUFFIX, **config: Any) -> list[Problem]:
+                   prompt_suffix: str | None = MATH_PROMPT_SUFFIX, key_map: Any = None,
+                   **config: Any) -> list[Problem]:
     """Problems of a benchmark by name (see :data:`BENCHMARKS`).
 
     * a math benchmark: :func:`read_math_benchmark` from ``data_dir``;
@@ -282,11 +293,11 @@ def load_benchmark(name: str, *, data_dir: str | Path | None = None, scorer: str
         problems = figfont_problems(size=n or 256, seed=seed, **config)
     elif name.startswith("rg:"):
         problems = rg_problems(name[3:], size=n or 100, seed=seed, **config)
-    elif name.endswith(".jsonl") or Path(name).is_file():
+    elif name.endswith(".jsonl") or Path(name).exists():
         if scorer is None:
             raise ValueError(f"record file {name}: name its scorer "
                              "(math, mcq, exact, jaro_winkler, rg:<task>)")
-        problems = read_records(name, scorer, limit=limit)
+        problems = read_records(name, scorer, limit=limit, key_map=key_map)
     else:
         raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}")
     return problems[:limit] if limit is not None else problems

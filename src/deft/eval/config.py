@@ -38,6 +38,8 @@ class EvalConfig:
     benchmark: list[str] = option([], "benchmark(s): math500, aime24, amc23, minerva_math, olympiadbench, gsm8k, "
                                   "figfont, rg:TASK, medical:FILE (the m1 suite) or a record file; comma-separated "
                                   "and/or repeated", aliases=("benchmarks",))
+    map: list[str] = option([], "record columns for record files, KEY=COLUMN comma-separated (e.g. "
+                            "prompt=question,answer=solution)")
     data_dir: Optional[str] = option(None, "directory holding <name>/test.jsonl for the math benchmarks")
     scorer: Optional[str] = option(None, "scorer(s) for record files: math, mcq, exact, jaro_winkler, rg:TASK or a "
                                    "*_paper scorer; several comma-separated, the first is primary")

@@ -68,16 +68,26 @@ class RunFolder:
         if not self.path.is_dir():
             return
         entries = [p.name for p in self.path.iterdir() if p.name != ".lock"]
-        if not entries or self._same_evaluation() or self.overwrite:
-            return
-        raise ValueError(f"--out {self.path} holds {'another evaluation' if 'eval.json' in entries else 'other files'}"
-                         f" (settings differ from this one's); pass --overwrite to replace it, or choose another --out")
+        if not entries or self._same_evaluation() or self.overwrite or entries == ["eval.json"]:
+            return  # (settings alone, no samples or results: nothing to lose)
+        if "eval.json" not in entries:
+            what = "files of something else"
+        else:
+            old = (self._recorded() or {}).get("settings") or {}
+            changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
+            what = (f"another evaluation (settings differ: {', '.join(changed[:4])})" if changed
+                    else "another evaluation (its input files have changed)")
+        raise ValueError(f"--out {self.path} holds {what}; pass --overwrite to replace it, or choose another --out")
+
+    def _recorded(self) -> dict | None:
+        try:
+            data = json.loads((self.path / "eval.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def _same_evaluation(self) -> bool:
-        try:
-            return json.loads((self.path / "eval.json").read_text(encoding="utf-8")).get("settings_hash") == self.hash
-        except (OSError, ValueError, AttributeError):
-            return False
+        return (self._recorded() or {}).get("settings_hash") == self.hash
 
     def _take_lock(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

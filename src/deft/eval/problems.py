@@ -12,7 +12,6 @@ prompt (:mod:`.prompts`) and paper scorers; figfont is reasoning-gym ``figlet_fo
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,20 +42,6 @@ def _is_record_file(name: str) -> bool:
     return name not in MATH_BENCHMARKS and name != "figfont" and not name.startswith(("rg:", MEDICAL_PREFIX))
 
 
-def _record_systems(path: str, count: int) -> list[str | None]:
-    """The ``system`` field of the first ``count`` records of a record file."""
-    out: list[str | None] = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if len(out) >= count:
-                break
-            if line.strip():
-                rec = json.loads(line)
-                system = rec.get("system") if isinstance(rec, dict) else None
-                out.append(str(system) if system else None)
-    return out
-
-
 def _check_name(name: str, cfg: EvalConfig, scorers: tuple[str, ...]) -> None:
     if name in MATH_BENCHMARKS:
         if cfg.data_dir is None:
@@ -66,7 +51,7 @@ def _check_name(name: str, cfg: EvalConfig, scorers: tuple[str, ...]) -> None:
     if name.startswith(MEDICAL_PREFIX) and not name[len(MEDICAL_PREFIX):]:
         raise ValueError("medical: name the m1 evaluation file, e.g. --benchmark medical:data/m1_eval.json")
     if _is_record_file(name):
-        if not Path(name).is_file():
+        if not Path(name).exists():
             if name.endswith((".jsonl", ".json")) or "/" in name:
                 raise FileNotFoundError(f"record file {name} not found")
             raise ValueError(f"unknown benchmark {name!r}; use math500, aime24, amc23, minerva_math, olympiadbench, "
@@ -86,13 +71,12 @@ def _with_system(problems: list[Problem], name: str, cfg: EvalConfig, scorers: t
         default = FIGFONT_SYSTEM_PROMPT
     else:
         default = None
-    systems = _record_systems(name, len(problems)) if is_file else [None] * len(problems)
     out = []
-    for p, file_system in zip(problems, systems):
+    for p in problems:  # a record's own system prompt is already in its messages
         if is_file and len(scorers) > 1:
             p = dataclasses.replace(p, scorers=scorers)
         chat = p.chat()
-        sys_prompt = file_system or default
+        sys_prompt = default
         if sys_prompt and not any(m["role"] == "system" for m in chat):
             p = dataclasses.replace(p, messages=({"role": "system", "content": sys_prompt}, *chat))
         out.append(p)
@@ -129,7 +113,7 @@ def _read(name: str, cfg: EvalConfig, scorers: tuple[str, ...]) -> dict[str, lis
         return {"figfont": probs[:cfg.limit] if cfg.limit else probs}
     is_file = _is_record_file(name)
     probs = load_benchmark(name, data_dir=cfg.data_dir, scorer=scorers[0] if is_file else None, limit=cfg.limit,
-                           size=cfg.n, seed=cfg.problem_seed)
+                           size=cfg.n, seed=cfg.problem_seed, key_map=cfg.map or None)
     key = Path(name).stem if is_file else name
     return {key: _with_system(probs, name, cfg, scorers)}
 

@@ -15,6 +15,9 @@ prompts; :func:`render_paper_prompt` fills one in.
 
 from __future__ import annotations
 
+from ..data.paper import PAPER_MODELS
+from ..data.templates import HARNESS_PROMPTS
+
 __all__ = [
     "FIGFONT_PAPER_PROMPTS", "MATH_PROMPT_TYPES", "MEDICAL_PAPER_PROMPTS", "MODEL_KEYS", "PROMPT_FAMILIES",
     "math_prompt_type", "model_family", "render_paper_prompt",
@@ -22,22 +25,8 @@ __all__ = [
 
 _BOXED = "Please reason step by step, and put your final answer within \\boxed{}."
 
-# the harness's prompt types: "{input}" is the question
-MATH_PROMPT_TYPES: dict[str, str] = {
-    "qwen-boxed": (
-        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-        "<|im_start|>user\n{input}\n" + _BOXED + "<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    ),
-    "llama-base-boxed-with-bos": (
-        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant.<|eot_id|>\n"
-        "<|start_header_id|>user<|end_header_id|>\n\n{input}\n" + _BOXED + "<|eot_id|>\n"
-        "<|start_header_id|>assistant<|end_header_id|>\n\n"
-    ),
-    "deepseek-math": (
-        "<\uff5cbegin\u2581of\u2581sentence\uff5c>User: {input}\n" + _BOXED + "\n\nAssistant:"
-    ),
-}
+# the harness's prompt types: "{input}" is the question (one definition, shared with the data layer)
+MATH_PROMPT_TYPES: dict[str, str] = HARNESS_PROMPTS
 
 _FIGFONT_SYSTEM = ("You are an expert at decoding Figlet Font ASCII art. When given Figlet Font text, identify "
                    "the word it represents and output only that without any explanations or additional text.")
@@ -63,15 +52,7 @@ PROMPT_FAMILIES = ("qwen", "llama", "deepseek")
 _MATH_TYPE_OF_FAMILY = {"qwen": "qwen-boxed", "llama": "llama-base-boxed-with-bos", "deepseek": "deepseek-math"}
 
 # the reference's model keys and the hub models they stand for
-MODEL_KEYS: dict[str, str] = {
-    "qwen-2.5-math-1.5b": "Qwen/Qwen2.5-Math-1.5B",
-    "qwen-2.5-math-7b": "Qwen/Qwen2.5-Math-7B",
-    "qwen-2.5-1.5b": "Qwen/Qwen2.5-1.5B",
-    "qwen-2.5-7b": "Qwen/Qwen2.5-7B",
-    "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
-    "llama-3.2-3b": "meta-llama/Llama-3.2-3B",
-    "deepseek-math-7b": "deepseek-ai/deepseek-math-7b-base",
-}
+MODEL_KEYS: dict[str, str] = PAPER_MODELS
 
 
 def model_family(model: str | None, family: str | None = None) -> str:

@@ -75,7 +75,7 @@ def _inputs(cfg: EvalConfig) -> dict[str, str | None]:
             inputs[name] = name[len(MEDICAL_PREFIX):]
         elif name in MATH_BENCHMARKS:
             inputs[name] = str(Path(str(cfg.data_dir)) / name / "test.jsonl")
-        elif Path(name).is_file():
+        elif Path(name).exists():
             inputs[name] = name
     model = Path(cfg.model)
     if model.exists():

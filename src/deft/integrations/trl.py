@@ -105,11 +105,11 @@ class DeftSFTTrainer(SFTTrainer):
             raise ValueError(f"DeftSFTTrainer needs args=DeftSFTConfig(...), got {type(args).__name__}")
         if kwargs.get("compute_loss_func") is not None:
             raise ValueError("DeftSFTTrainer computes the loss from args.objective; do not pass compute_loss_func")
-        super().__init__(model, args=args, **kwargs)
-        if self.aux_loss_enabled:
-            raise ValueError("the fused deft loss does not add the MoE router auxiliary loss yet; set "
-                             "router_aux_loss_coef=0.0 in DeftSFTConfig to train without it")
         self.objective = parse_objective(args.objective)
+        if "teacher" in self.objective.needs and teacher_model is None and args.teacher_model is None:
+            raise ValueError(f"objective '{self.objective.spec}' needs a teacher: pass teacher_model= (a model with "
+                             "the same vocabulary) or set DeftSFTConfig(teacher_model=...)")
+        super().__init__(model, args=args, **kwargs)
         self.old_policy = self._attach_objective(reference_model, teacher_model)
         # the patched forward returns a sum over loss tokens, normalised in compute_loss over the whole step
         self.model_accepts_loss_kwargs = True
@@ -131,11 +131,7 @@ class DeftSFTTrainer(SFTTrainer):
             else:
                 reference = _load_frozen(copy.deepcopy(self.model), device)
         if "teacher" in obj.needs:
-            spec = teacher_model if teacher_model is not None else args.teacher_model
-            if spec is None:
-                raise ValueError(f"objective '{obj.spec}' needs a teacher: pass teacher_model= (a model with the same "
-                                 "vocabulary) or set DeftSFTConfig(teacher_model=...)")
-            teacher = _load_frozen(spec, device)
+            teacher = _load_frozen(teacher_model if teacher_model is not None else args.teacher_model, device)
         if "old_logprobs" in obj.needs:
             old_policy = _load_frozen(copy.deepcopy(self.model), device)
             self.add_callback(_old_policy_refresh(old_policy, args.old_policy_refresh))
@@ -150,7 +146,12 @@ class DeftSFTTrainer(SFTTrainer):
         loss tokens."""
         mode = "train" if self.model.training else "eval"
         inputs = {k: v for k, v in inputs.items() if k not in ("use_cache", "output_router_logits")}
+        if self.aux_loss_enabled:  # MoE: the patched forward adds coef * router load-balancing loss
+            inputs["output_router_logits"] = True
         outputs = model(**inputs)
+        if self.aux_loss_enabled and outputs.aux_loss is not None:
+            aux = self.accelerator.gather_for_metrics(outputs.aux_loss.detach().reshape(1)).mean().item()
+            self._metrics[mode]["aux_loss"].append(aux)
         loss = outputs.loss
         if num_items_in_batch is not None:
             denom = torch.as_tensor(num_items_in_batch, device=loss.device, dtype=loss.dtype).clamp(min=1)

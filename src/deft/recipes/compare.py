@@ -334,12 +334,13 @@ def _evaluation(job: Job, model_path: str, benchmarks: list, eval_kw: dict, log:
     if done.exists() and stored.get("hash") == job.hash:
         log(f"{job.label} already done, inputs unchanged ({done})")
         return json.loads(done.read_text())
-    if job.folder.exists() and (done.exists() or stored):
+    redo = job.folder.exists() and bool(done.exists() or stored)
+    if redo:  # the evaluation folder's own guard would refuse other settings: this is a deliberate redo
         log(f"{job.label}: redoing ({_reason(job, stored)})")
         for name in ("results.json", "results.partial.json", "generations.jsonl", "inputs.json"):
             (job.folder / name).unlink(missing_ok=True)
     log(f"{job.label} on {', '.join(benchmarks)} ...")
-    result = evaluate(model_path, benchmarks, out_dir=str(job.folder), **eval_kw)
+    result = evaluate(model_path, benchmarks, out_dir=str(job.folder), **eval_kw, **({"overwrite": True} if redo else {}))
     _record(job)
     return result
 
