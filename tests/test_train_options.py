@@ -53,7 +53,8 @@ def test_map_renames_csv_columns_for_training_and_eval(tiny_model_dir, tiny_toke
 
 def test_map_with_a_missing_column_is_a_one_line_error(tiny_model_dir, tmp_path, capsys):
     data = _csv(tmp_path / "qa.csv", [{"question": "q", "answer": "a"}])
-    code = main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--map", "prompt=questoin,response=answer",
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(data),
+                 "--map", "prompt=questoin,response=answer",
                  "--out", str(tmp_path / "run"), "--max-steps", "1", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "Traceback" not in err
