@@ -172,6 +172,8 @@ def test_dry_run_prints_the_reference_hyper_parameters():
             (5e-5, 256, 800, 1e-5, 1.0)
         assert (cfg.lr_scheduler, cfg.warmup_ratio, cfg.protocol, cfg.loss_normalization, cfg.template) == \
             ("cosine", 0.1, "paper", "micro_batch", "paper")
+        assert (cfg.adam_beta1, cfg.adam_beta2, cfg.model_key, cfg.resolved_template()) == \
+            (0.9, 0.95, "qwen-2.5-1.5b", "paper:qwen")
     assert [s.settings["out"] for s in plan.steps if s.kind == "eval"] == \
         ["runs/x/eval/base", "runs/x/eval/nll", "runs/x/eval/p", "runs/x/eval/cayley_floor", "runs/x/eval/deft"]
 

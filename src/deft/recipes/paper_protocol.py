@@ -67,7 +67,7 @@ REGIME_PRESETS: dict[str, dict] = {
                 "eval": {"k": 1, "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 5, "n": 5000}},
 }
 
-#: the reference trainer's defaults the scripts keep (sft_trainer.yaml); betas are not a deft option
+#: the reference trainer's defaults the scripts keep (sft_trainer.yaml)
 TRAINER_DEFAULTS = {"global_batch": 256, "epochs": 1.0, "lr_scheduler": "cosine", "warmup_ratio": 0.1,
                     "max_grad_norm": 1.0, "truncation": "right", "dtype": "bfloat16", "adam_betas": (0.9, 0.95)}
 
@@ -154,7 +154,8 @@ def _gradient_accumulation(regime: str, n_gpus: int) -> int:
 def paper_train_options(regime: str, model_key: str, *, n_gpus: int = 1) -> dict:
     """The ``deft train`` options of the reference's recipe for a cell (without model, data,
     objective and output folder): learning rate, micro-batch and accumulation for ``n_gpus``
-    processes (global batch 256), epochs, schedule, weight decay, lengths, dtype, protocol."""
+    processes (global batch 256), epochs, schedule, weight decay, lengths, dtype, AdamW betas,
+    protocol, and the model key (the prompt family of a local ``model``)."""
     _check_cell(regime, model_key)
     preset = REGIME_PRESETS[regime]
     return {"protocol": "paper", "lr": REFERENCE_CELLS[regime][model_key][0],
@@ -163,7 +164,9 @@ def paper_train_options(regime: str, model_key: str, *, n_gpus: int = 1) -> dict
             "warmup_ratio": TRAINER_DEFAULTS["warmup_ratio"], "weight_decay": preset["weight_decay"],
             "max_grad_norm": TRAINER_DEFAULTS["max_grad_norm"], "max_length": preset["max_length"],
             "truncation": TRAINER_DEFAULTS["truncation"], "dtype": TRAINER_DEFAULTS["dtype"],
-            "gradient_checkpointing": True, "loss_normalization": "micro_batch", "template": "paper"}
+            "gradient_checkpointing": True, "loss_normalization": "micro_batch", "template": "paper",
+            "model_key": model_key, "adam_beta1": TRAINER_DEFAULTS["adam_betas"][0],
+            "adam_beta2": TRAINER_DEFAULTS["adam_betas"][1]}
 
 
 def _num(value) -> str:
@@ -308,12 +311,11 @@ def plan_paper_cell(regime: str, model_key: str, objectives: Sequence[str] = DEF
     if regime == "medical" and not Path(medical_eval).is_file():
         notes.append(f"{medical_eval}: not found; the m1 evaluation file is the reference's "
                      "evaluations/medical/data/m1_eval_data_processed.json")
-    notes.append("AdamW betas: the reference uses (0.9, 0.95); deft train uses its optimizer's defaults")
     notes.append(f"the reference evaluates its last checkpoint ({REGIME_PRESETS[regime]['checkpoint']}); "
                  "deft evaluates final/, the same weights after one epoch")
     hyper = {"model": model, "prompt family": family, **{k: options[k] for k in options},
              "global batch": options["batch_size"] * options["grad_accum"] * n_gpus,
-             "adam betas": TRAINER_DEFAULTS["adam_betas"], "paper table": REGIME_TABLE[regime]}
+             "adam betas": (options["adam_beta1"], options["adam_beta2"]), "paper table": REGIME_TABLE[regime]}
     return PaperPlan(regime, model_key, model, family, n_gpus, str(root), tuple(specs), hyper,
                      _eval_options(regime, family, "<model>", root / "eval", medical_eval=medical_eval,
                                    math_eval_dir=math_eval_dir, overrides=dict(eval_overrides or {})),

@@ -35,6 +35,14 @@ def _check_report_to(value: str) -> Optional[str]:
     return None
 
 
+def _check_model_key(value: str) -> Optional[str]:
+    from ..data.paper import PAPER_MODELS
+
+    if value.lower() not in PAPER_MODELS:
+        return f"must be one of the reference's model keys ({', '.join(PAPER_MODELS)})"
+    return None
+
+
 @dataclass
 class TrainConfig:
     """Every option of ``deft train``."""
@@ -50,8 +58,12 @@ class TrainConfig:
     objective: str = option("deft", "objective spec, e.g. deft, nll, power:alpha=0.5, eaft:k=20 (see 'deft objectives')")
     output_dir: str = option("runs/train", "output folder: config.yaml, metrics.jsonl, checkpoints, final/",
                              aliases=("out",))
+    model_key: Optional[str] = option(None, "the reference's model key (qwen-2.5-1.5b, llama-3.1-8b, deepseek-math-7b, "
+                                      "...) of --model: picks the paper template's family and preset when the "
+                                      "model path does not name it (a local checkpoint)",
+                                      check=_check_model_key)
     protocol: str = option("deft", "deft (our defaults) or paper (the reference code's micro-batch loss "
-                           "normalisation and literal prompt template)", choices=("deft", "paper"))
+                           "normalisation, literal prompt template and AdamW beta2 0.95)", choices=("deft", "paper"))
     # schedule
     max_steps: int = option(-1, "optimizer steps to run; -1 = run --epochs", check="positive_or_minus_one")
     epochs: float = option(1.0, "passes over the training data (used when max_steps is -1)",
@@ -68,6 +80,9 @@ class TrainConfig:
     warmup_ratio: float = option(0.1, "fraction of the optimizer steps spent warming up the learning rate",
                                  check="ratio")
     weight_decay: float = option(0.0, "AdamW weight decay", check="non_negative")
+    adam_beta1: float = option(0.9, "AdamW beta1 (decay of the gradient's running mean)", check="ratio")
+    adam_beta2: float = option(0.999, "AdamW beta2 (decay of the squared gradient's running mean); "
+                               "protocol paper: 0.95", check="ratio")
     max_grad_norm: float = option(1.0, "gradient clipping norm (0 disables)", check="non_negative")
     loss_normalization: str = option("tokens", "tokens: divide the summed loss by the loss tokens of the whole "
                                      "optimizer step (all micro-batches and processes); micro_batch: the reference "
@@ -82,7 +97,8 @@ class TrainConfig:
     truncation: str = option("left", "over-long examples: left (drop prompt tokens from the left), right, drop",
                              choices=("left", "right", "drop"))
     template: str = option("auto", "prompt format: auto (the tokenizer's chat template, else plain), chat, paper "
-                           "(the reference's literal prompts), or a plain template name")
+                           "(the reference's literal prompts; the family from --model or --model-key, or "
+                           "paper:qwen|llama|deepseek), or a plain template name")
     map: Optional[str] = option(None, "column mapping for your records, KEY=COLUMN[,KEY=COLUMN...], e.g. "
                                 "prompt=question,response=answer")
     all_turns: bool = option(False, "train on every assistant turn of multi-turn records, not only the last")
@@ -123,6 +139,22 @@ class TrainConfig:
                               check="non_negative")
     progress: bool = option(True, "show a progress bar")
 
+    def resolved_template(self) -> str:
+        """The template the data is tokenised with: ``paper`` (or ``paper-sft``) becomes
+        ``paper:<family>``, the family read from ``model_key``, else from the model's name
+        (:func:`deft.data.paper.paper_family`); other names unchanged. Raises ``ValueError`` (one
+        line, asking for ``--model-key``) when neither names a family."""
+        if self.template not in ("paper", "paper-sft"):
+            return self.template
+        from ..data.paper import PAPER_MODELS, paper_family
+
+        family = paper_family(self.model_key) or paper_family(self.model)
+        if family is None:
+            raise ValueError(f"--template {self.template}: the reference's prompts depend on the model family and "
+                             f"--model {self.model!r} names none; pass --model-key ({', '.join(PAPER_MODELS)}) "
+                             f"or --template {self.template}:qwen|llama|deepseek")
+        return f"{self.template}:{family}"
+
     def validate(self) -> "TrainConfig":
         """Cross-field rules, checked before anything loads: options the objective ignores are an
         error, trackers must be installed, ``protocol: paper`` fills the reference's settings the
@@ -135,6 +167,8 @@ class TrainConfig:
                 values["loss_normalization"] = "micro_batch"
             if "template" not in explicit:
                 values["template"] = "paper"
+            if "adam_beta2" not in explicit:
+                values["adam_beta2"] = 0.95  # the reference trainer's AdamW betas are (0.9, 0.95)
             cfg = dataclasses.replace(cfg, **values)
         if cfg.resume_from_checkpoint and not cfg.resume:
             cfg = dataclasses.replace(cfg, resume=True)
@@ -160,15 +194,23 @@ def _check_objective_inputs(cfg: TrainConfig) -> None:
         objective = parse_objective(cfg.objective)
     except (KeyError, ValueError) as err:
         raise ConfigError(f"'objective': {str(err).strip(chr(39))}") from None
+    from ..objectives import objective_inputs
+    from ..objectives.needs import NEEDS
+    from ..objectives.registry import REGISTRY
+
     needs = {str(getattr(n, "name", n)) for n in objective.needs}
-    if cfg.teacher_model and "teacher" not in needs:
-        raise ConfigError(f"'teacher_model' is set but objective '{objective.spec}' uses no teacher; drop it or "
-                          "pick kd, kd_hybrid or target_sft")
-    if cfg.reference_model and not needs & {"ref", "reference"}:
-        raise ConfigError(f"'reference_model' is set but objective '{objective.spec}' uses no reference model; "
-                          "drop it or pick sft_kl or asft")
-    if "teacher" in needs and not cfg.teacher_model:
-        raise ConfigError(f"objective '{objective.spec}' needs --teacher-model (a model with the same vocabulary)")
+    for need in NEEDS.values():  # an option that supplies an input the objective does not read
+        if need.option and getattr(cfg, need.option, None) and need.name not in needs:
+            users = sorted(name for name, d in REGISTRY.items() if need.name in d.needs)
+            raise ConfigError(f"'{need.option}' is set but objective '{objective.spec}' uses no "
+                              f"{need.option.replace('_model', ' model')}; drop it or pick {_either(users)}")
+    for need in objective_inputs(objective):  # an input with an option and no default must be given
+        if need.option and not need.default and not getattr(cfg, need.option, None):
+            raise ConfigError(f"objective '{objective.spec}' needs --{need.option.replace('_', '-')}: {need.what}")
+
+
+def _either(names: list) -> str:
+    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else (names[0] if names else "another")
 
 
 PAPER_PRESETS = {  # model-name pattern -> overrides (paper Appendix E.3)
@@ -182,8 +224,11 @@ def apply_preset(cfg: TrainConfig, explicit=frozenset()) -> TrainConfig:
     if cfg.preset != "paper":
         return cfg
     values = {}
+    from ..data.paper import PAPER_MODELS
+
+    name = PAPER_MODELS.get((cfg.model_key or "").lower(), cfg.model).lower()
     for pattern, preset in PAPER_PRESETS.items():
-        if re.search(pattern, cfg.model.lower()):
+        if re.search(pattern, name):
             for key, value in preset.items():
                 if key not in explicit and key not in values:
                     values[key] = value

@@ -67,7 +67,7 @@ def build_examples(cfg: TrainConfig, tokenizer, source: str, log=print):
     from ..data.records import parse_key_map
 
     key_map = parse_key_map([m for m in (cfg.map or "").split(",") if m.strip()])
-    dataset, report = tokenize_to_dataset(source, tokenizer, key_map=key_map or None, template=cfg.template,
+    dataset, report = tokenize_to_dataset(source, tokenizer, key_map=key_map or None, template=cfg.resolved_template(),
                                           max_length=cfg.max_length, truncation=cfg.truncation,
                                           all_turns=cfg.all_turns, skip_invalid=cfg.skip_invalid)
     log(f"data {source}: {report.summary()}" + (f" (skipped {report.invalid} invalid)" if report.invalid else ""))
@@ -82,6 +82,7 @@ def train(cfg: TrainConfig, log=print, callbacks: Sequence = ()) -> dict:
     output folder, and a non-finite loss or gradient norm."""
     if not cfg.data:
         raise ValueError("no training data: pass --data FILE (records from 'deft data' or your own)")
+    cfg.resolved_template()  # a paper template whose model family is unknown fails before anything loads
     run = _open(cfg, log)
     try:
         if run.finished:
@@ -166,18 +167,22 @@ def _load(cfg: TrainConfig, spec: str):
 
 
 def _load_models(run: _Run) -> None:
-    """The trained model (LoRA if asked) and the frozen models of the objective, patched."""
+    """The trained model (LoRA if asked) and the frozen models of the objective's inputs
+    (:func:`deft.objectives.objective_inputs`: one per ``model`` / ``label_logprobs`` need, from its
+    option or its default), patched in through each need's ``patch_arg``."""
     from ..model.fused_forward import patch_fused_loss
+    from ..objectives import objective_inputs
 
-    cfg, needs = run.cfg, run.objective.needs
+    cfg = run.cfg
+    inputs = objective_inputs(run.objective)
     model = _load(cfg, cfg.model)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    reference = teacher = None
-    if "ref" in needs:
-        reference = _load(cfg, cfg.reference_model) if cfg.reference_model else (
-            "adapter" if cfg.lora_rank else copy.deepcopy(model))
+    frozen = {}  # patch_arg -> frozen model (or "adapter")
+    for need in inputs:  # a model need with a default (the reference) is the initial model, taken before LoRA
+        if need.source == "model" and need.default and not _option(cfg, need):
+            frozen[need.patch_arg] = "adapter" if cfg.lora_rank else copy.deepcopy(model)
     if cfg.lora_rank:
         from peft import LoraConfig, get_peft_model
 
@@ -186,19 +191,31 @@ def _load_models(run: _Run) -> None:
         model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
                                                  lora_dropout=cfg.lora_dropout, target_modules=targets,
                                                  task_type="CAUSAL_LM"))
-    if "teacher" in needs:
-        if not cfg.teacher_model:
-            raise ValueError(f"objective '{run.objective.spec}' needs --teacher-model (same vocabulary as the model)")
-        teacher = _load(cfg, cfg.teacher_model)
-    if "old_logprobs" in needs:
-        run.old_policy = copy.deepcopy(model)
+    for need in inputs:
+        if need.patch_arg is None or need.patch_arg in frozen:
+            continue
+        if _option(cfg, need):
+            frozen[need.patch_arg] = _load(cfg, _option(cfg, need))
+        elif need.source == "label_logprobs":  # a snapshot of the trained model, refreshed during training
+            frozen[need.patch_arg] = copy.deepcopy(model)
+        else:
+            from ..objectives.needs import missing_error
+
+            raise missing_error(run.objective.spec, need, "config")
+    run.old_policy = frozen.get("old_policy")
     run.device = "cuda" if torch.cuda.is_available() else "cpu"
-    for frozen in (reference, teacher, run.old_policy):
-        if isinstance(frozen, torch.nn.Module):
-            frozen.to(run.device).eval().requires_grad_(False)
-    patch_fused_loss(model, run.objective, chunk_size=cfg.chunk_size, reference=reference, teacher=teacher,
-                     old_policy=run.old_policy, fused=cfg.fused)
+    for module in frozen.values():
+        if isinstance(module, torch.nn.Module):
+            module.to(run.device).eval().requires_grad_(False)
+    # no per-call value check: the trainer checks each step's loss and gradient norm and stops with
+    # NonFiniteError naming the step and the last good checkpoint (and saves a synchronisation per call)
+    patch_fused_loss(model, run.objective, chunk_size=cfg.chunk_size, fused=cfg.fused, check_inputs=False, **frozen)
     run.model = model
+
+
+def _option(cfg: TrainConfig, need) -> Optional[str]:
+    """The value of the option that supplies ``need`` (None when it has none or it is unset)."""
+    return getattr(cfg, need.option, None) if need.option else None
 
 
 def _write_start(run: _Run) -> None:
@@ -236,7 +253,8 @@ def _training_args(run: _Run):
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=0,  # set from warmup_ratio by DeftTrainer.create_scheduler
-        weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, optim=_OPTIMIZERS[cfg.optim],
+        weight_decay=cfg.weight_decay, adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2,
+        max_grad_norm=cfg.max_grad_norm, optim=_OPTIMIZERS[cfg.optim],
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=1, save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
         save_total_limit=None,  # AtomicCheckpoints rotates the complete checkpoints

@@ -9,7 +9,8 @@ For every optimizer step, over all loss tokens of all its micro-batches and all 
 * ``mean_focus`` — mean focus index ``a`` (power, cayley, cayley_floor, deft only);
 * ``loss`` — the loss the step minimised: with ``tokens`` normalisation the objective summed over
   the step's loss tokens divided by their number; with ``micro_batch`` normalisation the mean over
-  the step's micro-batches (of every process) of each micro-batch's own token mean.
+  the step's micro-batches (of every process) of each micro-batch's own mean (over its loss
+  tokens, or over its selected tokens for the reference's ``Only*`` objectives).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class StepStats:
         loss = float(loss_sum.detach())
         values = {
             "loss": loss,
-            "micro_batch_means": loss / max(float(mask.sum()), 1.0),
+            # the micro-batch's own mean divides by the objective's denominator: its loss tokens, or
+            # its selected tokens for the reference's Only* objectives (as the update does)
+            "micro_batch_means": loss / max(float(stats.get("num_tokens", mask.sum())), 1.0),
             "micro_batches": 1.0,
             "tokens": float(mask.sum()),
             "input_tokens": float(input_tokens),

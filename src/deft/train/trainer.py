@@ -8,7 +8,8 @@
     processes (DDP averages gradients), so the step minimises ``sum_i L_i / sum_i n_i`` and 1x8 and
     8x1 accumulation give the same update;
   - ``micro_batch`` (the reference code's scheme): each micro-batch divided by its own loss tokens
-    and by the number of micro-batches of the step; DDP's average over processes does the rest.
+    (its selected tokens for the ``Only*`` objectives: ``outputs.num_tokens``) and by the number of
+    micro-batches of the step; DDP's average over processes does the rest.
 
 * :meth:`DeftTrainer.log` writes one ``metrics.jsonl`` line per optimizer step (loss, lr,
   grad_norm, tokens, tokens_per_s and the statistics of :mod:`deft.train.stats`), passes the
@@ -78,7 +79,8 @@ class DeftTrainer(Trainer):
     # -- loss --------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The step's share of the normalised loss (see the module docstring); ``outputs.loss`` is
-        the micro-batch's summed objective, ``outputs.num_tokens`` its loss tokens."""
+        the micro-batch's summed objective, ``outputs.num_tokens`` the denominator of its mean (its loss
+        tokens, or its selected tokens for the reference's ``Only*`` objectives)."""
         if self._last_log_time is None:
             self._last_log_time = time.perf_counter()
         input_tokens = int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else int(
