@@ -105,7 +105,7 @@ def test_training_on_the_heldout_set_lowers_heldout_nll_and_shows_learned_tokens
 
 def test_general_records_are_greedy_answers_and_bad_records_are_located(tiny):
     model, tok = tiny
-    from deft.eval import generate
+    from deft.eval.generate import generate
 
     prompts = ["Say one word.", "Name a colour."]
     recs = general_records(model, tok, prompts, max_new_tokens=4)
