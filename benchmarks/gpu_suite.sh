@@ -84,7 +84,7 @@ fi
 OBJECTIVES=nll,p,dft,deft,cayley,eaft,label_smoothing,kd
 METHODS=fused,kernel,engine_kernel,plain,reference,floor,liger
 if [ "$DRY" = 1 ]; then
-  SHAPES="tiny,48x997x203"; FL_ARGS="--repeats 1 --warmup 1 --group shape --threads 2"
+  SHAPES="48x997x203"; FL_ARGS="--repeats 1 --warmup 1 --group shape --threads 2"
   MODEL_SIZE=tiny; TS_ARGS="--seq-len 32 --batch-size 2 --prompt-len 8 --repeats 1 --warmup 0 --threads 2"
   FL_LIMIT=0; TS_LIMIT=0  # no limit: a dry run may be slow on a shared machine
 else

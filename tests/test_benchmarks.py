@@ -111,9 +111,9 @@ def test_gpu_suite_dry_run_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "out" / "fused_loss_cpu.csv").open()))
     objectives = ["nll", "p", "dft", "deft", "cayley", "eaft", "label_smoothing", "kd"]
-    assert len(rows) == 2 * (1 + len(objectives) * 6)  # per shape: the floor, then 6 methods per objective
+    assert len(rows) == 1 + len(objectives) * 6  # one odd shape: the floor, then 6 methods per objective
     got = {(r["shape"], r["objective"], r["method"]): r for r in rows}
-    for shape in ("tiny", "48x997x203"):
+    for shape in ("48x997x203",):
         for obj in objectives:
             gate = obj not in ("label_smoothing", "kd")
             assert got[(shape, obj, "liger")]["status"] == "n/a"
