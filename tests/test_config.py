@@ -171,3 +171,17 @@ def test_protocol_paper_and_resume_from_checkpoint():
     assert resumed.resume is True
     with pytest.raises(ConfigError, match="contradict"):
         _train(resume="true", overwrite="true")
+
+
+def test_devices_this_machine_lacks_are_refused_in_one_line():
+    import torch
+
+    from deft.config import check_device
+
+    check_device(None)
+    check_device("cpu")
+    with pytest.raises(ConfigError, match="unknown device 'gpu0'"):
+        check_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"'device': cuda is not available here .*pass --device cpu"):
+            check_device("cuda")

@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping, Optional, Union, get_args, get_origin
 
 import yaml
 
-__all__ = ["ConfigError", "option", "load_config", "add_config_flags", "config_from_args", "config_to_dict",
+__all__ = ["ConfigError", "option", "load_config", "add_config_flags", "config_from_args", "config_to_dict", "check_device",
            "field_help", "alias_map", "settings_hash", "parse_pairs", "CHECKS"]
 
 
@@ -355,3 +355,24 @@ def config_from_args(cls, args: argparse.Namespace, *, extra: Optional[Mapping[s
     if extra:
         overrides.update(extra)
     return load_config(cls, values.get("config"), overrides)
+
+
+def check_device(device: Optional[str], field_name: str = "device") -> None:
+    """Raise a one-line :class:`ConfigError` when ``device`` is not a torch device this machine
+    has (``cuda`` on a CPU build, an index past the GPU count, a typo) — before any model loads."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"'{field_name}': unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"'{field_name}': {device} is not available here (this torch {torch.__version__} "
+                              "sees no CUDA GPU); pass --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"'{field_name}': {device} does not exist ({torch.cuda.device_count()} GPU(s))")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"'{field_name}': mps is not available here; pass --device cpu")

@@ -33,10 +33,11 @@ class ProbeConfig:
     json: bool = option(False, "print the probe.json content instead of the text summary")
 
     def validate(self) -> "ProbeConfig":
-        from ..config import ConfigError
+        from ..config import ConfigError, check_device
 
         if not self.data:
             raise ConfigError("pass --data FILE (records written by 'deft data')")
+        check_device(self.device)
         return self
 
 
