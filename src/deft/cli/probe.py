@@ -31,6 +31,7 @@ class ProbeConfig:
     out: Optional[str] = option(None, "folder for probe.json and token_stats.npz (default: print only)",
                                 aliases=("output_dir",))
     json: bool = option(False, "print the probe.json content instead of the text summary")
+    progress: bool = option(True, "show a progress bar with the time left")
 
     def validate(self) -> "ProbeConfig":
         from ..config import ConfigError, check_device
@@ -71,7 +72,7 @@ def run(args) -> int:
     gates = [] if cfg.gates.strip().lower() in ("", "none") else [g.strip() for g in cfg.gates.split(",") if g.strip()]
     summary = probe(cfg.model, cfg.data, n=cfg.n or None, batch_size=cfg.batch_size, max_length=cfg.max_length,
                     template=cfg.template, seed=cfg.seed, device=cfg.device, dtype=getattr(torch, cfg.dtype),
-                    gates=gates, out=cfg.out)
+                    gates=gates, out=cfg.out, progress=cfg.progress)
     print(json.dumps(summary, indent=1) if cfg.json else format_summary(summary))
     if cfg.out:
         print(f"wrote {cfg.out}/probe.json and {cfg.out}/token_stats.npz; next: 'deft plot --probes {cfg.out}'")

@@ -25,6 +25,7 @@ def probe(
     max_length: int = 1024,
     template: str = "auto",
     seed: int = 0,
+    progress: bool = False,
     tokenizer=None,
     device: Optional[str] = None,
     dtype: torch.dtype = torch.float32,
@@ -43,6 +44,7 @@ def probe(
             model's own device for an already loaded one.
         gates: objective gates recorded per token for the gradient-landscape plot.
         out: directory for ``probe.json`` and ``token_stats.npz`` (nothing is written when None).
+        progress: show a progress bar with the time left.
 
     Returns:
         :func:`summarize_token_stats` plus ``model``, ``data``, ``examples``, ``skipped``, ``n``,
@@ -68,7 +70,7 @@ def probe(
     elif isinstance(model_spec, (str, Path)):  # freshly loaded on CPU: use the GPU when there is one
         model.to("cuda" if torch.cuda.is_available() else "cpu")
     stats = collect_token_stats(model, tokenizer, data, n=n, batch_size=batch_size, max_length=max_length,
-                                template=template, seed=seed, gates=gates, log=log)
+                                template=template, seed=seed, gates=gates, log=log, progress=progress)
     stats["meta"]["model"] = name
     summary = {"model": name, "data": str(data), "examples": stats["meta"]["examples"],
                "skipped": stats["meta"]["skipped"], "n": n, "seed": seed, "max_length": max_length}

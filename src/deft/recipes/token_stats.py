@@ -17,6 +17,8 @@ Output: a statistics dict as described in :mod:`deft.analysis.token_stats` (``p`
 
 from __future__ import annotations
 
+import sys
+
 import contextlib
 import random
 from typing import Iterable, Optional
@@ -111,6 +113,14 @@ def _check_gates(gates: Iterable[str]) -> list[str]:
     return specs
 
 
+def _progress_bar(total: int, enabled: bool):
+    """A tqdm bar over examples (elapsed and time left), or a silent stand-in."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="probe", unit="example", disable=not enabled, dynamic_ncols=True,
+                file=sys.stderr)
+
+
 def collect_token_stats(
     model,
     tokenizer,
@@ -125,6 +135,7 @@ def collect_token_stats(
     gates: Iterable[str] = DEFAULT_GATES,
     chunk_size: Optional[int] = None,
     log=None,
+    progress: bool = False,
 ) -> dict:
     """Per-token statistics of ``model`` on the response tokens of ``records_path``.
 
@@ -138,6 +149,7 @@ def collect_token_stats(
         gates: objective specs whose per-token gate to record (the ``deft`` pass is always
             made; one more forward pass for each other objective).
         chunk_size: rows per chunk of the fused loss (``None``: automatic).
+        progress: show a progress bar with the time left (stderr).
 
     Returns:
         ``{key: 1-D tensor [N]}`` for :data:`~deft.analysis.token_stats.TOKEN_KEYS` and
@@ -163,7 +175,7 @@ def collect_token_stats(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _progress_bar(len(examples), progress) as bar:
             for start in range(0, len(examples), batch_size):
                 chunk = examples[start:start + batch_size]
                 batch = collate([ex for _, ex in chunk], pad)
@@ -186,6 +198,7 @@ def collect_token_stats(
                         parts["token_id"].append(targets[keep].to(torch.int64).cpu())
                     if spec in specs:
                         parts[f"gate/{spec}"].append(st["gate"][keep].float().cpu())
+                bar.update(len(chunk))
                 if log is not None:
                     log(f"token stats: {min(start + batch_size, len(examples))}/{len(examples)} examples")
     finally:
