@@ -184,3 +184,13 @@ def test_probe_cli_errors(tiny_model_dir, figfont_records, tmp_path, capsys):
     assert main(["probe", "--data", "x.jsonl", "--n", "-1"]) == 2
     assert main(["probe", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--gates", "sft_kl"]) == 2
     assert "needs" in capsys.readouterr().err
+
+
+def test_a_malformed_record_stops_the_probe_like_training(tmp_path):
+    """The same rule as 'deft train': a bad line is named (FILE:LINE), unless --skip-invalid."""
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "no response"}\n{"prompt": "c", "response": "d"}\n')
+    with pytest.raises(ValueError, match=rf"{path.name}:2: .*--skip-invalid"):
+        sample_records(path)
+    kept = sample_records(path, skip_invalid=True)
+    assert [i for i, _, _ in kept] == [0, 2]

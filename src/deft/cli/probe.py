@@ -32,6 +32,7 @@ class ProbeConfig:
                                 aliases=("output_dir",))
     json: bool = option(False, "print the probe.json content instead of the text summary")
     progress: bool = option(True, "show a progress bar with the time left")
+    skip_invalid: bool = option(False, "leave invalid records out (counted) instead of stopping at the first one")
 
     def validate(self) -> "ProbeConfig":
         from ..config import ConfigError, check_device
@@ -72,7 +73,8 @@ def run(args) -> int:
     gates = [] if cfg.gates.strip().lower() in ("", "none") else [g.strip() for g in cfg.gates.split(",") if g.strip()]
     summary = probe(cfg.model, cfg.data, n=cfg.n or None, batch_size=cfg.batch_size, max_length=cfg.max_length,
                     template=cfg.template, seed=cfg.seed, device=cfg.device, dtype=getattr(torch, cfg.dtype),
-                    gates=gates, out=cfg.out, progress=cfg.progress)
+                    gates=gates, out=cfg.out, progress=cfg.progress,
+                    skip_invalid=cfg.skip_invalid)
     print(json.dumps(summary, indent=1) if cfg.json else format_summary(summary))
     if cfg.out:
         print(f"wrote {cfg.out}/probe.json and {cfg.out}/token_stats.npz; next: 'deft plot --probes {cfg.out}'")

@@ -26,6 +26,7 @@ def probe(
     template: str = "auto",
     seed: int = 0,
     progress: bool = False,
+    skip_invalid: bool = False,
     tokenizer=None,
     device: Optional[str] = None,
     dtype: torch.dtype = torch.float32,
@@ -45,6 +46,7 @@ def probe(
         gates: objective gates recorded per token for the gradient-landscape plot.
         out: directory for ``probe.json`` and ``token_stats.npz`` (nothing is written when None).
         progress: show a progress bar with the time left.
+        skip_invalid: leave invalid records out instead of stopping at the first one.
 
     Returns:
         :func:`summarize_token_stats` plus ``model``, ``data``, ``examples``, ``skipped``, ``n``,
@@ -70,7 +72,8 @@ def probe(
     elif isinstance(model_spec, (str, Path)):  # freshly loaded on CPU: use the GPU when there is one
         model.to("cuda" if torch.cuda.is_available() else "cpu")
     stats = collect_token_stats(model, tokenizer, data, n=n, batch_size=batch_size, max_length=max_length,
-                                template=template, seed=seed, gates=gates, log=log, progress=progress)
+                                template=template, seed=seed, gates=gates, log=log, progress=progress,
+                                skip_invalid=skip_invalid)
     stats["meta"]["model"] = name
     summary = {"model": name, "data": str(data), "examples": stats["meta"]["examples"],
                "skipped": stats["meta"]["skipped"], "n": n, "seed": seed, "max_length": max_length}

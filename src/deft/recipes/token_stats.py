@@ -32,11 +32,13 @@ __all__ = ["DEFAULT_GATES", "collect_token_stats", "sample_records", "patched_fo
 DEFAULT_GATES = ("deft", "eaft")
 
 
-def sample_records(path, n: Optional[int] = None, seed: int = 0) -> list[tuple[int, str, dict]]:
+def sample_records(path, n: Optional[int] = None, seed: int = 0, *,
+                   skip_invalid: bool = False) -> list[tuple[int, str, dict]]:
     """``[(index, where, record)]`` for the valid records of ``path`` (:func:`deft.data.iter_records`),
     or a uniform sample of ``n`` of them drawn with ``random.Random(seed)``, kept in file order.
 
-    Invalid rows are skipped; a file with no valid record raises ``ValueError``.
+    An invalid row raises ``ValueError`` naming it (``FILE:LINE: what is wrong``), as ``deft train``
+    does, unless ``skip_invalid`` (then it is skipped); a file with no valid record always raises.
     """
     from ..data import RecordError, iter_records
 
@@ -45,6 +47,8 @@ def sample_records(path, n: Optional[int] = None, seed: int = 0) -> list[tuple[i
     rows, bad = [], []
     for i, (where, rec) in enumerate(iter_records(path)):
         if isinstance(rec, RecordError):
+            if not skip_invalid:
+                raise ValueError(f"{rec} (pass --skip-invalid to leave invalid records out)")
             bad.append(str(rec))
             continue
         rows.append((i, where, rec))
@@ -136,6 +140,7 @@ def collect_token_stats(
     chunk_size: Optional[int] = None,
     log=None,
     progress: bool = False,
+    skip_invalid: bool = False,
 ) -> dict:
     """Per-token statistics of ``model`` on the response tokens of ``records_path``.
 
@@ -150,6 +155,7 @@ def collect_token_stats(
             made; one more forward pass for each other objective).
         chunk_size: rows per chunk of the fused loss (``None``: automatic).
         progress: show a progress bar with the time left (stderr).
+        skip_invalid: leave invalid records out instead of stopping at the first one.
 
     Returns:
         ``{key: 1-D tensor [N]}`` for :data:`~deft.analysis.token_stats.TOKEN_KEYS` and
@@ -161,7 +167,7 @@ def collect_token_stats(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     specs = _check_gates(gates)
-    rows = sample_records(records_path, n, seed)
+    rows = sample_records(records_path, n, seed, skip_invalid=skip_invalid)
     examples, skipped = _tokenized(tokenizer, rows, max_length=max_length, template=template,
                                    truncation=truncation)
     if not examples:
