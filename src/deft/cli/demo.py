@@ -16,12 +16,12 @@ class DemoConfig:
     out: str = option("runs/demo", "output folder", aliases=("output_dir",))
     model: str = option("smollm2-135m", "model to fine-tune (default: the embedded smollm2-135m)")
     objectives: str = option("nll,p,deft", "comma-separated objective specs")
-    steps: int = option(12, "optimizer steps per objective", aliases=("max_steps",), check="positive")
-    batch_size: int = option(8, "puzzles per step", check="positive")
+    steps: int = option(8, "optimizer steps per objective", aliases=("max_steps",), check="positive")
+    batch_size: int = option(6, "puzzles per step", check="positive")
     lr: float = option(2e-4, "peak learning rate", check="positive")
     n: int = option(16, "held-out puzzles answered greedily for exact match / Jaro-Winkler (0 skips)",
                     aliases=("eval_size",), check="non_negative")
-    heldout_size: int = option(32, "held-out puzzles for the teacher-forced held-out NLL", check="positive")
+    heldout_size: int = option(24, "held-out puzzles for the teacher-forced held-out NLL", check="positive")
     seed: int = option(0, "seed of data, training and evaluation")
 
 
