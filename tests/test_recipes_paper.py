@@ -322,3 +322,20 @@ def test_given_training_records(tmp_path):
     records.write_text('{"prompt": "q", "response": "a"}\n')
     plan = plan_paper_cell("figfont", "qwen-2.5-7b", ["DEFT"], train_data=str(records))
     assert [s.kind for s in plan.steps] == ["train", "eval", "eval"]  # existing records: no data step
+
+
+@pytest.mark.slow
+def test_figfont_cell_end_to_end_on_the_embedded_model(smollm2_first_load, tmp_path):
+    """The paper's FigFont protocol for real on the embedded SmolLM2-135M: the reference's data items
+    and Qwen literal prompt, two training steps per objective, greedy evaluation of 5 new tokens with
+    the paper's scorers, and the published numbers beside the measured ones."""
+    from deft.recipes.paper_run import run_paper_cell
+
+    md = run_paper_cell(_tiny_plan("smollm2-135m", tmp_path), log=lambda *_: None)
+    for name in ("base", "nll", "deft"):
+        res = json.loads((tmp_path / "eval" / name / "results.json").read_text())
+        assert res["figfont"]["n"] == 2
+        assert 0.0 <= res["figfont"]["jaro_winkler_similarity"] <= 1.0
+    summary = json.loads((tmp_path / "runs" / "deft" / "summary.json").read_text())
+    assert summary["steps"] == 2
+    assert md.count("(paper ") == 3 * 2
