@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..config import ConfigError, load_config, option, parse_pairs
+from ..io import atomic_write_text
 from .paper_protocol import DEFAULT_OBJECTIVES, REFERENCE_CELLS, PaperPlan, plan_paper_cell, reference_objective
 
 __all__ = ["PaperCellConfig", "load_paper_cell", "plan_from_config", "measured_table", "run_paper_cell",
@@ -144,13 +144,6 @@ def measured_table(results_by_method: dict, regime: str) -> tuple[list[str], lis
     return [COLUMN_TITLES[regime][b] for b in benches], rows, list(results_by_method)
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def _run(argv: tuple[str, ...], log_path: Path, what: str) -> None:
     """Run a ``deft`` command line in a fresh process (clean memory; one failure is contained)."""
     args = list(argv)
@@ -173,7 +166,7 @@ def run_paper_cell(plan: PaperPlan, *, log: Callable = print) -> str:
 
     root = Path(plan.out)
     root.mkdir(parents=True, exist_ok=True)
-    _write(root / "plan.json", json.dumps(plan_to_dict(plan), indent=2, default=str) + "\n")
+    atomic_write_text(root / "plan.json", json.dumps(plan_to_dict(plan), indent=2, default=str) + "\n")
     results = {}
     for step in plan.steps:
         if step.kind == "data":
@@ -204,13 +197,13 @@ def run_paper_cell(plan: PaperPlan, *, log: Callable = print) -> str:
     titles, rows, methods = measured_table(results, plan.regime)
     md = format_paper_markdown(titles, rows, methods, regime=plan.regime, model_key=plan.model_key,
                                title=f"{plan.regime} x {plan.model_key} ({plan.model})")
-    _write(root / "results_paper.md", md)
+    atomic_write_text(root / "results_paper.md", md)
     records = paper_comparison(titles, rows, methods, regime=plan.regime, model_key=plan.model_key)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["method", "column", "measured", "paper", "delta", "source"])
     writer.writeheader()
     writer.writerows(records)
-    _write(root / "paper_comparison.csv", buf.getvalue())
+    atomic_write_text(root / "paper_comparison.csv", buf.getvalue())
     return md
 
 
