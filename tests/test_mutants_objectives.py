@@ -202,3 +202,30 @@ def test_psft_lower_clip_has_no_effect_with_a_positive_advantage(eps_low):
     old = torch.tensor([math.log(p / r) for r in ratios], dtype=torch.float64)
     loss = deft.token_loss(z, y, f"psft:eps_low={eps_low}", reduction="none", old_logprobs=old)
     assert loss.tolist() == pytest.approx([-0.5, -1.1, -1.28], rel=1e-5)
+
+
+@pytest.mark.parametrize("spec,line", [
+    ("nll[p>=0.25]", "mask: sg(p) >= 0.25; the mean divides by all loss tokens"),
+    ("nll[p<=0.25]", "mask: sg(p) <= 0.25; the mean divides by all loss tokens"),
+    ("OnlyTopP-0.5", "mask: sg(p) >= 0.5; the mean divides by the selected tokens (reference semantics)"),
+    ("OnlyBottomLogP-0.5", "mask: sg(p) <= 0.5; the mean divides by the selected tokens (reference semantics)"),
+])
+def test_mask_description_states_the_side_of_the_threshold(spec, line):
+    # design brief: obj[p>=tau] keeps sg(p) >= tau, obj[p<=tau] keeps sg(p) <= tau
+    from deft.objectives import describe_mask
+
+    assert describe_mask(parse_objective(spec)) == line
+
+
+def test_selected_normalizer_without_a_reference_name_is_refused():
+    # only p and nll with a mask have reference names (OnlyTop/BottomP, OnlyTop/BottomLogP); any other
+    # objective normalised by its selected tokens has none, and its spec must not pretend otherwise
+    import dataclasses
+
+    for spec in ("power:alpha=0.5[p>=0.1]", "deft[p<=0.9]", "nll[p>=0.1]"):
+        obj = dataclasses.replace(parse_objective(spec), normalizer="selected")
+        if obj.name == "nll":
+            assert obj.spec == "OnlyTopLogP-0.1"
+            continue
+        with pytest.raises(ValueError, match="has no reference name"):
+            obj.spec
