@@ -12,6 +12,8 @@ recorded in ``mutation/equivalent.toml``.
     python mutation/run.py metrics stats    # some groups
     python mutation/run.py --survivors metrics   # re-test only the survivors of the last run
                                                  # (with the current tests/), e.g. after adding a test
+    python mutation/run.py --resume fused_gate   # continue an interrupted run (its pending mutants,
+                                                 # with the current tests/ and test selection)
     python mutation/run.py --report         # rebuild the report from the stored sessions
     python mutation/run.py --list           # mutant counts per group, nothing run
 
@@ -187,18 +189,18 @@ def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> N
                   f"{m.module_path}:{m.start_pos[0]} {m.operator_name.removeprefix('core/')}", flush=True)
 
 
-def run_group(name: str, group: dict, survivors_only: bool) -> None:
+def run_group(name: str, group: dict, survivors_only: bool, resume: bool = False) -> None:
     modules = [ROOT / m for m in group["modules"]]
     fingerprint = _fingerprint(modules)
     work = BUILD / name
-    if survivors_only:
+    if survivors_only or resume:
         stamp = work / "modules.sha"
         if not (work / "session.sqlite").exists():
-            raise SystemExit(f"mutation: no session for group '{name}' yet; run it without --survivors first")
+            raise SystemExit(f"mutation: no session for group '{name}' yet; run it without --survivors/--resume first")
         if stamp.read_text().strip() != fingerprint:
             raise SystemExit(f"mutation: the modules of group '{name}' changed since its last run; "
-                             "run it without --survivors")
-    work = prepare(name, group, keep_session=survivors_only)
+                             "run it without --survivors/--resume")
+    work = prepare(name, group, keep_session=survivors_only or resume)
     os.chdir(work)  # cosmic-ray mutates module paths relative to the working directory
     server = Server(work, group["preload"], group["tests"])
     try:
@@ -209,7 +211,7 @@ def run_group(name: str, group: dict, survivors_only: bool) -> None:
             sys.stdout.write(rc.stdout[-4000:])
             raise SystemExit(f"mutation: group '{name}': the tests fail without any mutation (exit "
                              f"{rc.returncode}); fix them first")
-        if not survivors_only:
+        if not (survivors_only or resume):
             init_session(work, group)
             (work / "modules.sha").write_text(fingerprint + "\n")
         execute(work, command, float(group["timeout"]), survivors_only)
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("groups", nargs="*", help="groups of mutation/modules.toml (default: all)")
     parser.add_argument("--survivors", action="store_true", help="re-test only the last run's survivors")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run (pending mutants only)")
     parser.add_argument("--report", action="store_true", help="only rebuild build/mutation/report.md")
     parser.add_argument("--list", action="store_true", help="count the mutants of each group")
     args = parser.parse_args(argv)
@@ -247,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.report:
         for name in chosen:
-            run_group(name, groups[name], args.survivors)
+            run_group(name, groups[name], args.survivors, args.resume)
     path = write_report(BUILD, groups, HERE / "equivalent.toml", ROOT)
     print(f"report: {path}")
     return 0

@@ -1,0 +1,109 @@
+"""The objective declarations' building blocks (deft.objectives.base, deft.objectives.needs) where
+the value tests don't reach: parameter parsing, the lazily computed statistics of Tokens, the need
+lookup behind ``tokens.<field>``, and the wording of missing inputs.
+
+Each test here was written to fail for a mutant that survived ``make mutate`` (docs/testing.md);
+expected values come from the definitions (design brief, paper Section 3) or a hand computation.
+"""
+
+import dataclasses
+import math
+import re
+
+import pytest
+import torch
+
+from deft.objectives import Dists, Param, Tokens
+from deft.objectives.needs import NEEDS
+
+
+def test_param_is_an_immutable_declaration():
+    # a registered parameter must not change under the objectives that share it
+    param = Param(0.5, "a weight", min=0.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        param.default = 1.0
+    assert hash(param) == hash(Param(0.5, "a weight", min=0.0))
+
+
+@pytest.mark.parametrize("raw,value", [("yes", True), ("true", True), ("True", True), ("1", True),
+                                       ("no", False), ("false", False), ("0", False), (True, True), (False, False)])
+def test_boolean_parameters_parse_words_and_keep_booleans(raw, value):
+    parsed = Param(False, "a switch").parse("probe", "flag", raw)
+    assert parsed is value
+
+
+def _tokens(logits, labels, **kw):
+    lse = torch.logsumexp(logits, dim=-1)
+    logp = logits.gather(-1, labels[:, None]).squeeze(-1) - lse
+    return Tokens(logp, logits, lse, **kw)
+
+
+def test_reading_an_unknown_attribute_is_an_attribute_error():
+    # getattr(tokens, name, default) and hasattr must work for names that are no need's field
+    t = _tokens(torch.zeros(2, 3), torch.tensor([0, 1]))
+    for name in ("zzz_not_a_field", "aaa_not_a_field", "ref_logQ"):
+        assert not hasattr(t, name)
+        assert getattr(t, name, "fallback") == "fallback"
+
+
+def test_an_undeclared_read_names_the_need_of_that_field():
+    z, y = torch.zeros(2, 3), torch.tensor([0, 1])
+    d = Dists(z, torch.logsumexp(z, -1), y)
+    for need in NEEDS.values():
+        if need.source == "statistic":
+            continue
+        message = f"reads '{need.field}' ({need.what}) without declaring needs=('{need.name}',)"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            getattr(d, need.field)
+
+
+def test_a_gate_objective_may_read_any_need_but_a_model_distribution():
+    # only "model" needs ([n, V] distributions) are out of a gate objective's reach; a missing
+    # statistic or per-token input is an undeclared read, whatever its name sorts as
+    from deft.objectives.needs import Need, register_need
+
+    register_need(Need("zz_stat_probe", "a probe statistic", "statistic", "zz_stat_probe_value"))
+    try:
+        t = _tokens(torch.zeros(2, 3), torch.tensor([0, 1]))
+        with pytest.raises(ValueError, match=re.escape("without declaring needs=('zz_stat_probe',)")):
+            t.zz_stat_probe_value
+        with pytest.raises(ValueError, match="a gate objective sees only log p, not 'teacher_logP'"):
+            t.teacher_logP
+    finally:
+        NEEDS.pop("zz_stat_probe")
+
+
+def test_tokens_takes_its_options_by_keyword_only():
+    # probs, inputs and the former keywords are options: a fourth positional argument is a mistake
+    z = torch.zeros(2, 3)
+    lse = torch.logsumexp(z, -1)
+    with pytest.raises(TypeError):
+        Tokens(z[:, 0] - lse, z, lse, torch.softmax(z, -1))
+
+
+def test_the_former_keywords_and_attributes_still_work():
+    # objectives written before the needs registry pass old_logprobs / batch_mean_p as keywords and
+    # subclasses read the former private attributes
+    z, y = torch.zeros(2, 3), torch.tensor([0, 1])
+    old, mean = torch.tensor([-0.5, -1.5]), torch.tensor(0.25)
+    t = _tokens(z, y, old_logprobs=old, batch_mean_p=mean)
+    assert t.old_logprobs is old and t.batch_mean_p is mean
+    assert t._old_logprobs is old and t._batch_mean_p is mean
+    bare = _tokens(z, y)
+    assert bare._old_logprobs is None and bare._batch_mean_p is None
+
+
+# P = (1/4, 1/4, 1/2): H = 1.5 ln 2, sum P^2 = 3/8; P = (1/2, 1/2, 0) (a -inf logit): H = ln 2, sum P^2 = 1/2
+CASES = torch.tensor([[math.log(0.25), math.log(0.25), math.log(0.5)], [0.0, 0.0, -math.inf]])
+ENTROPY = [1.5 * math.log(2.0), math.log(2.0)]
+SUM_P2 = [3 / 8, 1 / 2]
+
+
+@pytest.mark.parametrize("with_probs", [False, True])
+def test_entropy_and_sum_p2_by_hand_with_and_without_probabilities(with_probs):
+    logits = CASES + torch.tensor([[1.0], [-2.0]])  # a shift per row changes no probability
+    probs = torch.softmax(logits, -1) if with_probs else None
+    t = _tokens(logits, torch.tensor([2, 0]), probs=probs)
+    assert t.entropy.tolist() == pytest.approx(ENTROPY, abs=1e-6)
+    assert t.sum_p2.tolist() == pytest.approx(SUM_P2, abs=1e-6)
+    assert t.vocab_size == 3
