@@ -93,17 +93,31 @@ def test_the_former_keywords_and_attributes_still_work():
     assert bare._old_logprobs is None and bare._batch_mean_p is None
 
 
-# P = (1/4, 1/4, 1/2): H = 1.5 ln 2, sum P^2 = 3/8; P = (1/2, 1/2, 0) (a -inf logit): H = ln 2, sum P^2 = 1/2
-CASES = torch.tensor([[math.log(0.25), math.log(0.25), math.log(0.5)], [0.0, 0.0, -math.inf]])
-ENTROPY = [1.5 * math.log(2.0), math.log(2.0)]
-SUM_P2 = [3 / 8, 1 / 2]
+# P = (1/4, 1/4, 1/2): H = 1.5 ln 2, sum P^2 = 3/8; P = (1/2, 1/2, 0) (a -inf logit): H = ln 2, sum P^2 = 1/2;
+# P = (0.9, 0.05, 0.05): H = -0.9 ln 0.9 - 0.1 ln 0.05 (below 1 nat), sum P^2 = 0.815
+CASES = torch.tensor([[math.log(0.25), math.log(0.25), math.log(0.5)], [0.0, 0.0, -math.inf],
+                      [math.log(0.9), math.log(0.05), math.log(0.05)]])
+ENTROPY = [1.5 * math.log(2.0), math.log(2.0), -0.9 * math.log(0.9) - 0.1 * math.log(0.05)]
+SUM_P2 = [3 / 8, 1 / 2, 0.815]
 
 
 @pytest.mark.parametrize("with_probs", [False, True])
 def test_entropy_and_sum_p2_by_hand_with_and_without_probabilities(with_probs):
-    logits = CASES + torch.tensor([[1.0], [-2.0]])  # a shift per row changes no probability
+    logits = CASES + torch.tensor([[1.0], [-2.0], [0.5]])  # a shift per row changes no probability
     probs = torch.softmax(logits, -1) if with_probs else None
-    t = _tokens(logits, torch.tensor([2, 0]), probs=probs)
+    t = _tokens(logits, torch.tensor([2, 0, 1]), probs=probs)
     assert t.entropy.tolist() == pytest.approx(ENTROPY, abs=1e-6)
     assert t.sum_p2.tolist() == pytest.approx(SUM_P2, abs=1e-6)
     assert t.vocab_size == 3
+
+
+def test_top_k_entropy_by_hand():
+    # P = (1/2, 1/4, 1/8, 1/8): the top 2 renormalised are (2/3, 1/3); k above V takes all 4 words
+    # (H = 1.75 ln 2); k = 1 leaves one word (H = 0)
+    logits = torch.log(torch.tensor([[0.125, 0.5, 0.125, 0.25]])) + 3.0
+    t = _tokens(logits, torch.tensor([1]))
+    two = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert t.topk_entropy(2).item() == pytest.approx(two, abs=1e-6)
+    assert t.topk_entropy(10).item() == pytest.approx(1.75 * math.log(2.0), abs=1e-6)
+    assert t.topk_entropy(1).item() == pytest.approx(0.0, abs=1e-7)
+    assert t.topk_entropy(2) is t.topk_entropy(2)  # computed once per k
