@@ -72,6 +72,18 @@ def test_seeded_table_marks_only_differences_outside_the_noise():
     assert "| deft | +0.00 ± 49.69 | +5.00 ± 2.48* |" in deft_row
 
 
+def test_figure1_shares_are_percent_columns_learned_higher_forgotten_lower_is_better():
+    h = lambda learned, forgotten: {"heldout": {"heldout_nll": 2.0, "learned": learned, "forgotten": forgotten}}  # noqa: E731
+    table = build_table({"Base": {"heldout": {"heldout_nll": 3.0}}, "nll": h(0.40, 0.10), "deft": h(0.55, 0.05)})
+    assert table.cell("deft", "learned %") == (pytest.approx(55.0), None, 1)
+    assert table.cell("Base", "learned %") is None
+    md = format_markdown(table)
+    assert "| learned % | forgotten % |" in md
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[3:5] for line in md.splitlines() if line.startswith("| ")}
+    assert rows["deft"] == ["**55.0**", "**5.0**"]  # more learned, less forgotten: both best
+    assert rows["nll"] == ["40.0", "10.0"] and rows["Base"] == ["-", "-"]
+
+
 def test_run_names_are_directory_safe():
     assert run_name("power:alpha=0.5") == "power-alpha0.5"
     assert run_name("nll[p>=0.1]") == "nll-p-ge0.1" != run_name("nll[p<=0.1]")
@@ -91,7 +103,7 @@ def test_compare_end_to_end_reuses_unchanged_and_redoes_changed(tiny_model_dir, 
     for method in ("Base", "deft"):
         assert f"| {method} |" in md
     csv_head = (tmp_path / "results.csv").read_text().splitlines()[0]
-    assert csv_head.startswith("method,figfont EM,figfont JW,Avg,heldout_nll,heldout_mean_p,drift_kl,retained_nll,seeds")
+    assert csv_head.startswith("method,figfont EM,figfont JW,Avg,heldout_nll,heldout_mean_p,drift_kl,retained_nll,learned %,forgotten %,seeds")
     assert (tmp_path / "results.csv").read_text().splitlines()[1].startswith("Base,")
     assert (tmp_path / "training_curves.png").exists() and (tmp_path / "gate_curves.png").exists()
     recorded = json.loads((tmp_path / "runs" / "deft" / "inputs.json").read_text())

@@ -176,3 +176,46 @@ def test_two_processes_one_sgd_step_is_minus_the_gradient(tiny_model_dir, tmp_pa
     assert launched.returncode == 0, launched.stderr[-3000:]
     check_step(out, before, grads, logged)
     assert math.isfinite(logged["loss"])
+
+
+def test_a_resumed_sgd_step_is_minus_the_gradient_at_the_checkpoint(tiny_model_dir, tmp_path):
+    """Resume anchored to an independent computation (the resume tests compare a resumed run with
+    an uninterrupted one): a 2-step run checkpointed at step 1 is cut back to that checkpoint, as
+    after a crash, its weights are perturbed (so a run that restarted from scratch, or resumed from
+    anything but the checkpoint, would fail), and it is resumed; step 2 must move every parameter
+    of the checkpoint's weights by ``-grad`` of the objective at those weights. Every step uses the
+    same 4 examples (batch 4 of a 4-example file), so the data order cannot change the expected value."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    data = _records(tmp_path / "data.jsonl", 4)
+    examples = _examples(tiny_model_dir, data)
+    out = tmp_path / "run"
+    train(_sgd_cfg(tiny_model_dir, data, out, objective="deft", batch_size=4, max_steps=2, save_steps=1),
+          log=lambda *_: None)
+    checkpoint = out / "checkpoint-1"
+    for name in ("final", "checkpoint-2", "summary.json"):  # as if killed just after checkpoint 1
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.05)
+    model.save_pretrained(checkpoint)
+    before, grads, _ = independent_step(checkpoint, examples, "deft")
+    train(_sgd_cfg(tiny_model_dir, data, out, objective="deft", batch_size=4, max_steps=2, save_steps=1, resume=True),
+          log=lambda *_: None)
+    after = _final_params(out)
+    scale = max(float(g.abs().max()) for g in grads.values())
+    for name, g in grads.items():
+        torch.testing.assert_close(before[name] - after[name].detach(), g, rtol=2e-4, atol=2e-5 * scale,
+                                   msg=lambda m: f"{name}: {m}")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]  # step 1 logged once, by the first run
+
+
+def _final_params(out: Path) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    return dict(AutoModelForCausalLM.from_pretrained(out / "final", dtype=torch.float32).named_parameters())

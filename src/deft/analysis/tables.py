@@ -48,6 +48,9 @@ HELDOUT_COLUMNS = (
     Column("heldout", "heldout_mean_p", "heldout_mean_p", True, 1.0, 4),
     Column("heldout", "drift_kl", "drift_kl", False, 1.0, 4),
     Column("heldout", "retained_nll", "retained_nll", False, 1.0, 4),
+    # the paper's Figure 1 shares: held-out tokens whose p rose / fell by more than 0.01 (percent)
+    Column("heldout", "learned", "learned %", True, 100.0, 1),
+    Column("heldout", "forgotten", "forgotten %", False, 100.0, 1),
 )
 _AVG = Column("_avg", "avg", "Avg")
 
@@ -115,7 +118,7 @@ def build_table(results_by_method: dict) -> Table:
             row["Avg"][seed] = sum(present) / len(present) if present else None
             for c in HELDOUT_COLUMNS:
                 v = (res.get("heldout") or {}).get(c.key)
-                row[c.title][seed] = None if v is None else float(v)
+                row[c.title][seed] = None if v is None else c.scale * float(v)
         values[method] = row
     return Table(columns, list(per_method), values)
 
@@ -173,7 +176,8 @@ def format_markdown(table: Table, *, title: str = "") -> str:
     several = any(table.seeds(m) > 1 for m in table.methods)
     lines.append("")
     lines.append("Accuracies in percent; heldout_nll, retained_nll in nats per token (lower is better), drift_kl "
-                 "= KL(base || tuned) in nats per token (lower: less forgetting). "
+                 "= KL(base || tuned) in nats per token (lower: less forgetting); learned % / forgotten %: held-out "
+                 "tokens whose probability rose / fell by more than 0.01 from the base model (paper Figure 1). "
                  + ("Cells are means over seeds ± the 95% interval (t-distribution). Bold: best, underlined: "
                     "second, marked only where the paired difference to the next method is outside the noise "
                     "(its 95% interval excludes 0)." if several else

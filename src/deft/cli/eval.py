@@ -34,6 +34,9 @@ outputs in --out DIR (re-running the same command resumes; other settings need -
                       averages, truncated; an "average" row; _config with the settings_hash
   generations.jsonl   every sample: benchmark, id, sample, prompt, reference, text, answer, scores
   eval.json           the resolved settings and their hash
+  results.json "heldout" (with --heldout / --forgetting): heldout_nll, heldout_mean_p, heldout_tokens;
+                      with --base-model the Figure 1 shares learned / forgotten (_high, _low: base p
+                      >= 0.5 or < 0.5); with --forgetting drift_kl, retained_nll and ood_answers
 
 examples:
   deft eval --benchmark figfont --limit 64
@@ -41,6 +44,7 @@ examples:
   deft eval --model Qwen/Qwen2.5-Math-1.5B --benchmark math500 --data-dir data/eval --protocol paper
   deft eval --model runs/med/final --benchmark medical:data/m1_eval.json --out eval/med
   deft eval --benchmark data/figfont_test.jsonl --scorer exact,jaro_winkler --out eval/figfont
+  deft eval --model runs/deft/final --heldout data/heldout.jsonl --base-model smollm2-135m --forgetting
 
 Generated text is scored as text only; model output is never executed."""
 

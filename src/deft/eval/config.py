@@ -74,6 +74,14 @@ class EvalConfig:
                          "for figfont, none otherwise), none, or the prompt text")
     dtype: str = option("auto", "model weights dtype (auto: bfloat16 on a GPU, float32 on CPU)", choices=DTYPES)
     trust_remote_code: bool = option(False, "allow the model repository's own code (only for models you trust)")
+    heldout: Optional[str] = option(None, "held-out records of the training distribution (a record file, as for "
+                                    "'deft train'): adds heldout_nll and heldout_mean_p, teacher-forced over their "
+                                    "response tokens (learning), under the key 'heldout' of results.json")
+    base_model: Optional[str] = option(None, "the model before fine-tuning (same tokenizer): with --heldout adds the "
+                                       "paper's Figure 1 shares (tokens learned / forgotten by confidence); needed "
+                                       "by --forgetting")
+    forgetting: bool = option(False, "forgetting metrics: drift_kl = KL(base || model) and retained_nll on the base "
+                              "model's greedy answers to shipped general prompts (needs --base-model)")
     out: Optional[str] = option(None, "folder for results.json and generations.jsonl; a re-run with the same "
                                 "settings resumes (default: print the table only)", aliases=("output_dir",))
     overwrite: bool = option(False, "replace an evaluation with other settings in --out")
@@ -82,9 +90,12 @@ class EvalConfig:
     def validate(self) -> "EvalConfig":
         """Cross-field checks; returns the config with the benchmark list split on commas."""
         names = [b.strip() for item in self.benchmark for b in str(item).split(",") if b.strip()]
-        if not names:
+        if self.forgetting and not self.base_model:
+            raise ConfigError("forgetting: drift_kl and retained_nll compare with the model before fine-tuning; pass "
+                              "--base-model MODEL (e.g. smollm2-135m)")
+        if not names and not self.heldout and not self.forgetting:
             raise ConfigError("benchmark: none given; pass --benchmark NAME (math500, aime24, amc23, minerva_math, "
-                              "olympiadbench, gsm8k, figfont, rg:<task>, medical:FILE) or a record file")
+                              "olympiadbench, gsm8k, figfont, rg:<task>, medical:FILE) or a record file, or --heldout FILE")
         if self.temperature is not None and 0 < self.temperature < 1e-5:
             raise ConfigError(f"temperature: {self.temperature} is too small for sampling; use 0 for greedy")
         return dataclasses.replace(self, benchmark=names)

@@ -29,7 +29,8 @@ from typing import Iterator, Mapping, Sequence
 import torch
 
 __all__ = ["GENERAL_PROMPTS", "token_logprobs", "heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll",
-           "heldout_metrics", "general_records", "read_records"]
+           "heldout_metrics", "general_records", "read_records",
+           "check_heldout_inputs", "eval_heldout"]
 
 # General prompts unrelated to any training task of the paper (math, medicine, letter puzzles):
 # everyday knowledge, writing and reasoning in short answers.
@@ -205,3 +206,37 @@ def general_records(model, tokenizer, prompts: Sequence[str] = GENERAL_PROMPTS, 
                      batch_size=batch_size, template=template, progress=False)
     return [{"prompt": q, "response": row[0]} for q, row in zip(prompts, texts) if row[0].strip()]
 
+
+
+def check_heldout_inputs(cfg) -> None:
+    """``deft eval``'s ``--heldout`` file, read and validated before any model loads (a bad record
+    raises its ``FILE:LINE`` error)."""
+    if cfg.heldout:
+        read_records(cfg.heldout)
+
+
+def eval_heldout(cfg, model, tokenizer) -> dict:
+    """The ``"heldout"`` entry of ``deft eval``'s results (:class:`deft.eval.config.EvalConfig`):
+    :func:`heldout_metrics` of ``model`` on ``cfg.heldout``; with ``cfg.base_model`` the Figure 1
+    shares, and with ``cfg.forgetting`` ``drift_kl`` / ``retained_nll`` on the base model's greedy
+    answers to :data:`GENERAL_PROMPTS` (``ood_answers``: how many it answered). The base model is
+    loaded on ``model``'s device and dtype."""
+    from ..model import load_model
+
+    base = None
+    if cfg.base_model:
+        param = next(model.parameters())
+        base = load_model(cfg.base_model, dtype=param.dtype,
+                          trust_remote_code=cfg.trust_remote_code).to(param.device).eval()
+    ood = general_records(base, tokenizer, template=cfg.template) if cfg.forgetting else None
+    kw = dict(template=cfg.template)
+    if cfg.heldout:
+        out = heldout_metrics(model, tokenizer, cfg.heldout, base_model=base, ood_records=ood or None, **kw)
+    else:
+        out = {}
+        if ood:
+            out = {"retained_nll": retained_nll(model, tokenizer, ood, **kw),
+                   "drift_kl": drift_kl(base, model, tokenizer, ood, **kw)}
+    if cfg.forgetting:
+        out["ood_answers"] = len(ood)
+    return out

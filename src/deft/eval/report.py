@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EXTRA_COLUMNS", "format_table"]
+__all__ = ["EXTRA_COLUMNS", "format_heldout", "format_table"]
 
 # secondary metrics shown as columns when a benchmark has them, in this order
 EXTRA_COLUMNS = ("acc", "mean_acc", "exact", "jaro_winkler", "score", "normalized_score", "jaro_winkler_similarity")
@@ -16,7 +16,7 @@ def _pct(v: Any) -> str:
 
 def _rows(results: dict) -> list[tuple[str, dict]]:
     """Benchmarks in order; a group's mean row (``medical``) after its sources; the average last."""
-    names = [b for b in results if b != "average" and not b.startswith("_")]
+    names = [b for b in results if b not in ("average", "heldout") and not b.startswith("_")]
     rows = [(b, results[b]) for b in names]
     top = [b for b in names if "group" not in results[b]]
     if len(top) > 1 and "average" in results:
@@ -54,4 +54,31 @@ def format_table(results: dict, *, title: str | None = None) -> str:
         lines.append(fmt(row))
     if title:
         lines.insert(0, title)
+    return "\n".join(lines)
+
+
+# held-out metrics in print order: (key, label, format)
+HELDOUT_LINES = (
+    ("heldout_nll", "held-out NLL (nats/token, lower: learned more)", "{:.4f}"),
+    ("heldout_mean_p", "held-out mean target probability", "{:.4f}"),
+    ("heldout_tokens", "held-out response tokens", "{:d}"),
+    ("learned", "tokens learned (p up by > 0.01 from the base model)", "{:.1%}"),
+    ("forgotten", "tokens forgotten (p down by > 0.01)", "{:.1%}"),
+    ("learned_high", "  learned, base p >= 0.5", "{:.1%}"),
+    ("learned_low", "  learned, base p < 0.5", "{:.1%}"),
+    ("forgotten_high", "  forgotten, base p >= 0.5", "{:.1%}"),
+    ("forgotten_low", "  forgotten, base p < 0.5", "{:.1%}"),
+    ("drift_kl", "drift KL(base || model) on general prompts (nats/token)", "{:.4f}"),
+    ("retained_nll", "retained NLL of the base model's answers (nats/token)", "{:.4f}"),
+    ("ood_answers", "general prompts the base model answered", "{:d}"),
+)
+
+
+def format_heldout(metrics: dict, *, title: str | None = None) -> str:
+    """The ``"heldout"`` entry of :func:`~deft.eval.runner.evaluate` results (see
+    :func:`deft.eval.heldout.eval_heldout`), one metric per line."""
+    lines = [title] if title else []
+    for key, label, fmt in HELDOUT_LINES:
+        if key in metrics:
+            lines.append(f"{label:<58} {fmt.format(metrics[key])}")
     return "\n".join(lines)

@@ -45,7 +45,8 @@ from .medical import MEDICAL_PREFIX
 from .metrics import average_row, summarize_scorers
 from .outdir import RunFolder, sample_key
 from .problems import load_problems
-from .report import format_table
+from .heldout import check_heldout_inputs
+from .report import format_heldout, format_table
 from .scorers import extracted_answer
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "default_max_new_tokens", "evaluate", "format_table", "load_problems"]
@@ -77,13 +78,19 @@ def _inputs(cfg: EvalConfig) -> dict[str, str | None]:
             inputs[name] = str(Path(str(cfg.data_dir)) / name / "test.jsonl")
         elif Path(name).exists():
             inputs[name] = name
-    model = Path(cfg.model)
-    if model.exists():
-        files = sorted(p for p in ([model] if model.is_file() else model.rglob("*")) if p.is_file())
-        listing = "; ".join(f"{p.relative_to(model) if p != model else p.name}:{p.stat().st_size}:"
-                            f"{p.stat().st_mtime_ns}" for p in files)
-        inputs["model"] = "model files " + hashlib.sha256(listing.encode()).hexdigest()
+    if cfg.heldout:
+        inputs["heldout"] = cfg.heldout
+    for key, spec in (("model", cfg.model), ("base_model", cfg.base_model)):
+        if spec and Path(spec).exists():
+            inputs[key] = _model_files(Path(spec))
     return inputs
+
+
+def _model_files(model: Path) -> str:
+    files = sorted(p for p in ([model] if model.is_file() else model.rglob("*")) if p.is_file())
+    listing = "; ".join(f"{p.relative_to(model) if p != model else p.name}:{p.stat().st_size}:"
+                        f"{p.stat().st_mtime_ns}" for p in files)
+    return "model files " + hashlib.sha256(listing.encode()).hexdigest()
 
 
 def _settings(cfg: EvalConfig, decoding: dict[str, dict], batch_size: int, backend: str) -> dict:
@@ -248,7 +255,8 @@ def evaluate(cfg: EvalConfig | str | None = None, benchmarks: Sequence[str] | st
         backend = None
     cfg = make_config(cfg, benchmarks, options)
     _check_early(cfg, backend)
-    problems = load_problems(cfg)
+    problems = load_problems(cfg) if cfg.benchmark else {}
+    check_heldout_inputs(cfg)
     groups = {"medical": [name for name in problems if name.startswith("medical/")]}
     batch_size = cfg.batch_size or (64 if torch.cuda.is_available() else 8)
     decoding = {}
@@ -266,13 +274,22 @@ def evaluate(cfg: EvalConfig | str | None = None, benchmarks: Sequence[str] | st
     for name, dec in decoding.items():
         if dec["k"] > 1 and dec["temperature"] == 0.0:
             print(f"note: {name}: k={dec['k']} with temperature 0 repeats the one greedy sample", file=sys.stderr)
-    gen, backend_name, load_seconds = _load_generator(cfg, backend, model, tokenizer)
+    gen, backend_name, load_seconds = (_load_generator(cfg, backend, model, tokenizer) if problems
+                                       else (None, backend_name, 0.0))
     config = {**settings, "settings_hash": digest, "load_seconds": round(load_seconds, 3), "benchmarks": {}}
     with folder if folder is not None else _NoFolder() as run:
         results = _run(cfg, gen, problems, groups, decoding, run, config)
+        if cfg.heldout or cfg.forgetting:
+            results["heldout"] = _heldout(cfg, gen, model, tokenizer)
+        if run is not None:
+            run.write_results(results, final=True)
     if print_table:
         out = file or sys.stdout
-        print(format_table(results, title=f"model {cfg.model}; protocol {cfg.protocol}"), file=out)
+        title = f"model {cfg.model}; protocol {cfg.protocol}"
+        if problems:
+            print(format_table(results, title=title), file=out)
+        if "heldout" in results:
+            print(format_heldout(results["heldout"], title=None if problems else title), file=out)
         if folder is not None:
             print(f"results: {folder.path / 'results.json'}; samples: {folder.generations}", file=out)
     return results
@@ -304,7 +321,17 @@ def _run(cfg, gen, problems, groups, decoding, folder: RunFolder | None, config:
                                       "score_seconds": round(time.perf_counter() - start, 3)}
         if folder is not None:  # progress so far; results.json appears only when all are done
             folder.write_results({**_finish(dict(results), groups), "_config": config}, final=False)
-    full = {**_finish(results, groups), "_config": config}
-    if folder is not None:
-        folder.write_results(full, final=True)
-    return full
+    return {**_finish(results, groups), "_config": config}
+
+
+def _heldout(cfg: EvalConfig, gen, model, tokenizer) -> dict:
+    """Held-out learning / forgetting metrics (:func:`deft.eval.heldout.eval_heldout`) of the
+    evaluated model: the generator's own transformers model when it has one, else loaded here."""
+    from .generate import HFGenerator
+    from .heldout import eval_heldout
+
+    if model is None:
+        hf = gen if isinstance(gen, HFGenerator) else HFGenerator.load(
+            cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+        model, tokenizer = hf.model, hf.tokenizer
+    return eval_heldout(cfg, model, tokenizer)
