@@ -121,3 +121,13 @@ def test_top_k_entropy_by_hand():
     assert t.topk_entropy(10).item() == pytest.approx(1.75 * math.log(2.0), abs=1e-6)
     assert t.topk_entropy(1).item() == pytest.approx(0.0, abs=1e-7)
     assert t.topk_entropy(2) is t.topk_entropy(2)  # computed once per k
+
+
+def test_dists_takes_its_options_by_keyword_only():
+    # logP (the differentiable log P of autograd objectives) and inputs are options, never positional
+    z, y = torch.zeros(2, 3), torch.tensor([0, 1])
+    lse = torch.logsumexp(z, -1)
+    with pytest.raises(TypeError):
+        Dists(z, lse, y, z - lse[:, None])
+    d = Dists(z, lse, y, logP=z - lse[:, None])
+    assert d.logp.tolist() == pytest.approx([-math.log(3.0)] * 2)
