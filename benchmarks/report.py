@@ -22,12 +22,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
 MiB = float(1 << 20)
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))  # deft from this checkout (imported where used: it loads torch)
 IGNORED_SHARE = 0.1  # share of ignore-index positions in the inputs (fused_loss.make_inputs)
 TITLES = {"tiny": "tiny sanity shape", "smollm2": "SmolLM2 head", "qwen1.5b": "Qwen2.5-1.5B head",
           "qwen7b": "Qwen2.5-7B head", "llama8b": "Llama-3.1-8B head"}
@@ -66,7 +66,6 @@ def _ratio(a, b):
 
 def is_gate(objective: str) -> bool:
     """Whether ``objective`` (a spec) is a gate objective (``g = s (P - δ_y)``)."""
-    sys.path.insert(0, str(ROOT / "src"))
     import deft
 
     return deft.parse_objective(objective).kind == "gate"
@@ -74,7 +73,6 @@ def is_gate(objective: str) -> bool:
 
 def budget_bytes(shape: dict, itemsize: int, loss_tokens=None):
     """``(dW + dh + one fp32 logits chunk, chunk rows)`` in the fused loss's chunks."""
-    sys.path.insert(0, str(ROOT / "src"))
     from deft.fused import auto_chunk_size
 
     H, V, N = shape["H"], shape["V"], shape["N"]
@@ -220,22 +218,15 @@ def csv_text(records: list) -> str:
     return buf.getvalue()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file and ``os.replace``; world-readable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def write_reports(report: dict, out: Path, csv_path: Path, md_path: Path) -> list:
     """Write the JSON (with its target summary), the CSV and the markdown; return the summary."""
+    from deft.io import atomic_write_text
+
     text, summary = render(report)
     report["summary"] = summary
-    write_atomic(out, json.dumps(report, indent=1))
-    write_atomic(csv_path, csv_text(report["records"]))
-    write_atomic(md_path, text)
+    atomic_write_text(out, json.dumps(report, indent=1))
+    atomic_write_text(csv_path, csv_text(report["records"]))
+    atomic_write_text(md_path, text)
     return summary
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 from dataclasses import dataclass
 from typing import Optional
 
@@ -13,7 +11,6 @@ import pytest
 from deft.config import (
     ConfigError, add_config_flags, config_from_args, load_config, option, parse_pairs, settings_hash,
 )
-from deft.io import atomic_write_json, atomic_write_text, json_safe
 from deft.train.config import TrainConfig
 
 
@@ -113,17 +110,6 @@ def test_settings_hash_follows_settings_and_input_bytes(tmp_path):
     assert h1 != settings_hash({"lr": 2e-4}, {"data": str(data)})
     data.write_text("b\n")
     assert h1 != settings_hash({"lr": 1e-4}, {"data": str(data)})
-
-
-def test_atomic_writes_are_world_readable_and_json_safe(tmp_path):
-    import math
-
-    p = atomic_write_json(tmp_path / "sub" / "r.json", {"x": math.nan, "y": (1, 2), "z": tmp_path})
-    assert stat.S_IMODE(os.stat(p).st_mode) == 0o644
-    assert p.read_text().startswith("{") and '"x": null' in p.read_text()
-    atomic_write_text(p, "new")
-    assert p.read_text() == "new" and [f.name for f in p.parent.iterdir()] == ["r.json"]
-    assert json_safe({1: float("inf")}) == {"1": None}
 
 
 # --- the training config on it --------------------------------------------------------------------
