@@ -2,43 +2,26 @@
 messages, Alpaca, ShareGPT; JSONL, JSON arrays, Parquet, CSV and save_to_disk directories; ``key_map``;
 the same located one-line errors everywhere (``FILE:LINE`` or ``FILE: record N``), non-UTF-8 and BOMs."""
 
-import string
-
-from tokenizers import Tokenizer, decoders, models
-from transformers import PreTrainedTokenizerFast
-
-SPECIALS = ["<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-            "<|eot_id|>", "<｜begin▁of▁sentence｜>"]
-
-
-def tiny_tokenizer():
-    """A character-level tokenizer built here (no download): every printable ASCII character is one
-    token, the paper's special tokens are single special tokens, ``</s>`` is EOS."""
-    vocab = {"<unk>": 0, **{c: i + 1 for i, c in enumerate(sorted(set(string.printable)))}}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    backend.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="</s>", bos_token="<s>",
-                                  pad_token="<pad>")
-    tok.add_special_tokens({"additional_special_tokens": SPECIALS})
-    return tok
-
-
 import json
 
 import pytest
 
-from deft.data import DataError, IGNORE_INDEX, RecordError, iter_records, tokenize_to_dataset, validate_source, write_jsonl
+from deft.data import IGNORE_INDEX, RecordError, iter_records, tokenize_to_dataset, write_jsonl
 from deft.data.readers import check_output_path, iter_rows
+
+from data_readers_helpers import _jsonl, _problems, tiny_tokenizer
 
 CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
 PAIRS = [("What is 2+2?", "4"), ("Name a colour.", "Blue")]
+
+
 AS_PROMPT = [{"prompt": p, "response": r} for p, r in PAIRS]
+
+
 AS_MESSAGES = [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": r}]} for p, r in PAIRS]
-
-
-def _jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _json(path, rows):
@@ -107,27 +90,6 @@ def test_each_format_gives_the_same_records_and_labels(tmp_path, name, write, ro
             assert labelled == tok(response + close, add_special_tokens=False)["input_ids"], (name, template)
 
 
-def _problems(path, **kw):
-    with pytest.raises(DataError) as info:
-        validate_source(str(path), **kw)
-    assert "\n" not in str(info.value)
-    return info.value.problems
-
-
-def test_non_utf8_and_bom_in_jsonl_are_named_with_the_line(tmp_path):
-    path = tmp_path / "enc.jsonl"
-    good = json.dumps({"prompt": "p", "response": "r"}).encode()
-    bad = b'{"prompt": "caf\xe9", "response": "r"}'
-    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n" + good + b"\n" + bad + b"\n\n" + b"\xef\xbb\xbf" + good + b"\n")
-    assert _problems(path) == [
-        f"{path}:3: not UTF-8 (byte 0xe9 at column 16); re-save the file as UTF-8",
-        f"{path}:5: a byte-order mark (BOM) at column 1, inside the file (files joined together?); remove it or "
-        "re-save the file as UTF-8",
-    ]
-    report = validate_source(str(path), skip_invalid=True)
-    assert (report.valid, report.invalid) == (2, 2)  # the leading BOM is accepted; the blank line 4 skipped
-
-
 def test_json_array_csv_and_parquet_errors_name_the_record(tmp_path):
     arr = tmp_path / "a.json"
     arr.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"prompt": "p", "response": "r"}, {"prompt": "p"}]).encode())
@@ -155,24 +117,6 @@ def test_json_array_csv_and_parquet_errors_name_the_record(tmp_path):
     assert _problems(pq) == [f"{pq}: record 2: empty response"]
 
 
-@pytest.mark.parametrize("row, message", [
-    ({"prompt": "p", "completion": "r", "response": "r"}, "both 'completion' and 'response'"),
-    ({"prompt": [{"role": "user", "content": "p"}], "completion": [{"role": "user", "content": "r"}]},
-     "'completion' must hold the assistant's messages only"),
-    ({"prompt": 3, "completion": [{"role": "assistant", "content": "r"}]}, "needs 'prompt' as a list of messages"),
-    ({"prompt": [{"role": "user", "content": "p"}], "completion": []}, "'completion' must be a non-empty list"),
-    ({"conversations": [{"from": "robot", "value": "x"}]}, "conversations\\[0\\].from is 'robot'"),
-    ({"text": "just text"}, "a plain 'text' row has no prompt/response split"),
-    ({"prompt": "p", "chosen": "a", "rejected": "b"}, "--map response=chosen"),
-])
-def test_bad_trl_and_sharegpt_rows_say_what_is_wrong(tmp_path, row, message):
-    path = tmp_path / "bad.jsonl"
-    _jsonl(path, [{"prompt": "ok", "completion": "fine"}, row])
-    [problem] = _problems(path)
-    assert problem.startswith(f"{path}:2: ") and len(problem.splitlines()) == 1
-    assert pytest.importorskip("re").search(message, problem), problem
-
-
 def test_prompt_only_records_for_evaluation(tmp_path):
     path = tmp_path / "eval.jsonl"
     _jsonl(path, [{"prompt": "2+2?", "answer": "4"}, {"prompt": [{"role": "user", "content": "hi"}]}])
@@ -193,18 +137,6 @@ def test_output_paths_are_checked_before_work(tmp_path):
         iter_rows(str(tmp_path / "notes.txt"))
 
 
-def test_read_records_is_what_probe_and_eval_read_with(tmp_path):
-    from deft.data import read_records
-
-    path = tmp_path / "r.csv"
-    path.write_text("prompt,completion\na,b\nc,\n")
-    with pytest.raises(DataError, match=r"1 invalid record in .*r.csv \(first: .*r.csv: record 2: missing key 'response'"):
-        read_records(str(path))
-    records, report = read_records(str(path), skip_invalid=True)
-    assert records == [(f"{path}: record 1", {"prompt": "a", "response": "b"})] and report.invalid == 1
-    assert read_records(str(path), require_response=False)[0][1] == (f"{path}: record 2", {"prompt": "c"})
-
-
 def test_key_map_as_flags_or_mapping_everywhere(tmp_path):
     path = tmp_path / "q.jsonl"
     _jsonl(path, [{"q": "a", "a": "b"}])
@@ -215,3 +147,37 @@ def test_key_map_as_flags_or_mapping_everywhere(tmp_path):
         assert [i for i in ds[0]["labels"] if i != IGNORE_INDEX] == tok("b</s>", add_special_tokens=False)["input_ids"]
     with pytest.raises(ValueError, match="--map promt=q: unknown key 'promt' \\(did you mean 'prompt'\\?\\)"):
         iter_records(str(path), key_map=["promt=q"])
+
+
+def test_readers_json_parquet_and_datasets_dir(tmp_path):
+    rows = [{"prompt": f"p{i}", "response": f"r{i}"} for i in range(3)]
+    (tmp_path / "a.json").write_text(json.dumps({"data": rows}))
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "ds"))
+    for source in ("a.json", "a.parquet", "ds"):
+        got = list(iter_records(str(tmp_path / source)))
+        assert [r for _, r in got] == rows, source
+        assert got[2][0] == f"{tmp_path / source}: record 3"
+    with pytest.raises(ValueError, match="no split 'test'"):
+        list(iter_rows(str(tmp_path / "ds"), split="test"))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        iter_rows(str(tmp_path / "missing.jsonl"))
+
+
+def test_write_jsonl_is_atomic(tmp_path):
+    out = tmp_path / "out.jsonl"
+    assert write_jsonl([{"a": (1, 2)}, {"b": {3}}], out) == 2
+    assert out.read_text().splitlines() == ['{"a": [1, 2]}', '{"b": [3]}']
+
+    def failing():
+        yield {"a": 1}
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(failing(), out)
+    assert out.read_text().splitlines() == ['{"a": [1, 2]}', '{"b": [3]}']  # old file intact
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temp file left

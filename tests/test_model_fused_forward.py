@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+from transformers import Trainer, TrainingArguments
 
 import deft
-from deft.model.fused_forward import is_patched, lm_parts, patch_fused_loss, unpatch_fused_loss
+from deft.model.fused_forward import FusedOutput, is_patched, lm_parts, patch_fused_loss, unpatch_fused_loss
 
+from patched_model_helpers import examples, mean_loss, stacked
 from tiny_models import tiny_model
 
 
@@ -109,3 +111,48 @@ def test_errors():
         patch_fused_loss(soft, "nll")
     decoder, head = lm_parts(model)
     assert head.weight.shape == (97, 32)
+
+
+def test_output_is_indexable_like_hf():
+    model = patch_fused_loss(tiny_model(), "nll")
+    batch = stacked(examples())
+    out = model(**batch)
+    assert isinstance(out, FusedOutput)
+    assert out[0] is out.loss and out["loss"] is out.loss and out.to_tuple()[0] is out.loss
+    assert out["num_tokens"] == out.num_tokens == int((batch["labels"][:, 1:] != -100).sum()) == 24
+    assert list(out.keys()) == ["loss"]  # statistics are attributes, not items HF would take for logits
+    with torch.no_grad():
+        expected = mean_loss(model, batch, "nll") * out.num_tokens
+    torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-5)  # the sum by default
+    assert model(**batch, return_dict=False)[0].shape == ()
+    halved = model(**batch, num_items_in_batch=torch.tensor(2 * out.num_tokens)).loss
+    torch.testing.assert_close(halved, expected / (2 * out.num_tokens), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_plain_hf_trainer_trains_a_patched_model(tmp_path, accumulation):
+    """Two optimizer steps in a plain ``transformers.Trainer``: each step's logged loss is the
+    mean over all the step's 24 loss tokens (micro-batches of different token counts when
+    accumulating), the parameters change and the loss decreases."""
+    rows = examples()
+    model = tiny_model()
+    with torch.no_grad():
+        first = mean_loss(model, stacked(rows), "deft").item()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    patch_fused_loss(model, "deft", reduction="mean")
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4 // accumulation,
+        gradient_accumulation_steps=accumulation, max_steps=2, learning_rate=0.05, lr_scheduler_type="constant",
+        logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=rows, eval_dataset=rows)
+    trainer.train()
+    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    assert len(losses) == 2
+    assert losses[0] == pytest.approx(first, rel=1e-4)
+    assert losses[1] < losses[0]
+    assert any(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters())
+    with torch.no_grad():
+        now = mean_loss(model, stacked(rows), "deft").item()
+    # evaluation passes no num_items_in_batch: reduction="mean" gives the per-batch mean
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(now, rel=1e-4)

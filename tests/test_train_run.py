@@ -14,24 +14,23 @@ import torch
 from safetensors.torch import load_file
 
 from deft.cli.main import main
-from deft.model.fused_forward import patch_fused_loss
 from deft.train import load_config, train
-from deft.train.collate import Collator, pack_examples
-from deft.train.rundir import latest_checkpoint
 from deft.train.run import build_examples
+from deft.train.rundir import latest_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def cfg_for(tiny_model_dir, data, out, **kw):
-    base = dict(model=str(tiny_model_dir), data=str(data), output_dir=str(out), max_length=256, lr=1e-3,
-                progress=False, seed=7)
-    base.update(kw)
-    return load_config(None, base)
+from train_options_helpers import _csv, _quiet
+from train_run_helpers import cfg_for
 
 
 def metrics(out):
     return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def _train_cmd(tiny_model_dir, data, out, *extra):
+    return [sys.executable, "-m", "deft.cli.main", "train", "--model", str(tiny_model_dir), "--data", str(data),
+            "--output-dir", str(out), "--max-length", "256", "--lr", "1e-3", "--batch-size", "2",
+            "--max-steps", "6", "--save-steps", "1", "--save-total-limit", "10", "--seed", "5", "--no-progress",
+            "--objective", "cayley", *extra]
 
 
 def test_training_writes_metrics_checkpoints_and_a_loadable_final_model(tiny_model_dir, figfont_records, tmp_path):
@@ -73,36 +72,6 @@ def test_one_microbatch_of_8_equals_8_microbatches_of_1(tiny_model_dir, figfont_
         torch.testing.assert_close(w1[key], w8[key], rtol=1e-4, atol=1e-5)
 
 
-def test_packing_gives_the_same_loss_as_padding(tiny_model_dir, figfont_records):
-    """Packed rows, padded rows and each example on its own give the same summed NLL."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    cfg = cfg_for(tiny_model_dir, figfont_records, "/unused")
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    examples = list(build_examples(cfg, tok, str(figfont_records), log=lambda *_: None).select(range(6)))
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
-    patch_fused_loss(model, "nll")
-    padded = model(**Collator(tok.pad_token_id)(examples))
-    rows = pack_examples(examples, 1024)
-    assert len(rows) < len(examples)
-    batch = Collator(tok.pad_token_id)(rows)
-    assert batch["position_ids"][0, 0] == 0 and (batch["position_ids"][0] == 0).sum() > 1
-    packed = model(**batch)
-    assert packed.num_tokens == padded.num_tokens
-    torch.testing.assert_close(packed.loss, padded.loss, rtol=1e-4, atol=1e-4)
-    # anchor: each example alone through the unpatched forward (no labels: plain logits) and
-    # torch's own cross-entropy on the shifted labels
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for ex in examples:
-            logits = model(input_ids=torch.tensor([ex["input_ids"]])).logits[0, :-1]
-            labels = torch.tensor(ex["labels"][1:])
-            total += float(torch.nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum"))
-            count += int((labels != -100).sum())
-    assert padded.num_tokens == count
-    assert float(packed.loss) == pytest.approx(total, rel=1e-5)
-
-
 def test_labels_cover_the_response_and_end_of_turn_after_the_shift(tiny_model_dir, figfont_records):
     from transformers import AutoTokenizer
 
@@ -115,13 +84,6 @@ def test_labels_cover_the_response_and_end_of_turn_after_the_shift(tiny_model_di
     assert tok.decode(targets) == record["response"] + "<|im_end|>"
     first = int((labels != -100).nonzero()[0])
     assert tok.decode(ids[:first]).endswith("<|im_start|>assistant\n")
-
-
-def _train_cmd(tiny_model_dir, data, out, *extra):
-    return [sys.executable, "-m", "deft.cli.main", "train", "--model", str(tiny_model_dir), "--data", str(data),
-            "--output-dir", str(out), "--max-length", "256", "--lr", "1e-3", "--batch-size", "2",
-            "--max-steps", "6", "--save-steps", "1", "--save-total-limit", "10", "--seed", "5", "--no-progress",
-            "--objective", "cayley", *extra]
 
 
 def test_resume_after_sigkill_continues_exactly(tiny_model_dir, figfont_records, tmp_path):
@@ -193,75 +155,47 @@ def test_two_processes_through_accelerate_match_one(tiny_model_dir, figfont_reco
         assert rb["grad_norm"] == pytest.approx(ra["grad_norm"], rel=1e-3)
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--data", "/nonexistent.jsonl"], "no such file"),
-    (["--objective", "bogus"], "unknown objective"),
-    (["--objective", "kd"], "needs --teacher-model"),
-    (["lr=abc"], "'lr' must be a number"),
-    (["--truncation", "middle"], "'truncation' must be one of"),
-    (["nonsense=1"], "unknown option 'nonsense'"),
-])
-def test_bad_input_gives_one_line_errors(tiny_model_dir, figfont_records, tmp_path, capsys, args, match):
-    base = ["train", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--output-dir", str(tmp_path),
-            "--no-progress", "--max-steps", "1"]
-    assert main(base + args) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and match in err[0], err
+def test_map_renames_csv_columns_for_training_and_eval(tiny_model_dir, tiny_tokenizer, tmp_path):
+    from deft.train.run import build_examples
+
+    rows = [{"question": "What is 2+2?", "answer": "four"}, {"question": "Capital of France?", "answer": "Paris"}]
+    data = _csv(tmp_path / "qa.csv", rows)
+    cfg = load_config(None, {"model": str(tiny_model_dir), "map": "prompt=question,response=answer",
+                             "template": "plain", "max_length": 64})
+    examples = list(build_examples(cfg, tiny_tokenizer, str(data), log=_quiet))
+    # the response tokens are the answer column's text + EOS, the prompt is the question column's
+    for ex, row in zip(examples, rows):
+        target = [t for t, l in zip(ex["input_ids"], ex["labels"]) if l != -100]
+        assert target == tiny_tokenizer(row["answer"], add_special_tokens=False)["input_ids"] + \
+            [tiny_tokenizer.eos_token_id]
+        prompt = tiny_tokenizer.decode([t for t, l in zip(ex["input_ids"], ex["labels"]) if l == -100])
+        assert row["question"] in prompt and row["answer"] not in prompt
+    out = tmp_path / "run"
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--eval-data", str(data),
+                 "--map", "prompt=question,response=answer", "--out", str(out), "--max-steps", "1",
+                 "--batch-size", "2", "--no-progress", "--template", "plain", "--objective", "nll"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 1 and summary["eval_loss"] > 0
 
 
-def test_malformed_records_are_listed_with_file_and_line(tiny_model_dir, tmp_path, capsys):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "a", "response": "b"}\n{not json\n{"prompt": "x"}\n')
-    assert main(["train", "--model", str(tiny_model_dir), "--data", str(bad), "--output-dir", str(tmp_path / "o"),
-                 "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert "2 invalid records" in err and "bad.jsonl:2" in err
+def test_protocol_paper_with_model_key_uses_the_qwen_literal_prompt(tiny_model_dir, tiny_tokenizer, tmp_path):
+    from deft.data.paper import FIGFONT_PAPER_SYSTEM, figfont_paper_records
+    from deft.data.templates import PAPER_STRINGS
+    from deft.train.run import build_examples
 
-
-def test_teacher_with_another_vocabulary_is_refused(tiny_model_dir, figfont_records, tmp_path, capsys):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    other = tmp_path / "teacher"
-    LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(other)
-    assert main(["train", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--output-dir",
-                 str(tmp_path / "o"), "--objective", "kd", "--teacher-model", str(other), "--no-progress"]) == 2
-    assert "vocabulary" in capsys.readouterr().err
-
-
-def test_every_shipped_config_loads_and_starts_with_its_command():
-    import yaml
-
-    from deft.recipes.grid import validate_grid
-
-    configs = sorted((ROOT / "examples").rglob("*.yaml"))
-    kinds = {"train": 0, "grid": 0, "accelerate": 0, "paper": 0}
-    for path in configs:
-        first = path.read_text().splitlines()[0]
-        if path.parent.name == "paper":  # loaded and planned by tests/test_recipes_paper.py
-            assert first.startswith(f"# deft compare --protocol paper --config examples/paper/{path.name}")
-            kinds["paper"] += 1
-        elif first.startswith(f"# deft train --config examples/{path.name}"):
-            load_config(str(path))
-            kinds["train"] += 1
-        elif first.startswith(f"# deft compare --grid examples/{path.name}"):
-            validate_grid(yaml.safe_load(path.read_text()), str(path))
-            kinds["grid"] += 1
-        else:
-            assert first.startswith("# accelerate launch --config_file examples/accelerate/" + path.name), path
-            assert yaml.safe_load(path.read_text())["distributed_type"] in ("FSDP", "DEEPSPEED", "MULTI_GPU")
-            kinds["accelerate"] += 1
-    assert all(kinds.values()), kinds
-
-
-def test_config_file_and_overrides(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("objective: power:alpha=0.3\nlr: 1e-4\npacking: true\n")
-    cfg = load_config(str(path), {"lr": "2e-5"})
-    assert cfg.objective == "power:alpha=0.3" and cfg.lr == 2e-5 and cfg.packing is True
-    path.write_text("lr: [1\n")
-    with pytest.raises(ValueError, match="c.yaml:"):
-        load_config(str(path))
-    paper = load_config(None, {"model": "meta-llama/Llama-3.1-8B", "preset": "paper"})
-    assert paper.lr == 2e-5
-    assert load_config(None, {"model": "Qwen/Qwen2.5-Math-1.5B", "preset": "paper"}).lr == 5e-5
+    _, record = next(figfont_paper_records("train", n=1))
+    data = tmp_path / "ff.jsonl"
+    data.write_text(json.dumps(record) + "\n")
+    cfg = load_config(None, {"model": str(tiny_model_dir), "protocol": "paper", "model_key": "qwen-2.5-1.5b",
+                             "max_length": 4096})
+    assert (cfg.template, cfg.resolved_template()) == ("paper", "paper:qwen")
+    [ex] = list(build_examples(cfg, tiny_tokenizer, str(data), log=_quiet))
+    literal = ("<|im_start|>system\n" + FIGFONT_PAPER_SYSTEM + "<|im_end|>\n<|im_start|>user\n" + record["prompt"]
+               + "\n<|im_end|>\n<|im_start|>assistant\n")
+    assert literal == PAPER_STRINGS[("qwen", "figfont")].format(system=FIGFONT_PAPER_SYSTEM, prompt=record["prompt"])
+    prompt_ids = tiny_tokenizer(literal, add_special_tokens=False)["input_ids"]
+    response_ids = tiny_tokenizer(record["response"], add_special_tokens=False)["input_ids"] + \
+        [tiny_tokenizer.eos_token_id]
+    assert ex["input_ids"] == prompt_ids + response_ids
+    assert ex["labels"] == [-100] * len(prompt_ids) + response_ids

@@ -1,5 +1,4 @@
-"""Probability masks: the reference aliases ``Only*-τ`` divide by the selected tokens, the native
-``obj[p>=τ]`` by every loss token."""
+"""Tests of deft.objectives.registry: the objective registry and the spec-string parser."""
 
 import math
 
@@ -8,6 +7,82 @@ import torch
 
 import deft
 from deft.objectives import parse_objective
+
+from objectives_helpers import random_case
+
+
+def test_every_objective_is_listed_with_a_description():
+    listed = deft.list_objectives()
+    expected = {"nll", "p", "dft", "power", "cayley", "cayley_floor", "deft", "eaft", "profit", "psft",
+                "label_smoothing", "sft_kl", "asft", "gem", "kd", "kd_hybrid", "target_sft"}
+    assert set(listed) == expected
+    assert all(isinstance(v, str) and len(v) > 10 for v in listed.values())
+
+
+# ---------------------------------------------------------------- specs
+@pytest.mark.parametrize("spec,name,values,mask", [
+    ("deft", "deft", (), None),
+    ("DEFT", "deft", (), None),
+    ("original", "nll", (), None),
+    ("logp", "nll", (), None),
+    ("p", "p", (), None),
+    ("Cayley_Trans", "cayley_floor", (), None),
+    ("GeneralFamily-0.3", "power", (("alpha", 0.3),), None),
+    ("power:alpha=0.25", "power", (("alpha", 0.25),), None),
+    ("eaft:k=10,gamma=2", "eaft", (("k", 10), ("gamma", 2.0)), None),
+    ("profit:tau=0.2,direction=lower", "profit", (("tau", 0.2), ("direction", "lower")), None),
+    ("psft:eps_low=0.1,eps_high=0.3", "psft", (("eps_low", 0.1), ("eps_high", 0.3)), None),
+    ("OnlyTopP-0.1", "p", (), ("top", 0.1)),
+    ("OnlyBottomP-0.2", "p", (), ("bottom", 0.2)),
+    ("OnlyTopLogP-0.05", "nll", (), ("top", 0.05)),
+    ("OnlyBottomLogP-0.5", "nll", (), ("bottom", 0.5)),
+    ("deft[p>=0.1]", "deft", (), ("top", 0.1)),
+    ("power:alpha=1 [p<=0.9]", "power", (("alpha", 1.0),), ("bottom", 0.9)),
+])
+def test_spec_parsing(spec, name, values, mask):
+    obj = parse_objective(spec)
+    assert obj.name == name and obj.mask == mask
+    for key, value in values:
+        assert obj.kwargs[key] == value
+    assert parse_objective(obj.spec) == obj  # the canonical spec round-trips
+
+
+def test_default_parameter_values():
+    expect = {"power": {"alpha": 0.5}, "eaft": {"k": 20, "gamma": 1.0},
+              "profit": {"tau": 0.1, "direction": "higher"}, "psft": {"eps_low": 0.2, "eps_high": 0.28},
+              "label_smoothing": {"lam": 0.1}, "sft_kl": {"lam": 0.1}, "asft": {"lam": 0.1},
+              "gem": {"beta": 0.7}, "kd_hybrid": {"lam": 0.5}, "target_sft": {"eta": 0.5}}
+    for name, values in expect.items():
+        assert parse_objective(name).kwargs == values
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("bogus", "valid objectives: nll, p, dft"),
+    ("power:beta=1", "valid parameters: alpha"),
+    ("power:alpha=-1", "must be >= 0"),
+    ("power:alpha=abc", "must be float"),
+    ("eaft:k=1", "must be >= 2"),
+    ("eaft:k=2.5", "must be int"),
+    ("profit:direction=up", "must be one of higher, lower"),
+    ("gem:beta=0", "must be > 0"),
+    ("kd[p>=0.1]", "only wraps gate objectives"),
+    ("nll[p>=2]", "in \\[0, 1\\]"),
+    ("power:alpha", "expected key=value"),
+    ("", "non-empty"),
+])
+def test_bad_specs_raise_clear_errors(spec, match):
+    with pytest.raises(ValueError, match=match):
+        parse_objective(spec)
+
+
+def test_probability_mask_matches_reference_semantics():
+    z, y = random_case(seed=12)
+    p = torch.softmax(z, -1).gather(-1, y[:, None])[:, 0]
+    top = deft.token_loss(z, y, "OnlyTopP-0.2", reduction="none")
+    torch.testing.assert_close(top.double(), torch.where(p >= 0.2, 1 - p, 0.0), rtol=1e-6, atol=1e-7)
+    bottom = deft.token_loss(z, y, "OnlyBottomLogP-0.2", reduction="none")
+    torch.testing.assert_close(bottom.double(), torch.where(p <= 0.2, -p.log(), 0.0), rtol=1e-6, atol=1e-6)
+
 
 PROBS = [0.5, 0.05, 0.2, 0.9]  # target probabilities of four loss tokens (a fifth is ignored)
 
