@@ -182,3 +182,37 @@ def test_tensorboard_events_hold_the_loss_and_token_statistics(tiny_model_dir, f
         scalars = acc.Scalars(tag)
         assert [s.step for s in scalars] == [1, 2, 3], tag
         assert [s.value for s in scalars] == pytest.approx([r[key] for r in rows], rel=1e-5), tag
+def test_resuming_with_other_computing_settings_is_refused_before_anything_changes(tiny_model_dir, figfont_records,
+                                                                                  tmp_path, capsys):
+    from deft.cli.main import main
+
+    kw = dict(max_steps=4, save_steps=2, lr_scheduler="constant", warmup_ratio=0.0)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_for(tiny_model_dir, figfont_records, out, **kw), callbacks=[_Crash(2)], **QUIET)
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--out", str(out),
+                 "--max-steps", "4", "--save-steps", "2", "--lr-scheduler", "constant", "--warmup-ratio", "0",
+                 "--lr", "0.5", "--max-length", "256", "--seed", "7", "--batch-size", "2", "--resume", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "resuming with other settings" in err and "(lr 0.001 -> 0.5)" in err and err.count("\n") == 1, err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files  # the folder is untouched
+    with pytest.raises(ValueError, match=r"max_steps 4 -> 6; lr_scheduler 'constant' -> 'cosine'"):
+        # more steps under a schedule would change the learning rate of the steps already made
+        train(cfg_for(tiny_model_dir, figfont_records, out, resume=True, **dict(kw, max_steps=6, lr_scheduler="cosine")),
+              **QUIET)
+
+
+def test_a_constant_learning_rate_run_may_be_resumed_for_longer(tiny_model_dir, figfont_records, tmp_path):
+    """Under a constant schedule, more steps continue the same run (the change is logged); the
+    refusal above covers a schedule, where more steps would change the learning rate of the past."""
+    kw = dict(save_steps=2, lr_scheduler="constant", warmup_ratio=0.0)
+    out = tmp_path / "run"
+    train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=2, **kw), **QUIET)
+    import shutil
+
+    shutil.rmtree(out / "final")  # as if stopped after checkpoint-2 (a finished run is not resumed)
+    said = []
+    train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=3, resume=True, **kw), log=said.append)
+    assert any("max_steps 2 -> 3" in line for line in said), said
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r] == [1, 2, 3]

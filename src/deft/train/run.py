@@ -126,6 +126,8 @@ def _open(cfg: TrainConfig, log) -> _Run:
                                         "trainer_state.json); pass a checkpoint-N folder of a deft train run")
             if run.resume_from is None:
                 log(f"no checkpoint in {run.out}: starting from scratch")
+            else:
+                _check_resumed_settings(run)
         elif run.main:
             prepare_fresh_folder(run.out, cfg.overwrite)
     except BaseException:
@@ -218,6 +220,36 @@ def _option(cfg: TrainConfig, need) -> Optional[str]:
     return getattr(cfg, need.option, None) if need.option else None
 
 
+def _settings_changes(run: _Run) -> tuple[list[str], list[str]]:
+    """``(changes of what the run computes, other changes)`` between the folder's ``config.yaml``
+    and the settings of this run, as ``"key old -> new"``."""
+    import yaml
+
+    path = run.out / "config.yaml"
+    if not path.exists():
+        return [], []
+    old = yaml.safe_load(path.read_text()) or {}
+    new = config_to_dict(run.cfg)
+    changed = [k for k in new if k in old and old[k] != new[k] and k not in ("resume", "resume_from_checkpoint")]
+    text = {k: f"{k} {old[k]!r} -> {new[k]!r}" for k in changed}
+    # the data files are compared by path here (their bytes enter summary.json's settings hash);
+    # a longer run under a constant learning rate continues the same run, under a schedule it would not
+    extend = ("max_steps", "epochs") if run.cfg.lr_scheduler == "constant" == old.get("lr_scheduler") else ()
+    computed = [text[k] for k in changed if (k not in _NOT_HASHED or k in ("data", "eval_data")) and k not in extend]
+    return computed, [text[k] for k in changed if text[k] not in computed]
+
+
+def _check_resumed_settings(run: _Run) -> None:
+    """A resumed run must compute what the interrupted one started: a changed learning rate,
+    objective, step count, data file, ... would mix two runs in one folder. Settings that only
+    change how the run is watched or saved (``logging_steps``, ``save_total_limit``, ...) may change,
+    and so may the length of a run under a constant learning rate (``max_steps``, ``epochs``)."""
+    computed, _ = _settings_changes(run)
+    if computed:
+        raise ValueError(f"{run.out}: resuming with other settings than the run was started with "
+                         f"({'; '.join(computed)}); pass the same settings, --overwrite to start over, or another --out")
+
+
 def _write_start(run: _Run) -> None:
     """``config.yaml``; on resume, the metrics of the steps after the checkpoint are dropped."""
     import json
@@ -227,12 +259,10 @@ def _write_start(run: _Run) -> None:
     if not run.main:
         return
     new = config_to_dict(run.cfg)
-    if run.resume_from and (run.out / "config.yaml").exists():
-        old = yaml.safe_load((run.out / "config.yaml").read_text()) or {}
-        changed = [f"{k} {old[k]!r} -> {new[k]!r}" for k in new
-                   if k in old and old[k] != new[k] and k not in ("resume", "resume_from_checkpoint", "progress")]
-        if changed:
-            run.log(f"resuming with settings that differ from {run.out / 'config.yaml'}: {'; '.join(changed)}")
+    if run.resume_from:
+        _, watched = _settings_changes(run)
+        if watched:
+            run.log(f"resuming with settings that differ from {run.out / 'config.yaml'}: {'; '.join(watched)}")
     atomic_write_text(run.out / "config.yaml", yaml.safe_dump(new, sort_keys=False))
     shutil.rmtree(run.out / STAGING, ignore_errors=True)  # a crash's half-written checkpoint
     step = 0
