@@ -1,16 +1,20 @@
 """What the benchmark scripts share: each case runs in a fresh interpreter (the script itself with
 ``--_case JSON``), measures its own peak memory and prints one tagged JSON result line.
 
-* inside a case: :func:`read_status_kib`, :func:`reset_peak_rss`, :func:`trim_heap`,
-  :func:`peak_rss_bytes` (Linux ``/proc/self`` with ``getrusage`` as the fallback);
+* inside a case: :class:`PeakMeter` (peak memory above a baseline) on :func:`read_status_kib`,
+  :func:`reset_peak_rss`, :func:`peak_rss_bytes` (Linux ``/proc/self`` with ``getrusage`` as the
+  fallback), and :func:`trim_heap`;
 * in the parent: :func:`run_case_process` (runs one case, parses its result line, classifies a
   failure), :func:`run_cases` (several cases in one interpreter, one result line each, with a
-  retry when the interpreter itself was missing), :func:`mem_available`, :func:`command_line`
-  and :func:`environment_info` (machine and versions for the report).
+  retry when the interpreter itself was missing), :func:`child_env` (this checkout's ``src`` first),
+  :func:`mem_available`, :func:`command_line`, :func:`package_versions` and
+  :func:`environment_info` (machine and versions for the report);
+* the options every script has: :func:`add_run_args` and :func:`output_paths`.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -18,9 +22,11 @@ import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 RESULT_TAG = "@@RESULT "
 MiB = float(1 << 20)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def read_status_kib(key: str) -> int | None:
@@ -66,6 +72,30 @@ def peak_rss_bytes() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakMeter:
+    """Peak memory of this process above a baseline taken at creation: ``max_memory_allocated``
+    on CUDA, the peak RSS on CPU. :meth:`reset` starts a new peak, :meth:`peak` reads it."""
+
+    def __init__(self, cuda: bool, device=None):
+        import torch
+
+        self.torch, self.cuda, self.device = torch, cuda, device
+        self.reset()
+        self.base = int(torch.cuda.memory_allocated(device) if cuda else (read_status_kib("VmRSS") or 0) * 1024)
+
+    def reset(self) -> None:
+        if self.cuda:
+            self.torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            reset_peak_rss()
+
+    def peak(self) -> int:
+        if self.cuda:
+            self.torch.cuda.synchronize(self.device)
+            return int(self.torch.cuda.max_memory_allocated(self.device) - self.base)
+        return int(peak_rss_bytes() - self.base)
 
 
 def terminate(signum, frame):
@@ -159,7 +189,6 @@ def mem_available() -> int | None:
 def command_line(script: str, argv) -> str:
     """``python SCRIPT ARGS...`` as typed from the repository root (for the reports)."""
     import shlex
-    from pathlib import Path
 
     root = Path(script).resolve().parent.parent
     args = sys.argv[1:] if argv is None else list(argv)
@@ -194,3 +223,44 @@ def environment_info(device: str, versions: dict, torch_threads: int) -> dict:
         if torch.cuda.is_available():
             env["gpu"] = torch.cuda.get_device_name(0)
     return env
+
+
+def child_env(threads: int | None = None) -> dict:
+    """The environment of a case process: this checkout's ``src`` first on ``PYTHONPATH`` and, when
+    ``threads`` is given, that many OpenMP / MKL threads."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def package_versions(names) -> dict:
+    """``{name: version or None}`` of installed distributions."""
+    import importlib.metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def add_run_args(ap: argparse.ArgumentParser, name: str, timeout: float) -> None:
+    """The options every benchmark script has: device, threads, seed, the per-case timeout, where
+    the results go, and the hidden ``--_case`` a case process is started with."""
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads per case")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=timeout, help="seconds per case")
+    ap.add_argument("--out", default=None, help=f"results JSON (default benchmarks/results/{name}_<device>.json)")
+    ap.add_argument("--markdown", default=None, help="markdown report (default: next to --out)")
+    ap.add_argument("--_case", default=None, help=argparse.SUPPRESS)
+
+
+def output_paths(args, name: str) -> tuple[Path, Path]:
+    """``(results JSON, markdown)`` of :func:`add_run_args`' ``--out`` and ``--markdown``."""
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{name}_{args.device}.json")
+    return out, Path(args.markdown) if args.markdown else out.with_suffix(".md")

@@ -34,10 +34,10 @@ import sys
 import time
 from pathlib import Path
 
-from casekit import (MiB, RESULT_TAG, command_line, environment_info, mem_available, peak_rss_bytes,
-                     read_status_kib, reset_peak_rss, run_cases, terminate)
+from casekit import (MiB, RESULT_TAG, PeakMeter, add_run_args, child_env, command_line, environment_info,
+                     mem_available, output_paths, run_cases, terminate)
 from lm_head import IGNORE_INDEX, make_inputs, reference_loss
-from report import write_reports
+from report import format_profile, write_reports
 
 ROOT = Path(__file__).resolve().parent.parent
 # name -> (H, V, N, the device whose "against the reference" targets apply at the default N)
@@ -142,11 +142,7 @@ def measure(case: dict, hidden, weight, labels, teacher_hidden) -> dict:
     sync()
     if cuda:
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        reset_peak_rss()
-        base = (read_status_kib("VmRSS") or 0) * 1024
+    meter = PeakMeter(cuda)
 
     def one(fn):
         hidden.grad = weight.grad = None
@@ -162,27 +158,23 @@ def measure(case: dict, hidden, weight, labels, teacher_hidden) -> dict:
         loss = fn()
         return time.perf_counter() - t0, float(loss.detach())
 
-    def read_peak():
-        sync()
-        return int((torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()) - base)
-
     if case.get("profile"):
         for _ in range(case["warmup"]):
             one(step)
         return {"profile": profile(lambda: one(step), cuda)}
     warm = [one(step) for _ in range(case["warmup"])]
-    peak = read_peak() if warm else None
+    peak = meter.peak() if warm else None
     timed, floor_times = [], []
     for _ in range(case["repeats"]):
         timed.append(one(step))
-        peak = read_peak() if peak is None else peak
+        peak = meter.peak() if peak is None else peak
         if paired:
             floor_times.append(one(floor)[0])
             floor.out = None
     times = [t for t, _ in timed]
     out = {"status": "ok", "times_s": times, "warmup_times_s": [t for t, _ in warm],
            "time_s": statistics.median(times) if times else None, "time_min_s": min(times) if times else None,
-           "peak_bytes": peak if peak is not None else read_peak(), "base_bytes": int(base),
+           "peak_bytes": peak if peak is not None else meter.peak(), "base_bytes": meter.base,
            "loss": (timed or warm)[-1][1] if (timed or warm) else None,
            "loss_tokens": int((labels != IGNORE_INDEX).sum())}
     if floor_times:
@@ -295,7 +287,7 @@ def run_shape(shape, objectives, methods, args, base) -> list:
             todo.append((rec, dict(base, **{k: shape[k] for k in ("H", "V", "N", "repeats", "warmup")},
                                    objective=obj, method=method, paired_floor=not args.no_paired_floor)))
         records.append(rec)
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     groups = [todo] if args.group == "shape" else [[item] for item in todo]
     for group in filter(None, groups):
         load = os.getloadavg()[0]
@@ -318,20 +310,14 @@ def main(argv=None) -> int:
                     help=f"subset of {', '.join(METHODS)} (default: %(default)s)")
     ap.add_argument("--repeats", type=int, default=3, help="timed iterations per case (median reported)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations per case before timing")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"], help="auto: fp32 on CPU, bf16 on CUDA")
     ap.add_argument("--group", default="auto", choices=["auto", "case", "shape"],
                     help="one interpreter per case (CPU peak RSS) or per shape (auto: shape on CUDA)")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads per case")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per case")
     ap.add_argument("--no-paired-floor", action="store_true", help="no floor iterations inside fused cases")
-    ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/fused_loss_<device>.json)")
     ap.add_argument("--csv", default=None, help="CSV, one row per case (default: next to --out)")
-    ap.add_argument("--markdown", default=None, help="markdown report (default: next to --out)")
     ap.add_argument("--update", action="store_true", help="replace the selected cases in an existing --out")
     ap.add_argument("--profile", default=None, metavar="OBJECTIVE", help="profile one fused iteration instead")
-    ap.add_argument("--_case", default=None, help=argparse.SUPPRESS)
+    add_run_args(ap, "fused_loss", timeout=600.0)
     args = ap.parse_args(argv)
     if args._case is not None:
         cases = json.loads(args._case)
@@ -354,18 +340,14 @@ def main(argv=None) -> int:
         shape = shapes[0]
         case = dict(base, **{k: shape[k] for k in ("H", "V", "N")}, objective=args.profile, method="fused",
                     repeats=0, warmup=max(1, shape["warmup"]), profile=True)
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        prof = run_cases(str(Path(__file__).resolve()), [case], args.timeout, env)[0].get("profile")
+        prof = run_cases(str(Path(__file__).resolve()), [case], args.timeout, child_env())[0].get("profile")
         if prof is None:
             return 1
-        print(f"fused {args.profile} on {shape['name']}: wall {prof['wall_s']:.2f} s = products "
-              f"{prof['matmul_s']:.2f} s + other {prof['other_s']:.2f} s (profiled self time)")
-        for row in prof["top"]:
-            print(f"  {row['op']:<40} {row['calls']:>6}  {row['self_s']:8.3f} s")
+        print(format_profile(args.profile, shape["name"], prof))
         return 0
 
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"fused_loss_{args.device}.json")
-    csv_path, md_path = Path(args.csv or out.with_suffix(".csv")), Path(args.markdown or out.with_suffix(".md"))
+    out, md_path = output_paths(args, "fused_loss")
+    csv_path = Path(args.csv or out.with_suffix(".csv"))
     import torch
 
     env = environment_info(args.device, {"torch": torch.__version__}, torch.get_num_threads())

@@ -1,4 +1,6 @@
-"""Ratios, targets and the CSV / markdown reports of ``fused_loss.py``, from its results JSON.
+"""Ratios, targets and the reports of the benchmark scripts, from their results JSON: the CSV and
+markdown of ``fused_loss.py`` (:func:`write_reports`, and its ``--profile`` lines), the markdown of
+``train_step.py`` (:func:`write_train_step`).
 
 Nothing here measures: :func:`write_reports` turns a results dict (``command``, ``environment``,
 ``settings``, ``shapes``, ``objectives``, ``methods``, ``records``) into the JSON with a target
@@ -15,6 +17,8 @@ else the eager ``fused`` engine):
 * CUDA (issue 16): gate objectives <= 1.15x the floor, distribution objectives <= 1.6x; DEFT
   <= 1.10x Liger's NLL time; gate objectives' peak <= Liger's (same objective, else NLL); at the
   Qwen2.5-7B head with N=8192 >= 3x faster and >= 10x less memory than the reference.
+* ``train_step.py`` (:data:`TRAIN_STEP_TARGETS`): a DeftSFT step with DEFT <= 1.05x TRL's NLL step time
+  and <= 0.75x TRL's DFT peak; the fused DEFT step <= 1.05x the fused NLL step.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import statistics
 import sys
 from pathlib import Path
 
 MiB = float(1 << 20)
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))  # deft from this checkout (imported where used: it loads torch)
 IGNORED_SHARE = 0.1  # share of ignore-index positions in the inputs (fused_loss.make_inputs)
 TITLES = {"tiny": "tiny sanity shape", "smollm2": "SmolLM2 head", "qwen1.5b": "Qwen2.5-1.5B head",
           "qwen7b": "Qwen2.5-7B head", "llama8b": "Llama-3.1-8B head"}
@@ -66,7 +71,6 @@ def _ratio(a, b):
 
 def is_gate(objective: str) -> bool:
     """Whether ``objective`` (a spec) is a gate objective (``g = s (P - δ_y)``)."""
-    sys.path.insert(0, str(ROOT / "src"))
     import deft
 
     return deft.parse_objective(objective).kind == "gate"
@@ -74,7 +78,6 @@ def is_gate(objective: str) -> bool:
 
 def budget_bytes(shape: dict, itemsize: int, loss_tokens=None):
     """``(dW + dh + one fp32 logits chunk, chunk rows)`` in the fused loss's chunks."""
-    sys.path.insert(0, str(ROOT / "src"))
     from deft.fused import auto_chunk_size
 
     H, V, N = shape["H"], shape["V"], shape["N"]
@@ -220,23 +223,108 @@ def csv_text(records: list) -> str:
     return buf.getvalue()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file and ``os.replace``; world-readable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def write_reports(report: dict, out: Path, csv_path: Path, md_path: Path) -> list:
     """Write the JSON (with its target summary), the CSV and the markdown; return the summary."""
+    from deft.io import atomic_write_text
+
     text, summary = render(report)
     report["summary"] = summary
-    write_atomic(out, json.dumps(report, indent=1))
-    write_atomic(csv_path, csv_text(report["records"]))
-    write_atomic(md_path, text)
+    atomic_write_text(out, json.dumps(report, indent=1))
+    atomic_write_text(csv_path, csv_text(report["records"]))
+    atomic_write_text(md_path, text)
     return summary
+
+
+# ------------------------------------------------------------------ train_step.py
+
+# train_step.py: (case, baseline, "time" | "peak", at most), the ratios with targets
+TRAIN_STEP_TARGETS = [("deftsft/deft", "trl/nll", "time", 1.05), ("deftsft/deft", "trl/dft", "peak", 0.75),
+           ("fused/deft", "fused/nll", "time", 1.05)]
+
+
+def train_step_summary(report: dict) -> dict:
+    """A ``train_step.py`` results dict, per case: median over rounds of the median step, max peak; paired ratios from the
+    interleaved run; the targets."""
+    cases = {}
+    for key in report["cases"]:
+        ok = [r for r in report["records"] if r["case"] == key and r["status"] == "ok"]
+        bad = [r for r in report["records"] if r["case"] == key and r["status"] != "ok"]
+        cases[key] = {"time_s": statistics.median(r["time_s"] for r in ok), "peak_bytes": max(r["peak_bytes"] for r in ok),
+                      "loss_first": ok[0]["loss_first"]} if ok else {"status": bad[-1]["status"] if bad else "n/a",
+                                                                      "note": bad[-1].get("note", "") if bad else ""}
+    inter = (report.get("interleaved") or {}).get("steps")
+
+    def ratio(a, b, what):
+        if what == "time" and inter and a in inter and b in inter:
+            return statistics.median(x / y for x, y in zip(inter[a], inter[b])), "paired"
+        ca, cb = cases.get(a, {}), cases.get(b, {})
+        field = "time_s" if what == "time" else "peak_bytes"
+        return (ca[field] / cb[field], "medians" if what == "time" else "peaks") if field in ca and field in cb else (None, "-")
+
+    targets = []
+    for a, b, what, limit in TRAIN_STEP_TARGETS:
+        value, how = ratio(a, b, what)
+        targets.append({"case": a, "baseline": b, "what": what, "limit": limit, "value": value, "how": how,
+                        "met": None if value is None else value <= limit})
+    for key, c in cases.items():
+        c["time_vs_trl_nll"] = ratio(key, "trl/nll", "time")[0]
+        c["peak_vs_trl_dft"] = ratio(key, "trl/dft", "peak")[0]
+        if inter and key in inter:
+            c["interleaved_s"] = statistics.median(inter[key])
+    return {"cases": cases, "targets": targets}
+
+
+def fx(x, fmt="{:.2f}"):
+    """``x`` formatted, ``-`` for None."""
+    return "-" if x is None else fmt.format(x)
+
+
+def render_train_step(report: dict) -> str:
+    """The markdown report of a ``train_step.py`` results dict."""
+    s, env, b = train_step_summary(report), report["environment"], report["batch"]
+    tokens = b["rows"] * b["seq_len"]
+    loads = [x for r in report["records"] for x in r.get("load", [])]
+    md = [f"# Training step benchmark ({env['device']})", "", "```bash", report["command"], "```", "",
+          f"{env['date']}; torch {env['torch']}, transformers {env['transformers']}, TRL {env['trl']}, "
+          f"peft {env['peft']}; {env['cpu']}, {env['cpu_cores']} cores, {env['torch_threads']} torch threads, "
+          f"{env['mem_total_gib']} GiB. Model `{report['model']}` fp32; batch {b['rows']} x {b['seq_len']} tokens "
+          f"(FigFont, sha256 {b['sha256_16']}), {b['loss_tokens']} loss tokens; {report['warmup']} warm-up + "
+          f"{report['repeats']} timed steps per case, {report['rounds']} round(s); "
+          + (f"load average {min(loads):.1f}-{max(loads):.1f}." if loads else ""), "",
+          "| case | step s | tokens/s | interleaved step s | / trl/nll time | peak MiB | / trl/dft peak | loss, step 1 |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, c in s["cases"].items():
+        if "time_s" not in c:
+            md.append(f"| {key} | {c['status']}: {c['note']} |" + " - |" * 6)
+            continue
+        md.append(f"| {key} | {c['time_s']:.2f} | {tokens / c['time_s']:.0f} | {fx(c.get('interleaved_s'))} | "
+                  f"{fx(c['time_vs_trl_nll'])} | {c['peak_bytes'] / MiB:.0f} | {fx(c['peak_vs_trl_dft'])} | "
+                  + ("-" if key == "decoder/-" else f"{c['loss_first']:.5f}") + " |")
+    md += ["", "| target | value | from | met |", "|---|---:|---|---|"]
+    for t in s["targets"]:
+        mark = "n/a" if t["met"] is None else ("met" if t["met"] else "**missed**")
+        md.append(f"| {t['case']} {t['what']} <= {t['limit']:.2f} x {t['baseline']} | {fx(t['value'], '{:.3f}')} | "
+                  f"{t['how']} | {mark} |")
+    notes = report.get("notes") or []
+    return "\n".join(md + ([""] + [f"- {n}" for n in notes] if notes else [])) + "\n"
+
+
+def write_train_step(report: dict, out: Path, md_path: Path) -> str:
+    """Write a ``train_step.py`` results dict and its markdown report; return the markdown."""
+    from deft.io import atomic_write_text
+
+    text = render_train_step(report)
+    atomic_write_text(out, json.dumps(report, indent=1))
+    atomic_write_text(md_path, text)
+    return text
+
+
+def format_profile(objective: str, shape: str, prof: dict) -> str:
+    """``fused_loss.py --profile``: wall time split into matrix products and the rest, top ops."""
+    lines = [f"fused {objective} on {shape}: wall {prof['wall_s']:.2f} s = products "
+             f"{prof['matmul_s']:.2f} s + other {prof['other_s']:.2f} s (profiled self time)"]
+    lines += [f"  {row['op']:<40} {row['calls']:>6}  {row['self_s']:8.3f} s" for row in prof["top"]]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

@@ -24,28 +24,24 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.metadata
 import json
 import os
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from casekit import (  # benchmarks/casekit.py: per-case processes and memory readings
-    MiB, RESULT_TAG, environment_info, peak_rss_bytes, read_status_kib, reset_peak_rss, run_case_process,
-    terminate, trim_heap,
+from casekit import (  # benchmarks/casekit.py: per-case processes, memory readings, shared options
+    MiB, RESULT_TAG, PeakMeter, add_run_args, child_env, command_line, environment_info, output_paths,
+    package_versions, run_case_process, terminate, trim_heap,
 )
+from report import write_train_step  # benchmarks/report.py: the markdown report
 
 ROOT = Path(__file__).resolve().parent.parent
 IGNORE = -100
 CASES = ["fused/nll", "fused/deft", "plain/nll", "plain/deft", "trl/nll", "trl/dft", "deftsft/nll", "deftsft/deft",
          "decoder/-"]
-# (case, baseline, "time" | "peak", at most): the ratios with targets
-TARGETS = [("deftsft/deft", "trl/nll", "time", 1.05), ("deftsft/deft", "trl/dft", "peak", 0.75),
-           ("fused/deft", "fused/nll", "time", 1.05)]
 
 
 # ------------------------------------------------------------------------------------ in a case
@@ -173,27 +169,25 @@ def run_memory_case(cfg: dict) -> dict:
     import gc
 
     b = Bench(cfg)
-    torch, cuda = b.torch, b.device.type == "cuda"
     select, fb = b.case(cfg["cases"][0])
     select()
     b.build_adam_state()
     gc.collect()
     trim_heap()
-    base = torch.cuda.memory_allocated(b.device) if cuda else (read_status_kib("VmRSS") or 0) * 1024
+    meter = PeakMeter(b.device.type == "cuda", b.device)
 
     def measure(n):
         gc.collect()
-        torch.cuda.reset_peak_memory_stats(b.device) if cuda else reset_peak_rss()
+        meter.reset()
         steps = [b.step(fb) for _ in range(n)]
         b.sync()
-        peak = (torch.cuda.max_memory_allocated(b.device) if cuda else peak_rss_bytes()) - base
-        return steps, int(peak)
+        return steps, meter.peak()
 
     warm, peak_first = measure(cfg["warmup"])
     timed, peak = measure(cfg["repeats"])
     times = [t for t, _ in timed]
     return {"status": "ok", "time_s": statistics.median(times), "times_s": times, "peak_bytes": peak,
-            "peak_first_bytes": peak_first, "base_bytes": int(base), "loss_first": (warm + timed)[0][1]}
+            "peak_first_bytes": peak_first, "base_bytes": meter.base, "loss_first": (warm + timed)[0][1]}
 
 
 def run_interleaved(cfg: dict) -> dict:
@@ -245,79 +239,11 @@ def build_batch(model: str, rows: int, seq_len: int, prompt_len: int, seed: int)
 
 
 def run_child(cfg: dict, timeout: float) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS=str(cfg["threads"]), MKL_NUM_THREADS=str(cfg["threads"]))
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
     load = os.getloadavg()[0]
-    res = run_case_process(str(Path(__file__).resolve()), cfg, timeout, env, note_chars=300)
+    res = run_case_process(str(Path(__file__).resolve()), cfg, timeout, child_env(cfg["threads"]), note_chars=300)
     res.pop("retry", None)
     res["load"] = [round(load, 1), round(os.getloadavg()[0], 1)]
     return res
-
-
-def summarise(report: dict) -> dict:
-    """Per case: median over rounds of the median step, max peak; paired ratios from the
-    interleaved run; the targets."""
-    cases = {}
-    for key in report["cases"]:
-        ok = [r for r in report["records"] if r["case"] == key and r["status"] == "ok"]
-        bad = [r for r in report["records"] if r["case"] == key and r["status"] != "ok"]
-        cases[key] = {"time_s": statistics.median(r["time_s"] for r in ok), "peak_bytes": max(r["peak_bytes"] for r in ok),
-                      "loss_first": ok[0]["loss_first"]} if ok else {"status": bad[-1]["status"] if bad else "n/a",
-                                                                      "note": bad[-1].get("note", "") if bad else ""}
-    inter = (report.get("interleaved") or {}).get("steps")
-
-    def ratio(a, b, what):
-        if what == "time" and inter and a in inter and b in inter:
-            return statistics.median(x / y for x, y in zip(inter[a], inter[b])), "paired"
-        ca, cb = cases.get(a, {}), cases.get(b, {})
-        field = "time_s" if what == "time" else "peak_bytes"
-        return (ca[field] / cb[field], "medians" if what == "time" else "peaks") if field in ca and field in cb else (None, "-")
-
-    targets = []
-    for a, b, what, limit in TARGETS:
-        value, how = ratio(a, b, what)
-        targets.append({"case": a, "baseline": b, "what": what, "limit": limit, "value": value, "how": how,
-                        "met": None if value is None else value <= limit})
-    for key, c in cases.items():
-        c["time_vs_trl_nll"] = ratio(key, "trl/nll", "time")[0]
-        c["peak_vs_trl_dft"] = ratio(key, "trl/dft", "peak")[0]
-        if inter and key in inter:
-            c["interleaved_s"] = statistics.median(inter[key])
-    return {"cases": cases, "targets": targets}
-
-
-def fx(x, fmt="{:.2f}"):
-    return "-" if x is None else fmt.format(x)
-
-
-def render(report: dict) -> str:
-    s, env, b = summarise(report), report["environment"], report["batch"]
-    tokens = b["rows"] * b["seq_len"]
-    loads = [x for r in report["records"] for x in r.get("load", [])]
-    md = [f"# Training step benchmark ({env['device']})", "", "```bash", report["command"], "```", "",
-          f"{env['date']}; torch {env['torch']}, transformers {env['transformers']}, TRL {env['trl']}, "
-          f"peft {env['peft']}; {env['cpu']}, {env['cpu_cores']} cores, {env['torch_threads']} torch threads, "
-          f"{env['mem_total_gib']} GiB. Model `{report['model']}` fp32; batch {b['rows']} x {b['seq_len']} tokens "
-          f"(FigFont, sha256 {b['sha256_16']}), {b['loss_tokens']} loss tokens; {report['warmup']} warm-up + "
-          f"{report['repeats']} timed steps per case, {report['rounds']} round(s); "
-          + (f"load average {min(loads):.1f}-{max(loads):.1f}." if loads else ""), "",
-          "| case | step s | tokens/s | interleaved step s | / trl/nll time | peak MiB | / trl/dft peak | loss, step 1 |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for key, c in s["cases"].items():
-        if "time_s" not in c:
-            md.append(f"| {key} | {c['status']}: {c['note']} |" + " - |" * 6)
-            continue
-        md.append(f"| {key} | {c['time_s']:.2f} | {tokens / c['time_s']:.0f} | {fx(c.get('interleaved_s'))} | "
-                  f"{fx(c['time_vs_trl_nll'])} | {c['peak_bytes'] / MiB:.0f} | {fx(c['peak_vs_trl_dft'])} | "
-                  + ("-" if key == "decoder/-" else f"{c['loss_first']:.5f}") + " |")
-    md += ["", "| target | value | from | met |", "|---|---:|---|---|"]
-    for t in s["targets"]:
-        mark = "n/a" if t["met"] is None else ("met" if t["met"] else "**missed**")
-        md.append(f"| {t['case']} {t['what']} <= {t['limit']:.2f} x {t['baseline']} | {fx(t['value'], '{:.3f}')} | "
-                  f"{t['how']} | {mark} |")
-    notes = report.get("notes") or []
-    return "\n".join(md + ([""] + [f"- {n}" for n in notes] if notes else [])) + "\n"
 
 
 def main(argv=None) -> int:
@@ -334,30 +260,21 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1, help="run the case list this many times, alternating its order")
     ap.add_argument("--interleave", type=int, default=0, metavar="N", help="time-only interleaved rounds")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
-    ap.add_argument("--out", default=None, help="JSON (default benchmarks/results/train_step_<device>.json)")
-    ap.add_argument("--markdown", default=None, help="markdown report (default next to --out)")
     ap.add_argument("--note", action="append", default=None, help="a line for the report (repeatable)")
     ap.add_argument("--render", default=None, metavar="JSON", help="only rebuild the markdown from a results file")
-    ap.add_argument("--_case", default=None, help=argparse.SUPPRESS)
+    add_run_args(ap, "train_step", timeout=1800.0)
     a = ap.parse_args(argv)
     if a._case is not None:
         cfg = json.loads(a._case)
         res = run_interleaved(cfg) if cfg["mode"] == "interleave" else run_memory_case(cfg)
         print(RESULT_TAG + json.dumps(res), flush=True)
         return 0
-    out = Path(a.out or ROOT / "benchmarks" / "results" / f"train_step_{a.device}.json")
-    md_path = Path(a.markdown) if a.markdown else out.with_suffix(".md")
+    out, md_path = output_paths(a, "train_step")
     if a.render:
         report = json.loads(Path(a.render).read_text())
         report["notes"] = a.note if a.note is not None else report.get("notes", [])
-        out.write_text(json.dumps(report, indent=1))
-        md_path.write_text(render(report))
-        print(md_path.read_text())
+        print(write_train_step(report, out, md_path))
         return 0
 
     import signal
@@ -365,9 +282,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     cases = [c.strip() for c in a.cases.split(",") if c.strip()] if a.methods is None else expand(a.methods,
                                                                                                    a.objectives)
-    versions = {p: _version(p) for p in ("torch", "transformers", "trl", "peft", "accelerate", "datasets")}
-    command = "python " + " ".join(shlex.quote(x) for x in ["benchmarks/train_step.py"] + list(
-        sys.argv[1:] if argv is None else argv))
+    versions = package_versions(("torch", "transformers", "trl", "peft", "accelerate", "datasets"))
+    command = command_line(__file__, argv)
     plen = a.prompt_len if a.prompt_len is not None else a.seq_len // 4
     batch = build_batch(a.model, a.rows, a.seq_len, plen, a.seed)
     report = {"command": command, "environment": environment_info(a.device, versions, a.threads), "model": a.model,
@@ -375,7 +291,8 @@ def main(argv=None) -> int:
                         "loss_tokens": batch["loss_tokens"]},
               "cases": cases, "repeats": a.repeats, "warmup": a.warmup, "rounds": a.rounds, "lr": a.lr,
               "notes": a.note or [], "records": []}
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from deft.io import atomic_write_text
+
     with tempfile.TemporaryDirectory(prefix="deft-train-step-") as tmp:
         (Path(tmp) / "batch.json").write_text(json.dumps(batch))
         base = dict(model=a.model, device=a.device, threads=a.threads, seed=a.seed, lr=a.lr, repeats=a.repeats,
@@ -384,7 +301,7 @@ def main(argv=None) -> int:
             for key in cases if rnd % 2 == 0 else cases[::-1]:
                 res = run_child(dict(base, mode="memory", cases=[key]), a.timeout)
                 report["records"].append({"case": key, "round": rnd, **res})
-                out.write_text(json.dumps(report, indent=1))
+                atomic_write_text(out, json.dumps(report, indent=1))
                 print(f"round {rnd} {key:>14}: " + (
                     f"{res['time_s']:.2f} s/step, peak +{res['peak_bytes'] / MiB:.0f} MiB, loss {res['loss_first']:.5f}"
                     if res["status"] == "ok" else f"{res['status']}: {res.get('note', '')}"), flush=True)
@@ -392,9 +309,7 @@ def main(argv=None) -> int:
         if a.interleave and len(ok) > 1:
             report["interleaved"] = run_child(dict(base, mode="interleave", cases=ok, rounds=a.interleave),
                                               a.timeout * a.interleave)
-    out.write_text(json.dumps(report, indent=1))
-    md_path.write_text(render(report))
-    print(md_path.read_text() + f"\nwrote {out}, {md_path}")
+    print(write_train_step(report, out, md_path) + f"\nwrote {out}, {md_path}")
     return 0
 
 
@@ -405,13 +320,6 @@ def expand(methods: str, objectives: str) -> list:
         cases += {"decoder": ["decoder/-"], "trl": ["trl/nll", "trl/dft"] + [f"deftsft/{o}" for o in objs]}.get(
             m, [f"{m}/{o}" for o in objs])
     return list(dict.fromkeys(cases))
-
-
-def _version(pkg):
-    try:
-        return importlib.metadata.version(pkg)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The benchmark scripts: ratios and target verdicts from fixed records (benchmarks/report.py), and
-the GPU suite's CPU dry run end to end (benchmarks/gpu_suite.sh --device cpu --dry-run)."""
+"""The benchmark scripts: ratios, target verdicts and reports of fused_loss.py and train_step.py from
+fixed records (benchmarks/report.py), and the GPU suite's CPU dry run end to end
+(benchmarks/gpu_suite.sh --device cpu --dry-run)."""
 
 import csv
 import importlib.util
@@ -88,6 +89,43 @@ def test_cpu_targets_and_the_rendered_report(tmp_path):
     rows = list(csv.DictReader((tmp_path / "r.csv").open()))
     assert len(rows) == 11 and rows[1]["peak_mib"] == "100.0" and rows[9]["status"] == "n/a"
     assert json.loads((tmp_path / "r.json").read_text())["summary"] == summary
+
+
+def train_step_report():
+    def ok(case, time_s, peak_mib, rnd=0):
+        return dict(case=case, round=rnd, status="ok", time_s=time_s, peak_bytes=int(peak_mib * MiB), loss_first=2.5)
+
+    records = [ok("trl/nll", 2.0, 400), ok("trl/dft", 2.2, 800), ok("deftsft/deft", 2.4, 500),
+               ok("deftsft/deft", 2.0, 520, rnd=1), ok("fused/nll", 1.0, 300), ok("fused/deft", 1.02, 310),
+               dict(case="plain/deft", round=0, status="timeout", note="exceeded 9 s")]
+    env = dict(device="cpu", date="2026-11-30", torch="2.x", transformers="4.x", trl="0.x", peft="0.x", cpu="x",
+               cpu_cores=2, torch_threads=2, mem_total_gib=8.0)
+    return dict(command="python benchmarks/train_step.py --rows 2", environment=env, model="smollm2-135m",
+                batch=dict(rows=2, seq_len=64, prompt_len=16, sha256_16="ab", loss_tokens=94),
+                cases=["trl/nll", "trl/dft", "deftsft/deft", "fused/nll", "fused/deft", "plain/deft"], repeats=1,
+                warmup=1, rounds=2, records=records, notes=["a note"],
+                interleaved={"status": "ok", "steps": {"deftsft/deft": [2.1, 2.2, 2.0], "trl/nll": [2.0, 2.0, 2.0]}})
+
+
+def test_train_step_targets_and_report_from_fixed_records(tmp_path):
+    report = load("report")
+    s = report.train_step_summary(train_step_report())
+    # medians over rounds, the largest peak; the time ratio paired per interleaved round where there is one
+    deftsft = s["cases"]["deftsft/deft"]
+    assert deftsft["time_s"] == pytest.approx(2.2) and deftsft["peak_bytes"] == 520 * MiB
+    assert (s["cases"]["plain/deft"]["status"], s["cases"]["plain/deft"]["note"]) == ("timeout", "exceeded 9 s")
+    targets = {(t["case"], t["what"]): t for t in s["targets"]}
+    paired = targets[("deftsft/deft", "time")]
+    assert (paired["value"], paired["how"], paired["met"]) == (pytest.approx(1.05), "paired", True)
+    peak = targets[("deftsft/deft", "peak")]
+    assert (peak["value"], peak["how"], peak["met"]) == (pytest.approx(520 / 800), "peaks", True)
+    fused = targets[("fused/deft", "time")]
+    assert (fused["value"], fused["how"], fused["met"]) == (pytest.approx(1.02), "medians", True)
+    md = report.write_train_step(train_step_report(), tmp_path / "t.json", tmp_path / "t.md")
+    assert (tmp_path / "t.md").read_text() == md and md.count("python benchmarks/train_step.py --rows 2") == 1
+    assert "| deftsft/deft | 2.20 | 58 | 2.10 | 1.05 | 520 | 0.65 | 2.50000 |" in md  # 128 tokens / 2.2 s
+    assert "| plain/deft | timeout: exceeded 9 s |" in md and md.endswith("- a note\n")
+    assert json.loads((tmp_path / "t.json").read_text())["records"][0]["case"] == "trl/nll"
 
 
 def test_shape_specs():

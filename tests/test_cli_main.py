@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from deft.cli.main import SUBCOMMANDS, main
+from deft.cli.main import SUBCOMMANDS, build_parser, main
 
 _PROBE = """
 import sys
@@ -47,3 +47,16 @@ def test_bad_value_is_one_line_before_any_model_loads(capsys):
     assert main(["train", "--data", "x.jsonl", "--lr", "inf"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["deft train: error: command line: 'lr' must be a finite number, got inf"]
+
+
+def test_help_lists_every_subcommand_and_every_option_has_help():
+    parser = build_parser()
+    top = parser.format_help()
+    for verb in SUBCOMMANDS:
+        assert verb in top
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for verb, p in sub.choices.items():
+        assert p.description, verb
+        for action in p._actions:
+            if action.dest != "help":
+                assert action.help, f"deft {verb}: option {action.option_strings or action.dest} has no help"

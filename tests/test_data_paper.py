@@ -10,42 +10,42 @@ import json
 import pytest
 import reasoning_gym
 
-from deft.data import (
-    IGNORE_INDEX,
-    RecordError,
-    RecordTokenizer,
-    figfont_paper_records,
-    math_paper_records,
-    medical_paper_records,
-    paper_family,
-    resolve_template,
-    source_records,
-    tokenize_to_dataset,
-    write_jsonl,
-)
+from deft.data import (IGNORE_INDEX, RecordError, RecordTokenizer, figfont_paper_records, math_paper_records,
+                       medical_paper_records, paper_family, resolve_template, source_records, tokenize_to_dataset,
+                       write_jsonl)
 from deft.data.paper import require_family
-from test_data_formats import tiny_tokenizer
 
-BOXED = "Please reason step by step, and put your final answer within \\boxed{}."
+from data_paper_helpers import BOXED, REF_DEEPSEEK_MATH, REF_LLAMA_BASE_BOXED_WITH_BOS, REF_QWEN_MEDICAL
+from data_readers_helpers import tiny_tokenizer
+
 FIG_SYS = ("You are an expert at decoding Figlet Font ASCII art. When given Figlet Font text, identify the word it "
            "represents and output only that without any explanations or additional text.")
+
+
 REF_QWEN_FIGFONT = ("<|im_start|>system\n" + FIG_SYS + "<|im_end|>\n<|im_start|>user\n{prompt}\n<|im_end|>\n"
                     "<|im_start|>assistant\n")
+
+
 REF_LLAMA_FIGFONT = ("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n" + FIG_SYS
                      + "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|><|start_header_id|>"
                        "assistant<|end_header_id|>\n\n")
-REF_QWEN_MEDICAL = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{prompt}\n" + BOXED
-                    + "<|im_end|>\n<|im_start|>assistant\n")
+
+
 REF_LLAMA_MEDICAL = ("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge "
                      "Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>"
                      "\n\n{prompt}\n" + BOXED + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
 REF_DEEPSEEK_MEDICAL = "<｜begin▁of▁sentence｜>User: {prompt}\n" + BOXED + "\n\nAssistant:\n"
+
+
 REF_QWEN_MATH = ("<|im_start|>system\n" + BOXED + "<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n"
                  "<|im_start|>assistant\n")
+
+
 REF_LLAMA_MATH = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant.<|eot_id|>\n"
                   "<|start_header_id|>user<|end_header_id|>\n\n{prompt}\n" + BOXED + "<|eot_id|>\n"
                   "<|start_header_id|>assistant<|end_header_id|>\n\n")
-REF_DEEPSEEK_MATH = "<｜begin▁of▁sentence｜>User: {prompt}\n" + BOXED + "\n\nAssistant:"
 
 
 def _ok(items):
@@ -59,6 +59,33 @@ def _ok(items):
 def _reference_figfont():
     return reasoning_gym.create_dataset("figlet_font", size=10, seed=42, min_word_len=2, max_word_len=5,
                                         space_letters=True)
+
+
+def _rows(tmp_path, rows, name):
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+MATH_ROWS = [
+    {"question": "What is 1+1?", "answer": "We add. $1+1=\\boxed{2}$.\n"},
+    {"problem": "Simplify $\\frac{2}{4}$.", "solution": "Halve both: \\boxed{\\frac{1}{2}}"},
+    {"extra_info": {"question": "Find x if 2x=6.", "answer": "x = \\boxed{3}", "index": 9}, "ability": "math"},
+]
+
+
+MEDICAL_ROWS = [
+    {"prompt": "A 30-year-old... Which drug?\nA. aspirin\nB. heparin", "answer_letter": "B", "answer_string": "heparin",
+     "reasoning": "long thinking", "distilled_answer_string": "Heparin is right.\n\\boxed{B}"},
+    {"extra_info": {"question": "Q2?\nA. x\nB. y", "answer_letter": "A", "answer_string": "x",
+                    "answer_raw": "It is x. \\boxed{A}", "answer_thinking": "hmm"}},
+]
 
 
 def test_figfont_items_are_the_reference_indices():
@@ -105,25 +132,6 @@ def test_figfont_prompt_is_the_reference_string_and_labels_the_bare_word(family,
     assert view.prompt_ids([{"role": "system", "content": rec["system"]}, {"role": "user", "content": rec["prompt"]}]) == expected_prompt
 
 
-def _rows(tmp_path, rows, name):
-    path = tmp_path / name
-    if name.endswith(".parquet"):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), path)
-    else:
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-MATH_ROWS = [
-    {"question": "What is 1+1?", "answer": "We add. $1+1=\\boxed{2}$.\n"},
-    {"problem": "Simplify $\\frac{2}{4}$.", "solution": "Halve both: \\boxed{\\frac{1}{2}}"},
-    {"extra_info": {"question": "Find x if 2x=6.", "answer": "x = \\boxed{3}", "index": 9}, "ability": "math"},
-]
-
-
 @pytest.mark.parametrize("family, ref", [("qwen", REF_QWEN_MATH), ("llama", REF_LLAMA_MATH), ("deepseek", REF_DEEPSEEK_MATH)])
 def test_math_records_per_family(tmp_path, family, ref):
     path = _rows(tmp_path, MATH_ROWS, "math.jsonl")
@@ -142,14 +150,6 @@ def test_math_records_per_family(tmp_path, family, ref):
     pq = _rows(tmp_path, MATH_ROWS[:1] * 2, "math.parquet")  # the reference's numina subset is a parquet file
     assert [r for _, r in _ok(math_paper_records(str(pq), family))] == [recs[0], {**recs[0], "id": 1, "metadata": {
         **recs[0]["metadata"], "index": 1}}]
-
-
-MEDICAL_ROWS = [
-    {"prompt": "A 30-year-old... Which drug?\nA. aspirin\nB. heparin", "answer_letter": "B", "answer_string": "heparin",
-     "reasoning": "long thinking", "distilled_answer_string": "Heparin is right.\n\\boxed{B}"},
-    {"extra_info": {"question": "Q2?\nA. x\nB. y", "answer_letter": "A", "answer_string": "x",
-                    "answer_raw": "It is x. \\boxed{A}", "answer_thinking": "hmm"}},
-]
 
 
 @pytest.mark.parametrize("family, ref", [("qwen", REF_QWEN_MEDICAL), ("llama", REF_LLAMA_MEDICAL),
@@ -222,12 +222,6 @@ def test_source_records_paper_dispatch_and_refusals(tmp_path):
         RecordTokenizer(tiny_tokenizer(), template="paper:deepseek")(rec, "f.jsonl:3")
 
 
-REF_LLAMA_BASE_BOXED_WITH_BOS = (
-    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant.<|eot_id|>\n"
-    "<|start_header_id|>user<|end_header_id|>\n\n{input}\n" + BOXED + "<|eot_id|>\n"
-    "<|start_header_id|>assistant<|end_header_id|>\n\n")
-
-
 def test_paper_sft_reproduces_the_reference_training_wrapper_for_llama(tmp_path):
     # the reference's SFT dataset wraps a Llama base model's prompt (here FigFont's whole Llama prompt) in the
     # llama-base-boxed-with-bos string; Qwen prompts are used as they are, and Llama math's string is the wrapper
@@ -246,22 +240,3 @@ def test_paper_sft_reproduces_the_reference_training_wrapper_for_llama(tmp_path)
     assert RecordTokenizer(tok, template="paper-sft:llama")(r).input_ids == RecordTokenizer(tok, template="paper:llama")(r).input_ids
     tok.name_or_path = "meta-llama/Llama-3.1-8B"
     assert resolve_template("paper-sft", tok) == "paper-sft:llama"
-
-
-def test_math_harness_prompts_for_evaluation():
-    from deft.data import harness_prompt
-
-    q = "What is 1+1?"
-    assert harness_prompt("qwen", q) == REF_QWEN_MEDICAL.replace("{prompt}", q)  # qwen-boxed: the medical Qwen string
-    assert harness_prompt("llama-base-boxed-with-bos", q) == REF_LLAMA_BASE_BOXED_WITH_BOS.replace("{input}", q)
-    assert harness_prompt("deepseek", q) == REF_DEEPSEEK_MATH.replace("{prompt}", q)
-    # Llama and DeepSeek evaluate math with their training strings; Qwen trains with the chat-template form
-    tok = tiny_tokenizer()
-    for family in ("llama", "deepseek"):
-        rec = {"prompt": f"{q}\n{BOXED}", "response": "2", "task": "math"}
-        if family == "llama":
-            rec["system"] = "You are a helpful assistant."
-        ids = RecordTokenizer(tok, template=f"paper:{family}")(rec).prompt_ids
-        assert ids == tok(harness_prompt(family, q), add_special_tokens=False)["input_ids"]
-    with pytest.raises(ValueError, match="unknown prompt type 'mistral'"):
-        harness_prompt("mistral", q)

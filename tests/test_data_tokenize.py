@@ -2,23 +2,13 @@
 the end-of-turn token, for chat and plain templates; truncation; weights; batching."""
 
 import copy
-import json
 
 import pytest
 import torch
 
-from deft.data import (
-    IGNORE_INDEX,
-    DataError,
-    RecordError,
-    RecordTokenizer,
-    collate,
-    tokenize_record,
-    tokenize_to_dataset,
-)
+from deft.data import IGNORE_INDEX, RecordError, RecordTokenizer, collate, tokenize_record
 
-RESPONSE = "The capital of France is Paris."
-REC = {"system": "Answer briefly.", "prompt": "What is the capital of France?", "response": RESPONSE}
+from data_tokenize_helpers import REC, RESPONSE
 
 
 def labelled(tok, ex):
@@ -129,16 +119,3 @@ def test_collate_pads_and_keeps_alignment(smollm2_tokenizer):
     assert torch.equal(batch["weights"][0], (batch["labels"][0] != IGNORE_INDEX).float())
     assert batch["weights"][1].sum() == 3.0 * b.num_loss_tokens
     assert "weights" not in collate([a], tok.pad_token_id)
-
-
-def test_tokenize_to_dataset_streams_to_arrow(smollm2_tokenizer, tmp_path):
-    tok = smollm2_tokenizer
-    path = tmp_path / "d.jsonl"
-    rows = [REC, {"prompt": "x", "response": ""}, dict(REC, prompt="Hi", weight=0.5)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(DataError, match="1 invalid record in"):
-        tokenize_to_dataset(str(path), tok)
-    ds, report = tokenize_to_dataset(str(path), tok, skip_invalid=True, cache_dir=tmp_path / "cache")
-    assert len(ds) == 2 and report.invalid == 1 and report.valid == 2
-    assert ds[0]["input_ids"] == tokenize_record(REC, tok).input_ids and ds[0]["weights"] is None
-    assert ds[1]["where"] == f"{path}:3" and max(ds[1]["weights"]) == 0.5

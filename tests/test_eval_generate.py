@@ -10,12 +10,7 @@ import torch
 from deft.data import RecordTokenizer
 from deft.eval.generate import Generation, generate, generate_samples, load_generator, render_prompts, stop_token_ids
 
-PROMPTS = [
-    "hi",
-    "What is the capital of France? Answer in one word please.",
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}],
-    "x " * 30,
-]
+from eval_generate_helpers import PROMPTS
 
 
 def _llama(tokenizer, *, seed=0, **overrides):
@@ -32,6 +27,23 @@ def _llama(tokenizer, *, seed=0, **overrides):
 @pytest.fixture(scope="module")
 def tiny(smollm2_tokenizer):
     return _llama(smollm2_tokenizer)
+
+
+def _always_im_end(tokenizer):
+    """A model whose every next token is <|im_end|>: constant residual stream along one dimension,
+    read out only by the <|im_end|> row of the LM head."""
+    model = _llama(tokenizer, tie_word_embeddings=False)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.model.embed_tokens.weight[:, 0] = 1.0
+        for layer in model.model.layers:
+            layer.input_layernorm.weight.fill_(1.0)
+            layer.post_attention_layernorm.weight.fill_(1.0)
+        model.model.norm.weight.fill_(1.0)
+        model.lm_head.weight[im_end, 0] = 100.0
+    return model
 
 
 def test_prompt_ids_equal_the_training_prompt(smollm2_tokenizer):
@@ -79,23 +91,6 @@ def test_greedy_k_repeats_and_sampling_is_seeded(smollm2_tokenizer, tiny):
     assert [len(r) for r in a] == [3, 3, 3] and all(len(set(r)) > 1 for r in a)
 
 
-def _always_im_end(tokenizer):
-    """A model whose every next token is <|im_end|>: constant residual stream along one dimension,
-    read out only by the <|im_end|> row of the LM head."""
-    model = _llama(tokenizer, tie_word_embeddings=False)
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        model.model.embed_tokens.weight[:, 0] = 1.0
-        for layer in model.model.layers:
-            layer.input_layernorm.weight.fill_(1.0)
-            layer.post_attention_layernorm.weight.fill_(1.0)
-        model.model.norm.weight.fill_(1.0)
-        model.lm_head.weight[im_end, 0] = 100.0
-    return model
-
-
 def test_generation_stops_at_end_of_turn(smollm2_tokenizer):
     model = _always_im_end(smollm2_tokenizer)
     out = generate_samples(model, smollm2_tokenizer, PROMPTS, k=2, temperature=1.0, max_new_tokens=8,
@@ -129,50 +124,3 @@ def test_options_are_checked(smollm2_tokenizer, tiny):
 def test_vllm_backend_absent_is_a_clear_error():
     with pytest.raises(ValueError, match=r"^vLLM is not installed; pip install vllm or use --backend hf$"):
         load_generator("smollm2-135m", backend="vllm")
-
-
-class _StubVLLM:
-    """Stands in for the vllm module: records what the backend asks for, answers canned text."""
-
-    class SamplingParams:
-        def __init__(self, **kw):
-            self.__dict__.update(kw)
-
-    class LLM:
-        created = []
-
-        def __init__(self, **kw):
-            self.kw, self.calls = kw, []
-            _StubVLLM.LLM.created.append(self)
-
-        def generate(self, prompts, params, use_tqdm=True):
-            from types import SimpleNamespace as NS
-
-            self.calls.append((prompts, params))
-            return [NS(outputs=[NS(text=f"p{i}s{j}", token_ids=[1, 2], finish_reason="stop" if j else "length")
-                                for j in range(p.n)]) for i, p in enumerate(params)]
-
-
-def test_vllm_backend_renders_like_hf_and_maps_outputs(monkeypatch, tiny_model_dir):
-    import sys
-
-    from transformers import AutoTokenizer
-
-    from deft.eval.generate import VLLMGenerator
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)  # the tokenizer saved with the model
-
-    monkeypatch.setitem(sys.modules, "vllm", _StubVLLM)
-    gen = load_generator(str(tiny_model_dir), backend="vllm", dtype="bfloat16", seed=5)
-    assert isinstance(gen, VLLMGenerator)
-    assert gen.llm.kw["model"] == str(tiny_model_dir.resolve()) and gen.llm.kw["seed"] == 5
-    out = gen(PROMPTS[:2], k=3, temperature=1.0, top_p=0.9, max_new_tokens=7, seed=2)
-    prompts, params = gen.llm.calls[-1]
-    assert [p["prompt_token_ids"] for p in prompts] == render_prompts(tokenizer, PROMPTS[:2])
-    p = params[0]
-    assert (p.n, p.temperature, p.top_p, p.max_tokens, p.seed, p.top_k) == (3, 1.0, 0.9, 7, 2, -1)
-    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in p.stop_token_ids and params[1].seed == 3
-    assert out[1] == [Generation("p1s0", 2, False), Generation("p1s1", 2, True), Generation("p1s2", 2, True)]
-    greedy = gen(PROMPTS[:1], k=4, temperature=0.0, max_new_tokens=3)
-    assert gen.llm.calls[-1][1][0].n == 1 and gen.llm.calls[-1][1][0].temperature == 0.0
-    assert greedy == [[Generation("p0s0", 2, False)] * 4]

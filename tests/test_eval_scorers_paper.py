@@ -1,21 +1,13 @@
 """The paper's scorers (``--protocol paper``) against values produced by the reference code's own
 functions (see tests/data/eval/README.md for how the case files were made), and the widened ``mcq``."""
 
-import json
-from pathlib import Path
-
 import pytest
 
-from deft.eval import extract_choice, score
+from deft.eval import score
 from deft.eval.scorers import PAPER_SCORERS, SCORERS, extracted_answer
 from deft.eval.scorers_paper import match_choice_paper
-from deft.eval.scorers_paper_math import STRIP_EXCEPTIONS, extract_answer_paper, strip_string_paper
 
-DATA = Path(__file__).parent / "data" / "eval"
-
-
-def cases(name):
-    return [json.loads(line) for line in (DATA / f"paper_{name}_cases.jsonl").read_text().splitlines()]
+from eval_scorers_paper_helpers import cases
 
 
 def test_case_files_have_30_cases_each():
@@ -54,46 +46,7 @@ def test_mcq_paper_needs_options_and_always_picks_one():
     assert extracted_answer("mcq", "nothing that matches", options=opts) is None
 
 
-@pytest.mark.parametrize("case", cases("math"), ids=lambda c: repr(c["prediction"][:40]))
-def test_math_paper_matches_the_reference(case):
-    ds = case["data_name"]
-    skip = ds in STRIP_EXCEPTIONS
-    assert strip_string_paper(extract_answer_paper(case["prediction"], ds), skip_unit=skip) == case["extracted"]
-    assert strip_string_paper(case["reference"], skip_unit=skip) == case["gold"]
-    assert score("math_paper", case["prediction"], case["reference"], data_name=ds) == case["score"]
-
-
-def test_math_paper_edge_cases_by_hand():
-    # Minerva form first, even when a box follows
-    assert extract_answer_paper("final answer is $7$. I hope it is correct. \\boxed{8}") == "7"
-    # an unclosed last box runs to the end of the text
-    assert extract_answer_paper("\\boxed{12") == "12"
-    # no box, no statement: the last number (commas removed)
-    assert extract_answer_paper("we get 3 and then 1,250 in total") == "1250"
-    # gold/100, gold, gold*100 at relative tolerance 1e-4
-    assert score("math_paper", "\\boxed{0.12}", "12") == 1.0
-    assert score("math_paper", "\\boxed{1200}", "12") == 1.0
-    assert score("math_paper", "\\boxed{12.001}", "12") == 1.0       # |diff| / 12 < 1e-4
-    assert score("math_paper", "\\boxed{12.01}", "12") == 0.0
-    # deft's own math scorer does not accept the percentage reading nor the last number
-    assert score("math", "\\boxed{1200}", "12") == 0.0
-    assert score("math", "we get 12", "12") == 0.0
-
-
 def test_context_keys():
     assert score("exact", "a", "a", options={"A": "x"}, data_name="math", entry=None) == 1.0
     with pytest.raises(ValueError, match="unknown scorer context"):
         score("exact", "a", "a", option={"A": "x"})
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("Final answer: c", "C"),
-    ("final answer: (b).", "B"),
-    ("I would pick B) because it blocks cyclooxygenase.", "B"),
-    ("So C) Paracetamol is my pick.", "C"),
-    ("Final answer: a drug", None),                 # an article, not a letter
-    ("Between B) and D) I cannot decide.", None),  # several letters named: wrong
-    ("Option A is wrong because it is B-cell mediated.", None),
-])
-def test_mcq_widened(text, expected):
-    assert extract_choice(text, "ABCDE") == expected

@@ -1,6 +1,5 @@
 """One run per folder, the lock, honest resume, the non-finite guard, warm-up and TensorBoard."""
 
-import importlib.util
 import json
 import os
 import socket
@@ -10,29 +9,36 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import TrainerCallback
 
 from deft.cli.main import main
 from deft.train import load_config, train
-from deft.train.rundir import LOCK_NAME, RunLock, read_metrics
 from deft.train.run import settings_hash_of
-from deft.train.trainer import NonFiniteError, warmup_steps
+from deft.train.rundir import LOCK_NAME, RunLock, read_metrics
 
-QUIET = dict(log=lambda *_: None)
-
-
-def cfg_for(model_dir, data, out, **kw):
-    base = dict(model=str(model_dir), data=str(data), output_dir=str(out), max_length=256, lr=1e-3,
-                progress=False, seed=7, batch_size=2)
-    base.update(kw)
-    return load_config(None, base)
+from train_rundir_helpers import QUIET, cfg_for
 
 
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()  # reaped: the pid names no process now
     return proc.pid
+
+
+def _cli(model_dir, data, out, *extra):
+    return [sys.executable, "-m", "deft.cli.main", "train", "--model", str(model_dir), "--data", str(data),
+            "--out", str(out), "--max-length", "256", "--batch-size", "2", "--no-progress", "--seed", "5", *extra]
+
+
+class _Crash(TrainerCallback):
+    """Raises at the start of optimizer step ``at + 1`` (after step ``at`` was saved)."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt("simulated crash")
 
 
 # -- the lock ---------------------------------------------------------------------------------
@@ -55,11 +61,6 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     with pytest.raises(ValueError, match="on another-host"):  # cannot tell: refused, the file is kept
         RunLock(tmp_path).acquire()
     assert json.loads((tmp_path / LOCK_NAME).read_text())["host"] == "another-host"
-
-
-def _cli(model_dir, data, out, *extra):
-    return [sys.executable, "-m", "deft.cli.main", "train", "--model", str(model_dir), "--data", str(data),
-            "--out", str(out), "--max-length", "256", "--batch-size", "2", "--no-progress", "--seed", "5", *extra]
 
 
 def test_a_second_concurrent_train_into_the_same_folder_is_refused(tiny_model_dir, figfont_records, tmp_path):
@@ -131,29 +132,6 @@ def test_resume_on_a_finished_run_says_so_and_changes_nothing(tiny_model_dir, fi
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()} == files
 
 
-class _Crash(TrainerCallback):
-    """Raises at the start of optimizer step ``at + 1`` (after step ``at`` was saved)."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == self.at:
-            raise KeyboardInterrupt("simulated crash")
-
-
-class _PoisonWeights(TrainerCallback):
-    """Sets one weight to NaN at the start of optimizer step ``at + 1``."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
-        if state.global_step == self.at:
-            with torch.no_grad():
-                next(model.parameters()).view(-1)[0] = float("nan")
-
-
 def test_summary_after_resume_averages_every_step(tiny_model_dir, figfont_records, tmp_path):
     kw = dict(max_steps=4, save_steps=2, lr_scheduler="constant", warmup_ratio=0.0)
     ref = tmp_path / "ref"
@@ -175,23 +153,6 @@ def test_summary_after_resume_averages_every_step(tiny_model_dir, figfont_record
     assert json.loads((out / "summary.json").read_text())["train_loss"] == summary["train_loss"]
 
 
-def test_a_non_finite_loss_mid_run_stops_with_no_final_model(tiny_model_dir, figfont_records, tmp_path):
-    out = tmp_path / "run"
-    with pytest.raises(NonFiniteError) as err:
-        train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=6, save_steps=1, save_total_limit=10),
-              callbacks=[_PoisonWeights(2)], **QUIET)
-    message = str(err.value)
-    assert "\n" not in message and message.startswith("step 3: loss is nan")
-    assert str(out / "checkpoint-2") in message
-    assert not (out / "final").exists() and not (out / "summary.json").exists()
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
-    from safetensors.torch import load_file
-
-    assert all(torch.isfinite(t).all() for t in load_file(out / "checkpoint-2" / "model.safetensors").values())
-    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]  # the broken step is not logged
-    assert not (out / LOCK_NAME).exists()
-
-
 def test_the_settings_hash_follows_what_the_run_computes(figfont_records, tmp_path):
     base = dict(model="m", data=str(figfont_records), output_dir=str(tmp_path / "a"))
     h = settings_hash_of(load_config(None, base))
@@ -202,20 +163,6 @@ def test_the_settings_hash_follows_what_the_run_computes(figfont_records, tmp_pa
     assert h == settings_hash_of(load_config(None, dict(base, data=str(copy))))  # same bytes elsewhere
     copy.write_bytes(Path(figfont_records).read_bytes() + b"\n")
     assert h != settings_hash_of(load_config(None, dict(base, data=str(copy))))
-
-
-# -- warm-up ----------------------------------------------------------------------------------
-def test_warmup_ratio_is_a_share_of_the_resolved_steps(tiny_model_dir, figfont_records, tmp_path):
-    assert [warmup_steps(r, 10) for r in (0.0, 0.1, 0.25, 0.3)] == [0, 1, 3, 3]
-    lrs = {}
-    for ratio in (0.1, 0.2):
-        out = tmp_path / f"w{ratio}"
-        train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=10, lr=1e-3, lr_scheduler="constant_with_warmup",
-                      warmup_ratio=ratio), **QUIET)
-        lrs[ratio] = [r["lr"] for r in read_metrics(out / "metrics.jsonl")]
-    # the rate each optimizer step used: 1 warm-up step (0), then the full rate; 2 steps: 0, 1/2, full
-    assert lrs[0.1] == pytest.approx([0.0] + [1e-3] * 9)
-    assert lrs[0.2] == pytest.approx([0.0, 5e-4] + [1e-3] * 8)
 
 
 # -- trackers ---------------------------------------------------------------------------------
@@ -235,19 +182,6 @@ def test_tensorboard_events_hold_the_loss_and_token_statistics(tiny_model_dir, f
         scalars = acc.Scalars(tag)
         assert [s.step for s in scalars] == [1, 2, 3], tag
         assert [s.value for s in scalars] == pytest.approx([r[key] for r in rows], rel=1e-5), tag
-
-
-def test_a_tracker_that_is_not_installed_is_refused_before_loading(tiny_model_dir, figfont_records, tmp_path, capsys):
-    if importlib.util.find_spec("wandb") is not None:
-        pytest.skip("wandb is installed here")
-    out = tmp_path / "run"
-    assert main(["train", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--out", str(out),
-                 "--report-to", "wandb"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pip install 'deft[wandb]'" in err[0], err
-    assert not out.exists()
-
-
 def test_resuming_with_other_computing_settings_is_refused_before_anything_changes(tiny_model_dir, figfont_records,
                                                                                   tmp_path, capsys):
     from deft.cli.main import main

@@ -1,9 +1,10 @@
 """Small file helpers shared by every layer: atomic, world-readable writes and JSON-safe values.
 
-Every file deft writes goes through :func:`atomic_write_text` (or its JSON / directory variants):
-the content is written to a temporary file in the same folder and renamed into place, so a reader
-or a crash never sees half a file, and the result is readable by everyone (0644), like files
-written by ``open()`` under the usual umask.
+Every file deft writes goes through :func:`atomic_open` (a file object to stream into) or its
+one-call forms :func:`atomic_write_text` / :func:`atomic_write_json`, and every folder through
+:func:`atomic_write_dir`: the content is written to a temporary file (folder) beside the target and
+renamed into place, so a reader or a crash never sees half a file, and the result is readable by
+everyone (files 0644, folders 0755), like files written by ``open()`` under the usual umask.
 """
 
 from __future__ import annotations
@@ -13,22 +14,38 @@ import math
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable, Iterator, Optional
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_write_dir", "json_safe"]
+__all__ = ["atomic_open", "atomic_write_text", "atomic_write_json", "atomic_write_dir", "json_safe"]
 
 _MODE = 0o644
+_DIR_MODE = 0o755
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` in one rename; returns the path."""
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", *, encoding: str = "utf-8") -> Iterator[IO]:
+    """A file object to stream into (``mode`` ``"w"``: text in ``encoding``, ``"wb"``: bytes) that
+    becomes ``path`` in one rename when the ``with`` block ends without an exception.
+
+    The temporary file lies in the same folder (``.NAME.XXXX.tmp``, so the rename never crosses a
+    file system), is flushed to disk before the rename and made 0644; an exception inside the block
+    removes it and leaves an existing ``path`` untouched. Missing parent folders are created.
+    Example::
+
+        with atomic_open(out / "records.jsonl") as f:
+            for rec in records:
+                f.write(json.dumps(rec) + "\n")
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open: mode must be 'w' or 'wb', not {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, encoding=None if mode == "wb" else encoding) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _MODE)
@@ -37,7 +54,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         with _quiet():
             os.unlink(tmp)
         raise
-    return target
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` in one rename (see :func:`atomic_open`); returns the path."""
+    with atomic_open(path) as f:
+        f.write(text)
+    return Path(path)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
@@ -45,21 +68,43 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None =
     return atomic_write_text(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n")
 
 
-def atomic_write_dir(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_dir)`` and move the finished folder to ``path`` in one rename; an existing
-    folder is replaced only once the new one is complete."""
+def atomic_write_dir(path: str | os.PathLike, writer: Callable[[Path], None], *,
+                     keep_if: Optional[Callable[[Path], bool]] = None) -> Path:
+    """Call ``writer(tmp_dir)`` and move the finished folder (0755) to ``path`` in one rename; an
+    existing folder is replaced only once the new one is complete. If ``writer`` raises, the
+    temporary folder is removed and ``path`` is left as it was.
+
+    By default the temporary folder is ``NAME.tmp`` beside ``path`` (a run folder has one writer).
+    With ``keep_if`` (for folders several processes may write at once, such as caches) each writer
+    works in its own ``.NAME.tmp-XXXX`` folder, and when another process has meanwhile finished
+    ``path`` and ``keep_if(path)`` is true, that copy is kept and this one discarded."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    writer(tmp)
-    old = target.with_name(target.name + ".old")
-    if target.exists():
+    if keep_if is None:
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        os.chmod(tmp, _DIR_MODE)
+        writer(tmp)
+        if keep_if is not None:
+            try:
+                os.replace(tmp, target)  # fails when another writer's complete folder is there
+                return target
+            except OSError:
+                if target.is_dir() and keep_if(target):
+                    return target
+        old = target.with_name(target.name + ".old")
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

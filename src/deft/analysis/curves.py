@@ -72,9 +72,10 @@ def gate_curves(
 
 def write_curves_csv(curves: dict, path: Path) -> None:
     """One row per (objective, p): ``objective, p, gate, signal``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
+    from ..io import atomic_open
+
+    with atomic_open(path) as f:
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["objective", "shape", "p", "gate", "signal"])
         for (spec, shape), c in curves.items():
             for p, s, w in zip(c["p"].tolist(), c["gate"].tolist(), c["signal"].tolist()):

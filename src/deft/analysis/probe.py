@@ -41,6 +41,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from ..io import atomic_write_text
+
 if TYPE_CHECKING:  # torch is imported where it is used: 'deft --help' reads the constants here
     import torch
 
@@ -183,12 +185,7 @@ def write_probe(summary: dict, stats: Optional[dict], out) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if stats is not None:
         save_token_stats(stats, out / "token_stats.npz")
-    path = out / "probe.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    tmp.chmod(0o644)
-    tmp.replace(path)
-    return path
+    return atomic_write_text(out / "probe.json", json.dumps(summary, indent=1) + "\n")
 
 
 def format_summary(summary: dict) -> str:

@@ -26,6 +26,8 @@ from typing import Sequence
 
 import torch
 
+from ..io import atomic_open
+
 __all__ = ["TOKEN_KEYS", "TINY", "save_token_stats", "load_token_stats", "gate_names", "check_same_tokens"]
 
 TOKEN_KEYS = ("p", "logp", "entropy", "focus", "example", "token_id")
@@ -43,14 +45,11 @@ def save_token_stats(stats: dict, path) -> Path:
     import numpy as np
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v for k, v in stats.items() if isinstance(v, torch.Tensor)}
     meta = dict(stats.get("meta") or {})
     if path.suffix == ".pt":
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({**tensors, "meta": meta}, tmp)
-        tmp.chmod(0o644)
-        tmp.replace(path)
+        with atomic_open(path, "wb") as f:
+            torch.save({**tensors, "meta": meta}, f)
         return path
     if path.suffix != ".npz":
         raise ValueError(f"{path}: token statistics are saved as .npz or .pt")
@@ -60,10 +59,8 @@ def save_token_stats(stats: dict, path) -> Path:
     arrays["gates"] = (np.stack([tensors[f"gate/{g}"].numpy() for g in names]) if names
                        else np.zeros((0, tensors["p"].numel()), dtype=np.float32))
     arrays["meta"] = np.array(json.dumps(meta))
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return path
 
 

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from ..io import json_safe
+from ..io import atomic_open, json_safe
 from .records import RecordError, normalize_record, parse_key_map
 
 __all__ = ["iter_rows", "iter_records", "write_jsonl", "count_rows", "check_output_path", "READABLE"]
@@ -301,21 +301,10 @@ def check_output_path(path: str | os.PathLike, flag: str = "--out") -> Path:
 def write_jsonl(records: Iterable[Mapping], path: str | os.PathLike) -> int:
     """Write records as JSON Lines, atomically (a temporary file renamed into place, mode 0644).
     Returns the number written. Values JSON cannot hold (tuples, sets, numpy) are converted."""
-    import tempfile
-
-    path = check_output_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(json_safe(rec), ensure_ascii=False))
-                f.write("\n")
-                n += 1
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(check_output_path(path)) as f:
+        for rec in records:
+            f.write(json.dumps(json_safe(rec), ensure_ascii=False))
+            f.write("\n")
+            n += 1
     return n

@@ -30,13 +30,13 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from ..io import atomic_write_dir
 
 __all__ = [
     "EMBEDDED_MODELS",
@@ -158,25 +158,6 @@ def _with_pad_token(tokenizer):
     return tokenizer
 
 
-def _atomic_write_dir(final: Path, write) -> Path:
-    """Call ``write(tmpdir)`` then rename ``tmpdir`` to ``final``; if another process got there first,
-    keep its copy."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        os.chmod(tmp, 0o755)
-        write(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / _MARKER).is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
 def _marker(resolved: ResolvedModel, what: str) -> dict:
     import transformers
 
@@ -267,7 +248,7 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
             tokenizer.save_pretrained(str(tmp))
             (tmp / _MARKER).write_text(json.dumps(_marker(resolved, "tokenizer"), indent=1))
 
-        _atomic_write_dir(_tokenizer_cache_dir(resolved), write)
+        atomic_write_dir(_tokenizer_cache_dir(resolved), write, keep_if=_is_cached)
         return tokenizer
     if resolved.kind == "hub":
         extra.update(_hub_kwargs(resolved))
@@ -329,7 +310,7 @@ def materialize(spec: str, *, trust_remote_code: bool = False) -> str:
             tokenizer.save_pretrained(str(tmp))
             (tmp / _MARKER).write_text(json.dumps(_marker(resolved, "model+tokenizer"), indent=1))
 
-        _atomic_write_dir(cached, write)
+        atomic_write_dir(cached, write, keep_if=_is_cached)
     return str(cached)
 
 

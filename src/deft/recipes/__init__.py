@@ -2,7 +2,8 @@
 
 * :mod:`deft.recipes.compare` — one run per objective (and seed), evaluated, as a paper-style
   table with intervals; results that know their inputs (hashes decide what is redone); validation
-  of every run before the first model loads. :mod:`deft.recipes.grid` — models x datasets.
+  of every run before the first model loads; :mod:`deft.recipes.jobs` keeps its bookkeeping (what
+  each result folder was computed from). :mod:`deft.recipes.grid` — models x datasets.
 * :mod:`deft.recipes.measure` — held-out learning and forgetting measurements of a comparison.
 * :mod:`deft.recipes.token_stats` — per-token statistics of a model on a record file, from the
   patched training forward. :mod:`deft.recipes.probe` — ``deft probe``.

@@ -30,11 +30,12 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from ..config import ConfigError, option
+from .jobs import Job, Ledger, reason, record_inputs, stored
 
 __all__ = ["CompareConfig", "run_name", "parse_seeds", "plan_runs", "compare", "run_grid", "validate_grid"]
 
@@ -121,23 +122,6 @@ def parse_seeds(text) -> list[int]:
 # settings that say where and how verbosely a run writes, not what it computes
 _NOT_HASHED = ("output_dir", "progress", "resume", "resume_from_checkpoint", "overwrite", "report_to", "num_workers",
                "logging_steps")
-
-
-@dataclass
-class Job:
-    """One run (``kind="train"``) or evaluation (``"eval"``, ``"heldout"``) of a comparison."""
-
-    kind: str
-    label: str
-    folder: Path
-    settings: dict
-    inputs: dict = field(default_factory=dict)
-    hash: str = ""
-
-    def __post_init__(self):
-        from ..config import settings_hash
-
-        self.hash = settings_hash(self.settings, self.inputs)
 
 
 def _train_settings(cfg: CompareConfig, spec: str, seed, train_kw: dict, folder: Path) -> tuple[dict, dict]:
@@ -237,57 +221,6 @@ def _check_inputs(cfg: CompareConfig, benchmarks: list) -> None:
         load_problems(benchmarks, **kw)
 
 
-def _stored(folder: Path, name: str = "inputs.json") -> dict:
-    try:
-        return json.loads((folder / name).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Human-readable differences of two settings mappings (``max_steps 2 -> 3``)."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _changes(a, b, f"{prefix}{key}.")
-        elif a != b:
-            short = [v[:12] if isinstance(v, str) and len(v) == 64 else v for v in (a, b)]  # sha256 hex
-            out.append(f"{prefix}{key} {short[0]} -> {short[1]}")
-    return out
-
-
-def _reason(job: Job, stored: dict) -> str:
-    """Why a folder's previous result cannot be reused."""
-    if not stored:
-        return "no record of its inputs"
-    changed = _changes(stored.get("settings") or {}, job.settings)
-    return ", ".join(changed) if changed else "an input file changed"
-
-
-class _Ledger:
-    """``OUT/hashes.json``: the hash each folder was started for (resume only the same run)."""
-
-    def __init__(self, out: Path):
-        self.path = out / "hashes.json"
-        self.data = _stored(out, "hashes.json")
-
-    def started(self, job: Job, out: Path) -> None:
-        from ..io import atomic_write_json
-
-        self.data[str(job.folder.relative_to(out))] = job.hash
-        atomic_write_json(self.path, self.data)
-
-    def get(self, job: Job, out: Path) -> Optional[str]:
-        return self.data.get(str(job.folder.relative_to(out)))
-
-
-def _record(job: Job, name: str = "inputs.json") -> None:
-    from ..io import atomic_write_json
-
-    atomic_write_json(job.folder / name, {"hash": job.hash, "settings": job.settings, "inputs": job.inputs})
-
-
 def _train_in_subprocess(options: dict, run_dir: Path) -> None:
     """Run ``deft train`` in a fresh process: each run starts with clean memory and a crash in
     one run cannot take the comparison down with it. Its output goes to ``run_dir/train.log``."""
@@ -305,10 +238,10 @@ def _train_in_subprocess(options: dict, run_dir: Path) -> None:
     log_path.unlink()
 
 
-def _train(job: Job, options: dict, out: Path, ledger: _Ledger, log: Callable) -> None:
-    stored = _stored(job.folder)
+def _train(job: Job, options: dict, out: Path, ledger: Ledger, log: Callable) -> None:
+    record = stored(job.folder)
     finished = (job.folder / "final").is_dir() and (job.folder / "summary.json").exists()
-    if finished and stored.get("hash") == job.hash:
+    if finished and record.get("hash") == job.hash:
         log(f"{job.label} already done, inputs unchanged ({job.folder})")
         return
     resume = False
@@ -317,31 +250,31 @@ def _train(job: Job, options: dict, out: Path, ledger: _Ledger, log: Callable) -
             resume = True
             log(f"{job.label}: resuming the unfinished run")
         else:
-            log(f"{job.label}: redoing ({_reason(job, stored)})")
+            log(f"{job.label}: redoing ({reason(job, record)})")
             shutil.rmtree(job.folder)
     ledger.started(job, out)
     if not resume:
         log(f"{job.label} ...")
     _train_in_subprocess(dict(options, resume=resume), job.folder)
-    _record(job)
+    record_inputs(job)
 
 
 def _evaluation(job: Job, model_path: str, benchmarks: list, eval_kw: dict, log: Callable) -> dict:
     from ..eval.runner import evaluate
 
-    stored = _stored(job.folder)
+    record = stored(job.folder)
     done = job.folder / "results.json"
-    if done.exists() and stored.get("hash") == job.hash:
+    if done.exists() and record.get("hash") == job.hash:
         log(f"{job.label} already done, inputs unchanged ({done})")
         return json.loads(done.read_text())
-    redo = job.folder.exists() and bool(done.exists() or stored)
+    redo = job.folder.exists() and bool(done.exists() or record)
     if redo:  # the evaluation folder's own guard would refuse other settings: this is a deliberate redo
-        log(f"{job.label}: redoing ({_reason(job, stored)})")
+        log(f"{job.label}: redoing ({reason(job, record)})")
         for name in ("results.json", "results.partial.json", "generations.jsonl", "inputs.json"):
             (job.folder / name).unlink(missing_ok=True)
     log(f"{job.label} on {', '.join(benchmarks)} ...")
     result = evaluate(model_path, benchmarks, out_dir=str(job.folder), **eval_kw, **({"overwrite": True} if redo else {}))
-    _record(job)
+    record_inputs(job)
     return result
 
 
@@ -359,7 +292,7 @@ def compare(cfg: CompareConfig, train_options: Optional[dict] = None, *, log: Ca
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "compare.json", {"settings": {k: v for k, v in vars(cfg).items() if not k.startswith("_")},
                                             "train": dict(train_options or {}), "objectives": plan["specs"]})
-    ledger = _Ledger(out)
+    ledger = Ledger(out)
     eval_kw = _eval_kw(cfg)
     results: dict = {}
     if ("Base", None) in plan["eval"]:
@@ -399,8 +332,8 @@ def format_plan(plan: dict, cfg: CompareConfig) -> str:
              f"{len(plan['heldout'])} held-out measurements"]
     for job in [j for _, _, j, _ in plan["train"]] + list(plan["eval"].values()) + list(plan["heldout"].values()):
         name = "heldout.json" if job.kind == "heldout" else "inputs.json"
-        stored = _stored(job.folder, name)
-        status = "reuse" if stored.get("hash") == job.hash else ("redo: " + _reason(job, stored)) if stored else "new"
+        record = stored(job.folder, name)
+        status = "reuse" if record.get("hash") == job.hash else ("redo: " + reason(job, record)) if record else "new"
         lines.append(f"  {job.label:<40} {job.hash[:12]}  {status}")
     return "\n".join(lines)
 

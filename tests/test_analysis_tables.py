@@ -1,0 +1,65 @@
+"""Tests of deft.analysis.tables: result tables of a comparison: pure functions over saved results (no
+model, no training)."""
+
+import pytest
+
+from deft.analysis.tables import build_table, format_differences, format_markdown
+
+
+def _ff(em, jw):
+    return {"figfont": {"exact": em, "jaro_winkler": jw, "k": 1}}
+
+
+def test_one_seed_table_marks_best_bold_and_second_underlined():
+    table = build_table({"Base": _ff(0.0, 0.30), "nll": _ff(0.25, 0.60), "deft": _ff(0.50, 0.55)})
+    assert [c.title for c in table.columns][:3] == ["figfont EM", "figfont JW", "Avg"]
+    assert table.cell("deft", "Avg") == (pytest.approx(52.5), None, 1)
+    md = format_markdown(table)
+    assert "| deft | **50.00** | <u>55.00</u> | **52.50** | 1 |" in md
+    assert "| nll | <u>25.00</u> | **60.00** | <u>42.50</u> | 1 |" in md
+    assert "One seed" in md
+    tied = format_markdown(build_table({"a": _ff(0.0, 0.1), "b": _ff(0.0, 0.2)}))
+    assert "| a | 0.00 |" in tied and "| b | 0.00 | **20.00** |" in tied  # a column where all tie: no mark
+    math = build_table({"a": {"math500": {"average_at_k": 0.4, "k": 16}}})
+    assert [c.title for c in math.columns][:2] == ["math500 Avg@16", "Avg"]
+
+
+def test_seeded_table_marks_only_differences_outside_the_noise():
+    h = lambda nll: {"heldout": {"heldout_nll": nll, "drift_kl": 0.1 * nll}}  # noqa: E731
+    results = {
+        "Base": {**_ff(0.0, 0.30), **h(3.0)},
+        # nll and deft: deft's JW is higher on every seed by 5 +- 1 points -> outside the noise
+        "nll": {0: {**_ff(0.10, 0.50), **h(2.0)}, 1: {**_ff(0.30, 0.52), **h(2.1)}, 2: {**_ff(0.20, 0.54), **h(2.2)}},
+        "deft": {0: {**_ff(0.30, 0.55), **h(2.05)}, 1: {**_ff(0.10, 0.58), **h(2.0)}, 2: {**_ff(0.20, 0.58), **h(2.3)}},
+    }
+    table = build_table(results)
+    assert table.seeds("nll") == 3 and table.seeds("Base") == 1
+    mean, half, n = table.cell("deft", "figfont JW")
+    assert (mean, n) == (pytest.approx(57.0), 3)
+    assert half == pytest.approx(4.303 * (3 ** 0.5) / 3 ** 0.5)  # values 55, 58, 58: s = sqrt(3)
+    md = format_markdown(table)
+    row = next(line for line in md.splitlines() if line.startswith("| deft |"))
+    cells = row.split(" | ")
+    # EM: deft - nll differences +20, -20, 0 -> inside the noise: no bold, means 20.00 both
+    assert cells[1] == "20.00 ± 24.84"
+    # JW: deft - nll = 5, 6, 4 -> mean 5 +- 2.48: bold
+    assert cells[2].startswith("**57.00 ± ")
+    # heldout_nll (lower is better): Base 3.0 is worst; nll 2.1 vs deft 2.1167 -> tie within noise, no marks
+    assert "**" not in row.split(" | ")[4]
+    assert "intervals" in md or "95% interval" in md
+    diff = format_differences(table)
+    deft_row = next(line for line in diff.splitlines() if line.startswith("| deft |"))
+    # EM differences 20, -20, 0: s = 20, half-width 4.303 * 20 / sqrt(3) = 49.69, no star
+    assert "| deft | +0.00 ± 49.69 | +5.00 ± 2.48* |" in deft_row
+
+
+def test_figure1_shares_are_percent_columns_learned_higher_forgotten_lower_is_better():
+    h = lambda learned, forgotten: {"heldout": {"heldout_nll": 2.0, "learned": learned, "forgotten": forgotten}}  # noqa: E731
+    table = build_table({"Base": {"heldout": {"heldout_nll": 3.0}}, "nll": h(0.40, 0.10), "deft": h(0.55, 0.05)})
+    assert table.cell("deft", "learned %") == (pytest.approx(55.0), None, 1)
+    assert table.cell("Base", "learned %") is None
+    md = format_markdown(table)
+    assert "| learned % | forgotten % |" in md
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[3:5] for line in md.splitlines() if line.startswith("| ")}
+    assert rows["deft"] == ["**55.0**", "**5.0**"]  # more learned, less forgotten: both best
+    assert rows["nll"] == ["40.0", "10.0"] and rows["Base"] == ["-", "-"]

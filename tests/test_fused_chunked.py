@@ -1,0 +1,143 @@
+"""The fused chunked loss equals the plain full-logits loss for every objective.
+
+Tolerances are anchored to what the plain fp32 path achieves: the plain loss in fp64 is the
+truth, and the fused fp32 result may differ from it by at most a small multiple of the plain
+fp32 error (plus a floor at fp32 resolution)."""
+
+import pytest
+import torch
+
+import deft
+
+from fused_chunked_helpers import ALL, assert_anchored, make_case, run_fused, run_plain
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fused_equals_plain_for_every_objective(name):
+    c64 = make_case(dtype=torch.float64)
+    c32 = make_case(dtype=torch.float32)
+    truth = run_plain(c64, name)
+    plain = run_plain(c32, name)
+    fused = run_fused(c32, name)
+    for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
+        assert_anchored(fused[i], plain[i], truth[i].double(), f"{name} {what}")
+    for key in ("p", "gate", "entropy", "focus"):
+        assert (key in fused[4]) == (key in plain[4]), key
+        if key in plain[4]:
+            torch.testing.assert_close(fused[4][key], plain[4][key], rtol=1e-4, atol=1e-5)
+    assert fused[4]["num_tokens"] == plain[4]["num_tokens"] == int((c32["y"] != -100).sum())
+
+
+@pytest.mark.parametrize("name", ["deft", "cayley_floor", "eaft", "kd", "label_smoothing"])
+@pytest.mark.parametrize("chunk_size", [1, 5, 37, 1000, None])
+def test_chunk_size_does_not_change_the_result(name, chunk_size):
+    c = make_case(n=37, vocab=61, seed=1)
+    ref = run_fused(c, name, chunk_size=37)
+    out = run_fused(c, name, chunk_size=chunk_size)
+    for a, b in zip(out[:4], ref[:4]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["nll", "deft", "psft", "gem", "target_sft"])
+def test_reduction_none_with_per_token_upstream_gradient(name):
+    """reduction='none' recomputes the chunks in backward with the per-token upstream gradient."""
+    c64, c32 = make_case(seed=2, dtype=torch.float64), make_case(seed=2)
+    up = torch.rand(37, dtype=torch.float64) * 2 - 0.5
+    truth = run_plain(c64, name, reduction="none", upstream=up)
+    plain = run_plain(c32, name, reduction="none", upstream=up.float())
+    fused = run_fused(c32, name, reduction="none", upstream=up.float())
+    assert fused[0].shape == (37,) and torch.all(fused[0][c32["y"] == -100] == 0)
+    for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
+        assert_anchored(fused[i], plain[i], truth[i].double(), f"{name} {what}")
+
+
+@pytest.mark.parametrize("name", ["nll", "deft", "kd"])
+def test_mean_reduction_and_upstream_scale(name):
+    c = make_case(seed=3)
+    fused = run_fused(c, name, reduction="mean", upstream=torch.tensor(3.0))
+    plain = run_plain(c, name, reduction="mean", upstream=torch.tensor(3.0))
+    for a, b in zip(fused[:4], plain[:4]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_non_contiguous_teacher_hidden_states():
+    """``teacher_hidden[:, :-1]`` of a batch (what the model wrapper passes) gives the result of
+    its contiguous copy."""
+    c = make_case(n=40, seed=15)
+    h3, y3 = c["h"].reshape(4, 10, -1), c["y"].reshape(4, 10)
+    t3 = torch.randn(4, 11, c["h"].shape[1], generator=torch.Generator().manual_seed(0))
+    view = t3[:, :-1]
+    assert not view.is_contiguous()
+    for name in ("kd", "gem", "kd_hybrid"):
+        outs = [deft.fused_token_loss(h3, c["w"], y3, name, teacher_hidden=t, teacher_weight=c["tw"],
+                                      reduction="none", chunk_size=7) for t in (view, view.contiguous())]
+        torch.testing.assert_close(outs[0], outs[1])
+
+
+def test_many_ignored_tokens_and_no_bias():
+    c = make_case(n=64, seed=4, ignore_every=0)
+    c["y"][torch.arange(64) % 7 != 0] = -100  # 10 loss tokens of 64
+    for name in ("deft", "sft_kl"):
+        fused = run_fused(c, name, bias=False, chunk_size=3)
+        plain = run_plain(c, name, bias=False)
+        for a, b in zip(fused[:3], plain[:3]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        assert torch.all(fused[1][c["y"] == -100] == 0)  # ignored rows get no hidden gradient
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
+def test_all_tokens_ignored(name, reduction):
+    c = make_case(n=9, seed=5)
+    c["y"][:] = -100
+    loss, dh, dw, db, stats = run_fused(c, name, reduction=reduction)
+    assert torch.all(loss == 0) and stats["num_tokens"] == 0
+    for g in (dh, dw, db):
+        assert g is not None and torch.all(g == 0) and torch.isfinite(g).all()
+    plain_stats = run_plain(c, name, reduction=reduction)[4]
+    assert set(stats) == set(plain_stats)  # the trainer's statistics need every key, even here
+    assert all(torch.all(stats[key] == 0) for key in ("p", "gate", "entropy"))
+
+
+@pytest.mark.parametrize("name", ["nll", "p", "deft", "cayley", "eaft", "kd", "label_smoothing", "psft"])
+def test_bf16_inputs_match_the_plain_bf16_path(name):
+    """bf16 hidden/weight: both paths multiply in bf16 and compute the loss in fp32; the error
+    budget is anchored to the plain bf16 path's own error against fp64."""
+    c64 = make_case(seed=6, dtype=torch.float64)
+    cb = make_case(seed=6, dtype=torch.bfloat16)
+    truth = run_plain(c64, name)
+    plain = run_plain(cb, name)
+    fused = run_fused(cb, name)
+    assert fused[1].dtype == torch.bfloat16 and fused[2].dtype == torch.bfloat16
+    for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
+        assert_anchored(fused[i], plain[i], truth[i].double(), f"bf16 {name} {what}", factor=3.0, floor=1e-2)
+
+
+def test_hidden_may_have_batch_dimensions():
+    c = make_case(n=36, seed=7)
+    h3, y3 = c["h"].reshape(4, 9, -1), c["y"].reshape(4, 9)
+    out = deft.fused_token_loss(h3, c["w"], y3, "deft", reduction="none")
+    assert out.shape == (4, 9)
+    flat = deft.fused_token_loss(c["h"], c["w"], c["y"], "deft", reduction="none")
+    torch.testing.assert_close(out.reshape(-1), flat)
+
+
+def test_no_grad_mode_computes_loss_only():
+    c = make_case(seed=8)
+    h = c["h"].clone().requires_grad_(True)
+    with torch.no_grad():
+        loss = deft.fused_token_loss(h, c["w"], c["y"], "deft", bias=c["b"])
+    torch.testing.assert_close(loss, run_plain(c, "deft")[0])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(objective="kd", teacher_hidden=torch.zeros(37, 24), teacher_weight=torch.zeros(96, 24)), "vocabulary"),
+    (dict(objective="kd"), "teacher model.*teacher_hidden"),
+    (dict(objective="deft", reduction="avg"), "reduction"),
+    (dict(objective="deft", chunk_size=-1), "chunk_size"),
+    (dict(objective="deft", bias=torch.zeros(3)), "bias"),
+])
+def test_fused_input_errors(kwargs, match):
+    c = make_case()
+    with pytest.raises(ValueError, match=match):
+        deft.fused_token_loss(c["h"], c["w"], c["y"], **kwargs)

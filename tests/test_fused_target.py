@@ -1,0 +1,74 @@
+"""Tests of deft.fused.target: distribution objectives on one row sub-block, with their closed-form
+gradient."""
+
+import math
+
+import pytest
+import torch
+
+import deft
+from deft.objectives import REGISTRY
+
+from fused_chunked_helpers import make_case, run_fused, run_plain
+
+
+@pytest.fixture
+def custom_target():
+    """Register distribution objectives for one test; removed afterwards."""
+    from deft.objectives import register
+
+    names = []
+
+    def make(name, fn):
+        register(name, "distribution", "test only", needs=("teacher",))(fn)
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        REGISTRY.pop(name)
+
+
+def test_targets_that_alias_the_workspace_or_are_not_normalised(custom_target):
+    """Target fields that are views of the teacher's log-probabilities (which the engine
+    exponentiates in place), and a target of mass 2, give the plain path's loss and gradients."""
+    from deft.objectives import Target
+
+    aliased = custom_target("test_aliased", lambda d: Target(label=d.teacher_logP[:, 0].exp(), uniform=0.5,
+                                                             dists=((d.teacher_logP[:, 1].exp(), d.teacher_logP),)))
+    heavy = custom_target("test_mass_two", lambda d: Target(label=0.5, dists=((1.0, d.teacher_logP + math.log(2.0)),)))
+    c = make_case(n=181, seed=13)
+    for name in (aliased, heavy):
+        fused, plain = run_fused(c, name, chunk_size=90), run_plain(c, name)
+        for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
+            torch.testing.assert_close(fused[i], plain[i], rtol=1e-4, atol=1e-5, msg=f"{name} {what}")
+        torch.testing.assert_close(fused[4]["gate"], plain[4]["gate"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gem", "target_sft", "sft_kl", "kd_hybrid", "asft"])
+def test_masked_vocabulary_entries_give_finite_losses(name):
+    """Logits of -inf (a masked vocabulary entry, never a label): 0 log 0 = 0. Masked in the
+    model only, GEM's and Target-SFT's losses are finite and fused equals plain; masked in the
+    model and the reference / teacher, the loss equals the loss over the vocabulary without
+    those entries."""
+    c = make_case(n=37, seed=14)
+    masked = torch.tensor([3, 50, 96])
+    c["y"][torch.isin(c["y"], masked)] = 5
+    c["b"][masked] = -float("inf")
+    if name in ("gem", "target_sft"):  # their targets vanish where the model's logit is -inf
+        fused, plain = run_fused(c, name), run_plain(c, name)
+        assert torch.isfinite(fused[0]).all() and torch.isfinite(plain[0]).all()
+        for a, b in zip(fused[:4], plain[:4]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # plain path with -inf in both model and reference/teacher logits, against the restricted vocabulary
+    keep = torch.ones(c["w"].shape[0], dtype=torch.bool)
+    keep[masked] = False
+    logits = c["h"] @ c["w"].T + c["b"]
+    other = c["th"] @ c["tw"].T
+    other_masked = other.masked_fill(~keep, -float("inf"))
+    y = c["y"]
+    y_small = torch.where(y == -100, y, keep.long().cumsum(0)[y.clamp_min(0)] - 1)
+    full = deft.token_loss(logits, y, name, reduction="sum", ref_logits=other_masked, teacher_logits=other_masked)
+    small = deft.token_loss(logits[:, keep], y_small, name, reduction="sum", ref_logits=other[:, keep],
+                            teacher_logits=other[:, keep])
+    torch.testing.assert_close(full, small, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,81 @@
+"""Tests of deft.recipes.compare: compare objectives: one training run per objective (and seed) on the
+same model, data and hyper-parameters, each evaluated (and the base model), summarised as a paper-
+style table."""
+
+import json
+
+from deft.cli.main import main
+from deft.recipes.compare import run_name
+
+
+def _args(tiny_model_dir, figfont_records, out, *extra, objectives="nll,deft"):
+    return ["compare", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--objectives", objectives,
+            "--benchmark", "figfont", "--n", "2", "--max-new-tokens", "4", "--out", str(out), "--no-forgetting",
+            *extra]
+
+
+def test_run_names_are_directory_safe():
+    assert run_name("power:alpha=0.5") == "power-alpha0.5"
+    assert run_name("nll[p>=0.1]") == "nll-p-ge0.1" != run_name("nll[p<=0.1]")
+
+
+def test_compare_end_to_end_reuses_unchanged_and_redoes_changed(tiny_model_dir, figfont_records, tmp_path, capsys):
+    args = _args(tiny_model_dir, figfont_records, tmp_path, "max_steps=2", "batch_size=2", "max_length=256",
+                 objectives="deft")
+    assert main(args) == 0
+    md = (tmp_path / "results.md").read_text()
+    for method in ("Base", "deft"):
+        assert f"| {method} |" in md
+    csv_head = (tmp_path / "results.csv").read_text().splitlines()[0]
+    assert csv_head.startswith("method,figfont EM,figfont JW,Avg,heldout_nll,heldout_mean_p,drift_kl,retained_nll,learned %,forgotten %,seeds")
+    assert (tmp_path / "results.csv").read_text().splitlines()[1].startswith("Base,")
+    assert (tmp_path / "training_curves.png").exists() and (tmp_path / "gate_curves.png").exists()
+    recorded = json.loads((tmp_path / "runs" / "deft" / "inputs.json").read_text())
+    assert recorded["settings"]["max_steps"] == 2 and len(recorded["hash"]) == 64
+    before = (tmp_path / "runs" / "deft" / "final" / "model.safetensors").stat().st_mtime
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("already done, inputs unchanged") == 3  # the run, its evaluation, the base evaluation
+    assert (tmp_path / "runs" / "deft" / "final" / "model.safetensors").stat().st_mtime == before
+    # max_steps 2 -> 3: the run and its evaluation are redone, the base evaluation is reused
+    assert main([a.replace("max_steps=2", "max_steps=3") for a in args]) == 0
+    out = capsys.readouterr().out
+    assert "deft: training: redoing (max_steps 2 -> 3)" in out
+    assert "base: evaluation already done" in out and "deft: evaluation: redoing (run " in out
+    assert json.loads((tmp_path / "runs" / "deft" / "summary.json").read_text())["steps"] == 3
+
+
+def test_bad_inputs_are_refused_before_any_model_loads(tiny_model_dir, figfont_records, tmp_path, capsys, monkeypatch):
+    import deft.model
+
+    def no_load(*a, **k):
+        raise AssertionError("a model was loaded before validation")
+
+    monkeypatch.setattr(deft.model, "load_model", no_load)
+    monkeypatch.setattr("deft.eval.runner.evaluate", no_load)
+    cases = [
+        (["--data", str(tmp_path / "missing.jsonl")], "missing.jsonl"),
+        (["--objectives", "nll,nosuch"], "nosuch"),
+        (["--objectives", "nll,kd"], "teacher"),
+        (["lr=-1"], "lr"),
+        (["nosuch_option=1"], "nosuch_option"),
+        (["--benchmark", "nosuchbench"], "nosuchbench"),
+        (["--heldout", str(tmp_path / "nope.jsonl")], "nope.jsonl"),
+        (["--seeds", "0,x"], "seeds"),
+    ]
+    base = _args(tiny_model_dir, figfont_records, tmp_path / "o")
+    for extra, match in cases:
+        args = list(base)
+        for flag_value in [extra[i:i + 2] for i in range(0, len(extra), 2)] if extra[0].startswith("--") else []:
+            i = args.index(flag_value[0]) if flag_value[0] in args else None
+            if i is not None:
+                args[i + 1] = flag_value[1]
+            else:
+                args += flag_value
+        if not extra[0].startswith("--"):
+            args += extra
+        assert main(args) == 2, extra
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1, (extra, err)
+    assert not (tmp_path / "o" / "runs").exists()
