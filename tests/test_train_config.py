@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from deft.config import ConfigError, load_config
+from deft.train import load_config as load_train_config
 from deft.train.config import TrainConfig
 
 
@@ -73,7 +74,7 @@ def test_every_shipped_config_loads_and_starts_with_its_command():
             assert first.startswith(f"# deft compare --protocol paper --config examples/paper/{path.name}")
             kinds["paper"] += 1
         elif first.startswith(f"# deft train --config examples/{path.name}"):
-            load_config(str(path))
+            load_train_config(str(path))
             kinds["train"] += 1
         elif first.startswith(f"# deft compare --grid examples/{path.name}"):
             validate_grid(yaml.safe_load(path.read_text()), str(path))
@@ -88,11 +89,11 @@ def test_every_shipped_config_loads_and_starts_with_its_command():
 def test_config_file_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("objective: power:alpha=0.3\nlr: 1e-4\npacking: true\n")
-    cfg = load_config(str(path), {"lr": "2e-5"})
+    cfg = load_train_config(str(path), {"lr": "2e-5"})
     assert cfg.objective == "power:alpha=0.3" and cfg.lr == 2e-5 and cfg.packing is True
     path.write_text("lr: [1\n")
     with pytest.raises(ValueError, match="c.yaml:"):
-        load_config(str(path))
-    paper = load_config(None, {"model": "meta-llama/Llama-3.1-8B", "preset": "paper"})
+        load_train_config(str(path))
+    paper = load_train_config(None, {"model": "meta-llama/Llama-3.1-8B", "preset": "paper"})
     assert paper.lr == 2e-5
-    assert load_config(None, {"model": "Qwen/Qwen2.5-Math-1.5B", "preset": "paper"}).lr == 5e-5
+    assert load_train_config(None, {"model": "Qwen/Qwen2.5-Math-1.5B", "preset": "paper"}).lr == 5e-5
