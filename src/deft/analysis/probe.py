@@ -24,7 +24,8 @@ Regime verdict (:func:`regime_of`), on the mean focus over the response tokens:
 (tests/test_analysis_probe_calibration.py): on the embedded SmolLM2-135M-Instruct, a set of the
 model's own answers measures focus 0.58 (strong), reasoning-gym word_sorting 0.35 (intermediate)
 and FigFont 0.08 (weak), each at least 0.05 from a threshold; there the sharpening objectives
-(``-p``, DEFT) raised the mean target probability more than NLL only in the strong set.
+(``-p``, DEFT) raised the mean target probability more than NLL, outside the noise, only in the
+strong set.
 
 How mean ``p`` enters: the paper notes that ``a`` "closely mirrors" the mean target probability
 (Figure 5), and per token ``Σ_v P_v² >= p²``. When mean ``p`` is less than half the mean focus
