@@ -48,6 +48,11 @@ def per_seed(run: Path) -> dict:
     return out
 
 
+def _decimals(title: str) -> int:
+    """4 decimals for the token-level metrics (nats, probabilities), 1 for percentages."""
+    return 4 if title in ("heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll") else 1
+
+
 def _cell(table, method, title, decimals):
     c = table.cell(method, title)
     if c is None:
@@ -80,7 +85,7 @@ def regime_section(name: str, run: Path) -> list[str]:
              "| metric | Base | " + " | ".join(LABELS[m] for m in methods) + " |",
              "|---|---:|" + "---:|" * len(methods)]
     for t in titles:
-        dec = 4 if t in ("heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll") else 1
+        dec = _decimals(t)
         lines.append(f"| {t} | {_cell(table, 'Base', t, dec)} | "
                      + " | ".join(_cell(table, m, t, dec) for m in methods) + " |")
     if "nll" in methods:
@@ -88,7 +93,7 @@ def regime_section(name: str, run: Path) -> list[str]:
                   "", "| metric | " + " | ".join(LABELS[m] for m in methods if m != "nll") + " |",
                   "|---|" + "---:|" * (len(methods) - 1)]
         for t in titles:
-            dec = 4 if t in ("heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll") else 1
+            dec = _decimals(t)
             lines.append(f"| {t} | " + " | ".join(_diff(table, m, t, dec) for m in methods if m != "nll") + " |")
     return lines + [""]
 
