@@ -131,3 +131,18 @@ def test_dists_takes_its_options_by_keyword_only():
         Dists(z, lse, y, z - lse[:, None])
     d = Dists(z, lse, y, logP=z - lse[:, None])
     assert d.logp.tolist() == pytest.approx([-math.log(3.0)] * 2)
+
+
+def test_entropy_from_probabilities_is_never_negative():
+    # H = lse - sum_v P_v z_v is >= 0 by definition, but in float32 the difference of two numbers
+    # near 1000 rounds below 0 for near-deterministic rows (down to about -1e-4 here); those rows
+    # must read 0, as the direct formula -sum P log P gives (a negative entropy would turn into a
+    # weight above 1 in EAFT-style gates)
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2000, 20, generator=gen) + 1000.0
+    logits[:, 0] += 20.0
+    probs = torch.softmax(logits, -1)
+    t = _tokens(logits, torch.zeros(2000, dtype=torch.long), probs=probs)
+    exact = -(torch.softmax(logits.double(), -1) * torch.log_softmax(logits.double(), -1)).sum(-1)
+    assert float(t.entropy.min()) >= 0.0
+    torch.testing.assert_close(t.entropy.double(), exact, rtol=0, atol=1e-3)
