@@ -43,7 +43,7 @@ FORKSERVER = HERE / "forkserver.py"
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", "-W", "ignore"]
 
 sys.path.insert(0, str(HERE))
-from report import annotation_spans, in_spans, write_report  # noqa: E402
+from report import annotation_spans, in_spans, replace_docs_block, write_report  # noqa: E402
 
 
 def load_groups(path: Path = HERE / "modules.toml") -> dict:
@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run (pending mutants only)")
     parser.add_argument("--report", action="store_true", help="only rebuild build/mutation/report.md")
     parser.add_argument("--list", action="store_true", help="count the mutants of each group")
+    parser.add_argument("--docs", action="store_true",
+                        help="also write the scores and survivors into docs/testing.md (between its markers)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the fork server is stopped too
     groups = load_groups()
@@ -253,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
             run_group(name, groups[name], args.survivors, args.resume)
     path = write_report(BUILD, groups, HERE / "equivalent.toml", ROOT)
     print(f"report: {path}")
+    if args.docs:
+        docs = ROOT / "docs" / "testing.md"
+        docs.write_text(replace_docs_block(docs.read_text(), (BUILD / "docs_section.md").read_text()))
+        print(f"docs: {docs}")
     return 0
 
 
