@@ -5,10 +5,12 @@ survived ``make mutate`` (docs/testing.md). Expected values come from the scorer
 rules (module docstrings, the paper's evaluation protocol) and hand computations in the comments.
 """
 
+import inspect
+
 import pytest
 
 from deft.eval.scorers import check_scorer, extracted_answer
-from deft.eval.scorers_math import math_equal, parse_number, timeout_seconds
+from deft.eval.scorers_math import math_equal, parse_number, score_math, timeout_seconds
 
 
 # ---------------------------------------------------------------- scorers.py
@@ -94,5 +96,53 @@ def test_timeout_seconds_whole_seconds_and_no_limit_when_not_positive():
     assert timeout_seconds(0.2) == 1
     assert timeout_seconds(2.5) == 3
     assert timeout_seconds(4) == 4
-    for none in (None, 0, 0.0, -1, -2.5):
+    for none in (None, 0, 0.0, -0.5, -1, -2.5):
         assert timeout_seconds(none) is None
+
+
+def test_math_functions_take_their_answers_by_name_and_their_options_by_keyword_only():
+    # prediction/reference may be named; timeout and rel_tol are keyword-only (a positional third
+    # argument is refused rather than read as a time limit)
+    assert math_equal(prediction="0.5", reference="\\frac{1}{2}") is True
+    assert score_math(prediction="so \\boxed{2}", reference="2") == 1.0
+    with pytest.raises(TypeError):
+        math_equal("1", "1", 5.0)
+    with pytest.raises(TypeError):
+        score_math("\\boxed{1}", "1", 5.0)
+
+
+def test_math_time_limit_defaults_to_five_seconds():
+    # the documented API default of both entry points (one limit per parse and per comparison)
+    for fn in (math_equal, score_math):
+        assert inspect.signature(fn).parameters["timeout"].default == 5.0
+
+
+def test_a_missing_side_is_never_equal_even_to_the_text_none():
+    assert math_equal(None, "None") is False
+    assert math_equal("None", None) is False
+
+
+def test_an_answer_empty_after_normalisation_is_never_equal():
+    # "..." is empty once trailing dots are removed: nothing to compare, whatever math-verify makes of it
+    assert math_equal("...", "0...") is False
+    assert math_equal("0...", "...") is False
+
+
+def test_an_answer_math_verify_cannot_parse_is_not_equal():
+    # "}{" is neither a plain number nor anything math-verify extracts: a failed parse is a wrong answer
+    assert math_equal("}{", "1") is False
+    assert math_equal("1", "}{") is False
+
+
+def test_a_box_inside_an_answer_is_read_first():
+    # the answer is parsed as \\boxed{answer} with the box at math-verify's highest priority (0), so a
+    # box inside it wins over a Minerva "final answer is $X$. I hope" phrase further on
+    assert math_equal("3", "x \\boxed{3} final answer is $5$. I hope") is True
+    assert math_equal("5", "x \\boxed{3} final answer is $5$. I hope") is False
+
+
+def test_gsm8k_reference_is_reduced_to_its_number_before_comparing():
+    # "#### 2.5" -> 2.5, a non-integer reference: a relative tolerance of 1e-4 applies
+    # (|2.50001 - 2.5| / 2.5 = 4e-6); math-verify alone would round to 6 decimals and refuse it
+    assert score_math("\\boxed{2.50001}", "Half of 5 is 2.5.\n#### 2.5") == 1.0
+    assert score_math("\\boxed{2.51}", "Half of 5 is 2.5.\n#### 2.5") == 0.0
