@@ -175,7 +175,10 @@ def mutant_diff(work: Path, mutation) -> str:
     path = work / mutation.module_path
     code = path.read_text()
     operator = cosmic_ray.plugins.get_operator(mutation.operator_name)(**getattr(mutation, "operator_args", {}))
-    mutated = mutate_code(code, operator, mutation.occurrence)
+    try:
+        mutated = mutate_code(code, operator, mutation.occurrence)
+    except Exception:  # cosmic-ray cannot apply some mutants (e.g. ExceptionReplacer on `except a.B`);
+        return ""      # the run reports those as errors
     return "" if mutated is None else "\n".join(_make_diff(code, mutated, mutation.module_path))
 
 
