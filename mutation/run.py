@@ -45,7 +45,8 @@ FORKSERVER = HERE / "forkserver.py"
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", "-W", "ignore"]
 
 sys.path.insert(0, str(HERE))
-from report import annotation_spans, in_spans, replace_docs_block, write_report  # noqa: E402
+from report import (annotation_spans, diff_lines, in_spans, load_equivalent, match_equivalent,  # noqa: E402
+                    replace_docs_block, write_report)
 
 
 def load_groups(path: Path = HERE / "modules.toml") -> dict:
@@ -142,6 +143,7 @@ def init_session(work: Path, group: dict) -> None:
         for module in group["modules"]:
             ranges[module] = _definition_lines(work / module, group["definitions"])
     spans = {m: annotation_spans(work / m) for m in group["modules"]}
+    equivalent = load_equivalent(HERE / "equivalent.toml")
     with use_db(str(work / "session.sqlite"), WorkDB.Mode.create) as db:
         init([Path(m) for m in group["modules"]], db, {})
         for item in db.pending_work_items:
@@ -156,6 +158,46 @@ def init_session(work: Path, group: dict) -> None:
                 why = "Outside the selected definitions"
             if why:
                 db.set_result(item.job_id, WorkResult(output=why, worker_outcome=WorkerOutcome.SKIPPED))
+                continue
+            recorded = recorded_equivalent(work, m, equivalent)
+            if recorded:
+                db.set_result(item.job_id, recorded)
+
+
+RECORDED = "not run: recorded equivalent in mutation/equivalent.toml"
+
+
+def mutant_diff(work: Path, mutation) -> str:
+    """The unified diff of one mutation of a module under ``work``, computed in memory."""
+    import cosmic_ray.plugins
+    from cosmic_ray.mutating import _make_diff, mutate_code
+
+    path = work / mutation.module_path
+    code = path.read_text()
+    operator = cosmic_ray.plugins.get_operator(mutation.operator_name)(**getattr(mutation, "operator_args", {}))
+    try:
+        mutated = mutate_code(code, operator, mutation.occurrence)
+    except Exception:  # cosmic-ray cannot apply some mutants (e.g. ExceptionReplacer on `except a.B`);
+        return ""      # the run reports those as errors
+    return "" if mutated is None else "\n".join(_make_diff(code, mutated, mutation.module_path))
+
+
+def recorded_equivalent(work: Path, mutation, equivalent: list[dict]):
+    """A survived ``WorkResult`` (with its diff) for a mutant that ``equivalent.toml`` records, else
+    None: such a mutant survives every test by its recorded proof, so running its whole test
+    selection (the most expensive outcome) tells nothing; the report counts it as equivalent."""
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+    diff = mutant_diff(work, mutation)
+    if not diff:
+        return None
+    before, after = diff_lines(diff)
+    row = {"module": str(mutation.module_path), "before": before, "after": after,
+           "operator": mutation.operator_name.removeprefix("core/")}
+    if not match_equivalent(equivalent, row):
+        return None
+    return WorkResult(output=RECORDED, diff=diff, test_outcome=TestOutcome.SURVIVED,
+                      worker_outcome=WorkerOutcome.NORMAL)
 
 
 def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> None:
@@ -167,15 +209,21 @@ def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> N
     from cosmic_ray.work_item import TestOutcome
 
     with use_db(str(work / "session.sqlite"), WorkDB.Mode.open) as db:
-        if survivors_only:  # (mutants inside annotations are equivalent: not worth a re-run)
+        if survivors_only:  # (mutants inside annotations or recorded equivalent: not worth a re-run)
             spans: dict = {}
+            equivalent = load_equivalent(HERE / "equivalent.toml")
             todo = []
             for item, result in db.completed_work_items:
                 m = item.mutations[0]
                 path = str(m.module_path)
                 if path not in spans:
                     spans[path] = annotation_spans(work / path)
-                if result.test_outcome == TestOutcome.SURVIVED and not in_spans(spans[path], m.start_pos):
+                if result.test_outcome != TestOutcome.SURVIVED or in_spans(spans[path], m.start_pos):
+                    continue
+                before, after = diff_lines(result.diff or "")
+                row = {"module": path, "before": before, "after": after,
+                       "operator": m.operator_name.removeprefix("core/")}
+                if not match_equivalent(equivalent, row):
                     todo.append(item)
         else:
             todo = list(db.pending_work_items)
