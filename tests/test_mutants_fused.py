@@ -1,0 +1,184 @@
+"""The fused chunked engine (deft.fused) where the value tests don't reach: the selected-token
+normaliser, token weights and upstream scales on every path, chunk and sub-block borders, the
+statistics of each objective kind, and the checks of the inputs.
+
+Each test here was written to fail for a mutant that survived ``make mutate`` (docs/testing.md).
+Expected values come from the definitions: hand computations in numpy float64
+(:mod:`anchor_numpy`: the paper's formulas) on a 3-token, 5-word case whose LM head is the
+identity, so that the logits are the hidden states and ``dL/dh`` is ``dL/dz`` itself.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import deft
+from anchor_numpy import OLD, T, Y, Z, log_softmax, loss_and_grad, pick, softmax
+
+EYE = np.eye(5)
+
+
+def fused(spec, z=Z, y=Y, reduction="none", chunk_size=None, upstream=None, bias=None, **kw):
+    """Loss, ``dL/dz`` (identity head: the hidden states are the logits), ``dL/dW`` and the
+    statistics of the fused engine on logits ``z [n, 5]``."""
+    h = torch.tensor(z, requires_grad=True)
+    w = torch.tensor(EYE, requires_grad=True)
+    b = None if bias is None else torch.tensor(bias, requires_grad=True)
+    extra = dict(ref_hidden=torch.tensor(T), ref_weight=torch.tensor(EYE), teacher_hidden=torch.tensor(T),
+                 teacher_weight=torch.tensor(EYE), old_logprobs=torch.tensor(OLD))
+    extra.update(kw)
+    loss, stats = deft.fused_token_loss(h, w, torch.tensor(y), spec, bias=b, reduction=reduction,
+                                        chunk_size=chunk_size, return_stats=True, **extra)
+    up = torch.ones_like(loss) if upstream is None else torch.as_tensor(upstream, dtype=loss.dtype)
+    (loss * up).sum().backward()
+    return (loss.detach().numpy(), h.grad.numpy(), w.grad.numpy(), None if b is None else b.grad.numpy(), stats)
+
+
+# ------------------------------------------------------------------ gate path (deft.fused.gate)
+@pytest.mark.parametrize("chunk_size", [1, 2, None])
+def test_reference_top_logp_mask_divides_by_the_selected_tokens(chunk_size):
+    """``OnlyTopLogP-0.1`` (the reference alias of ``nll[p>=0.1]``) averages ``-log p`` over the
+    tokens with ``p >= 0.1`` only: two of the three here (p = 0.56, 0.22, 0.017)."""
+    p = pick(softmax(Z))
+    keep = p >= 0.1
+    assert keep.tolist() == [True, True, False]
+    loss, grad, _, _, stats = fused("OnlyTopLogP-0.1", reduction="mean", chunk_size=chunk_size)
+    assert float(loss) == pytest.approx((-np.log(p) * keep).sum() / 2, rel=1e-6)
+    want = keep[:, None] * (softmax(Z) - EYE[Y]) / 2
+    np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-9)
+    assert stats["num_tokens"] == 2
+
+
+# ------------------------------------------------- objectives registered for one test (helpers)
+T2 = np.array([  # a teacher that differs from the reference T
+    [0.0, 2.0, -1.0, 0.5, 0.0],
+    [1.5, 0.0, 0.0, -2.0, 1.0],
+    [-1.0, 0.0, 3.0, 0.5, 0.5],
+])
+
+
+@pytest.fixture
+def registered():
+    """``registered(name, kind, fn, needs)`` registers an objective for one test."""
+    from deft.objectives import REGISTRY, register
+
+    names = []
+
+    def make(name, kind, fn, needs=()):
+        register(name, kind, "test only", needs=needs)(fn)
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        REGISTRY.pop(name)
+
+
+def numeric_grad(loss_of_z, z, h=1e-6):
+    """Central differences of a per-token loss ``[n]`` (each row depends on its own logits only)."""
+    grad = np.zeros_like(z)
+    for i in range(z.shape[0]):
+        for v in range(z.shape[1]):
+            up, down = z.copy(), z.copy()
+            up[i, v] += h
+            down[i, v] -= h
+            grad[i, v] = (loss_of_z(up)[i] - loss_of_z(down)[i]) / (2 * h)
+    return grad
+
+
+def ce(q_logits, z):
+    """``CE(softmax(q) ‖ softmax(z)) = -Σ_v Q_v log P_v`` per row."""
+    return -(softmax(q_logits) * log_softmax(z)).sum(-1)
+
+
+# --------------------------------------- frozen models (deft.fused.frozen): two of them at once
+@pytest.mark.parametrize("chunk_size", [1, 3])
+def test_distribution_objective_with_a_reference_and_a_teacher(registered, chunk_size):
+    """A target needing both frozen models: ``L = -log p + ½ CE(R ‖ P) + ½ CE(T ‖ P)``, with
+    ``g = 2P - δ_y - ½R - ½T`` (Appendix B form ``g = cP - Q``); the reference's and the
+    teacher's distributions must each come from their own hidden states."""
+    from deft.objectives import Target
+
+    name = registered("test_ref_and_teacher", "distribution",
+                      lambda d: Target(label=1.0, dists=((0.5, d.ref_logP), (0.5, d.teacher_logP))),
+                      needs=("ref", "teacher"))
+    loss, grad, _, _, _ = fused(name, chunk_size=chunk_size, teacher_hidden=torch.tensor(T2))
+    logP = log_softmax(Z)
+    np.testing.assert_allclose(loss, -pick(logP) + 0.5 * ce(T, Z) + 0.5 * ce(T2, Z), rtol=1e-6)
+    want = 2 * softmax(Z) - EYE[Y] - 0.5 * softmax(T) - 0.5 * softmax(T2)
+    np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3])
+def test_autograd_objective_with_a_reference_and_a_teacher(registered, chunk_size):
+    """The autograd path with both frozen models: ``L = -log p + KL(P ‖ R) + ½ KL(P ‖ T)``
+    (reverse KLs, not of the ``cP - Q`` form), against numpy central differences."""
+    from deft.objectives import Terms
+
+    def fn(d):
+        P = d.logP.exp()
+        return Terms(-d.logp + (P * (d.logP - d.ref_logP)).sum(-1) + 0.5 * (P * (d.logP - d.teacher_logP)).sum(-1))
+
+    name = registered("test_reverse_kl2", "autograd", fn, needs=("ref", "teacher"))
+
+    def want(z):
+        logP = log_softmax(z)
+        P = np.exp(logP)
+        return -pick(logP) + (P * (logP - log_softmax(T))).sum(-1) + 0.5 * (P * (logP - log_softmax(T2))).sum(-1)
+
+    loss, grad, _, _, _ = fused(name, chunk_size=chunk_size, teacher_hidden=torch.tensor(T2))
+    np.testing.assert_allclose(loss, want(Z), rtol=1e-6)
+    np.testing.assert_allclose(grad, numeric_grad(want, Z), rtol=1e-5, atol=1e-8)
+
+
+def test_sub_block_rows_never_exceed_the_chunk():
+    """A sub-block is at most the whole chunk, and 1/16 of it (at least 16 rows) otherwise."""
+    from deft.fused import sub_block_rows
+
+    assert [sub_block_rows(n) for n in (1, 2, 15, 16, 17, 255, 256, 257, 512)] == [1, 2, 15, 16, 16, 16, 16, 16, 32]
+
+
+# ------------------------------------------------------- autograd objectives (deft.fused.autodiff)
+def test_autograd_objective_token_weights_multiply_loss_and_gradient(registered):
+    from deft.objectives import Terms
+
+    name = registered("test_autograd_kl", "autograd",
+                      lambda d: Terms(-d.logp + (d.logP.exp() * (d.logP - d.ref_logP)).sum(-1)), needs=("ref",))
+
+    def want(z):
+        logP = log_softmax(z)
+        return -pick(logP) + (np.exp(logP) * (logP - log_softmax(T))).sum(-1)
+
+    weights = np.array([2.0, 0.5, 0.0])
+    loss, grad, _, _, stats = fused(name, token_weights=torch.tensor(weights))
+    np.testing.assert_allclose(loss, weights * want(Z), rtol=1e-6)
+    g = weights[:, None] * numeric_grad(want, Z)
+    np.testing.assert_allclose(grad, g, rtol=1e-5, atol=1e-8)
+    p = pick(softmax(Z))
+    np.testing.assert_allclose(stats["gate"].numpy(), -pick(g) / (1 - p), rtol=1e-5, atol=1e-8)
+
+
+def test_autograd_objective_reads_the_logsumexp_of_each_row(registered):
+    """``Dists.lse`` is each row's ``log Σ_v e^{z_v}`` ``[n]`` (detached): a z-loss
+    ``-log p + 0.01 lse²`` adds to the loss only."""
+    from deft.objectives import Terms
+
+    name = registered("test_z_loss", "autograd", lambda d: Terms(-d.logp + 0.01 * d.lse ** 2))
+    lse = np.log(np.exp(Z).sum(-1))
+    loss, grad, _, _, _ = fused(name)
+    np.testing.assert_allclose(loss, -pick(log_softmax(Z)) + 0.01 * lse ** 2, rtol=1e-6)
+    np.testing.assert_allclose(grad, softmax(Z) - EYE[Y], rtol=1e-6, atol=1e-9)
+
+
+def test_autograd_objective_statistics_stay_finite_for_a_certain_token(registered):
+    """A label whose probability rounds to 1 in fp32 (logit 40 above the others): ``g_y`` and
+    ``1 - p`` are both 0, and the reported gate ``-g_y / (1 - p)`` must not become NaN."""
+    from deft.objectives import Terms
+
+    name = registered("test_autograd_nll", "autograd", lambda d: Terms(-d.logp))
+    z = Z.copy()
+    z[1, Y[1]] = 40.0
+    loss, grad, _, _, stats = fused(name, z=z)
+    assert stats["p"][1] == 1.0 and loss[1] == 0.0
+    assert torch.isfinite(stats["gate"]).all()
+    np.testing.assert_allclose(stats["gate"].numpy()[[0, 2]], 1.0, rtol=1e-5)  # -log p: the gate is 1
