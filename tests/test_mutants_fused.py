@@ -18,14 +18,17 @@ from anchor_numpy import OLD, T, Y, Z, log_softmax, loss_and_grad, pick, softmax
 EYE = np.eye(5)
 
 
-def fused(spec, z=Z, y=Y, reduction="none", chunk_size=None, upstream=None, bias=None, **kw):
+def fused(spec, z=Z, y=Y, reduction="none", chunk_size=None, upstream=None, bias=None, ref=T, teacher=T,
+          old=OLD, **kw):
     """Loss, ``dL/dz`` (identity head: the hidden states are the logits), ``dL/dW`` and the
-    statistics of the fused engine on logits ``z [n, 5]``."""
+    statistics of the fused engine on logits ``z [n, V]``; the reference's and the teacher's
+    logits ``ref``, ``teacher`` ``[n, V]`` come through identity heads too."""
+    eye = np.eye(z.shape[1])
     h = torch.tensor(z, requires_grad=True)
-    w = torch.tensor(EYE, requires_grad=True)
+    w = torch.tensor(eye, requires_grad=True)
     b = None if bias is None else torch.tensor(bias, requires_grad=True)
-    extra = dict(ref_hidden=torch.tensor(T), ref_weight=torch.tensor(EYE), teacher_hidden=torch.tensor(T),
-                 teacher_weight=torch.tensor(EYE), old_logprobs=torch.tensor(OLD))
+    extra = dict(ref_hidden=torch.tensor(ref), ref_weight=torch.tensor(eye), teacher_hidden=torch.tensor(teacher),
+                 teacher_weight=torch.tensor(eye), old_logprobs=None if old is None else torch.tensor(old))
     extra.update(kw)
     loss, stats = deft.fused_token_loss(h, w, torch.tensor(y), spec, bias=b, reduction=reduction,
                                         chunk_size=chunk_size, return_stats=True, **extra)
@@ -102,7 +105,7 @@ def test_distribution_objective_with_a_reference_and_a_teacher(registered, chunk
     name = registered("test_ref_and_teacher", "distribution",
                       lambda d: Target(label=1.0, dists=((0.5, d.ref_logP), (0.5, d.teacher_logP))),
                       needs=("ref", "teacher"))
-    loss, grad, _, _, _ = fused(name, chunk_size=chunk_size, teacher_hidden=torch.tensor(T2))
+    loss, grad, _, _, _ = fused(name, chunk_size=chunk_size, teacher=T2)
     logP = log_softmax(Z)
     np.testing.assert_allclose(loss, -pick(logP) + 0.5 * ce(T, Z) + 0.5 * ce(T2, Z), rtol=1e-6)
     want = 2 * softmax(Z) - EYE[Y] - 0.5 * softmax(T) - 0.5 * softmax(T2)
@@ -126,9 +129,40 @@ def test_autograd_objective_with_a_reference_and_a_teacher(registered, chunk_siz
         P = np.exp(logP)
         return -pick(logP) + (P * (logP - log_softmax(T))).sum(-1) + 0.5 * (P * (logP - log_softmax(T2))).sum(-1)
 
-    loss, grad, _, _, _ = fused(name, chunk_size=chunk_size, teacher_hidden=torch.tensor(T2))
+    loss, grad, _, _, _ = fused(name, chunk_size=chunk_size, teacher=T2)
     np.testing.assert_allclose(loss, want(Z), rtol=1e-6)
     np.testing.assert_allclose(grad, numeric_grad(want, Z), rtol=1e-5, atol=1e-8)
+
+
+def big_case(n=40, v=7, seed=0):
+    """Logits, labels, reference and teacher logits and token weights for ``n`` tokens (numpy)."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, v)) * 2, rng.integers(0, v, n), rng.normal(size=(n, v)), rng.normal(size=(n, v)),
+            rng.uniform(0.25, 2.0, n))
+
+
+@pytest.mark.parametrize("chunk_size", [40, 35])
+def test_row_sub_blocks_read_their_own_weights_and_frozen_rows(registered, chunk_size):
+    """A 40-row chunk is processed in sub-blocks of 16, 16 and 8 rows (35: 16, 16, 3, then a
+    5-row chunk); each sub-block reads the token weights and the frozen models' rows at its own
+    positions, and its workspaces have its own number of rows (no resized buffers: no warning)."""
+    import warnings
+
+    from deft.objectives import Target
+
+    name = registered("test_ref_and_teacher", "distribution",
+                      lambda d: Target(label=1.0, dists=((0.5, d.ref_logP), (0.5, d.teacher_logP))),
+                      needs=("ref", "teacher"))
+    z, y, ref, teacher, weights = big_case()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, grad, _, _, _ = fused(name, z=z, y=y, chunk_size=chunk_size, ref=ref, teacher=teacher, old=None,
+                                    token_weights=torch.tensor(weights))
+    eye = np.eye(7)
+    want = -pick(log_softmax(z), y) + 0.5 * ce(ref, z) + 0.5 * ce(teacher, z)
+    np.testing.assert_allclose(loss, weights * want, rtol=1e-6)
+    g = 2 * softmax(z) - eye[y] - 0.5 * softmax(ref) - 0.5 * softmax(teacher)
+    np.testing.assert_allclose(grad, weights[:, None] * g, rtol=1e-5, atol=1e-6)  # fp32 inside
 
 
 def test_sub_block_rows_never_exceed_the_chunk():
