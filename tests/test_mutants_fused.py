@@ -216,3 +216,26 @@ def test_autograd_objective_statistics_stay_finite_for_a_certain_token(registere
     assert stats["p"][1] == 1.0 and loss[1] == 0.0
     assert torch.isfinite(stats["gate"]).all()
     np.testing.assert_allclose(stats["gate"].numpy()[[0, 2]], 1.0, rtol=1e-5)  # -log p: the gate is 1
+
+
+# ------------------------------------------------------------- the chunk loop (deft.fused.chunked)
+@pytest.mark.parametrize("upstream", [0.5, 2.0, 0.0, 1.0])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_upstream_gradient_scales_the_stored_gradients(upstream, reduction):
+    """``d(c L)/dz = c dL/dz`` for any scalar ``c`` (0 included) multiplying the summed or
+    averaged loss: the gradients formed in the forward pass are scaled in backward."""
+    want, g = loss_and_grad("deft", z=Z)
+    div = 3.0 if reduction == "mean" else 1.0
+    loss, grad, _, _, _ = fused("deft", reduction=reduction, upstream=upstream, chunk_size=2)
+    assert float(loss) == pytest.approx(want.sum() / div, rel=1e-6)
+    np.testing.assert_allclose(grad, upstream * g / div, rtol=1e-5, atol=1e-8)
+
+
+def test_run_chunks_options_are_keyword_only():
+    """``scale``, ``want`` and ``want_stats`` are options: a positional fifth argument is a mistake."""
+    import inspect
+
+    from deft.fused.chunked import run_chunks
+
+    params = inspect.signature(run_chunks).parameters
+    assert [p.kind for p in params.values()][4:] == [inspect.Parameter.KEYWORD_ONLY] * 3
