@@ -27,8 +27,10 @@ def fused(spec, z=Z, y=Y, reduction="none", chunk_size=None, upstream=None, bias
     h = torch.tensor(z, requires_grad=True)
     w = torch.tensor(eye, requires_grad=True)
     b = None if bias is None else torch.tensor(bias, requires_grad=True)
-    extra = dict(ref_hidden=torch.tensor(ref), ref_weight=torch.tensor(eye), teacher_hidden=torch.tensor(teacher),
-                 teacher_weight=torch.tensor(eye), old_logprobs=None if old is None else torch.tensor(old))
+    extra = dict(old_logprobs=None if old is None else torch.tensor(old))
+    for need, logits in (("ref", ref), ("teacher", teacher)):
+        if logits is not None:
+            extra.update({f"{need}_hidden": torch.tensor(logits), f"{need}_weight": torch.tensor(eye)})
     extra.update(kw)
     loss, stats = deft.fused_token_loss(h, w, torch.tensor(y), spec, bias=b, reduction=reduction,
                                         chunk_size=chunk_size, return_stats=True, **extra)
@@ -48,7 +50,7 @@ def test_reference_top_logp_mask_divides_by_the_selected_tokens(chunk_size):
     loss, grad, _, _, stats = fused("OnlyTopLogP-0.1", reduction="mean", chunk_size=chunk_size)
     assert float(loss) == pytest.approx((-np.log(p) * keep).sum() / 2, rel=1e-6)
     want = keep[:, None] * (softmax(Z) - EYE[Y]) / 2
-    np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-7)
     assert stats["num_tokens"] == 2
 
 
@@ -109,7 +111,7 @@ def test_distribution_objective_with_a_reference_and_a_teacher(registered, chunk
     logP = log_softmax(Z)
     np.testing.assert_allclose(loss, -pick(logP) + 0.5 * ce(T, Z) + 0.5 * ce(T2, Z), rtol=1e-6)
     want = 2 * softmax(Z) - EYE[Y] - 0.5 * softmax(T) - 0.5 * softmax(T2)
-    np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3])
@@ -201,7 +203,7 @@ def test_autograd_objective_reads_the_logsumexp_of_each_row(registered):
     lse = np.log(np.exp(Z).sum(-1))
     loss, grad, _, _, _ = fused(name)
     np.testing.assert_allclose(loss, -pick(log_softmax(Z)) + 0.01 * lse ** 2, rtol=1e-6)
-    np.testing.assert_allclose(grad, softmax(Z) - EYE[Y], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(grad, softmax(Z) - EYE[Y], rtol=1e-6, atol=1e-7)
 
 
 def test_autograd_objective_statistics_stay_finite_for_a_certain_token(registered):
@@ -239,3 +241,112 @@ def test_run_chunks_options_are_keyword_only():
 
     params = inspect.signature(run_chunks).parameters
     assert [p.kind for p in params.values()][4:] == [inspect.Parameter.KEYWORD_ONLY] * 3
+
+
+# ------------------------------------- inputs, targets and checks shared by both engines (common)
+def plain(spec, z=Z, y=Y, reduction="none", **kw):
+    """Loss and ``dL/dz`` of the plain engine on logits ``z``."""
+    zt = torch.tensor(z, requires_grad=True)
+    loss = deft.token_loss(zt, torch.tensor(y), spec, reduction=reduction, **kw)
+    loss.sum().backward()
+    return loss.detach().numpy(), zt.grad.numpy()
+
+
+def test_check_tensor_integer_option_is_keyword_only():
+    import inspect
+
+    from deft.fused.common import check_tensor
+
+    params = list(inspect.signature(check_tensor).parameters.values())
+    assert params[2].name == "integer" and params[2].kind == inspect.Parameter.KEYWORD_ONLY
+
+
+def test_inputs_dict_carries_the_needs_and_a_frozen_models_bias():
+    """``inputs=`` gives any need by argument name: the teacher's hidden states, head and bias
+    (fused), old log-probabilities (both engines); the teacher's logits are ``T + b``."""
+    tb = np.array([0.5, -1.0, 0.0, 2.0, 0.25])
+    eye = torch.tensor(EYE)
+    loss, grad, _, _, _ = fused("kd", teacher=None, ref=None, old=None,
+                                inputs={"teacher_hidden": torch.tensor(T), "teacher_weight": eye,
+                                        "teacher_bias": torch.tensor(tb)})
+    np.testing.assert_allclose(loss, ce(T + tb, Z), rtol=1e-6)
+    np.testing.assert_allclose(grad, softmax(Z) - softmax(T + tb), rtol=1e-6, atol=1e-7)
+    r = np.exp(pick(log_softmax(Z)) - OLD)
+    want = -np.minimum(r, np.clip(r, 0.8, 1.28))
+    for engine in (fused, plain):
+        kw = dict(ref=None, teacher=None, old=None) if engine is fused else {}
+        np.testing.assert_allclose(engine("psft", inputs={"old_logprobs": torch.tensor(OLD)}, **kw)[0], want,
+                                   rtol=1e-6)
+
+
+@pytest.mark.parametrize("engine,key", [("fused", "old_logprobs_bias"), ("fused", "batch_bias"),
+                                        ("plain", "teacher_bias"), ("plain", "ref_bias")])
+def test_bias_inputs_exist_only_for_frozen_models_of_the_fused_engine(engine, key):
+    z, w, y = torch.tensor(Z), torch.tensor(EYE), torch.tensor(Y)
+    call = (lambda **kw: deft.fused_token_loss(z, w, y, "nll", **kw)) if engine == "fused" else \
+        (lambda **kw: deft.token_loss(z, y, "nll", **kw))
+    with pytest.raises(ValueError, match=f"unknown input '{key}'"):
+        call(inputs={key: torch.zeros(5)})
+
+
+def test_masked_vocabulary_entry_in_the_model_and_the_teacher():
+    """Word 1 masked (logit -inf) in the model and in the teacher: ``0 log 0 = 0``, so the KD loss
+    and gradient are those of the 4-word vocabulary without it, in both engines."""
+    mask = np.array([0.0, -np.inf, 0.0, 0.0, 0.0])
+    keep = [0, 2, 3, 4]
+    want = ce(T[:, keep], Z[:, keep])
+    g = np.zeros((3, 5))
+    g[:, keep] = softmax(Z[:, keep]) - softmax(T[:, keep])
+    loss, grad, _, _, _ = fused("kd", bias=mask, teacher=None, ref=None, old=None,
+                                inputs={"teacher_hidden": torch.tensor(T), "teacher_weight": torch.tensor(EYE),
+                                        "teacher_bias": torch.tensor(mask)})
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    np.testing.assert_allclose(grad, g, rtol=1e-6, atol=1e-7)
+    loss, grad = plain("kd", z=Z + mask, teacher_logits=torch.tensor(T + mask))
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    np.testing.assert_allclose(grad, g, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("label,uniform", [(1.1, -0.1), (0.0, 1.0), (0.0, -1.0)])
+def test_uniform_target_weight_of_any_sign(registered, label, uniform):
+    """``uniform`` weighs ``CE(U ‖ P) = -mean_v log P_v``; a negative weight (negative label
+    smoothing) or a weight of 1 is a term like any other: ``g = (label + uniform) P - label δ_y - uniform / V``."""
+    from deft.objectives import Target
+
+    name = registered("test_uniform", "distribution", lambda d: Target(label=label, uniform=uniform))
+    logP = log_softmax(Z)
+    want = -label * pick(logP) - uniform * logP.mean(-1)
+    g = (label + uniform) * softmax(Z) - label * EYE[Y] - uniform / 5
+    for loss, grad in (fused(name)[:2], plain(name)):
+        np.testing.assert_allclose(loss, want, rtol=1e-6)
+        np.testing.assert_allclose(grad, g, rtol=1e-6, atol=1e-7)  # fp32 inside
+
+
+def test_positive_infinity_in_a_bias_is_counted():
+    bias = torch.tensor([0.0, float("inf"), -float("inf"), 0.0, 0.0])
+    with pytest.raises(ValueError, match="^bias has 1 NaN or \\+inf value"):
+        deft.fused_token_loss(torch.tensor(Z), torch.tensor(EYE), torch.tensor(Y), "nll", bias=bias)
+
+
+@pytest.mark.parametrize("engine", ["fused", "plain"])
+def test_input_checks_name_the_problem(engine):
+    z, w = torch.tensor(Z), torch.tensor(EYE)
+
+    def call(y, **kw):
+        if engine == "fused":
+            return deft.fused_token_loss(z[: len(y)], w, y, kw.pop("spec", "nll"), **kw)
+        return deft.token_loss(z[: len(y)], y, kw.pop("spec", "nll"), **kw)
+
+    # the first label outside [0, 5) is named, whatever the valid labels before it
+    for labels, bad in (([0, 3, 7], 7), ([0, 7, 9], 7), ([2, 6, 0], 6), ([0, -1, 3], -1), ([4, 0, 5], 5)):
+        with pytest.raises(ValueError, match=f"^label {bad} is outside the vocabulary"):
+            call(torch.tensor(labels))
+    with pytest.raises(ValueError, match="must be an integer tensor of token ids, got torch.bool"):
+        call(torch.tensor([True, False, True]))
+    with pytest.raises(ValueError, match="token_weights must have the labels' shape \\(3,\\), got \\(4,\\)"):
+        call(torch.tensor(Y), token_weights=torch.ones(4, dtype=torch.float64))
+    # log-probabilities may exceed 0 by rounding up to 1e-5, not more
+    old = torch.tensor([-0.5, 1e-5, -3.0], dtype=torch.float32)
+    assert np.isfinite(call(torch.tensor(Y), spec="psft", old_logprobs=old).item())
+    with pytest.raises(ValueError, match="old_logprobs must be log-probabilities"):
+        call(torch.tensor(Y), spec="psft", old_logprobs=torch.tensor([-0.5, 2e-5, -3.0]))
