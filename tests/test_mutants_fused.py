@@ -419,3 +419,57 @@ def test_a_single_token_with_a_scalar_label():
     h, w = torch.tensor(Z[0]), torch.tensor(EYE)
     loss = deft.fused_token_loss(h, w, torch.tensor(Y[0]), "nll", reduction="none")
     assert loss.shape == () and float(loss) == pytest.approx(-log_softmax(Z)[0, Y[0]], rel=1e-6)
+
+
+def test_prepare_options_are_keyword_only():
+    import inspect
+
+    from deft.fused.prepare import prepare
+
+    kinds = [p.kind for p in inspect.signature(prepare).parameters.values()]
+    assert kinds[:4] == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * 4
+    assert set(kinds[4:]) == {inspect.Parameter.KEYWORD_ONLY}
+
+
+def test_shape_checks_of_the_model_and_a_frozen_model():
+    """Every mismatch, in either direction, is a one-line ValueError naming the argument and the
+    shapes (hidden size H = 4, vocabulary V = 5, teacher hidden size H' = 6)."""
+    g = torch.Generator().manual_seed(0)
+    h, w, y = torch.randn(3, 4, generator=g), torch.randn(5, 4, generator=g), torch.tensor([0, 3, 2])
+    th, tw = torch.randn(3, 6, generator=g), torch.randn(5, 6, generator=g)
+
+    def refused(match, hidden=h, weight=w, labels=y, objective="nll", **kw):
+        with pytest.raises(ValueError, match=match) as info:
+            deft.fused_token_loss(hidden, weight, labels, objective, **kw)
+        assert "\n" not in str(info.value)
+
+    share = "^hidden \\[N, H\\] and weight \\[V, H\\] must share H"
+    refused(share, weight=w[:, 0])  # 1-D weight
+    refused(share, weight=w[:, :, None])  # 3-D weight
+    refused(share, weight=torch.randn(5, 5, generator=g))  # weight wider than hidden
+    refused("^hidden \\[N, H\\] must align with labels \\[N\\]: got \\(2, 4\\) and \\(3,\\)", hidden=h[:2])
+    refused("^bias must have shape \\(5,\\), got \\(6,\\)", bias=torch.zeros(6))
+    refused("^bias must have shape \\(5,\\), got \\(3,\\)", bias=torch.zeros(3))
+    aligned = "^teacher_hidden \\[N, H'\\] must align with labels and teacher_weight \\[V, H'\\]"
+    refused(aligned, objective="kd", teacher_hidden=torch.randn(4, 6, generator=g), teacher_weight=tw)  # longer
+    refused(aligned, objective="kd", teacher_hidden=th, teacher_weight=tw[:, 0])
+    refused(aligned, objective="kd", teacher_hidden=th, teacher_weight=tw[:, :, None])
+    refused(aligned, objective="kd", teacher_hidden=th, teacher_weight=tw[:, :5])  # narrower head
+    refused(aligned, objective="kd", teacher_hidden=th[:, :5], teacher_weight=tw)  # narrower hidden
+    refused("^the teacher model's vocabulary \\(6\\) differs from the model's \\(5\\)", objective="kd",
+            teacher_hidden=th, teacher_weight=torch.randn(6, 6, generator=g))
+    refused("^the teacher model's vocabulary \\(4\\) differs from the model's \\(5\\)", objective="kd",
+            teacher_hidden=th, teacher_weight=torch.randn(4, 6, generator=g))
+    refused("^teacher_hidden must be a torch.Tensor, got list", objective="kd", teacher_hidden=th.tolist(),
+            teacher_weight=tw, check_inputs=False)
+    refused("^teacher_weight must be a floating-point tensor, got torch.int64", objective="kd", teacher_hidden=th,
+            teacher_weight=tw.long(), check_inputs=False)
+
+
+def test_ignore_index_marks_only_its_own_value():
+    """Labels equal to ``ignore_index`` are dropped; any other label, smaller ones included, is a
+    loss token and must index the vocabulary."""
+    loss = fused("nll", y=np.array([0, 3, 4]), ignore_index=4, ref=None, teacher=None, old=None)[0]
+    np.testing.assert_allclose(loss, [-log_softmax(Z)[0, 0], -log_softmax(Z)[1, 3], 0.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="^label -101 is outside the vocabulary"):
+        deft.fused_token_loss(torch.tensor(Z), torch.tensor(EYE), torch.tensor([0, -101, -100]), "nll")
