@@ -473,3 +473,21 @@ def test_ignore_index_marks_only_its_own_value():
     np.testing.assert_allclose(loss, [-log_softmax(Z)[0, 0], -log_softmax(Z)[1, 3], 0.0], rtol=1e-6)
     with pytest.raises(ValueError, match="^label -101 is outside the vocabulary"):
         deft.fused_token_loss(torch.tensor(Z), torch.tensor(EYE), torch.tensor([0, -101, -100]), "nll")
+
+
+@pytest.mark.parametrize("tokens,rows", [(100, 100), (3000, 2048)])
+def test_plan_chunk_size_comes_from_the_loss_tokens_and_the_head(tokens, rows):
+    """Without ``chunk_size``, the plan uses ``auto_chunk_size(M loss tokens, H, V)``: for H = 4096,
+    V = 32768 the head is 512 MiB, so 2048 rows (fewer when there are fewer loss tokens). The
+    head and the hidden states are zero-stride views: no memory."""
+    from deft.fused.prepare import prepare
+    from deft.objectives import parse_objective
+
+    hidden, vocab = 4096, 1 << 15
+    h = torch.zeros(1, 1).expand(tokens + 5, hidden)
+    w = torch.zeros(1, 1).expand(vocab, hidden)
+    labels = torch.zeros(tokens + 5, dtype=torch.long)
+    labels[:5] = -100  # five ignored positions: M = tokens
+    call = prepare(parse_objective("nll"), h, w, labels, bias=None, ignore_index=-100, reduction="sum",
+                   chunk_size=None, named={}, inputs=None, token_weights=None, want_stats=False, check_inputs=False)
+    assert call.hidden.shape == (tokens, hidden) and call.plan.chunk_size == rows
