@@ -134,6 +134,9 @@ def test_autograd_objective_with_a_reference_and_a_teacher(registered, chunk_siz
     loss, grad, _, _, _ = fused(name, chunk_size=chunk_size, teacher=T2)
     np.testing.assert_allclose(loss, want(Z), rtol=1e-6)
     np.testing.assert_allclose(grad, numeric_grad(want, Z), rtol=1e-5, atol=1e-8)
+    loss, grad = plain(name, ref_logits=torch.tensor(T), teacher_logits=torch.tensor(T2))
+    np.testing.assert_allclose(loss, want(Z), rtol=1e-6)
+    np.testing.assert_allclose(grad, numeric_grad(want, Z), rtol=1e-5, atol=1e-8)
 
 
 def big_case(n=40, v=7, seed=0):
@@ -491,3 +494,61 @@ def test_plan_chunk_size_comes_from_the_loss_tokens_and_the_head(tokens, rows):
     call = prepare(parse_objective("nll"), h, w, labels, bias=None, ignore_index=-100, reduction="sum",
                    chunk_size=None, named={}, inputs=None, token_weights=None, want_stats=False, check_inputs=False)
     assert call.hidden.shape == (tokens, hidden) and call.plan.chunk_size == rows
+
+
+# ------------------------------------------------------------------- the plain engine (plain)
+def test_token_loss_options_are_keyword_only():
+    import inspect
+
+    kinds = [p.kind for p in inspect.signature(deft.token_loss).parameters.values()]
+    assert kinds[:3] == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * 3
+    assert set(kinds[3:]) == {inspect.Parameter.KEYWORD_ONLY}
+
+
+def test_plain_engine_shapes_and_labels():
+    """``logits [..., V]`` with ``...`` empty is one token with a 0-d label; a 0-d ``logits``,
+    logits that do not align with the labels and a teacher of another shape are refused; labels
+    other than ``ignore_index`` are loss tokens and must index the vocabulary."""
+    z = torch.tensor(Z)
+    loss = deft.token_loss(z[1], torch.tensor(Y[1]), "nll", reduction="none")
+    assert loss.shape == () and float(loss) == pytest.approx(-log_softmax(Z)[1, Y[1]], rel=1e-6)
+    for logits, labels in ((torch.tensor(1.0), torch.tensor(0)), (z[:2], torch.tensor(Y))):
+        with pytest.raises(ValueError, match="^logits \\[\\.\\.\\., V\\] must align with labels"):
+            deft.token_loss(logits, labels, "nll")
+    with pytest.raises(ValueError, match="^teacher_logits must have the logits' shape \\(3, 5\\).*got \\(3, 6\\)"):
+        deft.token_loss(z, torch.tensor(Y), "kd", teacher_logits=torch.zeros(3, 6, dtype=torch.float64))
+    np.testing.assert_allclose(plain("nll", y=np.array([0, 3, 4]), ignore_index=4)[0],
+                               [-log_softmax(Z)[0, 0], -log_softmax(Z)[1, 3], 0.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="^label -101 is outside the vocabulary"):
+        deft.token_loss(z, torch.tensor([0, -101, -100]), "nll")
+
+
+def test_gate_objectives_never_see_a_frozen_models_distribution(registered):
+    """A gate objective sees ``log p`` only, in both engines (design brief): reading a frozen
+    model's distribution is a clear error, even when its logits are given."""
+    from deft.objectives.base import PerTokenLoss
+
+    name = registered("test_gate_reads_ref", "gate", lambda t: PerTokenLoss(-t.logp + 0 * t.ref_logP.sum(-1)),
+                      needs=("ref",))
+    with pytest.raises(ValueError, match="a gate objective sees only log p, not 'ref_logP'"):
+        deft.token_loss(torch.tensor(Z), torch.tensor(Y), name, ref_logits=torch.tensor(T))
+
+
+# ------------------------------------------- distribution targets (deft.fused.target): in-place exp
+def test_a_target_used_twice_or_kept_by_the_objective_is_not_overwritten(registered):
+    """The engine may exponentiate a frozen model's log-distribution in place only when it owns
+    it and it is used once: the teacher's given twice (``½ CE(T ‖ P) + ½ CE(T ‖ P)`` is KD), and a
+    fixed prior the objective keeps between calls (``CE(prior ‖ P)``, the same on every call)."""
+    from deft.objectives import Target
+
+    twice = registered("test_teacher_twice", "distribution",
+                       lambda d: Target(dists=((0.5, d.teacher_logP), (0.5, d.teacher_logP))), needs=("teacher",))
+    loss, grad, _, _, _ = fused(twice)
+    np.testing.assert_allclose(loss, ce(T, Z), rtol=1e-6)
+    np.testing.assert_allclose(grad, softmax(Z) - softmax(T), rtol=1e-6, atol=1e-7)
+    prior = torch.log_softmax(torch.tensor(T2, dtype=torch.float32), -1)
+    kept = registered("test_fixed_prior", "distribution", lambda d: Target(dists=((1.0, prior),)))
+    for _ in range(2):
+        loss, grad, _, _, _ = fused(kept, ref=None, teacher=None, old=None)
+        np.testing.assert_allclose(loss, ce(T2, Z), rtol=1e-6)
+        np.testing.assert_allclose(grad, softmax(Z) - softmax(T2), rtol=1e-6, atol=1e-7)
