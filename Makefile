@@ -27,10 +27,11 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # Mutation testing of the core (slow, not in CI): `make mutate`, or `make mutate GROUPS="metrics stats"`;
-# report in build/mutation/report.md, see docs/testing.md.
+# groups run JOBS at a time (default: one per core); report in build/mutation/report.md, see docs/testing.md.
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 mutate: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[mutation]"
-	nice $(PY) mutation/run.py $(GROUPS)
+	nice $(PY) mutation/run.py --jobs $(JOBS) $(GROUPS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -14,7 +14,7 @@ import re
 import tomllib
 from pathlib import Path
 
-__all__ = ["write_report", "load_equivalent", "match_equivalent", "diff_lines"]
+__all__ = ["write_report", "load_equivalent", "match_equivalent", "diff_lines", "docs_section", "replace_docs_block"]
 
 
 ANNOTATION_REASON = "inside a type annotation, which `from __future__ import annotations` never evaluates"
@@ -163,4 +163,47 @@ def write_report(build: Path, groups: dict, equivalent_path: Path, root: Path) -
     out = build / "report.md"
     out.write_text("\n".join(lines) + "\n")
     (build / "report.json").write_text(json.dumps({"modules": modules, "survivors": survivors}, indent=1) + "\n")
+    (build / "docs_section.md").write_text(docs_section(modules, survivors, notes))
     return out
+
+
+DOCS_START = "<!-- mutation-report: written by `python mutation/run.py --report --docs` -->"
+DOCS_END = "<!-- /mutation-report -->"
+
+
+def docs_section(modules: dict, survivors: list[dict], notes: list[str]) -> str:
+    """The scores and surviving mutants as the block of ``docs/testing.md``.
+
+    One table row per module; survivors listed per module, those with the same reason under it
+    once (annotation mutants counted, not listed); unmatched survivors marked **not killed**.
+    """
+    lines = ["| module | group | mutants | killed | equivalent | not killed | score |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for module, m in sorted(modules.items()):
+        lines.append(f"| `{module}` | {m['group']} | {m['mutants']} | {m['killed']} | {m['equivalent']} | "
+                     f"{m['survived'] + m['error']} | {m['score']}% |")
+    lines += [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+    by_module: dict[str, dict[str, list[dict]]] = {}
+    for s in sorted(survivors, key=lambda s: (s["module"], s["line"], s["operator"])):
+        if s["annotation"]:
+            continue
+        reason = " ".join((s["equivalent"] or "").split()) or "**not killed**"
+        by_module.setdefault(s["module"], {}).setdefault(reason, []).append(s)
+    for module, reasons in by_module.items():
+        annotations = sum(1 for s in survivors if s["module"] == module and s["annotation"])
+        lines += [f"`{module}`", ""]
+        for reason, rows in reasons.items():
+            lines.append(f"- {reason}")
+            lines += [f"  - line {s['line']}: `{s['before']}` → `{s['after']}`" for s in rows]
+        if annotations:
+            lines.append(f"- {annotations} mutants inside type annotations: {ANNOTATION_REASON}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def replace_docs_block(text: str, block: str) -> str:
+    """``text`` with the part between :data:`DOCS_START` and :data:`DOCS_END` replaced by ``block``."""
+    start, end = text.find(DOCS_START), text.find(DOCS_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the docs have no '{DOCS_START}' ... '{DOCS_END}' block to replace")
+    return text[:start + len(DOCS_START)] + "\n\n" + block.rstrip() + "\n\n" + text[end:]

@@ -10,6 +10,8 @@ recorded in ``mutation/equivalent.toml``.
 
     python mutation/run.py                  # every group
     python mutation/run.py metrics stats    # some groups
+    python mutation/run.py --jobs 2         # every group, two at a time (one process per group, each
+                                            # on one core: its tests run single-threaded)
     python mutation/run.py --survivors metrics   # re-test only the survivors of the last run
                                                  # (with the current tests/), e.g. after adding a test
     python mutation/run.py --resume fused_gate   # continue an interrupted run (its pending mutants,
@@ -43,7 +45,8 @@ FORKSERVER = HERE / "forkserver.py"
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", "-W", "ignore"]
 
 sys.path.insert(0, str(HERE))
-from report import annotation_spans, in_spans, write_report  # noqa: E402
+from report import (annotation_spans, diff_lines, in_spans, load_equivalent, match_equivalent,  # noqa: E402
+                    replace_docs_block, write_report)
 
 
 def load_groups(path: Path = HERE / "modules.toml") -> dict:
@@ -140,6 +143,7 @@ def init_session(work: Path, group: dict) -> None:
         for module in group["modules"]:
             ranges[module] = _definition_lines(work / module, group["definitions"])
     spans = {m: annotation_spans(work / m) for m in group["modules"]}
+    equivalent = load_equivalent(HERE / "equivalent.toml")
     with use_db(str(work / "session.sqlite"), WorkDB.Mode.create) as db:
         init([Path(m) for m in group["modules"]], db, {})
         for item in db.pending_work_items:
@@ -154,6 +158,46 @@ def init_session(work: Path, group: dict) -> None:
                 why = "Outside the selected definitions"
             if why:
                 db.set_result(item.job_id, WorkResult(output=why, worker_outcome=WorkerOutcome.SKIPPED))
+                continue
+            recorded = recorded_equivalent(work, m, equivalent)
+            if recorded:
+                db.set_result(item.job_id, recorded)
+
+
+RECORDED = "not run: recorded equivalent in mutation/equivalent.toml"
+
+
+def mutant_diff(work: Path, mutation) -> str:
+    """The unified diff of one mutation of a module under ``work``, computed in memory."""
+    import cosmic_ray.plugins
+    from cosmic_ray.mutating import _make_diff, mutate_code
+
+    path = work / mutation.module_path
+    code = path.read_text()
+    operator = cosmic_ray.plugins.get_operator(mutation.operator_name)(**getattr(mutation, "operator_args", {}))
+    try:
+        mutated = mutate_code(code, operator, mutation.occurrence)
+    except Exception:  # cosmic-ray cannot apply some mutants (e.g. ExceptionReplacer on `except a.B`);
+        return ""      # the run reports those as errors
+    return "" if mutated is None else "\n".join(_make_diff(code, mutated, mutation.module_path))
+
+
+def recorded_equivalent(work: Path, mutation, equivalent: list[dict]):
+    """A survived ``WorkResult`` (with its diff) for a mutant that ``equivalent.toml`` records, else
+    None: such a mutant survives every test by its recorded proof, so running its whole test
+    selection (the most expensive outcome) tells nothing; the report counts it as equivalent."""
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+    diff = mutant_diff(work, mutation)
+    if not diff:
+        return None
+    before, after = diff_lines(diff)
+    row = {"module": str(mutation.module_path), "before": before, "after": after,
+           "operator": mutation.operator_name.removeprefix("core/")}
+    if not match_equivalent(equivalent, row):
+        return None
+    return WorkResult(output=RECORDED, diff=diff, test_outcome=TestOutcome.SURVIVED,
+                      worker_outcome=WorkerOutcome.NORMAL)
 
 
 def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> None:
@@ -165,15 +209,21 @@ def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> N
     from cosmic_ray.work_item import TestOutcome
 
     with use_db(str(work / "session.sqlite"), WorkDB.Mode.open) as db:
-        if survivors_only:  # (mutants inside annotations are equivalent: not worth a re-run)
+        if survivors_only:  # (mutants inside annotations or recorded equivalent: not worth a re-run)
             spans: dict = {}
+            equivalent = load_equivalent(HERE / "equivalent.toml")
             todo = []
             for item, result in db.completed_work_items:
                 m = item.mutations[0]
                 path = str(m.module_path)
                 if path not in spans:
                     spans[path] = annotation_spans(work / path)
-                if result.test_outcome == TestOutcome.SURVIVED and not in_spans(spans[path], m.start_pos):
+                if result.test_outcome != TestOutcome.SURVIVED or in_spans(spans[path], m.start_pos):
+                    continue
+                before, after = diff_lines(result.diff or "")
+                row = {"module": path, "before": before, "after": after,
+                       "operator": m.operator_name.removeprefix("core/")}
+                if not match_equivalent(equivalent, row):
                     todo.append(item)
         else:
             todo = list(db.pending_work_items)
@@ -220,14 +270,45 @@ def run_group(name: str, group: dict, survivors_only: bool, resume: bool = False
         os.chdir(ROOT)
 
 
-def count(name: str, group: dict) -> None:
+def run_in_parallel(names: list[str], jobs: int, mode: list[str]) -> list[str]:
+    """Run each group in its own ``run.py`` process, ``jobs`` at a time (largest first, so the
+    longest group starts at once); each logs to ``build/mutation/GROUP.log``. The groups
+    that failed (e.g. their tests fail unmutated)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sizes = {name: len(group_items(name)) for name in names}
+
+    def one(name: str) -> int:
+        log = BUILD / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as out:
+            rc = subprocess.run([sys.executable, __file__, *mode, name], stdout=out, stderr=subprocess.STDOUT).returncode
+        print(f"== {name}: {'done' if rc == 0 else f'failed (exit {rc})'}; log {log}", flush=True)
+        return rc
+
+    order = sorted(names, key=lambda n: -sizes[n])
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        codes = dict(zip(order, pool.map(one, order)))
+    return [n for n in names if codes[n] != 0]
+
+
+def group_items(name: str) -> list:
+    """The mutants cosmic-ray lists for group ``name`` (before the filters applied when run)."""
     from cosmic_ray.commands.init import _all_work_items
 
+    group = load_groups()[name]
     excluded = re.compile("|".join(f"(?:{e})" for e in group.get("exclude-operators", ())) or "(?!)")
+    cwd = os.getcwd()
     os.chdir(ROOT)
-    items = [it for it in _all_work_items([Path(m) for m in group["modules"]], {})
-             if not excluded.match(it.mutations[0].operator_name)]
-    print(f"{name}: {len(items)} mutants (before the definitions filter)")
+    try:
+        return [it for it in _all_work_items([Path(m) for m in group["modules"]], {})
+                if not excluded.match(it.mutations[0].operator_name)]
+    finally:
+        os.chdir(cwd)
+
+
+def count(name: str) -> None:
+    print(f"{name}: {len(group_items(name))} mutants (before the definitions filter)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run (pending mutants only)")
     parser.add_argument("--report", action="store_true", help="only rebuild build/mutation/report.md")
     parser.add_argument("--list", action="store_true", help="count the mutants of each group")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run N groups at a time, each in its own process (default 1; use the number of cores)")
+    parser.add_argument("--docs", action="store_true",
+                        help="also write the scores and survivors into docs/testing.md (between its markers)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the fork server is stopped too
     groups = load_groups()
@@ -246,13 +331,24 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.groups or list(groups)
     if args.list:
         for name in chosen:
-            count(name, groups[name])
+            count(name)
         return 0
-    if not args.report:
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    if not args.report and args.jobs > 1:
+        mode = ["--survivors"] if args.survivors else ["--resume"] if args.resume else []
+        failed = run_in_parallel(chosen, args.jobs, mode)
+        if failed:
+            print(f"mutation: these groups failed (see build/mutation/GROUP.log): {', '.join(failed)}")
+    elif not args.report:
         for name in chosen:
             run_group(name, groups[name], args.survivors, args.resume)
     path = write_report(BUILD, groups, HERE / "equivalent.toml", ROOT)
     print(f"report: {path}")
+    if args.docs:
+        docs = ROOT / "docs" / "testing.md"
+        docs.write_text(replace_docs_block(docs.read_text(), (BUILD / "docs_section.md").read_text()))
+        print(f"docs: {docs}")
     return 0
 
 

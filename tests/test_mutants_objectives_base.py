@@ -13,8 +13,9 @@ import re
 import pytest
 import torch
 
-from deft.objectives import Dists, Param, Tokens
-from deft.objectives.needs import NEEDS
+from deft.objectives import Dists, ObjectiveDef, Param, Tokens, deformed_log_loss, parse_objective
+from deft.objectives.base import entropy_of
+from deft.objectives.needs import NEEDS, Need
 
 
 def test_param_is_an_immutable_declaration():
@@ -133,16 +134,76 @@ def test_dists_takes_its_options_by_keyword_only():
     assert d.logp.tolist() == pytest.approx([-math.log(3.0)] * 2)
 
 
-def test_entropy_from_probabilities_is_never_negative():
+@pytest.mark.parametrize("with_probs", [False, True])
+def test_entropy_is_never_negative(with_probs):
     # H = lse - sum_v P_v z_v is >= 0 by definition, but in float32 the difference of two numbers
     # near 1000 rounds below 0 for near-deterministic rows (down to about -1e-4 here); those rows
     # must read 0, as the direct formula -sum P log P gives (a negative entropy would turn into a
-    # weight above 1 in EAFT-style gates)
+    # weight above 1 in EAFT-style gates). Both paths: from the engine's probabilities, and
+    # deft.objectives.base.row_entropy from the logits alone.
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(2000, 20, generator=gen) + 1000.0
     logits[:, 0] += 20.0
-    probs = torch.softmax(logits, -1)
+    probs = torch.softmax(logits, -1) if with_probs else None
     t = _tokens(logits, torch.zeros(2000, dtype=torch.long), probs=probs)
     exact = -(torch.softmax(logits.double(), -1) * torch.log_softmax(logits.double(), -1)).sum(-1)
     assert float(t.entropy.min()) >= 0.0
     torch.testing.assert_close(t.entropy.double(), exact, rtol=0, atol=1e-3)
+
+
+def test_dists_forms_log_p_from_logits_or_returns_the_given_one():
+    # Dists.logP = z - lse (a user's distribution objective may read it); a differentiable logP
+    # given by the engine is returned as is, and the label log-probabilities are read from it
+    z = torch.tensor([[1.0, 2.0, 0.5, -1.0], [0.0, -3.0, 2.0, 1.0], [2.0, 2.0, 2.0, 2.0]])
+    y = torch.tensor([1, 3, 0])
+    lse = torch.logsumexp(z, -1)
+    expected = torch.log_softmax(z.double(), -1).float()
+    d = Dists(z, lse, y)
+    torch.testing.assert_close(d.logP, expected)
+    assert d.vocab_size == 4 and d.logits.shape == (3, 4)
+    given = expected.clone().requires_grad_()
+    e = Dists(z, lse, y, logP=given)
+    assert e.logP is given
+    torch.testing.assert_close(e.logp.detach(), expected[torch.arange(3), y])
+    assert e.logp.requires_grad
+    assert e.vocab_size == 4
+
+
+def test_entropy_of_treats_zero_probabilities_as_zero_terms():
+    # -sum P log P over log-probabilities with a -inf entry (P = 0): 0 log 0 = 0, so P = (1/2, 1/2, 0)
+    # has H = ln 2 and P = (1, 0, 0) has H = 0
+    logP = torch.tensor([[math.log(0.5), math.log(0.5), -math.inf], [0.0, -math.inf, -math.inf]])
+    assert entropy_of(logP).tolist() == pytest.approx([math.log(2.0), 0.0], abs=1e-7)
+
+
+@pytest.mark.parametrize("a", [-0.5, -2.0])
+def test_deformed_log_loss_at_a_negative_index(a):
+    # L_a(p) = (1 - p^a) / a (paper Eq. 10) holds for every a != 0; only a = 0 is -log p
+    p = torch.tensor([0.1, 0.5, 0.9])
+    expected = [(1.0 - v ** a) / a for v in p.tolist()]
+    assert deformed_log_loss(p.log(), a).tolist() == pytest.approx(expected, rel=1e-5)
+    assert deformed_log_loss(p.log(), 0.0).tolist() == pytest.approx([-math.log(v) for v in p.tolist()], rel=1e-6)
+
+
+def test_objective_declarations_are_immutable_and_hashable():
+    # objectives are shared (registry entries, one parsed spec for a whole run); they must not change
+    objective = parse_objective("power:alpha=0.5")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        objective.mask = ("top", 0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        objective.definition.summary = "changed"
+    need = NEEDS["teacher"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        need.option = "other"
+
+
+def test_an_objective_declared_without_has_focus_reports_no_focus():
+    definition = ObjectiveDef("mine", "gate", lambda t: None, "a user's objective")
+    assert definition.has_focus is False
+
+
+def test_a_need_without_option_or_default_asks_for_a_record_column():
+    # an input kind a user adds (one registry entry): records must carry it as a column
+    need = Need("weight_x", "a per-token weight", "batch", "weight_x")
+    assert need.how("config") == "give the records a 'weight_x' column"
+    assert Need("w2", "w", "batch", "w2", default="computed by the trainer").how("config") == "computed by the trainer"

@@ -219,3 +219,27 @@ def _final_params(out: Path) -> dict:
     from transformers import AutoModelForCausalLM
 
     return dict(AutoModelForCausalLM.from_pretrained(out / "final", dtype=torch.float32).named_parameters())
+
+
+@pytest.mark.parametrize("factor", [1 / 1.01, 2.0])
+def test_a_trainer_whose_loss_is_off_by_a_constant_factor_fails_the_absolute_check(tiny_model_dir, tmp_path,
+                                                                                  monkeypatch, factor):
+    """The two breakages that the run-vs-run tests missed (the normalised loss divided by 1.01x the
+    step's loss tokens, or multiplied by 2) move the SGD step by that factor, which ``check_step``
+    must notice; the unbroken trainer passes the same check in the tests above."""
+    from deft.train.trainer import DeftTrainer
+
+    original = DeftTrainer.compute_loss
+
+    def scaled_compute_loss(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        return (out[0] * factor, out[1]) if isinstance(out, tuple) else out * factor
+
+    monkeypatch.setattr(DeftTrainer, "compute_loss", scaled_compute_loss)
+    data = _records(tmp_path / "data.jsonl", 2)
+    examples = _examples(tiny_model_dir, data)
+    before, grads, logged = independent_step(tiny_model_dir, examples, "nll")
+    out = tmp_path / "run"
+    train(_sgd_cfg(tiny_model_dir, data, out, objective="nll", batch_size=1, grad_accum=2), log=lambda *_: None)
+    with pytest.raises(AssertionError, match="are not close"):  # the parameters moved by factor x grad
+        check_step(out, before, grads, logged)

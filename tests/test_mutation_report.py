@@ -1,0 +1,60 @@
+"""The mutation report's block of docs/testing.md (mutation/report.py): scores per module and the
+surviving mutants grouped under their reason, written between the page's markers."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "mutation"))
+
+from report import DOCS_END, DOCS_START, docs_section, match_equivalent, replace_docs_block  # noqa: E402
+
+
+def _survivor(line, before, after, reason=None, annotation=False, module="src/deft/m.py"):
+    return {"module": module, "line": line, "operator": "core/X", "before": before, "after": after,
+            "equivalent": reason, "annotation": annotation}
+
+
+def test_docs_section_lists_scores_and_groups_survivors_by_reason():
+    modules = {"src/deft/m.py": {"group": "g", "mutants": 10, "killed": 6, "survived": 1, "equivalent": 3,
+                                 "error": 0, "score": 85.7}}
+    survivors = [_survivor(9, "a == 1", "a >= 1", "a is never above 1"),
+                 _survivor(4, "x[-1]", "x[1]", "x is 2-D"), _survivor(5, "y[-1]", "y[1]", "x is 2-D"),
+                 _survivor(7, "b or c", "b and c"),
+                 _survivor(2, "int | None", "int & None", annotation=True)]
+    text = docs_section(modules, survivors, ["group `h`: not run"])
+    assert "| `src/deft/m.py` | g | 10 | 6 | 3 | 1 | 85.7% |" in text
+    assert "- group `h`: not run" in text
+    # one heading per reason, its mutants under it in line order; annotation mutants only counted
+    assert text.count("- x is 2-D") == 1
+    assert text.index("line 4: `x[-1]` → `x[1]`") < text.index("line 5: `y[-1]` → `y[1]`")
+    assert "- **not killed**\n  - line 7: `b or c` → `b and c`" in text
+    assert "int & None" not in text and "- 1 mutants inside type annotations" in text
+
+
+def test_replace_docs_block_keeps_the_rest_of_the_page():
+    page = f"# Title\n\nintro\n\n{DOCS_START}\n\nold table\n\n{DOCS_END}\n\n## After\n"
+    new = replace_docs_block(page, "new table\n")
+    assert new == f"# Title\n\nintro\n\n{DOCS_START}\n\nnew table\n\n{DOCS_END}\n\n## After\n"
+    assert replace_docs_block(new, "new table\n") == new
+    with pytest.raises(ValueError, match="no .* block"):
+        replace_docs_block("# no markers\n", "x")
+
+
+def test_the_testing_page_has_the_block():
+    page = (ROOT / "docs" / "testing.md").read_text()
+    assert page.count(DOCS_START) == 1 and page.count(DOCS_END) == 1
+
+
+def test_an_equivalent_record_matches_by_line_or_by_operator():
+    import re
+
+    records = [{"module": "m", "before": "a == 1", "after": "a >= 1", "operators": None, "reason": "one"},
+               {"module": "m", "before": "x[-1]", "after": "", "operators": re.compile("Unary_.*"), "reason": "two"}]
+    row = {"module": "m", "before": "a == 1", "after": "a >= 1", "operator": "Cmp"}
+    assert match_equivalent(records, row) == "one"
+    assert match_equivalent(records, {**row, "after": "a > 1"}) is None
+    assert match_equivalent(records, {"module": "m", "before": "x[-1]", "after": "x[1]", "operator": "Unary_Del"}) == "two"
+    assert match_equivalent(records, {"module": "n", "before": "x[-1]", "after": "x[1]", "operator": "Unary_Del"}) is None
