@@ -50,7 +50,7 @@ def diff_lines(diff: str) -> tuple[str, str]:
     """``(original line, mutated line)`` of a one-line cosmic-ray diff, stripped."""
     before = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
     after = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
-    return " ".join(s.strip() for s in before), " ".join(s.strip() for s in after)
+    return " ".join(s.strip() for s in before if s.strip()), " ".join(s.strip() for s in after if s.strip())
 
 
 def load_equivalent(path: Path) -> list[dict]:
