@@ -145,14 +145,20 @@ def losses(name, z, zs, **kw):
     raise KeyError(name)
 
 
-def loss_and_grad(name, z=Z, h=1e-6, **kw):
-    """``(loss [n], dL/dz [n, V])``: the gradient of each token's loss by central differences."""
-    base = losses(name, z, z, **kw)
+def numeric_grad(loss_of_z, z, h=1e-6):
+    """Central differences ``[n, V]`` of a per-token loss ``[n]`` whose row i depends on row i of
+    ``z`` only."""
     grad = np.zeros_like(z)
     for i in range(z.shape[0]):
         for v in range(z.shape[1]):
             up, down = z.copy(), z.copy()
             up[i, v] += h
             down[i, v] -= h
-            grad[i, v] = (losses(name, up, z, **kw)[i] - losses(name, down, z, **kw)[i]) / (2 * h)
-    return base, grad
+            grad[i, v] = (loss_of_z(up)[i] - loss_of_z(down)[i]) / (2 * h)
+    return grad
+
+
+def loss_and_grad(name, z=Z, h=1e-6, **kw):
+    """``(loss [n], dL/dz [n, V])``: the gradient of each token's loss by central differences
+    (stop-gradient parts frozen at ``z``)."""
+    return losses(name, z, z, **kw), numeric_grad(lambda zz: losses(name, zz, z, **kw), z, h)

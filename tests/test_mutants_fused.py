@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import deft
-from anchor_numpy import OLD, T, Y, Z, log_softmax, loss_and_grad, pick, softmax
+from anchor_numpy import OLD, T, Y, Z, log_softmax, loss_and_grad, numeric_grad, pick, softmax
 
 EYE = np.eye(5)
 
@@ -78,17 +78,6 @@ def registered():
     for name in names:
         REGISTRY.pop(name)
 
-
-def numeric_grad(loss_of_z, z, h=1e-6):
-    """Central differences of a per-token loss ``[n]`` (each row depends on its own logits only)."""
-    grad = np.zeros_like(z)
-    for i in range(z.shape[0]):
-        for v in range(z.shape[1]):
-            up, down = z.copy(), z.copy()
-            up[i, v] += h
-            down[i, v] -= h
-            grad[i, v] = (loss_of_z(up)[i] - loss_of_z(down)[i]) / (2 * h)
-    return grad
 
 
 def ce(q_logits, z):
