@@ -77,6 +77,20 @@ def test_token_weights_scale_the_reported_gate(engine, spec):
 
 
 @pytest.mark.parametrize("engine", [fused, plain])
+def test_autograd_objective_statistics_with_token_weights(registered, engine):
+    """An ``"autograd"`` objective's statistics come from its own gradient: ``-log p`` written as
+    one has ``g = P - δ_y``, so the gate ``-g_y / (1 - p)`` is 1, times the token weight."""
+    from deft.objectives import Terms
+
+    name = registered("test_autograd_nll", "autograd", lambda d: Terms(-d.logp))
+    loss, grad, stats = engine(name, token_weights=torch.tensor(W))
+    np.testing.assert_allclose(loss, -W * pick(log_softmax(Z)), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad, W[:, None] * (softmax(Z) - EYE[Y]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(stats["p"].numpy(), pick(softmax(Z)), rtol=1e-5)
+    np.testing.assert_allclose(stats["gate"].numpy(), W, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("engine", [fused, plain])
 def test_distribution_objective_token_weights_multiply_loss_and_gradient(engine):
     """KD ``L = CE(T ‖ P)`` with token weights: ``w L`` and ``w (P - softmax(T))``."""
     loss, grad, _ = engine("kd", teacher=T, token_weights=torch.tensor(W))
