@@ -45,7 +45,7 @@ FORKSERVER = HERE / "forkserver.py"
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", "-W", "ignore"]
 
 sys.path.insert(0, str(HERE))
-from report import (annotation_spans, diff_lines, in_spans, load_equivalent, match_equivalent,  # noqa: E402
+from report import (annotation_spans, diff_row, in_spans, load_equivalent, match_equivalent,  # noqa: E402
                     replace_docs_block, write_report)
 
 
@@ -191,10 +191,7 @@ def recorded_equivalent(work: Path, mutation, equivalent: list[dict]):
     diff = mutant_diff(work, mutation)
     if not diff:
         return None
-    before, after = diff_lines(diff)
-    row = {"module": str(mutation.module_path), "before": before, "after": after,
-           "operator": mutation.operator_name.removeprefix("core/")}
-    if not match_equivalent(equivalent, row):
+    if not match_equivalent(equivalent, diff_row(str(mutation.module_path), mutation.operator_name, diff)):
         return None
     return WorkResult(output=RECORDED, diff=diff, test_outcome=TestOutcome.SURVIVED,
                       worker_outcome=WorkerOutcome.NORMAL)
@@ -220,10 +217,7 @@ def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> N
                     spans[path] = annotation_spans(work / path)
                 if result.test_outcome != TestOutcome.SURVIVED or in_spans(spans[path], m.start_pos):
                     continue
-                before, after = diff_lines(result.diff or "")
-                row = {"module": path, "before": before, "after": after,
-                       "operator": m.operator_name.removeprefix("core/")}
-                if not match_equivalent(equivalent, row):
+                if not match_equivalent(equivalent, diff_row(path, m.operator_name, result.diff or "")):
                     todo.append(item)
         else:
             todo = list(db.pending_work_items)
