@@ -1,4 +1,5 @@
-"""The text scorers (exact match, F1, Jaro-Winkler, choice letters) at their borders.
+"""The text scorers (exact match, Jaro-Winkler, option letters, reasoning-gym tasks) and the token
+screen in front of reasoning-gym tasks that evaluate answers, at their borders.
 
 Written to kill mutants of src/deft/eval/scorers_text.py that survived ``make mutate``
 (docs/testing.md). Expected values come from the scorers' documented rules and hand computations.
@@ -122,6 +123,19 @@ def test_f_and_t_strings_are_refused_as_newer_pythons_tokenize_them(prefix, monk
             monkeypatch.setitem(tokenize.tok_name, number, name)
         monkeypatch.setattr(tokenize, "generate_tokens", lambda readline: iter(_tokens_3_12(prefix)))
     assert is_inert_expression(f"{prefix}'{{x}}'") is False
+
+
+@pytest.mark.xfail(strict=True, reason="Python >= 3.12 tokenizes '!' as an OP token (EXCLAMATION, PEP 701), "
+                   "not an ERRORTOKEN: the screen lets sympy's factorial through there")
+def test_factorial_is_refused_as_newer_pythons_tokenize_it(monkeypatch):
+    """The docstring refuses "!" (sympy's factorial); the check looks for an ERRORTOKEN, which is what
+    Python <= 3.11 yields for "!". On an older Python the token stream of 3.12 is replayed."""
+    if sys.version_info < (3, 12):
+        toks = [tokenize.TokenInfo(tokenize.NUMBER, "5", (1, 0), (1, 1), "5!"),
+                tokenize.TokenInfo(tokenize.OP, "!", (1, 1), (1, 2), "5!"),
+                tokenize.TokenInfo(tokenize.ENDMARKER, "", (2, 0), (2, 0), "")]
+        monkeypatch.setattr(tokenize, "generate_tokens", lambda readline: iter(toks))
+    assert is_inert_expression("5!") is False
 
 
 # ---------------------------------------------------------------- reasoning-gym tasks of one's own
