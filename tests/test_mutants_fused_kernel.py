@@ -122,6 +122,21 @@ def test_a_registered_per_token_input_reaches_the_chunk(per_token_bonus, kernel_
     np.testing.assert_allclose(g.numpy(), bonus[:, None] * (softmax(Z) - EYE[Y]), rtol=1e-4, atol=1e-6)
 
 
+def test_the_compiled_kernel_serves_every_chunk_length():
+    """The last, partial chunk of each batch has another length (the number of loss tokens
+    varies): ten lengths in a row run through the compiled passes (shapes dynamic, not one
+    graph per length up to torch's recompile limit) and give the anchor's loss and gradient."""
+    g = np.random.default_rng(4)
+    z = g.normal(size=(11, 7)) * 2
+    y = g.integers(0, 7, size=11)
+    obj = deft.parse_objective("nll")
+    for rows in range(2, 12):
+        loss, grad, _ = gate_chunk(obj, torch.tensor(z[:rows], dtype=torch.float32), torch.tensor(y[:rows]),
+                                   kernel="compile")
+        np.testing.assert_allclose(loss.numpy(), -np.log(pick(softmax(z[:rows]), y[:rows])), rtol=1e-5)
+        np.testing.assert_allclose(grad.numpy(), softmax(z[:rows]) - np.eye(7)[y[:rows]], atol=1e-6)
+
+
 # --------------------------------------------------------------------- which passes run where
 def no_compiler(name):
     raise RuntimeError(f"no C++ compiler on this machine (asked to compile {name})")
@@ -284,3 +299,107 @@ def test_losses_and_statistics_of_every_chunk_without_gradients():
     p = pick(softmax(h @ w.T), y)
     assert float(loss.detach()) == pytest.approx(-np.log(p).sum(), rel=1e-6)
     np.testing.assert_allclose(stats["p"].numpy(), p, rtol=1e-6)
+
+
+# ------------------------------------------------------------ fused_gate_loss: arguments, stats
+def test_fused_gate_loss_takes_its_tensors_by_keyword_and_options_only_by_keyword():
+    h, w, y = torch.tensor(Z), torch.tensor(EYE), torch.tensor(Y)
+    loss = fused_gate_loss(hidden=h, weight=w, labels=y, objective="nll", kernel="eager")
+    assert float(loss) == pytest.approx(-np.log(pick(softmax(Z))).sum(), rel=1e-6)
+    with pytest.raises(TypeError):
+        fused_gate_loss(h, w, y, "nll", "eager")
+
+
+def test_selected_normaliser_sums_but_refuses_the_mean():
+    """``OnlyTopLogP-0.1`` divides its mean by the selected tokens, which this path does not count:
+    ``reduction='sum'`` gives the masked sum, ``'mean'`` is refused (use deft.fused_token_loss)."""
+    h, w, y = torch.tensor(Z, requires_grad=True), torch.tensor(EYE), torch.tensor(Y)
+    p = pick(softmax(Z))
+    keep = p >= 0.1
+    loss = fused_gate_loss(h, w, y, "OnlyTopLogP-0.1", kernel="eager", reduction="sum")
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx((-np.log(p) * keep).sum(), rel=1e-6)
+    np.testing.assert_allclose(h.grad.numpy(), keep[:, None] * (softmax(Z) - EYE[Y]), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="with 'mean': use deft.fused_token_loss"):
+        fused_gate_loss(h, w, y, "OnlyTopLogP-0.1", kernel="eager", reduction="mean")
+
+
+@pytest.mark.parametrize("hidden_shape, weight_shape, labels_shape", [
+    ((3, 5), (5, 4), (3,)),  # hidden size 5 > 4
+    ((3, 4), (5, 5), (3,)),  # hidden size 4 < 5
+    ((4, 5), (5, 5), (3,)),  # more rows than labels
+    ((3, 5), (5, 5), (4,)),  # fewer rows than labels
+    ((2, 3, 5), (5, 5), (2, 4)),  # batch x time: time differs
+])
+def test_misaligned_shapes_are_refused(hidden_shape, weight_shape, labels_shape):
+    h, w = torch.zeros(hidden_shape), torch.zeros(weight_shape)
+    y = torch.zeros(labels_shape, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"hidden \[N, H\], weight \[V, H\] and labels \[N\] must align"):
+        fused_gate_loss(h, w, y, "nll", kernel="eager")
+
+
+def test_batch_by_time_hidden_states():
+    """hidden ``[B, T, H]`` with labels ``[B, T]`` (some ignored): the loss and statistics of the
+    flattened tokens, statistics back in ``[B, T]``, ``num_tokens`` = the loss tokens (4, with H = 5)."""
+    z = np.concatenate([Z, Z[::-1]])  # 6 rows
+    y = np.concatenate([Y, Y[::-1]])
+    y[[1, 4]] = -100
+    keep = y != -100
+    h = torch.tensor(z.reshape(2, 3, 5), requires_grad=True)
+    loss, stats = fused_gate_loss(h, torch.tensor(EYE), torch.tensor(y.reshape(2, 3)), "nll", kernel="eager",
+                                  return_stats=True)
+    loss.backward()
+    p = pick(softmax(z[keep]), y[keep])
+    assert float(loss.detach()) == pytest.approx(-np.log(p).sum(), rel=1e-6)
+    assert stats["p"].shape == (2, 3) and stats["num_tokens"] == 4
+    np.testing.assert_allclose(stats["p"].numpy().reshape(-1)[keep], p, rtol=1e-6)
+    assert np.all(stats["p"].numpy().reshape(-1)[~keep] == 0)
+    want = np.zeros_like(z)
+    want[keep] = softmax(z[keep]) - np.eye(5)[y[keep]]
+    np.testing.assert_allclose(h.grad.numpy().reshape(6, 5), want, rtol=1e-4, atol=1e-6)
+
+
+def test_a_nonnegative_ignore_index_keeps_the_labels_below_it():
+    """ignore_index = 2 (e.g. a padding token's id): only the labels equal to 2 drop out; 0 and 1 stay."""
+    h, w = torch.tensor(Z), torch.tensor(EYE)
+    y = np.array([0, 2, 1])
+    loss, stats = fused_gate_loss(h, w, torch.tensor(y), "nll", kernel="eager", ignore_index=2, return_stats=True)
+    p = pick(softmax(Z), y)
+    assert float(loss) == pytest.approx(-np.log(p[[0, 2]]).sum(), rel=1e-6)
+    assert stats["mask"].tolist() == [True, False, True] and stats["num_tokens"] == 2
+
+
+def test_a_chunk_size_below_one_is_refused():
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer, got 0.5"):
+        fused_gate_loss(torch.tensor(Z), torch.tensor(EYE), torch.tensor(Y), "nll", kernel="eager", chunk_size=0.5)
+
+
+def test_statistics_without_any_loss_token():
+    """Every label ignored: loss 0, and every statistic (focus included for DEFT) is all zeros
+    in the labels' shape, with num_tokens 0."""
+    y = torch.full((2, 3), -100)
+    loss, stats = fused_gate_loss(torch.tensor(np.stack([Z, Z])), torch.tensor(EYE), y, "deft", kernel="eager",
+                                  return_stats=True)
+    assert float(loss) == 0.0 and stats["num_tokens"] == 0
+    for key in ("p", "gate", "entropy", "focus"):
+        assert stats[key].shape == (2, 3) and torch.all(stats[key] == 0), key
+
+
+@pytest.mark.parametrize("weight_dtype, bias_dtype", [(torch.bfloat16, torch.float32), (torch.float32, torch.bfloat16)])
+def test_weight_and_bias_gradients_each_rounded_once_to_their_own_dtype(weight_dtype, bias_dtype):
+    """257 tokens with logits (0, 0) and label 0 (nll): dL/dz = (-0.5, 0.5) per token, so
+    dL/db = dL/dW (hidden states 1) = (-128.5, 128.5), exact in fp32 and 128 in bf16 (9 bits).
+    Each gradient is accumulated in fp32 and rounded once, to its own parameter's dtype."""
+    n = 257
+    h = torch.ones(n, 1, dtype=weight_dtype)
+    w = torch.zeros(2, 1, dtype=weight_dtype, requires_grad=True)
+    b = torch.zeros(2, dtype=bias_dtype, requires_grad=True)
+    loss = fused_gate_loss(h, w, torch.zeros(n, dtype=torch.long), "nll", kernel="eager", bias=b)
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(n * np.log(2.0), rel=1e-6)
+    assert b.grad.dtype == bias_dtype and w.grad.dtype == weight_dtype
+    exact = torch.tensor([-128.5, 128.5])
+    if bias_dtype == torch.float32:
+        assert b.grad.tolist() == exact.tolist()
+    if weight_dtype == torch.float32:
+        assert w.grad[:, 0].tolist() == exact.tolist()
