@@ -245,6 +245,7 @@ def test_batch_floor_is_the_mean_over_every_loss_token(case):
                                   chunk_size=2, return_stats=True)
     loss.backward()
     np.testing.assert_allclose(stats["focus"].numpy()[keep], floor_focus(z, y[keep]), rtol=1e-5)
+    assert stats["num_tokens"] == int(keep.sum())
     assert float(loss.detach()) == pytest.approx(_floor_loss(z, y[keep]).sum(), rel=1e-5)
 
 
