@@ -125,11 +125,9 @@ def test_f_and_t_strings_are_refused_as_newer_pythons_tokenize_them(prefix, monk
     assert is_inert_expression(f"{prefix}'{{x}}'") is False
 
 
-@pytest.mark.xfail(strict=True, reason="Python >= 3.12 tokenizes '!' as an OP token (EXCLAMATION, PEP 701), "
-                   "not an ERRORTOKEN: the screen lets sympy's factorial through there")
 def test_factorial_is_refused_as_newer_pythons_tokenize_it(monkeypatch):
-    """The docstring refuses "!" (sympy's factorial); the check looks for an ERRORTOKEN, which is what
-    Python <= 3.11 yields for "!". On an older Python the token stream of 3.12 is replayed."""
+    """The docstring refuses "!" (sympy's factorial): an ERRORTOKEN up to Python 3.11, an OP token
+    (PEP 701) since 3.12. On an older Python the token stream of 3.12 is replayed."""
     if sys.version_info < (3, 12):
         toks = [tokenize.TokenInfo(tokenize.NUMBER, "5", (1, 0), (1, 1), "5!"),
                 tokenize.TokenInfo(tokenize.OP, "!", (1, 1), (1, 2), "5!"),
