@@ -90,6 +90,10 @@ def test_units_are_removed_by_default_and_twice():
     assert strip_string_paper("5 cm", skip_unit=True) == "5cm"
     # the second "cm" shares its separating space with the first one's match: the second pass removes it
     assert strip_string_paper("5 cm cm") == "5"
+    # exactly two runs over the unit list: in run 1 "kg" goes (".kg," -> ".,"), which exposes "b ." (the '.' of a
+    # unit is a regex wildcard) for run 2 (".b .," -> ".,"), which exposes "q ." (earlier in the list) in "q .,";
+    # no third run removes it. Then " ." -> " 0.", "0.," -> "0,", spaces dropped
+    assert strip_string_paper("q .b .kg,") == "q0,"
 
 
 # --- answer extraction ---
@@ -152,7 +156,11 @@ def test_choice_letter_is_the_last_one():
     ("'a)", "'a]", False),             # brackets are dropped only when the prediction opens with one
     ("([a!", "a!", False),             # ... and closes with the same kind
     ("(50)", "{0.5}", False),          # part-wise comparison needs both sides bracketed
-    ("(1,2,3)", "(1,2)", False),
+    ("{50}", "(0.5)", False),
+    ("(1,2)", "[1,2]", True),          # both bracketed: compared part by part, brackets ignored
+    ("[1,2]", "(1,2)", True),
+    ("(1,2,3)", "(1,2)", False),       # tuples of different lengths differ ...
+    ("(1,2)", "(1,2,3)", False),       # ... whichever is longer
     ("(1,3)", "(1,2)", False),
     ("x=50", "0.5", True),             # "x=" dropped, then 50 = 0.5*100
     ("ab=50", "0.5", True),
