@@ -26,12 +26,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# Mutation testing of the core (slow, not in CI): `make mutate`, or `make mutate GROUPS="metrics stats"`;
-# groups run JOBS at a time (default: one per core); report in build/mutation/report.md, see docs/testing.md.
+# Mutation testing of the core (slow, not in CI): `make mutate` runs the groups whose modules changed since
+# their stored session (all of them the first time), `make mutate FULL=1` every group, `GROUPS="metrics stats"`
+# some; groups run JOBS at a time (default: one per core); report in build/mutation/report.md, see docs/testing.md.
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 mutate: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[mutation]"
-	nice $(PY) mutation/run.py --jobs $(JOBS) $(GROUPS)
+	nice $(PY) mutation/run.py --jobs $(JOBS) $(if $(FULL),,--changed) $(GROUPS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -14,7 +14,8 @@ import re
 import tomllib
 from pathlib import Path
 
-__all__ = ["write_report", "load_equivalent", "match_equivalent", "diff_lines", "docs_section", "replace_docs_block"]
+__all__ = ["write_report", "load_equivalent", "match_equivalent", "diff_lines", "diff_row", "docs_section",
+           "replace_docs_block"]
 
 
 ANNOTATION_REASON = "inside a type annotation, which `from __future__ import annotations` never evaluates"
@@ -53,9 +54,29 @@ def diff_lines(diff: str) -> tuple[str, str]:
     return " ".join(s.strip() for s in before if s.strip()), " ".join(s.strip() for s in after if s.strip())
 
 
+RECORD_KEYS = {"module", "before", "after", "operators", "above", "every_occurrence", "reason"}
+
+
+def diff_row(module: str, operator: str, diff: str) -> dict:
+    """The fields an equivalence record is matched on, from one mutant's cosmic-ray diff:
+    ``module``, ``operator`` (without ``core/``), ``before``/``after`` (the changed line, stripped)
+    and ``above`` (the nearest non-blank unchanged line above it, stripped)."""
+    before, after = diff_lines(diff)
+    above = ""
+    for ln in diff.splitlines():
+        if ln.startswith("-") and not ln.startswith("---"):
+            break
+        if ln.startswith(" ") and ln.strip():
+            above = ln.strip()
+    return {"module": module, "operator": operator.removeprefix("core/"), "before": before, "after": after,
+            "above": above}
+
+
 def load_equivalent(path: Path) -> list[dict]:
     """The records of ``equivalent.toml``: ``module``, ``before``, ``reason`` and either ``after``
-    (one mutant) or ``operators`` (a regular expression: every mutant of that line by those operators)."""
+    (one mutant) or ``operators`` (a regular expression: every mutant of that line by those operators);
+    optionally ``above``, text that the nearest non-blank line above the mutated one must contain,
+    to single out one of several identical ``before`` lines of the module."""
     if not path.exists():
         return []
     data = tomllib.loads(path.read_text())
@@ -66,15 +87,20 @@ def load_equivalent(path: Path) -> list[dict]:
                 raise SystemExit(f"{path}: entry {i}: missing '{key}'")
         if bool(entry.get("after")) == bool(entry.get("operators")):
             raise SystemExit(f"{path}: entry {i}: give exactly one of 'after' and 'operators'")
+        unknown = set(entry) - RECORD_KEYS
+        if unknown:
+            raise SystemExit(f"{path}: entry {i}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(RECORD_KEYS))})")
         out.append({**entry, "before": entry["before"].strip(), "after": entry.get("after", "").strip(),
                     "operators": re.compile(entry["operators"]) if entry.get("operators") else None})
     return out
 
 
 def match_equivalent(records: list[dict], row: dict) -> str | None:
-    """The reason recorded for the surviving mutant ``row``, or None."""
+    """The reason recorded for the surviving mutant ``row`` (see ``diff_row``), or None."""
     for r in records:
         if r["module"] != row["module"] or r["before"] != row["before"]:
+            continue
+        if r.get("above") and r["above"] not in row.get("above", ""):
             continue
         if (r["operators"] is not None and r["operators"].fullmatch(row["operator"])) or r["after"] == row["after"]:
             return r["reason"]
@@ -99,14 +125,11 @@ def _session_rows(session: Path) -> list[dict]:
                 outcome = "survived"
             else:
                 outcome = "killed"
-            before, after = diff_lines(result.diff or "")
             module = str(m.module_path)
             if module not in spans:
                 spans[module] = annotation_spans(work / module) if (work / module).exists() else []
-            rows.append({"module": module, "line": m.start_pos[0],
-                         "annotation": in_spans(spans[module], m.start_pos),
-                         "operator": m.operator_name.removeprefix("core/"), "outcome": outcome,
-                         "before": before, "after": after})
+            rows.append({**diff_row(module, m.operator_name, result.diff or ""), "line": m.start_pos[0],
+                         "annotation": in_spans(spans[module], m.start_pos), "outcome": outcome})
         pending = len(db.pending_work_items)
     if pending:
         rows.append({"pending": pending})

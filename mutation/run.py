@@ -12,6 +12,7 @@ recorded in ``mutation/equivalent.toml``.
     python mutation/run.py metrics stats    # some groups
     python mutation/run.py --jobs 2         # every group, two at a time (one process per group, each
                                             # on one core: its tests run single-threaded)
+    python mutation/run.py --changed        # only the groups whose modules changed since their session
     python mutation/run.py --survivors metrics   # re-test only the survivors of the last run
                                                  # (with the current tests/), e.g. after adding a test
     python mutation/run.py --resume fused_gate   # continue an interrupted run (its pending mutants,
@@ -45,7 +46,7 @@ FORKSERVER = HERE / "forkserver.py"
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", "-W", "ignore"]
 
 sys.path.insert(0, str(HERE))
-from report import (annotation_spans, diff_lines, in_spans, load_equivalent, match_equivalent,  # noqa: E402
+from report import (annotation_spans, diff_row, in_spans, load_equivalent, match_equivalent,  # noqa: E402
                     replace_docs_block, write_report)
 
 
@@ -72,6 +73,21 @@ def _fingerprint(paths: list[Path]) -> str:
         h.update(str(p).encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
+
+
+def is_current(name: str, group: dict) -> bool:
+    """Whether group ``name`` has a finished session of its modules as they are now (same bytes),
+    so that a new run would list and test the same mutants again."""
+    work = BUILD / name
+    stamp, session = work / "modules.sha", work / "session.sqlite"
+    if not (stamp.exists() and session.exists()):
+        return False
+    if stamp.read_text().strip() != _fingerprint([ROOT / m for m in group["modules"]]):
+        return False
+    from cosmic_ray.work_db import WorkDB, use_db
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        return not any(True for _ in db.pending_work_items)
 
 
 def prepare(name: str, group: dict, keep_session: bool) -> Path:
@@ -191,10 +207,7 @@ def recorded_equivalent(work: Path, mutation, equivalent: list[dict]):
     diff = mutant_diff(work, mutation)
     if not diff:
         return None
-    before, after = diff_lines(diff)
-    row = {"module": str(mutation.module_path), "before": before, "after": after,
-           "operator": mutation.operator_name.removeprefix("core/")}
-    if not match_equivalent(equivalent, row):
+    if not match_equivalent(equivalent, diff_row(str(mutation.module_path), mutation.operator_name, diff)):
         return None
     return WorkResult(output=RECORDED, diff=diff, test_outcome=TestOutcome.SURVIVED,
                       worker_outcome=WorkerOutcome.NORMAL)
@@ -220,10 +233,7 @@ def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> N
                     spans[path] = annotation_spans(work / path)
                 if result.test_outcome != TestOutcome.SURVIVED or in_spans(spans[path], m.start_pos):
                     continue
-                before, after = diff_lines(result.diff or "")
-                row = {"module": path, "before": before, "after": after,
-                       "operator": m.operator_name.removeprefix("core/")}
-                if not match_equivalent(equivalent, row):
+                if not match_equivalent(equivalent, diff_row(path, m.operator_name, result.diff or "")):
                     todo.append(item)
         else:
             todo = list(db.pending_work_items)
@@ -316,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("groups", nargs="*", help="groups of mutation/modules.toml (default: all)")
     parser.add_argument("--survivors", action="store_true", help="re-test only the last run's survivors")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run (pending mutants only)")
+    parser.add_argument("--changed", action="store_true",
+                        help="skip the groups whose stored session is finished and whose modules are unchanged")
     parser.add_argument("--report", action="store_true", help="only rebuild build/mutation/report.md")
     parser.add_argument("--list", action="store_true", help="count the mutants of each group")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -329,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown group '{unknown[0]}'; groups: {', '.join(groups)}")
     chosen = args.groups or list(groups)
+    if args.changed and not (args.survivors or args.resume or args.report):
+        current = [name for name in chosen if is_current(name, groups[name])]
+        if current:
+            print(f"mutation: up to date, not run: {', '.join(current)}", flush=True)
+        chosen = [name for name in chosen if name not in current]
     if args.list:
         for name in chosen:
             count(name)

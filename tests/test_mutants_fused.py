@@ -404,13 +404,15 @@ def test_a_single_position_with_a_scalar_label():
         deft.fused_token_loss(torch.tensor(1.0, dtype=torch.float64), w, torch.tensor(Y[0]), "nll")
 
 
-@pytest.mark.xfail(strict=True, reason="fused_token_loss turns a 0-d label into a [1, 1] label tensor (prepare's "
-                   "pick reshapes the flattened labels with the 0-d labels' rank) and fails with a raw RuntimeError "
-                   "in the gather; the plain engine accepts it")
 def test_a_single_token_with_a_scalar_label():
+    """A 0-d label with a [H] hidden state is one token: the loss is 0-d, as with the plain engine."""
     h, w = torch.tensor(Z[0]), torch.tensor(EYE)
     loss = deft.fused_token_loss(h, w, torch.tensor(Y[0]), "nll", reduction="none")
     assert loss.shape == () and float(loss) == pytest.approx(-log_softmax(Z)[0, Y[0]], rel=1e-6)
+    # d(-log p_y)/dz = softmax(z) - onehot(y), and with W = I the logits are the hidden state
+    h.requires_grad_(True)
+    deft.fused_token_loss(h, w, torch.tensor(Y[0]), "nll").backward()
+    assert np.allclose(h.grad.numpy(), softmax(Z)[0] - EYE[Y[0]], atol=1e-12)
 
 
 def test_prepare_options_are_keyword_only():

@@ -31,3 +31,24 @@ def test_every_mutated_module_is_tested_by_its_own_test_module():
             mirror = "tests/test_" + "_".join(parts) + ".py"
             if (ROOT / mirror).is_file():
                 assert mirror in files, f"{name}: add {mirror} (the tests of {path}) to its tests"
+
+
+def _nearest_above(lines, i):
+    return next((ln for ln in reversed(lines[:i]) if ln), "")
+
+
+def test_an_equivalence_record_of_a_repeated_line_says_which_occurrence_it_proves():
+    """A record matches by the line's text; where the module has that line more than once, a proof
+    for one occurrence would silently excuse the others, so the record names its occurrence with
+    ``above`` (exactly one match) or states ``every_occurrence = true``."""
+    records = tomllib.loads((ROOT / "mutation" / "equivalent.toml").read_text())["equivalent"]
+    for i, r in enumerate(records, 1):
+        lines = [ln.strip() for ln in (ROOT / r["module"]).read_text().splitlines()]
+        where = [k for k, ln in enumerate(lines) if ln == r["before"].strip()]
+        name = f"equivalent.toml entry {i} ({r['module']}: {r['before']!r})"
+        if "above" in r:
+            hits = [k for k in where if r["above"] in _nearest_above(lines, k)]
+            assert len(hits) == 1, f"{name}: 'above' must single out one line, found {len(hits)}"
+        elif len(where) > 1:
+            assert r.get("every_occurrence") is True, \
+                f"{name}: the line occurs {len(where)} times; add above = \"...\" or every_occurrence = true"

@@ -61,3 +61,50 @@ def test_an_equivalent_record_matches_by_line_or_by_operator():
     assert match_equivalent(records, {**row, "after": "a > 1"}) is None
     assert match_equivalent(records, {"module": "m", "before": "x[-1]", "after": "x[1]", "operator": "Unary_Del"}) == "two"
     assert match_equivalent(records, {"module": "n", "before": "x[-1]", "after": "x[1]", "operator": "Unary_Del"}) is None
+
+
+# two mutants of the same line `return False` of a module, told apart by the line above each
+_DIFF_160 = """--- mutation diff ---
+--- a/src/m.py
++++ b/src/m.py
+@@ -157,7 +157,7 @@
+         pred = list(parse(prediction))
+         if not gold or not pred:
+-            return False
++            return True
+         return bool(verify(gold, pred))
+     except Exception:
+         log.debug("comparison failed")"""
+_DIFF_164 = """--- mutation diff ---
+--- a/src/m.py
++++ b/src/m.py
+@@ -161,6 +161,6 @@
+     except Exception:
+         log.debug("comparison failed")
+
+-        return False
++        return True
+"""
+
+
+def test_diff_row_reads_the_changed_line_and_the_nearest_line_above_it():
+    row = _report.diff_row("src/m.py", "core/ReplaceFalseWithTrue", _DIFF_160)
+    assert row == {"module": "src/m.py", "operator": "ReplaceFalseWithTrue", "before": "return False",
+                   "after": "return True", "above": "if not gold or not pred:"}
+    # a blank line between is skipped; the context lines after the mutant don't count
+    assert _report.diff_row("src/m.py", "X", _DIFF_164)["above"] == 'log.debug("comparison failed")'
+
+
+def test_a_record_with_above_matches_only_the_line_below_that_text():
+    record = {"module": "src/m.py", "before": "return False", "after": "return True", "operators": None,
+              "above": "log.debug(", "reason": "unreachable except clause"}
+    rows = [_report.diff_row("src/m.py", "X", d) for d in (_DIFF_160, _DIFF_164)]
+    assert [match_equivalent([record], r) for r in rows] == [None, "unreachable except clause"]
+    assert [match_equivalent([{**record, "above": ""}], r) for r in rows] == ["unreachable except clause"] * 2
+
+
+def test_load_equivalent_refuses_an_unknown_key(tmp_path):
+    path = tmp_path / "equivalent.toml"
+    path.write_text('[[equivalent]]\nmodule = "m"\nbefore = "a"\nafter = "b"\nabvoe = "x"\nreason = "r"\n')
+    with pytest.raises(SystemExit, match=r"entry 1: unknown key 'abvoe'"):
+        _report.load_equivalent(path)

@@ -100,8 +100,8 @@ def is_inert_expression(text: str) -> bool:
             return False
         if t.type == tokenize.NUMBER and len(re.sub(r"\D", "", t.string)) > 15:
             return False
-        if t.type == tokenize.ERRORTOKEN and t.string.strip():
-            return False  # "!" (sympy's factorial notation), "$", "?", ...
+        if (t.type == tokenize.ERRORTOKEN and t.string.strip()) or t.string in ("!", "$", "?", "`"):
+            return False  # "!" (sympy's factorial notation), "$", "?", ...: an OP token since Python 3.12
         if t.type == tokenize.NAME:
             if "__" in t.string or (keyword.iskeyword(t.string) and t.string not in _SAFE_KEYWORDS):
                 return False

@@ -142,7 +142,7 @@ def prepare(obj: Objective, hidden, weight, labels, *, bias, ignore_index, reduc
 
     h = pick(hidden)
     plan = Plan(
-        objective=obj, labels=pick(flat_labels).long(), reduction=reduction,
+        objective=obj, labels=pick(labels).long(), reduction=reduction,
         chunk_size=int(chunk_size) if chunk_size else auto_chunk_size(h.shape[0], weight.shape[1], vocab),
         frozen={need.name: _frozen(need.name, given, labels, vocab, index, all_kept) for need in needed(obj, "model")},
         token_inputs={need.field: pick(given[need.name]).detach().float() for need in needed(obj)
