@@ -75,8 +75,8 @@ def is_inert_expression(text: str) -> bool:
     operators, brackets, and calls of math functions (``sin``, ``sqrt``, ``log``, ...).
     Rejected: any other call, attribute access (``a.b``), keywords other than
     ``True/False/None/and/or/not/in/is``, ``:=``, ``**`` with an exponent other than a name or a
-    number <= 100 (or chained, or more than twice), repetition (``*``) next to strings or lists,
-    numbers of more than 15 digits, characters outside Python's tokens (``!``: sympy's factorial),
+    decimal number <= 100 (or chained, or more than twice), repetition (``*``) next to strings or
+    lists, numbers of more than 15 digits, ``!`` (sympy's factorial), ``$``, ``?`` and backquotes,
     text of more than 2000 characters, and text Python cannot tokenize.
     """
     if len(text) > 2000:
