@@ -200,11 +200,13 @@ def docs_section(modules: dict, survivors: list[dict], notes: list[str]) -> str:
     One table row per module; survivors listed per module, those with the same reason under it
     once (annotation mutants counted, not listed); unmatched survivors marked **not killed**.
     """
-    lines = ["| module | group | mutants | killed | equivalent | not killed | score |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| module | group | mutants | killed | equivalent | not killed | not run | score |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for module, m in sorted(modules.items()):
         lines.append(f"| `{module}` | {m['group']} | {m['mutants']} | {m['killed']} | {m['equivalent']} | "
-                     f"{m['survived'] + m['error']} | {m['score']}% |")
+                     f"{m['survived']} | {m['error']} | {m['score']}% |")
+    lines += ["", "Score = killed / (mutants - equivalent - not run); *not run*: mutants cosmic-ray could not "
+              "apply (e.g. an `ExceptionReplacer` on a tuple of exception classes)."]
     lines += [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
     by_module: dict[str, dict[str, list[dict]]] = {}
     for s in sorted(survivors, key=lambda s: (s["module"], s["line"], s["operator"])):

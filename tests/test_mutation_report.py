@@ -21,14 +21,14 @@ def _survivor(line, before, after, reason=None, annotation=False, module="src/de
 
 
 def test_docs_section_lists_scores_and_groups_survivors_by_reason():
-    modules = {"src/deft/m.py": {"group": "g", "mutants": 10, "killed": 6, "survived": 1, "equivalent": 3,
-                                 "error": 0, "score": 85.7}}
+    modules = {"src/deft/m.py": {"group": "g", "mutants": 11, "killed": 6, "survived": 1, "equivalent": 3,
+                                 "error": 1, "score": 85.7}}
     survivors = [_survivor(9, "a == 1", "a >= 1", "a is never above 1"),
                  _survivor(4, "x[-1]", "x[1]", "x is 2-D"), _survivor(5, "y[-1]", "y[1]", "x is 2-D"),
                  _survivor(7, "b or c", "b and c"),
                  _survivor(2, "int | None", "int & None", annotation=True)]
     text = docs_section(modules, survivors, ["group `h`: not run"])
-    assert "| `src/deft/m.py` | g | 10 | 6 | 3 | 1 | 85.7% |" in text
+    assert "| `src/deft/m.py` | g | 11 | 6 | 3 | 1 | 1 | 85.7% |" in text  # errors apart from survivors
     assert "- group `h`: not run" in text
     # one heading per reason, its mutants under it in line order; annotation mutants only counted
     assert text.count("- x is 2-D") == 1
