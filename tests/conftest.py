@@ -55,3 +55,20 @@ def figfont_records(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "figfont.jsonl"
     assert main(["data", "figfont", "--out", str(path), "--n", "64", "--seed", "3"]) == 0
     return path
+
+
+@_pytest.fixture
+def registered():
+    """``registered(name, kind, fn, needs)`` registers an objective for one test (removed after it)."""
+    from deft.objectives import REGISTRY, register
+
+    names = []
+
+    def make(name, kind, fn, needs=()):
+        register(name, kind, "test only", needs=needs)(fn)
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        REGISTRY.pop(name)

@@ -62,23 +62,6 @@ T2 = np.array([  # a teacher that differs from the reference T
 ])
 
 
-@pytest.fixture
-def registered():
-    """``registered(name, kind, fn, needs)`` registers an objective for one test."""
-    from deft.objectives import REGISTRY, register
-
-    names = []
-
-    def make(name, kind, fn, needs=()):
-        register(name, kind, "test only", needs=needs)(fn)
-        names.append(name)
-        return name
-
-    yield make
-    for name in names:
-        REGISTRY.pop(name)
-
-
 
 def ce(q_logits, z):
     """``CE(softmax(q) ‖ softmax(z)) = -Σ_v Q_v log P_v`` per row."""

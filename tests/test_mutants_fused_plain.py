@@ -18,23 +18,6 @@ EYE = np.eye(5)
 W = np.array([2.0, 0.5, 0.0])  # token weights above 1, below 1 and 0
 
 
-@pytest.fixture
-def registered():
-    """``registered(name, kind, fn, needs)`` registers an objective for one test."""
-    from deft.objectives import REGISTRY, register
-
-    names = []
-
-    def make(name, kind, fn, needs=()):
-        register(name, kind, "test only", needs=needs)(fn)
-        names.append(name)
-        return name
-
-    yield make
-    for name in names:
-        REGISTRY.pop(name)
-
-
 def fused(spec, z=Z, y=Y, teacher=None, **kw):
     """Per-token loss, ``dL/dz`` and statistics of the fused engine (identity LM head: the hidden
     states are the logits; the teacher's logits come through an identity head too)."""
