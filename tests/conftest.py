@@ -72,3 +72,20 @@ def registered():
     yield make
     for name in names:
         REGISTRY.pop(name)
+
+
+@_pytest.fixture
+def record_calls(monkeypatch):
+    """``record_calls(owner, name)``: for one test, ``owner.name`` (a one-argument function) records
+    each argument in the returned list, then calls the original."""
+    def install(owner, name):
+        calls, real = [], getattr(owner, name)
+
+        def spy(arg):
+            calls.append(arg)
+            return real(arg)
+
+        monkeypatch.setattr(owner, name, spy)
+        return calls
+
+    return install

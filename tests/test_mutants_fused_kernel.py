@@ -159,17 +159,10 @@ def test_the_eager_kernel_never_needs_the_compiler(monkeypatch):
     np.testing.assert_allclose(h.grad.numpy(), want_grad, rtol=1e-4, atol=1e-6)
 
 
-def test_the_compile_kernel_runs_every_statistics_pass_compiled(monkeypatch):
+def test_the_compile_kernel_runs_every_statistics_pass_compiled(record_calls):
     """kernel='compile': the batch floor's pass over the logits (``cayley_floor``) is the
     compiled statistics pass too, one call per chunk, then one per chunk for the loss."""
-    calls = []
-    real = kernel._compiled
-
-    def spy(name):
-        calls.append(name)
-        return real(name)
-
-    monkeypatch.setattr(kernel, "_compiled", spy)
+    calls = record_calls(kernel, "_compiled")
     h, w = torch.tensor(Z, dtype=torch.float32), torch.eye(5)
     loss, stats = fused_gate_loss(h, w, torch.tensor(Y), "cayley_floor", kernel="compile", chunk_size=2,
                                   return_stats=True)

@@ -183,15 +183,8 @@ def test_score_of_a_missing_prediction_and_keyword_call():
         score_math_paper("\\boxed{5}", "5", "minerva_math")  # data_name is keyword-only
 
 
-def test_symbolic_comparison_gets_three_seconds(monkeypatch):
+def test_symbolic_comparison_gets_three_seconds(record_calls):
     """The harness gives each symbolic comparison 3 s; deft passes the same to math-verify."""
-    seen = []
-    real = scorers_math.timeout_seconds
-
-    def spy(t):
-        seen.append(t)
-        return real(t)
-
-    monkeypatch.setattr(scorers_math, "timeout_seconds", spy)
+    seen = record_calls(scorers_math, "timeout_seconds")
     assert math_equal_paper("2x+1", "1+2x") is True
     assert seen == [3.0]

@@ -218,11 +218,9 @@ def test_rg_valid_answers_pass_the_screen(own_tasks):
     assert score_rg("deft_plain", "<answer>0.5</answer>", "1") == 0.5
 
 
-def test_rg_task_is_looked_up_once(own_tasks, monkeypatch):
+def test_rg_task_is_looked_up_once(own_tasks, record_calls):
     """Reading a task's source (for the screen) happens once per task, not once per answer."""
-    calls = []
-    real = inspect.getsource
-    monkeypatch.setattr(inspect, "getsource", lambda obj: calls.append(obj) or real(obj))
+    calls = record_calls(inspect, "getsource")
     score_rg("deft_plain", "<answer>1</answer>", "1")
     n = len(calls)
     assert n >= 1
