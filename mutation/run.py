@@ -75,14 +75,21 @@ def _fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def _group_fingerprint(group: dict) -> str:
+    return _fingerprint([ROOT / m for m in group["modules"]])
+
+
+def _stamp_matches(name: str, group: dict) -> bool:
+    """Whether group ``name``'s stored session was made from its modules as they are now (same bytes)."""
+    stamp = BUILD / name / "modules.sha"
+    return stamp.exists() and stamp.read_text().strip() == _group_fingerprint(group)
+
+
 def is_current(name: str, group: dict) -> bool:
     """Whether group ``name`` has a finished session of its modules as they are now (same bytes),
     so that a new run would list and test the same mutants again."""
-    work = BUILD / name
-    stamp, session = work / "modules.sha", work / "session.sqlite"
-    if not (stamp.exists() and session.exists()):
-        return False
-    if stamp.read_text().strip() != _fingerprint([ROOT / m for m in group["modules"]]):
+    session = BUILD / name / "session.sqlite"
+    if not (session.exists() and _stamp_matches(name, group)):
         return False
     from cosmic_ray.work_db import WorkDB, use_db
 
@@ -250,14 +257,12 @@ def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> N
 
 
 def run_group(name: str, group: dict, survivors_only: bool, resume: bool = False) -> None:
-    modules = [ROOT / m for m in group["modules"]]
-    fingerprint = _fingerprint(modules)
+    fingerprint = _group_fingerprint(group)
     work = BUILD / name
     if survivors_only or resume:
-        stamp = work / "modules.sha"
         if not (work / "session.sqlite").exists():
             raise SystemExit(f"mutation: no session for group '{name}' yet; run it without --survivors/--resume first")
-        if stamp.read_text().strip() != fingerprint:
+        if not _stamp_matches(name, group):
             raise SystemExit(f"mutation: the modules of group '{name}' changed since its last run; "
                              "run it without --survivors/--resume")
     work = prepare(name, group, keep_session=survivors_only or resume)

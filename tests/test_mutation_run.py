@@ -52,7 +52,7 @@ def test_a_finished_session_of_unchanged_modules_is_current_until_a_module_chang
     group = _group(tmp_path)
     work = tmp_path / "build" / "g"
     work.mkdir(parents=True)
-    (work / "modules.sha").write_text(run_module._fingerprint([Path(m) for m in group["modules"]]) + "\n")
+    (work / "modules.sha").write_text(run_module._group_fingerprint(group) + "\n")
     with use_db(str(work / "session.sqlite"), WorkDB.Mode.create):
         pass
     assert run_module.is_current("g", group)
