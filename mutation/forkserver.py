@@ -14,6 +14,7 @@ makes the server kill the child's whole process group.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -121,6 +122,11 @@ def _drop_bytecode(modules: list[str]) -> None:
 def serve(path: str, preload: list[str], tests: list[str]) -> None:
     """Import the heavy modules and answer requests until a ``stop`` request comes."""
     _preload(preload, tests)
+    # Every preloaded object lives as long as the server: out of the collector's sight, a child's
+    # collections (pytest runs gc.collect() in each session) scan only what the child made, and
+    # never touch (copy) the parent's pages. With torch and transformers loaded this cuts a
+    # mutant's pytest run about threefold.
+    gc.freeze()
     if os.path.exists(path):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

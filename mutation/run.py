@@ -126,10 +126,13 @@ class Server:
         if self.proc.stdout.readline().strip() != "ready":
             raise SystemExit("mutation: the fork server did not start (see the error above)")
 
-    def command(self, work: Path, tests: list[str], modules: list[str]) -> str:
+    def command(self, work: Path, tests: list[str], modules: list[str], baseline: bool = False) -> str:
+        """The client command running ``tests``: the unmutated ``baseline`` records each test's
+        duration, a mutant's run takes the slow ones last (``mutation/slowlast.py``)."""
         mutated = ",".join(str(work / m) for m in modules)
+        order = ["-p", "slowlast", "--record-durations" if baseline else "--slow-last", str(work / "durations.json")]
         args = [sys.executable, str(FORKSERVER), "client", self.socket, str(work), mutated, "--", *PYTEST_ARGS,
-                *tests]
+                *order, *tests]
         return " ".join(shlex.quote(a) for a in args)
 
     def close(self) -> None:
@@ -271,7 +274,8 @@ def run_group(name: str, group: dict, survivors_only: bool, resume: bool = False
     try:
         command = server.command(work, group["tests"], group["modules"])
         print(f"== {name}: baseline (unmutated tests)", flush=True)
-        rc = subprocess.run(shlex.split(command), capture_output=True, text=True)
+        baseline = server.command(work, group["tests"], group["modules"], baseline=True)
+        rc = subprocess.run(shlex.split(baseline), capture_output=True, text=True)
         if rc.returncode != 0:
             sys.stdout.write(rc.stdout[-4000:])
             raise SystemExit(f"mutation: group '{name}': the tests fail without any mutation (exit "

@@ -37,6 +37,63 @@ def floor_focus(z, y):
     return np.clip(f + (1.0 - f) * p / (2.0 - p), 0.001, 1.0)
 
 
+# ------------------------------------------------- the two compiled passes, run as plain Python
+# The kernel compiles these two functions; called directly they run eagerly (no compiler), so
+# their formulas are checked here in milliseconds, the compiled tests below check the compilation.
+ROWS = np.array([
+    [*Z[0]],
+    [100.0, 99.0, 98.0, -100.0, 97.5],  # exp(z) overflows fp32 without the shift by the maximum
+    [0.5, -np.inf, 2.0, -np.inf, 1.0],  # masked entries: exp(-inf) = 0 adds nothing to the entropy
+])
+ROW_LABELS = np.array([0, 1, 4])
+
+
+def row_stats_float64(z, y):
+    """``(lse, log p_y, Σ P², H)`` per row, from float64 logits ``z [n, V]`` (P = softmax(z),
+    H = -Σ P log P over the entries with P > 0)."""
+    top = z.max(-1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(z - top).sum(-1))
+    probs = np.exp(z - lse[:, None])
+    logp = z[np.arange(len(y)), y] - lse
+    logs = np.where(probs > 0, z - lse[:, None], 0.0)
+    return lse, logp, (probs ** 2).sum(-1), -(probs * logs).sum(-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_row_stats_pass_gives_lse_logp_sum_p2_and_entropy_in_fp32(dtype):
+    """The statistics pass over ``[c, V]`` logits in any dtype: every output is fp32, equal to the
+    float64 formula on the logits as given (bf16 logits: on their rounded values; ``log p_y =
+    z_y - lse`` loses fp32's relative precision of ``|z|`` ~ 100 to cancellation)."""
+    z = torch.tensor(ROWS, dtype=dtype)
+    got = kernel._row_stats(z, torch.tensor(ROW_LABELS))
+    want = row_stats_float64(z.double().numpy(), ROW_LABELS)
+    for name, g, w in zip(("lse", "logp", "sum_p2", "entropy"), got, want):
+        assert g.dtype == torch.float32, name
+        np.testing.assert_allclose(g.numpy(), w, rtol=2e-6, atol=2e-5, err_msg=name)
+
+
+def test_row_stats_entropy_of_a_one_hot_row_is_zero_not_negative():
+    """A row whose softmax is one-hot up to fp32: ``H`` = 0 exactly (rounding may not make it
+    negative: the entropy is clamped at 0)."""
+    z = torch.tensor([[0.0, -200.0, -300.0, -250.0, -400.0]])
+    _, logp, sum_p2, entropy = kernel._row_stats(z, torch.tensor([0]))
+    assert entropy.item() == 0.0 and logp.item() == 0.0 and sum_p2.item() == 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_write_grad_pass_is_coef_times_softmax_minus_one_hot(dtype):
+    """``g = coef (softmax(z) - δ_y)`` ``[c, V]``, from fp32 statistics, written in the asked dtype."""
+    z = torch.tensor(ROWS[:2], dtype=torch.float32)
+    y = torch.tensor(ROW_LABELS[:2])
+    coef = np.array([0.75, -2.0])
+    lse = torch.logsumexp(z.double(), -1).float()
+    g = kernel._write_grad(z, lse, torch.tensor(coef, dtype=torch.float32), y, dtype)
+    assert g.dtype == dtype
+    want = coef[:, None] * (softmax(ROWS[:2]) - np.eye(5)[ROW_LABELS[:2]])
+    tol = 1e-5 if dtype == torch.float32 else 8e-3  # fp32: z - lse at |z| ~ 100
+    np.testing.assert_allclose(g.double().numpy(), want, rtol=tol, atol=tol)
+
+
 # ------------------------------------------------------------------------- gate_chunk's contract
 @pytest.mark.parametrize("kernel_name", ["eager", "compile"])
 def test_chunk_gradient_carries_the_upstream_scale(kernel_name):
