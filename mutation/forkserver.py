@@ -7,7 +7,7 @@ a throwaway child and imported too), then forks one child per request; the child
 its exit status goes back to the client. A client that dies (cosmic-ray's timeout kills it)
 makes the server kill the child's whole process group.
 
-    python mutation/forkserver.py serve SOCKET --preload torch,numpy [-- TESTS...]
+    python mutation/forkserver.py serve SOCKET --preload torch,numpy [--warm-compile] [-- TESTS...]
     python mutation/forkserver.py client SOCKET CWD MUTATED_FILES -- PYTEST_ARGS...  # exit status = pytest's
     python mutation/forkserver.py stop SOCKET
 """
@@ -119,9 +119,25 @@ def _drop_bytecode(modules: list[str]) -> None:
                     os.unlink(os.path.join(cache, name))
 
 
-def serve(path: str, preload: list[str], tests: list[str]) -> None:
-    """Import the heavy modules and answer requests until a ``stop`` request comes."""
+def _warm_compile() -> None:
+    """Compile a small function with ``torch.compile`` (dynamic shapes, full graph, as the fused
+    kernel does): the first compilation in a process sets up dynamo, inductor and the C++
+    toolchain checks for about 2 s, which each child would otherwise pay again."""
+    import torch
+
+    def softmax_stats(z, y):
+        e = torch.exp(z - z.amax(-1, keepdim=True))
+        return torch.log(e.sum(-1)), torch.where(e > 0, e, torch.zeros_like(e)).gather(-1, y.unsqueeze(-1))
+
+    torch.compile(softmax_stats, dynamic=True, fullgraph=True)(torch.randn(3, 5), torch.tensor([0, 4, 2]))
+
+
+def serve(path: str, preload: list[str], tests: list[str], warm_compile: bool = False) -> None:
+    """Import the heavy modules (and with ``warm_compile`` set up ``torch.compile``), then answer
+    requests until a ``stop`` request comes."""
     _preload(preload, tests)
+    if warm_compile:
+        _warm_compile()
     # Every preloaded object lives as long as the server: out of the collector's sight, a child's
     # collections (pytest runs gc.collect() in each session) scan only what the child made, and
     # never touch (copy) the parent's pages. With torch and transformers loaded this cuts a
@@ -189,8 +205,11 @@ def stop(path: str) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) >= 4 and argv[0] == "serve" and argv[2] == "--preload":
-        tests = argv[5:] if len(argv) >= 5 and argv[4] == "--" else []
-        serve(argv[1], [m for m in argv[3].split(",") if m], tests)
+        rest = argv[4:]
+        warm = bool(rest) and rest[0] == "--warm-compile"
+        rest = rest[1:] if warm else rest
+        tests = rest[1:] if rest and rest[0] == "--" else []
+        serve(argv[1], [m for m in argv[3].split(",") if m], tests, warm_compile=warm)
         return 0
     if len(argv) >= 5 and argv[0] == "client" and argv[4] == "--":
         rc, output = request(argv[1], argv[2], argv[5:], [m for m in argv[3].split(",") if m])

@@ -116,11 +116,14 @@ def prepare(name: str, group: dict, keep_session: bool) -> Path:
 class Server:
     """The fork server of one group, running in the group's working copy."""
 
-    def __init__(self, work: Path, preload: list[str], tests: list[str]):
+    def __init__(self, work: Path, preload: list[str], tests: list[str], warm_compile: bool = False):
         self.socket = str(work / "forkserver.sock")
-        env = dict(os.environ, PYTHONPATH=str(work / "src"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+        # one thread, and torch.compile's work in-process (no worker pool, which would not survive a fork)
+        env = dict(os.environ, PYTHONPATH=str(work / "src"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   TOKENIZERS_PARALLELISM="false", TORCHINDUCTOR_COMPILE_THREADS="1")
+        warm = ["--warm-compile"] if warm_compile else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(FORKSERVER), "serve", self.socket, "--preload", ",".join(preload), "--", *tests],
+            [sys.executable, str(FORKSERVER), "serve", self.socket, "--preload", ",".join(preload), *warm, "--", *tests],
             cwd=work, env=env, stdout=subprocess.PIPE, text=True,
         )
         if self.proc.stdout.readline().strip() != "ready":
@@ -270,16 +273,19 @@ def run_group(name: str, group: dict, survivors_only: bool, resume: bool = False
                              "run it without --survivors/--resume")
     work = prepare(name, group, keep_session=survivors_only or resume)
     os.chdir(work)  # cosmic-ray mutates module paths relative to the working directory
-    server = Server(work, group["preload"], group["tests"])
+    server = Server(work, group["preload"], group["tests"], bool(group.get("warm-compile")))
     try:
         command = server.command(work, group["tests"], group["modules"])
         print(f"== {name}: baseline (unmutated tests)", flush=True)
-        baseline = server.command(work, group["tests"], group["modules"], baseline=True)
-        rc = subprocess.run(shlex.split(baseline), capture_output=True, text=True)
-        if rc.returncode != 0:
-            sys.stdout.write(rc.stdout[-4000:])
-            raise SystemExit(f"mutation: group '{name}': the tests fail without any mutation (exit "
-                             f"{rc.returncode}); fix them first")
+        # twice: in the given order (recording each test's duration), then in the mutants' order
+        # (slow tests last), so that a test depending on another's side effects can't kill mutants
+        for order, cmd in (("given", server.command(work, group["tests"], group["modules"], baseline=True)),
+                           ("slow-last", command)):
+            rc = subprocess.run(shlex.split(cmd), capture_output=True, text=True)
+            if rc.returncode != 0:
+                sys.stdout.write(rc.stdout[-4000:])
+                raise SystemExit(f"mutation: group '{name}': the tests fail without any mutation, in the {order} "
+                                 f"order (exit {rc.returncode}); fix them first")
         if not (survivors_only or resume):
             init_session(work, group)
             (work / "modules.sha").write_text(fingerprint + "\n")
