@@ -4,11 +4,14 @@ Importing torch costs seconds; a mutant's test selection often fails within a se
 server imports the heavy libraries once (never ``deft``: each child imports the freshly mutated
 source from disk; the third-party modules that collecting the test selection imports are found in
 a throwaway child and imported too), then forks one child per request; the child runs ``pytest.main(args)`` and
-its exit status goes back to the client. A client that dies (cosmic-ray's timeout kills it)
-makes the server kill the child's whole process group.
+its exit status goes back to the client. A request may hold several *stages* (pytest argument
+lists, e.g. a mutant's likely killers, then its whole test selection): each runs in its own child
+until one fails; the last one's status stands when all the earlier ones pass. A client that dies
+(cosmic-ray's timeout kills it) makes the server kill the child's whole process group.
 
     python mutation/forkserver.py serve SOCKET --preload torch,numpy [--warm-compile] [-- TESTS...]
-    python mutation/forkserver.py client SOCKET CWD MUTATED_FILES -- PYTEST_ARGS...  # exit status = pytest's
+    python mutation/forkserver.py client SOCKET CWD MUTATED_FILES -- PYTEST_ARGS... [--then PYTEST_ARGS...]
+                                             # exit status = pytest's; the last line says the deciding stage
     python mutation/forkserver.py stop SOCKET
 """
 
@@ -23,21 +26,28 @@ import socket
 import sys
 import tempfile
 
-__all__ = ["serve", "request", "stop"]
+__all__ = ["serve", "request", "split_stages", "stop", "STAGE_LINE"]
+
+STAGE_LINE = "[forkserver] decided by stage"
 
 
-def _child(request: dict) -> None:
-    """In the forked child: run pytest in the request's folder, output to its log file."""
+# exit statuses of a stage that did not fail: passed, usage error (e.g. a node id no longer
+# collected), nothing collected; any other status of an earlier stage decides the request
+PASSED_STATUSES = (0, 4, 5)
+
+
+def _child(request: dict, args: list[str]) -> None:
+    """In the forked child: run pytest ``args`` in the request's folder, output appended to its log."""
     os.setsid()
     os.chdir(request["cwd"])
-    fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     rc = 98
     try:
         import pytest
 
-        rc = int(pytest.main(request["args"]))
+        rc = int(pytest.main(args))
     except BaseException:  # noqa: BLE001 - anything a mutant raises is a failed run
         import traceback
 
@@ -165,34 +175,53 @@ def serve(path: str, preload: list[str], tests: list[str], warm_compile: bool = 
                 conn.sendall(b"0\n")
                 break
             _drop_bytecode(request.get("mutated", []))
-            pid = os.fork()
-            if pid == 0:
-                server.close()
-                _child(request)
-            rc = _wait(pid, conn)
+            stages = request["stages"]
+            for stage, args in enumerate(stages, 1):
+                pid = os.fork()
+                if pid == 0:
+                    server.close()
+                    _child(request, args)
+                rc = _wait(pid, conn)
+                if rc not in PASSED_STATUSES:
+                    break
             try:
-                conn.sendall(f"{rc}\n".encode())
+                conn.sendall(f"{rc} {stage}\n".encode())
             except OSError:
                 pass
     server.close()
     os.unlink(path)
 
 
-def request(path: str, cwd: str, args: list[str], mutated: list[str]) -> tuple[int, str]:
-    """Run pytest ``args`` in ``cwd`` through the server: ``(exit status, output)``; ``mutated``
-    are the files whose bytecode must not be reused."""
+def request(path: str, cwd: str, stages: list[list[str]], mutated: list[str]) -> tuple[int, int, str]:
+    """Run the pytest argument lists ``stages`` in ``cwd`` through the server, each until one fails:
+    ``(exit status, deciding stage (1-based), output of all stages run)``; ``mutated`` are the
+    files whose bytecode must not be reused."""
     with tempfile.NamedTemporaryFile("r", suffix=".log", delete=False) as log:
         log_path = log.name
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(path)
-            conn.sendall((json.dumps({"cwd": cwd, "args": args, "log": log_path, "mutated": mutated}) + "\n").encode())
-            answer = conn.makefile("r").readline().strip()
+            message = {"cwd": cwd, "stages": stages, "log": log_path, "mutated": mutated}
+            conn.sendall((json.dumps(message) + "\n").encode())
+            answer = conn.makefile("r").readline().split()
         with open(log_path, errors="replace") as f:
             output = f.read()
     finally:
         os.unlink(log_path)
-    return (int(answer) if answer else 97), output
+    if len(answer) != 2:
+        return 97, 0, output
+    return int(answer[0]), int(answer[1]), output
+
+
+def split_stages(args: list[str]) -> list[list[str]]:
+    """``A... --then B... --then C...`` -> ``[[A...], [B...], [C...]]``."""
+    stages: list[list[str]] = [[]]
+    for arg in args:
+        if arg == "--then":
+            stages.append([])
+        else:
+            stages[-1].append(arg)
+    return stages
 
 
 def stop(path: str) -> None:
@@ -212,8 +241,10 @@ def main(argv: list[str]) -> int:
         serve(argv[1], [m for m in argv[3].split(",") if m], tests, warm_compile=warm)
         return 0
     if len(argv) >= 5 and argv[0] == "client" and argv[4] == "--":
-        rc, output = request(argv[1], argv[2], argv[5:], [m for m in argv[3].split(",") if m])
+        stages = split_stages(argv[5:])
+        rc, stage, output = request(argv[1], argv[2], stages, [m for m in argv[3].split(",") if m])
         sys.stdout.write(output[-20000:])
+        sys.stdout.write(f"\n{STAGE_LINE} {stage}/{len(stages)}\n")
         return rc
     if len(argv) == 2 and argv[0] == "stop":
         stop(argv[1])

@@ -46,6 +46,8 @@ FORKSERVER = HERE / "forkserver.py"
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", "-W", "ignore"]
 
 sys.path.insert(0, str(HERE))
+from forkserver import STAGE_LINE  # noqa: E402
+from killers import KillerMemory, killer_of  # noqa: E402
 from report import (annotation_spans, diff_row, in_spans, load_equivalent, match_equivalent,  # noqa: E402
                     replace_docs_block, write_report)
 
@@ -129,13 +131,17 @@ class Server:
         if self.proc.stdout.readline().strip() != "ready":
             raise SystemExit("mutation: the fork server did not start (see the error above)")
 
-    def command(self, work: Path, tests: list[str], modules: list[str], baseline: bool = False) -> str:
+    def command(self, work: Path, tests: list[str], modules: list[str], baseline: bool = False,
+                first: list[str] = ()) -> str:
         """The client command running ``tests``: the unmutated ``baseline`` records each test's
-        duration, a mutant's run takes the slow ones last (``mutation/slowlast.py``)."""
+        duration, a mutant's run takes the slow ones last (``mutation/slowlast.py``). With
+        ``first`` (node ids: the likely killers, ``mutation/killers.py``) those run alone first,
+        and ``tests`` only if none of them fails."""
         mutated = ",".join(str(work / m) for m in modules)
         order = ["-p", "slowlast", "--record-durations" if baseline else "--slow-last", str(work / "durations.json")]
-        args = [sys.executable, str(FORKSERVER), "client", self.socket, str(work), mutated, "--", *PYTEST_ARGS,
-                *order, *tests]
+        stages = [*PYTEST_ARGS, *first, "--then"] if first else []
+        args = [sys.executable, str(FORKSERVER), "client", self.socket, str(work), mutated, "--", *stages,
+                *PYTEST_ARGS, *order, *tests]
         return " ".join(shlex.quote(a) for a in args)
 
     def close(self) -> None:
@@ -226,8 +232,11 @@ def recorded_equivalent(work: Path, mutation, equivalent: list[dict]):
                       worker_outcome=WorkerOutcome.NORMAL)
 
 
-def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> None:
-    """Run the pending mutants (or re-run the survivors) of the session in ``work``."""
+def execute(work: Path, server: Server, group: dict, survivors_only: bool) -> None:
+    """Run the pending mutants (or re-run the survivors) of the session in ``work``: each first
+    against the tests that killed its neighbours, then (if none fails) its group's whole
+    selection; at the end, re-run without that first stage the mutants whose first-stage killer
+    fails alone on the unmutated code."""
     from cosmic_ray.mutating import mutate_and_test
     # cosmic-ray sets PYTHONDONTWRITEBYTECODE for the client only; the fork server keeps the
     # bytecode of unmutated modules and drops the mutated module's before every run
@@ -252,14 +261,43 @@ def execute(work: Path, command: str, timeout: float, survivors_only: bool) -> N
             todo = list(db.pending_work_items)
         todo.sort(key=lambda it: (str(it.mutations[0].module_path), it.mutations[0].start_pos,
                                   it.mutations[0].operator_name, it.mutations[0].occurrence))
+        memory = KillerMemory()
+        timeout = float(group["timeout"])
+        first_stage_kills: dict[str, list] = {}
         start = time.monotonic()
         for i, item in enumerate(todo, 1):
+            m = item.mutations[0]
+            first = memory.candidates(m.module_path, m.start_pos[0])
+            command = server.command(work, group["tests"], group["modules"], first=first)
             result = mutate_and_test(item.mutations, command, timeout)
             db.set_result(item.job_id, result)
-            m = item.mutations[0]
+            killer = killer_of(result.output or "") if result.test_outcome == TestOutcome.KILLED else None
+            if killer:
+                memory.record(m.module_path, m.start_pos[0], killer)
+                if f"{STAGE_LINE} 1/2" in (result.output or ""):
+                    first_stage_kills.setdefault(killer, []).append(item)
             outcome = result.test_outcome.value if result.test_outcome else result.worker_outcome.value
             print(f"[{i}/{len(todo)} {time.monotonic() - start:6.0f}s] {outcome:11s} "
                   f"{m.module_path}:{m.start_pos[0]} {m.operator_name.removeprefix('core/')}", flush=True)
+        # the code is unmutated again: a first-stage killer must pass alone there
+        command = server.command(work, group["tests"], group["modules"])
+        for killer in failing_alone(work, server, group["modules"], list(first_stage_kills)):
+            items = first_stage_kills[killer]
+            print(f"== {killer} fails alone on the unmutated code: its {len(items)} mutants run again without it",
+                  flush=True)
+            for item in items:
+                db.set_result(item.job_id, mutate_and_test(item.mutations, command, timeout))
+
+
+def failing_alone(work: Path, server: Server, modules: list[str], tests: list[str]) -> list[str]:
+    """Those of ``tests`` (node ids) that fail when each runs alone in ``work`` (e.g. one depending
+    on another test's side effect): a first-stage kill by one of them proves nothing."""
+    failing = []
+    for test in tests:
+        alone = server.command(work, [test], modules)
+        if subprocess.run(shlex.split(alone), capture_output=True).returncode != 0:
+            failing.append(test)
+    return failing
 
 
 def run_group(name: str, group: dict, survivors_only: bool, resume: bool = False) -> None:
@@ -289,7 +327,7 @@ def run_group(name: str, group: dict, survivors_only: bool, resume: bool = False
         if not (survivors_only or resume):
             init_session(work, group)
             (work / "modules.sha").write_text(fingerprint + "\n")
-        execute(work, command, float(group["timeout"]), survivors_only)
+        execute(work, server, group, survivors_only)
     finally:
         server.close()
         os.chdir(ROOT)

@@ -2,6 +2,8 @@
 finished and whose modules are byte-for-byte those it mutated."""
 
 import importlib.util
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -63,3 +65,30 @@ def test_a_finished_session_of_unchanged_modules_is_current_until_a_module_chang
     with use_db(str(work / "session.sqlite"), WorkDB.Mode.open) as db:  # an interrupted run
         db.add_work_item(WorkItem("job", [MutationSpec(Path("m.py"), "core/NumberReplacer", 0, (1, 4), (1, 5))]))
     assert not run_module.is_current("g", group)
+
+
+def test_a_test_that_fails_alone_is_found_so_its_first_stage_kills_are_run_again(run_module, tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_dep.py").write_text(
+        "STATE = []\n\n\ndef test_sets():\n    STATE.append(1)\n\n\ndef test_needs():\n    assert STATE\n")
+    server = run_module.Server(tmp_path, ["pytest"], [])
+    try:
+        # together (in the given order) both pass; alone, the second depends on the first
+        tests = ["tests/test_dep.py::test_sets", "tests/test_dep.py::test_needs"]
+        together = server.command(tmp_path, ["tests/test_dep.py"], [])
+        assert subprocess.run(shlex.split(together), capture_output=True).returncode == 0
+        assert run_module.failing_alone(tmp_path, server, [], tests) == ["tests/test_dep.py::test_needs"]
+    finally:
+        server.close()
+
+
+def test_a_command_with_likely_killers_runs_them_alone_first(run_module, tmp_path):
+    server = object.__new__(run_module.Server)
+    server.socket = "s.sock"
+    stages = shlex.split(server.command(tmp_path, ["tests/a.py"], ["src/m.py"], first=["tests/b.py::t[x - y]"]))
+    stages = stages[stages.index("--") + 1:]
+    cut = stages.index("--then")
+    assert stages[:cut] == [*run_module.PYTEST_ARGS, "tests/b.py::t[x - y]"]
+    assert stages[cut + 1:][-1] == "tests/a.py" and "--slow-last" in stages[cut + 1:]
+    plain = shlex.split(server.command(tmp_path, ["tests/a.py"], ["src/m.py"]))
+    assert "--then" not in plain
