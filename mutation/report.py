@@ -26,7 +26,11 @@ def annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]
     ``from __future__ import annotations`` (then no annotation is ever evaluated), else ``[]``."""
     import ast
 
-    tree = ast.parse(path.read_text())
+    try:
+        tree = ast.parse(path.read_text())
+    except SyntaxError as err:  # a group's run has a mutant applied to its copy right now
+        raise SystemExit(f"mutation: {path}: not valid Python ({err.msg}, line {err.lineno}); a run of its "
+                         "group is probably applying a mutant: rebuild the report when it ends") from None
     future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
                  any(a.name == "annotations" for a in n.names) for n in tree.body)
     if not future:

@@ -345,7 +345,10 @@ def run_in_parallel(names: list[str], jobs: int, mode: list[str]) -> list[str]:
         log = BUILD / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as out:
-            rc = subprocess.run([sys.executable, __file__, *mode, name], stdout=out, stderr=subprocess.STDOUT).returncode
+            # --no-report: another group's copy may hold a mutant right now; the report is written
+            # once, when every group has finished
+            rc = subprocess.run([sys.executable, __file__, *mode, "--no-report", name], stdout=out,
+                                stderr=subprocess.STDOUT).returncode
         print(f"== {name}: {'done' if rc == 0 else f'failed (exit {rc})'}; log {log}", flush=True)
         return rc
 
@@ -385,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="count the mutants of each group")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="run N groups at a time, each in its own process (default 1; use the number of cores)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="don't rebuild the report after the run (each group's process under --jobs: the "
+                             "parent writes it once all groups are done)")
     parser.add_argument("--docs", action="store_true",
                         help="also write the scores and survivors into docs/testing.md (between its markers)")
     args = parser.parse_args(argv)
@@ -413,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.report:
         for name in chosen:
             run_group(name, groups[name], args.survivors, args.resume)
+    if args.no_report:
+        return 0
     path = write_report(BUILD, groups, HERE / "equivalent.toml", ROOT)
     print(f"report: {path}")
     if args.docs:

@@ -108,3 +108,13 @@ def test_load_equivalent_refuses_an_unknown_key(tmp_path):
     path.write_text('[[equivalent]]\nmodule = "m"\nbefore = "a"\nafter = "b"\nabvoe = "x"\nreason = "r"\n')
     with pytest.raises(SystemExit, match=r"entry 1: unknown key 'abvoe'"):
         _report.load_equivalent(path)
+
+
+def test_a_module_holding_a_mutant_that_breaks_its_syntax_stops_the_report_with_its_path(tmp_path):
+    # another group's run may have a mutant applied to its copy while a report is being built
+    module = tmp_path / "m.py"
+    module.write_text("from __future__ import annotations\nx: int = {+a(), **b}\n")
+    with pytest.raises(SystemExit, match=r"m\.py: not valid Python .*line 2.*rebuild the report"):
+        _report.annotation_spans(module)
+    module.write_text("from __future__ import annotations\nx: int = 1\n")
+    assert _report.annotation_spans(module) == [((2, 3), (2, 6))]
