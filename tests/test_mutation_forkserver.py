@@ -3,16 +3,14 @@ the first stage that fails and says which stage decided."""
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "mutation"))
-try:
-    from forkserver import PASSED_STATUSES, request, split_stages, stop
-finally:
-    sys.path.remove(str(ROOT / "mutation"))
+from mutation_helpers import MUTATION, load_mutation_module
+
+_forkserver = load_mutation_module("forkserver")
+PASSED_STATUSES, request, split_stages, stop = (_forkserver.PASSED_STATUSES, _forkserver.request,
+                                                _forkserver.split_stages, _forkserver.stop)
 
 TESTS = '''\
 def test_passes():
@@ -33,7 +31,7 @@ def test_split_stages_cuts_at_then():
 def server(tmp_path):
     (tmp_path / "test_sample.py").write_text(TESTS)
     sock = str(tmp_path / "s.sock")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "mutation" / "forkserver.py"), "serve", sock,
+    proc = subprocess.Popen([sys.executable, str(MUTATION / "forkserver.py"), "serve", sock,
                              "--preload", "pytest"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"

@@ -1,15 +1,11 @@
 """mutation/killers.py: a mutant is first tried against the tests that killed its neighbours
 (same line, then same definition, then the group's most frequent killers)."""
 
-import sys
-from pathlib import Path
+from mutation_helpers import load_mutation_module
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "mutation"))
-try:
-    from killers import KillerMemory, definition_at, definitions_of, killer_of
-finally:
-    sys.path.remove(str(ROOT / "mutation"))
+_killers = load_mutation_module("killers")
+KillerMemory, definition_at = _killers.KillerMemory, _killers.definition_at
+definitions_of, killer_of = _killers.definitions_of, _killers.killer_of
 
 SOURCE = '''\
 X = 1

@@ -1,16 +1,10 @@
 """The mutation report's block of docs/testing.md (mutation/report.py): scores per module and the
 surviving mutants grouped under their reason, written between the page's markers."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from mutation_helpers import ROOT, load_mutation_module
 
-ROOT = Path(__file__).resolve().parents[1]
-# loaded under its own name: a plain `import report` would shadow benchmarks/report.py for later tests
-_spec = importlib.util.spec_from_file_location("mutation_report", ROOT / "mutation" / "report.py")
-_report = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_report)
+_report = load_mutation_module("report")
 DOCS_END, DOCS_START = _report.DOCS_END, _report.DOCS_START
 docs_section, match_equivalent, replace_docs_block = _report.docs_section, _report.match_equivalent, _report.replace_docs_block
 

@@ -1,31 +1,19 @@
-"""mutation/run.py's choice of groups to run: ``--changed`` skips a group whose stored session is
-finished and whose modules are byte-for-byte those it mutated."""
+"""mutation/run.py: ``--changed`` skips a group whose stored session is finished and whose modules are
+byte-for-byte those it mutated; a mutant's command runs its likely killers alone first; a test that
+fails alone on the unmutated code is found (its first-stage kills prove nothing)."""
 
-import importlib.util
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from mutation_helpers import load_mutation_module
 
 
 @pytest.fixture()
 def run_module(tmp_path, monkeypatch):
-    """mutation/run.py loaded under its own name, its build folder in ``tmp_path``; the ``report``
-    module it imports is dropped again (it would shadow benchmarks/report.py for later tests)."""
-    saved_path, saved_report = list(sys.path), sys.modules.pop("report", None)
-    spec = importlib.util.spec_from_file_location("mutation_run", ROOT / "mutation" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved_path
-        sys.modules.pop("report", None)
-        if saved_report is not None:
-            sys.modules["report"] = saved_report
+    """mutation/run.py loaded under its own name, its build folder in ``tmp_path``."""
+    module = load_mutation_module("run")
     monkeypatch.setattr(module, "BUILD", tmp_path / "build")
     return module
 
@@ -33,7 +21,7 @@ def run_module(tmp_path, monkeypatch):
 def _group(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("x = 1\n")
-    return {"modules": [str(source)]}  # absolute: ROOT / absolute path is that path
+    return {"modules": [str(source)]}  # absolute: the repository root / an absolute path is that path
 
 
 def test_a_group_without_a_session_or_with_changed_modules_is_not_current(run_module, tmp_path):

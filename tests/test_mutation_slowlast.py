@@ -4,15 +4,12 @@ slow tests last (fast ones in their given order, slow ones fastest first)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "mutation"))
-try:
-    from slowlast import SLOW_SECONDS, slow_last_order
-finally:
-    sys.path.remove(str(ROOT / "mutation"))
+from mutation_helpers import MUTATION, load_mutation_module
+
+_slowlast = load_mutation_module("slowlast")
+SLOW_SECONDS, slow_last_order = _slowlast.SLOW_SECONDS, _slowlast.slow_last_order
 
 
 def test_slow_tests_go_last_fastest_first_and_the_rest_keep_their_order():
@@ -41,7 +38,7 @@ def _pytest(tmp_path, *args):
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "slowlast", "-p", "no:cacheprovider", "-v",
                            "-o", "addopts=", *args, "test_sleepy.py"],
                           cwd=tmp_path, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(ROOT / "mutation"), "PATH": "/usr/bin:/bin"})
+                          env={"PYTHONPATH": str(MUTATION), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stdout + done.stderr
     return [line.split("::")[1].split()[0] for line in done.stdout.splitlines() if "::test_" in line]
 
