@@ -26,7 +26,7 @@ import socket
 import sys
 import tempfile
 
-__all__ = ["serve", "request", "split_stages", "stop", "STAGE_LINE"]
+__all__ = ["decided_stage", "serve", "request", "split_stages", "stop", "STAGE_LINE"]
 
 STAGE_LINE = "[forkserver] decided by stage"
 
@@ -175,7 +175,8 @@ def serve(path: str, preload: list[str], tests: list[str], warm_compile: bool = 
                 conn.sendall(b"0\n")
                 break
             _drop_bytecode(request.get("mutated", []))
-            stages = request["stages"]
+            stages = request.get("stages") or []
+            rc, stage = 2, 0  # no stage: a malformed request fails
             for stage, args in enumerate(stages, 1):
                 pid = os.fork()
                 if pid == 0:
@@ -211,6 +212,15 @@ def request(path: str, cwd: str, stages: list[list[str]], mutated: list[str]) ->
     if len(answer) != 2:
         return 97, 0, output
     return int(answer[0]), int(answer[1]), output
+
+
+def decided_stage(output: str) -> tuple[int, int] | None:
+    """``(stage, stages)`` from the last line the client writes (``STAGE_LINE k/n``), or None."""
+    last = output.rstrip().rpartition("\n")[2]
+    if not last.startswith(STAGE_LINE):
+        return None
+    stage, _, stages = last[len(STAGE_LINE):].strip().partition("/")
+    return int(stage), int(stages)
 
 
 def split_stages(args: list[str]) -> list[list[str]]:

@@ -11,20 +11,28 @@ only kill: whether a mutant survives is always decided by the whole selection.
 line and enclosing definition) and proposes the candidates for the next one: the killers of the
 same line (most recent first), then of the same definition, then the group's most frequent ones.
 
-A test that fails on the unmutated code when it runs alone (it depends on another test's side
-effect) would kill every mutant in a first stage: the runner re-checks each first-stage killer alone
-on the unmutated code at the end of the group and re-runs the mutants of one that fails without
-the first stage (``mutation/run.py``).
+The likely killers run together, in one pytest session, in the order ``candidates`` gives. A kill
+in that first stage counts only if the same session passes on the unmutated code (a test may fail
+after another one's side effect): each such kill is recorded in the mutant's stored output
+(``mark_first_stage``), and at the end of the group's run every recorded session is run once on the
+unmutated code; the mutants of one that fails there are run again on the whole selection
+(``mutation/run.py``). The records stay in the session, so an interrupted run is checked when it is
+resumed.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["KillerMemory", "definition_at", "definitions_of", "killer_of"]
+__all__ = ["KillerMemory", "definition_at", "definitions_of", "first_stage_of", "killer_of", "mark_checked",
+           "mark_first_stage", "FIRST_STAGE", "FIRST_STAGE_CHECKED"]
+
+FIRST_STAGE = "[mutation] killed by the first stage, not yet run unmutated:"
+FIRST_STAGE_CHECKED = "[mutation] killed by the first stage, which passes unmutated:"
 
 # pytest's short summary (-rfE, the default): "FAILED tests/t.py::name[id] - message",
 # "ERROR tests/t.py - ImportError ..." (a collection error names the file); a parameter id may
@@ -39,6 +47,24 @@ def killer_of(output: str) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+def mark_first_stage(output: str, first: list[str]) -> str:
+    """``output`` of a mutant killed by the first stage ``first`` (node ids, in run order), with the
+    record that this stage still has to pass on the unmutated code."""
+    return f"{output.rstrip()}\n{FIRST_STAGE} {json.dumps(first)}\n"
+
+
+def first_stage_of(output: str) -> list[str] | None:
+    """The first stage recorded by ``mark_first_stage`` and not yet checked, or None."""
+    last = output.rstrip().rpartition("\n")[2]
+    return json.loads(last[len(FIRST_STAGE):]) if last.startswith(FIRST_STAGE) else None
+
+
+def mark_checked(output: str) -> str:
+    """``output`` with its first-stage record marked as passing on the unmutated code."""
+    head, _, last = output.rstrip().rpartition("\n")
+    return f"{head}\n{last.replace(FIRST_STAGE, FIRST_STAGE_CHECKED, 1)}\n"
 
 
 def definitions_of(source: str) -> list[tuple[int, int, str]]:

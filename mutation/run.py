@@ -46,8 +46,8 @@ FORKSERVER = HERE / "forkserver.py"
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", "-W", "ignore"]
 
 sys.path.insert(0, str(HERE))
-from forkserver import STAGE_LINE  # noqa: E402
-from killers import KillerMemory, killer_of  # noqa: E402
+from forkserver import decided_stage  # noqa: E402
+from killers import KillerMemory, first_stage_of, killer_of, mark_checked, mark_first_stage  # noqa: E402
 from report import (annotation_spans, diff_row, in_spans, load_equivalent, match_equivalent,  # noqa: E402
                     replace_docs_block, write_report)
 
@@ -89,14 +89,15 @@ def _stamp_matches(name: str, group: dict) -> bool:
 
 def is_current(name: str, group: dict) -> bool:
     """Whether group ``name`` has a finished session of its modules as they are now (same bytes),
-    so that a new run would list and test the same mutants again."""
+    so that a new run would list and test the same mutants again (finished: no mutant pending, no
+    first-stage kill left unchecked)."""
     session = BUILD / name / "session.sqlite"
     if not (session.exists() and _stamp_matches(name, group)):
         return False
     from cosmic_ray.work_db import WorkDB, use_db
 
     with use_db(str(session), WorkDB.Mode.open) as db:
-        return not any(True for _ in db.pending_work_items)
+        return not any(True for _ in db.pending_work_items) and not unchecked_first_stage_kills(db)
 
 
 def prepare(name: str, group: dict, keep_session: bool) -> Path:
@@ -135,13 +136,19 @@ class Server:
                 first: list[str] = ()) -> str:
         """The client command running ``tests``: the unmutated ``baseline`` records each test's
         duration, a mutant's run takes the slow ones last (``mutation/slowlast.py``). With
-        ``first`` (node ids: the likely killers, ``mutation/killers.py``) those run alone first,
-        and ``tests`` only if none of them fails."""
-        mutated = ",".join(str(work / m) for m in modules)
+        ``first`` (node ids: the likely killers, ``mutation/killers.py``) those run first, together
+        in one session, and ``tests`` only if none of them fails."""
         order = ["-p", "slowlast", "--record-durations" if baseline else "--slow-last", str(work / "durations.json")]
         stages = [*PYTEST_ARGS, *first, "--then"] if first else []
-        args = [sys.executable, str(FORKSERVER), "client", self.socket, str(work), mutated, "--", *stages,
-                *PYTEST_ARGS, *order, *tests]
+        return self._client(work, modules, [*stages, *PYTEST_ARGS, *order, *tests])
+
+    def first_stage_command(self, work: Path, first: list[str], modules: list[str]) -> str:
+        """The client command running only the first stage ``first`` (as ``command`` runs it)."""
+        return self._client(work, modules, [*PYTEST_ARGS, *first])
+
+    def _client(self, work: Path, modules: list[str], stages: list[str]) -> str:
+        mutated = ",".join(str(work / m) for m in modules)
+        args = [sys.executable, str(FORKSERVER), "client", self.socket, str(work), mutated, "--", *stages]
         return " ".join(shlex.quote(a) for a in args)
 
     def close(self) -> None:
@@ -235,8 +242,9 @@ def recorded_equivalent(work: Path, mutation, equivalent: list[dict]):
 def execute(work: Path, server: Server, group: dict, survivors_only: bool) -> None:
     """Run the pending mutants (or re-run the survivors) of the session in ``work``: each first
     against the tests that killed its neighbours, then (if none fails) its group's whole
-    selection; at the end, re-run without that first stage the mutants whose first-stage killer
-    fails alone on the unmutated code."""
+    selection; at the end, check the first-stage kills on the unmutated code
+    (``check_first_stage_kills``)."""
+    import attrs
     from cosmic_ray.mutating import mutate_and_test
     # cosmic-ray sets PYTHONDONTWRITEBYTECODE for the client only; the fork server keeps the
     # bytecode of unmutated modules and drops the mutated module's before every run
@@ -263,41 +271,64 @@ def execute(work: Path, server: Server, group: dict, survivors_only: bool) -> No
                                   it.mutations[0].operator_name, it.mutations[0].occurrence))
         memory = KillerMemory()
         timeout = float(group["timeout"])
-        first_stage_kills: dict[str, list] = {}
+        # options in a selection (-k, -m) would not reach a first stage of bare node ids
+        likely_killers = not any(t.startswith("-") for t in group["tests"])
         start = time.monotonic()
         for i, item in enumerate(todo, 1):
             m = item.mutations[0]
-            first = memory.candidates(m.module_path, m.start_pos[0])
+            first = memory.candidates(m.module_path, m.start_pos[0]) if likely_killers else []
             command = server.command(work, group["tests"], group["modules"], first=first)
             result = mutate_and_test(item.mutations, command, timeout)
+            killed = result.test_outcome == TestOutcome.KILLED
+            if first and killed and decided_stage(result.output or "") == (1, 2):
+                result = attrs.evolve(result, output=mark_first_stage(result.output or "", first))
             db.set_result(item.job_id, result)
-            killer = killer_of(result.output or "") if result.test_outcome == TestOutcome.KILLED else None
-            if killer:
+            killer = killer_of(result.output or "") if killed else None
+            if killer and "::" in killer:  # a test of the selection (a collection error names a whole file)
                 memory.record(m.module_path, m.start_pos[0], killer)
-                if f"{STAGE_LINE} 1/2" in (result.output or ""):
-                    first_stage_kills.setdefault(killer, []).append(item)
             outcome = result.test_outcome.value if result.test_outcome else result.worker_outcome.value
             print(f"[{i}/{len(todo)} {time.monotonic() - start:6.0f}s] {outcome:11s} "
                   f"{m.module_path}:{m.start_pos[0]} {m.operator_name.removeprefix('core/')}", flush=True)
-        # the code is unmutated again: a first-stage killer must pass alone there
-        command = server.command(work, group["tests"], group["modules"])
-        for killer in failing_alone(work, server, group["modules"], list(first_stage_kills)):
-            items = first_stage_kills[killer]
-            print(f"== {killer} fails alone on the unmutated code: its {len(items)} mutants run again without it",
-                  flush=True)
-            for item in items:
-                db.set_result(item.job_id, mutate_and_test(item.mutations, command, timeout))
+        check_first_stage_kills(work, server, group, db)
 
 
-def failing_alone(work: Path, server: Server, modules: list[str], tests: list[str]) -> list[str]:
-    """Those of ``tests`` (node ids) that fail when each runs alone in ``work`` (e.g. one depending
-    on another test's side effect): a first-stage kill by one of them proves nothing."""
-    failing = []
-    for test in tests:
-        alone = server.command(work, [test], modules)
-        if subprocess.run(shlex.split(alone), capture_output=True).returncode != 0:
-            failing.append(test)
-    return failing
+def unchecked_first_stage_kills(db) -> dict[tuple[str, ...], list]:
+    """``{first stage: [(item, result), ...]}`` of the session's first-stage kills whose stage has
+    not yet been run on the unmutated code (``mutation/killers.py``)."""
+    found: dict[tuple[str, ...], list] = {}
+    for item, result in db.completed_work_items:
+        first = first_stage_of(result.output or "")
+        if first is not None:
+            found.setdefault(tuple(first), []).append((item, result))
+    return found
+
+
+def check_first_stage_kills(work: Path, server: Server, group: dict, db) -> None:
+    """Run each first stage that killed a mutant once on the (again unmutated) code: where it passes,
+    its kills are marked checked; where it fails (a test failing after another one's side effect),
+    its mutants are run again on the whole selection."""
+    import attrs
+    from cosmic_ray.mutating import mutate_and_test
+
+    timeout = float(group["timeout"])
+    command = server.command(work, group["tests"], group["modules"])
+    for first, entries in unchecked_first_stage_kills(db).items():
+        if passes_unmutated(server.first_stage_command(work, list(first), group["modules"]), timeout):
+            for item, result in entries:
+                db.set_result(item.job_id, attrs.evolve(result, output=mark_checked(result.output)))
+            continue
+        print(f"== the first stage {list(first)} fails on the unmutated code: its {len(entries)} mutants run "
+              "again on the whole selection", flush=True)
+        for item, _ in entries:
+            db.set_result(item.job_id, mutate_and_test(item.mutations, command, timeout))
+
+
+def passes_unmutated(command: str, timeout: float) -> bool:
+    """Whether the client ``command`` passes (exit status 0) within ``timeout`` seconds."""
+    try:
+        return subprocess.run(shlex.split(command), capture_output=True, timeout=timeout).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def run_group(name: str, group: dict, survivors_only: bool, resume: bool = False) -> None:
@@ -345,10 +376,7 @@ def run_in_parallel(names: list[str], jobs: int, mode: list[str]) -> list[str]:
         log = BUILD / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as out:
-            # --no-report: another group's copy may hold a mutant right now; the report is written
-            # once, when every group has finished
-            rc = subprocess.run([sys.executable, __file__, *mode, "--no-report", name], stdout=out,
-                                stderr=subprocess.STDOUT).returncode
+            rc = subprocess.run(group_process_args(name, mode), stdout=out, stderr=subprocess.STDOUT).returncode
         print(f"== {name}: {'done' if rc == 0 else f'failed (exit {rc})'}; log {log}", flush=True)
         return rc
 
@@ -356,6 +384,12 @@ def run_in_parallel(names: list[str], jobs: int, mode: list[str]) -> list[str]:
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         codes = dict(zip(order, pool.map(one, order)))
     return [n for n in names if codes[n] != 0]
+
+
+def group_process_args(name: str, mode: list[str]) -> list[str]:
+    """The command line of group ``name``'s own process under ``--jobs``; ``--no-report``: another
+    group's copy may hold a mutant right now, so the parent writes the report once all are done."""
+    return [sys.executable, __file__, *mode, "--no-report", name]
 
 
 def group_items(name: str) -> list:

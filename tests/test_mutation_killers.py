@@ -6,6 +6,7 @@ from mutation_helpers import load_mutation_module
 _killers = load_mutation_module("killers")
 KillerMemory, definition_at = _killers.KillerMemory, _killers.definition_at
 definitions_of, killer_of = _killers.definitions_of, _killers.killer_of
+first_stage_of, mark_checked, mark_first_stage = _killers.first_stage_of, _killers.mark_checked, _killers.mark_first_stage
 
 SOURCE = '''\
 X = 1
@@ -31,6 +32,8 @@ def test_killer_is_the_first_failure_of_the_short_summary():
     assert killer_of("ERROR tests/t_other.py - ImportError: no module\n") == "tests/t_other.py"
     assert killer_of("FAILED tests/t.py::test_c\n") == "tests/t.py::test_c"
     assert killer_of("3 passed in 0.1s\n") is None
+    # brackets in the message don't stretch the id
+    assert killer_of("FAILED t.py::a[x] - assert [1] == [2]\n") == "t.py::a[x]"
 
 
 def test_a_line_belongs_to_its_innermost_definition():
@@ -61,4 +64,19 @@ def test_candidates_come_from_the_same_line_then_definition_then_the_most_freque
     # a killer seen again moves to the front of its line
     memory.record(module, 12, "t::frequent")
     assert memory.candidates(module, 12)[0] == "t::frequent"
-    assert KillerMemory(limit=1).candidates(module, 12) == []
+    one = KillerMemory(limit=1)
+    one.record(module, 12, "t::a")
+    one.record(module, 12, "t::b")
+    assert one.candidates(module, 12) == ["t::b"]
+    assert KillerMemory().limit == 3
+
+
+def test_a_first_stage_kill_is_recorded_until_checked():
+    output = "F\nFAILED t.py::a[x] - no\n\n[forkserver] decided by stage 1/2\n"
+    first = ["t.py::a[x]", "t.py::b[p - q]"]
+    marked = mark_first_stage(output, first)
+    assert marked.startswith(output.rstrip()) and first_stage_of(marked) == first
+    checked = mark_checked(marked)
+    assert first_stage_of(checked) is None and _killers.FIRST_STAGE_CHECKED in checked
+    assert first_stage_of(output) is None and first_stage_of("") is None
+    assert killer_of(checked) == "t.py::a[x]"

@@ -55,19 +55,62 @@ def test_a_finished_session_of_unchanged_modules_is_current_until_a_module_chang
     assert not run_module.is_current("g", group)
 
 
-def test_a_test_that_fails_alone_is_found_so_its_first_stage_kills_are_run_again(run_module, tmp_path):
+MODULE = """\
+def f(a):
+    return a * 3 + 1
+
+
+def g(b):
+    return b * 2
+
+
+def h(c):
+    return c - 1
+"""
+
+
+def test_a_first_stage_kill_counts_only_if_that_stage_passes_on_the_unmutated_code(run_module, tmp_path,
+                                                                                   monkeypatch):
+    """f's tests kill most, so they are tried first on h's mutants, together with g's: test_f
+    leaves a side effect that makes test_g fail after it in one session (never in the group's
+    order). h is untested: its mutants must all survive, as they would on the whole selection."""
+    pytest.importorskip("cosmic_ray")  # the mutation extra
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
+
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "src" / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "src" / "pkg" / "m.py").write_text(MODULE)
     (tmp_path / "tests").mkdir()
-    (tmp_path / "tests" / "test_dep.py").write_text(
-        "STATE = []\n\n\ndef test_sets():\n    STATE.append(1)\n\n\ndef test_needs():\n    assert STATE\n")
+    (tmp_path / "tests" / "test_f.py").write_text(
+        "import os\nfrom pkg.m import f\n\n\ndef test_f():\n    os.environ['DIRTY'] = '1'\n    assert f(1) == 4\n")
+    (tmp_path / "tests" / "test_g.py").write_text(
+        "import os\nfrom pkg.m import g\n\n\ndef test_g():\n    assert 'DIRTY' not in os.environ\n"
+        "    assert g(3) == 6\n")
+    group = {"modules": ["src/pkg/m.py"], "tests": ["tests/test_g.py", "tests/test_f.py"], "timeout": 60}
+    monkeypatch.chdir(tmp_path)  # cosmic-ray mutates module paths relative to the working directory
     server = run_module.Server(tmp_path, ["pytest"], [])
     try:
-        # together (in the given order) both pass; alone, the second depends on the first
-        tests = ["tests/test_dep.py::test_sets", "tests/test_dep.py::test_needs"]
-        together = server.command(tmp_path, ["tests/test_dep.py"], [])
-        assert subprocess.run(shlex.split(together), capture_output=True).returncode == 0
-        assert run_module.failing_alone(tmp_path, server, [], tests) == ["tests/test_dep.py::test_needs"]
+        run_module.init_session(tmp_path, group)
+        run_module.execute(tmp_path, server, group, survivors_only=False)
     finally:
         server.close()
+    with use_db(str(tmp_path / "session.sqlite"), WorkDB.Mode.open) as db:
+        results = {}
+        for item, result in db.completed_work_items:
+            results.setdefault(item.mutations[0].start_pos[0], []).append(result)
+        assert not run_module.unchecked_first_stage_kills(db)
+    assert {r.test_outcome for r in results[2] + results[6]} == {TestOutcome.KILLED}
+    assert {r.test_outcome for r in results[10]} == {TestOutcome.SURVIVED}
+    assert (tmp_path / "src" / "pkg" / "m.py").read_text() == MODULE
+    # the kills of f's later mutants by its own killer, tried first, passed the check
+    checked = [r for r in results[2] + results[6] if load_mutation_module("killers").FIRST_STAGE_CHECKED in (r.output or "")]
+    assert checked and all("[forkserver] decided by stage 1/2" in r.output for r in checked)
+
+
+def test_each_group_process_under_jobs_leaves_the_report_to_the_parent(run_module):
+    args = run_module.group_process_args("metrics", ["--resume"])
+    assert args[-1] == "metrics" and "--no-report" in args and "--resume" in args
 
 
 def test_a_command_with_likely_killers_runs_them_alone_first(run_module, tmp_path):
