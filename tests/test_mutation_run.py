@@ -35,7 +35,7 @@ def test_a_group_without_a_session_or_with_changed_modules_is_not_current(run_mo
 
 
 def test_a_finished_session_of_unchanged_modules_is_current_until_a_module_changes(run_module, tmp_path):
-    pytest.importorskip("cosmic_ray")  # the mutation extra
+    pytest.importorskip("cosmic_ray")  # in the test and mutation extras
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import MutationSpec, WorkItem
 
@@ -74,7 +74,7 @@ def test_a_first_stage_kill_counts_only_if_that_stage_passes_on_the_unmutated_co
     """f's tests kill most, so they are tried first on h's mutants, together with g's: test_f
     leaves a side effect that makes test_g fail after it in one session (never in the group's
     order). h is untested: its mutants must all survive, as they would on the whole selection."""
-    pytest.importorskip("cosmic_ray")  # the mutation extra
+    pytest.importorskip("cosmic_ray")  # in the test and mutation extras
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome
 
