@@ -279,11 +279,12 @@ def execute(work: Path, server: Server, group: dict, survivors_only: bool) -> No
             first = memory.candidates(m.module_path, m.start_pos[0]) if likely_killers else []
             command = server.command(work, group["tests"], group["modules"], first=first)
             result = mutate_and_test(item.mutations, command, timeout)
+            output = result.output or ""
             killed = result.test_outcome == TestOutcome.KILLED
-            if first and killed and decided_stage(result.output or "") == (1, 2):
-                result = attrs.evolve(result, output=mark_first_stage(result.output or "", first))
+            if killed and decided_stage(output) == (1, 2):
+                result = attrs.evolve(result, output=mark_first_stage(output, first))
             db.set_result(item.job_id, result)
-            killer = killer_of(result.output or "") if killed else None
+            killer = killer_of(output) if killed else None
             if killer and "::" in killer:  # a test of the selection (a collection error names a whole file)
                 memory.record(m.module_path, m.start_pos[0], killer)
             outcome = result.test_outcome.value if result.test_outcome else result.worker_outcome.value

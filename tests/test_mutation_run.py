@@ -1,9 +1,9 @@
 """mutation/run.py: ``--changed`` skips a group whose stored session is finished and whose modules are
-byte-for-byte those it mutated; a mutant's command runs its likely killers alone first; a test that
-fails alone on the unmutated code is found (its first-stage kills prove nothing)."""
+byte-for-byte those it mutated; a mutant's command runs its likely killers first, together in one
+session; a first-stage kill counts only if that session passes on the unmutated code; under
+``--jobs`` the report is left to the parent."""
 
 import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -104,7 +104,8 @@ def test_a_first_stage_kill_counts_only_if_that_stage_passes_on_the_unmutated_co
     assert {r.test_outcome for r in results[10]} == {TestOutcome.SURVIVED}
     assert (tmp_path / "src" / "pkg" / "m.py").read_text() == MODULE
     # the kills of f's later mutants by its own killer, tried first, passed the check
-    checked = [r for r in results[2] + results[6] if load_mutation_module("killers").FIRST_STAGE_CHECKED in (r.output or "")]
+    checked_line = load_mutation_module("killers").FIRST_STAGE_CHECKED
+    checked = [r for r in results[2] + results[6] if checked_line in (r.output or "")]
     assert checked and all("[forkserver] decided by stage 1/2" in r.output for r in checked)
 
 
@@ -113,7 +114,7 @@ def test_each_group_process_under_jobs_leaves_the_report_to_the_parent(run_modul
     assert args[-1] == "metrics" and "--no-report" in args and "--resume" in args
 
 
-def test_a_command_with_likely_killers_runs_them_alone_first(run_module, tmp_path):
+def test_a_command_with_likely_killers_runs_them_first(run_module, tmp_path):
     server = object.__new__(run_module.Server)
     server.socket = "s.sock"
     stages = shlex.split(server.command(tmp_path, ["tests/a.py"], ["src/m.py"], first=["tests/b.py::t[x - y]"]))
