@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -60,3 +61,49 @@ def test_help_lists_every_subcommand_and_every_option_has_help():
         for action in p._actions:
             if action.dest != "help":
                 assert action.help, f"deft {verb}: option {action.option_strings or action.dest} has no help"
+
+
+def _option_texts(help_text: str) -> dict[str, str]:
+    """``{first line of an entry: its whole text}`` for the argument sections of ``--help`` output
+    (``positional arguments:`` and ``options:``; the description and the epilog are not entries)."""
+    entries: dict[str, str] = {}
+    section, current = None, None
+    for line in help_text.splitlines():
+        if line and not line.startswith(" "):
+            section = line if line.rstrip().endswith(":") and "argument" in line or line.startswith("options") else None
+            current = None
+        elif not line.strip():
+            section, current = None, None  # a blank line ends a section
+        elif section and line.startswith("  ") and not line.startswith("   "):
+            current = line.strip()
+            entries[current] = current
+        elif section and current:
+            entries[current] += " " + line.strip()
+    return entries
+
+
+def test_option_texts_are_read_from_sections():
+    text = ("usage: deft x\n\ndescription (default 1) (default 2)\n\noptions:\n  -h, --help  show\n"
+            "  --n N       number (default 3)\n              more (default 4)\n\nepilog:\n  --k  (default 5) default\n")
+    assert _option_texts(text) == {"-h, --help  show": "-h, --help  show",
+                                   "--n N       number (default 3)": "--n N       number (default 3) more (default 4)"}
+
+
+@pytest.mark.parametrize("verb", SUBCOMMANDS)
+def test_no_option_says_its_default_twice(verb, capsys):
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    entries = _option_texts(capsys.readouterr().out)
+    assert any(head.startswith("-h, --help") for head in entries), entries  # the sections were found
+    for head, text in entries.items():
+        assert len(re.findall(r"\bdefault\b", text, re.I)) <= 1, f"deft {verb} --help: {text}"
+        assert "(default None)" not in text and "default None" not in text, f"deft {verb} --help: {text}"
+
+
+def test_eval_help_says_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default 64 on a GPU, 8 on CPU)" in text and "100 for rg:TASK)" in text
+    assert "(deft|paper)" in text  # the protocol's help names its default itself
+    assert "(hf|vllm; default hf)" in text

@@ -121,3 +121,16 @@ def test_devices_this_machine_lacks_are_refused_in_one_line():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"'device': cuda is not available here .*pass --device cpu"):
             check_device("cuda")
+
+
+def test_help_suffix_says_choices_and_default_once():
+    from deft.config import help_suffix
+
+    assert help_suffix("samples per problem", 8) == " (default 8)"
+    assert help_suffix("backend", "hf", ("hf", "vllm")) == " (hf|vllm; default hf)"
+    assert help_suffix("batch size (default 64 on a GPU, 8 on CPU)", None) == ""  # the help says it, once
+    assert help_suffix("deft (default: ours) or paper", "deft", ("deft", "paper")) == " (deft|paper)"
+    assert help_suffix("folder for results (print only without it)", None) == ""  # no "(default None)"
+    assert help_suffix("regime", None, (None, "math", "figfont")) == " (math|figfont)"
+    assert help_suffix("columns", []) == "" and help_suffix("text", "") == ""
+    assert help_suffix("flag", False) == " (default False)"

@@ -25,6 +25,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 from dataclasses import field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union, get_args, get_origin, get_type_hints
@@ -32,7 +33,7 @@ from typing import Any, Callable, Mapping, Optional, Union, get_args, get_origin
 import yaml
 
 __all__ = ["ConfigError", "option", "load_config", "add_config_flags", "config_from_args", "config_to_dict", "check_device",
-           "field_help", "alias_map", "settings_hash", "parse_pairs", "CHECKS"]
+           "field_help", "help_suffix", "alias_map", "settings_hash", "parse_pairs", "CHECKS"]
 
 
 class ConfigError(ValueError):
@@ -309,6 +310,20 @@ def _flag_names(f) -> tuple[list[str], list[str]]:
     return shown, hidden
 
 
+def help_suffix(help_text: str, default: Any, choices: Optional[tuple] = None) -> str:
+    """What ``--help`` adds after a field's help: its choices and its default, each said once.
+
+    ``" (default 8)"``, ``" (hf|vllm; default hf)"``; no default when the help text already says
+    one (``"... (default 64 on a GPU, 8 on CPU)"``) or when there is none to say (``None``, an
+    empty string or list: the help says what happens then); ``None`` is not listed as a choice."""
+    shown = [str(c) for c in choices or () if c is not None]
+    says_default = re.search(r"\bdefault\b", help_text, re.I) is not None
+    parts = ["|".join(shown)] if shown else []
+    if not says_default and default is not None and default != "" and default != []:
+        parts.append(f"default {default}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls, *, config_file: bool = True, pairs: bool = False,
                      skip: tuple[str, ...] = ()) -> None:
     """Add ``--flag`` options for every field of ``cls`` (aliases too; ``--x/--no-x`` for booleans),
@@ -326,8 +341,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, *, config_file: bool 
             continue
         help_text = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        choices = f.metadata.get("choices")
-        suffix = f" (default {default})" if choices is None else f" ({'|'.join(map(str, choices))}; default {default})"
+        suffix = help_suffix(help_text, default, f.metadata.get("choices"))
         kind, _ = _base_type(cls, f.name)
         shown, hidden = _flag_names(f)
         if kind is bool:

@@ -34,9 +34,9 @@ class DataConfig:
                                         "check, stats)", flag=False)
     out: Optional[str] = option(None, "output JSON Lines file (written atomically); required except for check and "
                                       "stats", aliases=("output",))
-    n: Optional[int] = option(None, "number of records: generated for figfont/rg (default 1000; the paper protocol: "
-                                    "the whole split), total for mix, a seeded sample for files (default: all rows; the "
-                                    "paper protocol: the first N rows)", aliases=("size",), check="positive")
+    n: Optional[int] = option(None, "number of records: generated for figfont/rg, total for mix, a seeded sample "
+                                    "for files (default: 1000 generated, all rows of a file; the paper protocol: the "
+                                    "whole split, the first N rows of a file)", aliases=("size",), check="positive")
     seed: Optional[int] = option(None, "seed for generation, sampling and mixing (default 0; the paper protocol "
                                        "fixes 42)", check="non_negative")
     split: str = option("train", "train or test for generated tasks (disjoint questions); the split to read from "
@@ -54,10 +54,11 @@ class DataConfig:
                            "answer/id; medical: question/options/answer_idx/answer/reasoning/id; paper math: question/"
                            "answer; paper medical: question/response/answer; files: record keys and completion)",
                        aliases=("key_map",), flag=False)
-    system: str = option("default", "system prompt for generated tasks ('default': the task's own, figfont's asks for "
-                                    "the word only; 'none': no system prompt)")
-    prompt_suffix: str = option("default", "text appended to math/medical prompts ('default': 'Please reason step "
-                                           "by step, and put your final answer within \\boxed{}.'; 'none': nothing)")
+    system: str = option("default", "system prompt for generated tasks: 'default' is the task's own (figfont's asks "
+                                    "for the word only), 'none' none, any other text is the prompt")
+    prompt_suffix: str = option("default", "text appended to math/medical prompts: 'default' is 'Please reason step "
+                                           "by step, and put your final answer within \\boxed{}.', 'none' nothing, "
+                                           "any other text is appended")
     keep_extra: bool = option(False, "keep unrecognised columns of a record file under 'metadata'")
     skip_invalid: bool = option(False, "drop invalid records and report their count instead of failing")
     max_errors: int = option(20, "how many problems to print (all are counted)", check="positive")

@@ -61,8 +61,8 @@ class EvalConfig:
                                        "8 on CPU)", check="positive")
     limit: Optional[int] = option(None, "evaluate only the first N problems of each benchmark (or medical source)",
                                   check="positive")
-    n: Optional[int] = option(None, "number of problems generated for figfont (default 256; paper: 5000) and "
-                              "rg:TASK (default 100)", aliases=("size",), check="positive")
+    n: Optional[int] = option(None, "number of problems generated for figfont and rg:TASK (default: 256 for "
+                              "figfont, 5000 under --protocol paper; 100 for rg:TASK)", aliases=("size",), check="positive")
     problem_seed: int = option(DEFAULT_EVAL_SEED, "seed of the generated figfont/rg problems (default: a seed far "
                                "from those of training data; the paper protocol uses items 40000+ of seed 42)")
     seed: int = option(0, "sampling seed; the same seed, inputs and batch size give the same samples")
