@@ -28,94 +28,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from deft import token_loss
-from deft.train import load_config, train
-
-RESPONSES = ["cat", "a much longer answer with many more words in it than the others",
-             "dog house", "the quick brown fox jumps over the lazy dog twice"]
-
-
-def _records(path: Path, n: int) -> Path:
-    """``n`` records whose responses have clearly different token counts."""
-    with open(path, "w") as f:
-        for i in range(n):
-            f.write(json.dumps({"prompt": f"Question {i}: say something.", "response": RESPONSES[i % 4]}) + "\n")
-    return path
-
-
-def _sgd_cfg(model_dir, data, out, **kw):
-    base = dict(model=str(model_dir), data=str(data), output_dir=str(out), max_length=128, progress=False, seed=3,
-                max_steps=1, lr=1.0, lr_scheduler="constant", warmup_ratio=0.0, weight_decay=0.0,
-                max_grad_norm=0.0, optim="sgd")
-    base.update(kw)
-    return load_config(None, base)
-
-
-def _examples(model_dir, data):
-    from transformers import AutoTokenizer
-
-    from deft.train.run import build_examples
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    cfg = load_config(None, {"model": str(model_dir), "max_length": 128})
-    return list(build_examples(cfg, tok, str(data), log=lambda *_: None))
-
-
-def independent_step(model_dir, examples, objective, normalization="tokens"):
-    """``(params, grads, logged)``: the initial parameters, the gradient of the step's objective
-    and the values step 1 must log, from each example's plain logits (one example per forward)."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
-    model.train()
-    names, params = zip(*model.named_parameters())
-    sums, counts, per_token = [], [], []
-    for ex in examples:
-        ids, labels = torch.tensor([ex["input_ids"]]), torch.tensor([ex["labels"]])
-        logits = model(input_ids=ids).logits
-        loss, stats = token_loss(logits[:, :-1], labels[:, 1:], objective, reduction="sum", return_stats=True)
-        sums.append(loss)
-        counts.append(stats["num_tokens"])
-        per_token.append({k: v[stats["mask"]].double() for k, v in stats.items()
-                          if k in ("p", "gate", "entropy", "focus")})
-    tokens = sum(counts)
-    if normalization == "tokens":
-        value = torch.stack(sums).sum() / tokens
-    else:  # one example per micro-batch: the mean of the examples' own means
-        value = torch.stack([s / n for s, n in zip(sums, counts)]).mean()
-    grads = torch.autograd.grad(value, params)
-    cat = {k: torch.cat([t[k] for t in per_token]) for k in per_token[0]}
-    logged = {"loss": float(value.detach()), "tokens": tokens,
-              "input_tokens": sum(len(ex["input_ids"]) for ex in examples),
-              "grad_norm": float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads))),
-              "mean_p": float(cat["p"].mean()), "mean_gate": float(cat["gate"].mean()),
-              "mean_entropy": float(cat["entropy"].mean()),
-              "frac_p_below_1e-3": float((cat["p"] < 1e-3).double().mean()),
-              "frac_p_above_0.5": float((cat["p"] > 0.5).double().mean())}
-    if "focus" in cat:
-        logged["mean_focus"] = float(cat["focus"].mean())
-    before = {n: p.detach().clone() for n, p in zip(names, params)}
-    return before, dict(zip(names, grads)), logged
-
-
-def check_step(out: Path, before: dict, grads: dict, logged: dict) -> None:
-    """``before - after == grad`` for every parameter; step 1's metrics equal ``logged``."""
-    from transformers import AutoModelForCausalLM
-
-    after = dict(AutoModelForCausalLM.from_pretrained(out / "final", dtype=torch.float32).named_parameters())
-    assert set(after) == set(before)
-    scale = max(float(g.abs().max()) for g in grads.values())
-    for name, g in grads.items():
-        moved = before[name] - after[name].detach()
-        torch.testing.assert_close(moved, g, rtol=2e-4, atol=2e-5 * scale, msg=lambda m: f"{name}: {m}")
-    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
-    assert row["step"] == 1 and row["tokens"] == logged["tokens"] and row["input_tokens"] == logged["input_tokens"]
-    for key in ("loss", "grad_norm", "mean_p", "mean_gate", "mean_entropy", "frac_p_below_1e-3", "frac_p_above_0.5",
-                "mean_focus"):
-        if key in logged:
-            assert row[key] == pytest.approx(logged[key], rel=2e-5, abs=1e-7), key
-        else:
-            assert key not in row, key
+from deft.train import train
+from train_step_helpers import (check_step, independent_step, sgd_config, tokenized_examples,
+                                write_records)
 
 
 @pytest.mark.parametrize("objective,batch_size,grad_accum", [
@@ -124,12 +39,12 @@ def check_step(out: Path, before: dict, grads: dict, logged: dict) -> None:
 def test_one_sgd_step_moves_every_parameter_by_minus_the_gradient(tiny_model_dir, tmp_path, objective, batch_size,
                                                                    grad_accum):
     """Tokens normalisation: one and several micro-batches (of unequal token counts)."""
-    data = _records(tmp_path / "data.jsonl", batch_size * grad_accum)
-    examples = _examples(tiny_model_dir, data)
+    data = write_records(tmp_path / "data.jsonl", batch_size * grad_accum)
+    examples = tokenized_examples(tiny_model_dir, data)
     assert len({sum(l != -100 for l in ex["labels"]) for ex in examples}) == len(examples)  # unequal counts
     before, grads, logged = independent_step(tiny_model_dir, examples, objective)
     out = tmp_path / "run"
-    train(_sgd_cfg(tiny_model_dir, data, out, objective=objective, batch_size=batch_size, grad_accum=grad_accum),
+    train(sgd_config(tiny_model_dir, data, out, objective=objective, batch_size=batch_size, grad_accum=grad_accum),
           log=lambda *_: None)
     check_step(out, before, grads, logged)
 
@@ -137,14 +52,14 @@ def test_one_sgd_step_moves_every_parameter_by_minus_the_gradient(tiny_model_dir
 def test_one_sgd_step_with_micro_batch_normalisation_is_the_mean_of_means(tiny_model_dir, tmp_path):
     """Two micro-batches of different token counts: the update is ``-grad((L_a/n_a + L_b/n_b) / 2)``,
     which differs from the tokens-normalised one."""
-    data = _records(tmp_path / "data.jsonl", 2)
-    examples = _examples(tiny_model_dir, data)
+    data = write_records(tmp_path / "data.jsonl", 2)
+    examples = tokenized_examples(tiny_model_dir, data)
     before, grads, logged = independent_step(tiny_model_dir, examples, "deft", normalization="micro_batch")
     _, token_grads, _ = independent_step(tiny_model_dir, examples, "deft", normalization="tokens")
     name = next(iter(grads))
     assert not torch.allclose(grads[name], token_grads[name], rtol=1e-2)  # the two schemes differ here
     out = tmp_path / "run"
-    train(_sgd_cfg(tiny_model_dir, data, out, objective="deft", batch_size=1, grad_accum=2,
+    train(sgd_config(tiny_model_dir, data, out, objective="deft", batch_size=1, grad_accum=2,
                    loss_normalization="micro_batch"), log=lambda *_: None)
     check_step(out, before, grads, logged)
 
@@ -162,8 +77,8 @@ def test_two_processes_one_sgd_step_is_minus_the_gradient(tiny_model_dir, tmp_pa
     """2 processes (gloo) x 2 micro-batches x 1 example of unequal token counts: the step's
     objective over all 4 examples (tokens: one global token count; micro_batch: the mean of the
     4 per-micro-batch means, averaged over processes)."""
-    data = _records(tmp_path / "data.jsonl", 4)
-    examples = _examples(tiny_model_dir, data)
+    data = write_records(tmp_path / "data.jsonl", 4)
+    examples = tokenized_examples(tiny_model_dir, data)
     before, grads, logged = independent_step(tiny_model_dir, examples, objective, normalization=normalization)
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -189,10 +104,10 @@ def test_a_resumed_sgd_step_is_minus_the_gradient_at_the_checkpoint(tiny_model_d
 
     from transformers import AutoModelForCausalLM
 
-    data = _records(tmp_path / "data.jsonl", 4)
-    examples = _examples(tiny_model_dir, data)
+    data = write_records(tmp_path / "data.jsonl", 4)
+    examples = tokenized_examples(tiny_model_dir, data)
     out = tmp_path / "run"
-    train(_sgd_cfg(tiny_model_dir, data, out, objective="deft", batch_size=4, max_steps=2, save_steps=1),
+    train(sgd_config(tiny_model_dir, data, out, objective="deft", batch_size=4, max_steps=2, save_steps=1),
           log=lambda *_: None)
     checkpoint = out / "checkpoint-1"
     for name in ("final", "checkpoint-2", "summary.json"):  # as if killed just after checkpoint 1
@@ -204,7 +119,7 @@ def test_a_resumed_sgd_step_is_minus_the_gradient_at_the_checkpoint(tiny_model_d
             p.mul_(1.05)
     model.save_pretrained(checkpoint)
     before, grads, _ = independent_step(checkpoint, examples, "deft")
-    train(_sgd_cfg(tiny_model_dir, data, out, objective="deft", batch_size=4, max_steps=2, save_steps=1, resume=True),
+    train(sgd_config(tiny_model_dir, data, out, objective="deft", batch_size=4, max_steps=2, save_steps=1, resume=True),
           log=lambda *_: None)
     after = _final_params(out)
     scale = max(float(g.abs().max()) for g in grads.values())
@@ -236,10 +151,10 @@ def test_a_trainer_whose_loss_is_off_by_a_constant_factor_fails_the_absolute_che
         return (out[0] * factor, out[1]) if isinstance(out, tuple) else out * factor
 
     monkeypatch.setattr(DeftTrainer, "compute_loss", scaled_compute_loss)
-    data = _records(tmp_path / "data.jsonl", 2)
-    examples = _examples(tiny_model_dir, data)
+    data = write_records(tmp_path / "data.jsonl", 2)
+    examples = tokenized_examples(tiny_model_dir, data)
     before, grads, logged = independent_step(tiny_model_dir, examples, "nll")
     out = tmp_path / "run"
-    train(_sgd_cfg(tiny_model_dir, data, out, objective="nll", batch_size=1, grad_accum=2), log=lambda *_: None)
+    train(sgd_config(tiny_model_dir, data, out, objective="nll", batch_size=1, grad_accum=2), log=lambda *_: None)
     with pytest.raises(AssertionError, match="are not close"):  # the parameters moved by factor x grad
         check_step(out, before, grads, logged)

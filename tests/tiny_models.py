@@ -83,9 +83,10 @@ def save_tiny_model_dir(path, tokenizer=None, seed=0, **overrides) -> Path:
     tokenizer = tokenizer or build_tiny_tokenizer()
     path = Path(path)
     torch.manual_seed(seed)
-    config = LlamaConfig(**dict(COMMON, vocab_size=len(tokenizer), max_position_embeddings=512, tie_word_embeddings=True,
-                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                pad_token_id=tokenizer.pad_token_id, **overrides))
+    settings = dict(COMMON, vocab_size=len(tokenizer), max_position_embeddings=512, tie_word_embeddings=True,
+                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(**{**settings, **overrides})
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

@@ -29,9 +29,11 @@ def resolve(args) -> TrainConfig:
 
 def run(args) -> int:
     cfg = resolve(args)
-    from ..train.run import next_steps, train
+    from ..train.run import is_main_process, next_steps, train
 
     summary = train(cfg)
+    if not is_main_process():  # every process runs the job; one speaks
+        return 0
     if summary.get("final") and not summary.get("already_finished"):
         loss = summary.get("train_loss")
         print(f"done: {summary['steps']} steps, train loss {'n/a' if loss is None else f'{loss:.4f}'}; "

@@ -34,9 +34,10 @@ try:
 except ImportError as err:  # an optional extra
     raise ImportError(f"deft.integrations.trl needs TRL ({err}): pip install 'deft[trl]'") from err
 
-from ..model.fused_forward import patch_fused_loss
+from ..model.fused_forward import fused_extras, patch_fused_loss
 from ..objectives import parse_objective
 from ..train.stats import STAT_NAMES, StepStats
+from ..train.trainer import OldPolicyRefresh
 
 __all__ = ["DeftSFTConfig", "DeftSFTTrainer"]
 
@@ -134,7 +135,7 @@ class DeftSFTTrainer(SFTTrainer):
             teacher = _load_frozen(teacher_model if teacher_model is not None else args.teacher_model, device)
         if "old_logprobs" in obj.needs:
             old_policy = _load_frozen(copy.deepcopy(self.model), device)
-            self.add_callback(_old_policy_refresh(old_policy, args.old_policy_refresh))
+            self.add_callback(OldPolicyRefresh(old_policy, args.old_policy_refresh, self))
         patch_fused_loss(self.model, obj, chunk_size=args.objective_chunk_size, reference=reference,
                          teacher=teacher, old_policy=old_policy)
         return old_policy
@@ -149,6 +150,7 @@ class DeftSFTTrainer(SFTTrainer):
         if self.aux_loss_enabled:  # MoE: the patched forward adds coef * router load-balancing loss
             inputs["output_router_logits"] = True
         outputs = model(**inputs)
+        num_tokens, stats = fused_extras(model, outputs)
         if self.aux_loss_enabled and outputs.aux_loss is not None:
             aux = self.accelerator.gather_for_metrics(outputs.aux_loss.detach().reshape(1)).mean().item()
             self._metrics[mode]["aux_loss"].append(aux)
@@ -159,8 +161,8 @@ class DeftSFTTrainer(SFTTrainer):
             if self.args.average_tokens_across_devices:
                 loss = loss * (self.accelerator.num_processes // self._tp_size)
         else:
-            loss = loss / max(int(outputs.num_tokens), 1)
-        self._deft_stats[mode].add(outputs.loss, outputs.stats, self._input_tokens(inputs, mode))
+            loss = loss / max(int(num_tokens), 1)
+        self._deft_stats[mode].add(outputs.loss, stats, self._input_tokens(inputs, mode))
         if return_outputs:  # logits for compute_metrics: one extra forward without labels
             with torch.no_grad():
                 outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
@@ -178,6 +180,35 @@ class DeftSFTTrainer(SFTTrainer):
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return int(local)
 
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        """Save the trained model (a PEFT model: its adapter) as a standard HF folder, complete under
+        every engine: the weights are gathered first (ZeRO-3 without
+        ``stage3_gather_16bit_weights_on_model_save``, FSDP with sharded state dicts) and the written
+        files are checked against the model's own state dict before they are moved into
+        ``output_dir`` (:func:`deft.train.final.save_gathered`); an incomplete save raises
+        :class:`~deft.train.final.IncompleteSaveError` on every process. Checkpoints
+        (``_internal_call``) are the engine's own, as in TRL."""
+        if _internal_call:
+            return super().save_model(output_dir, _internal_call)
+        from accelerate.utils import broadcast_object_list
+
+        from ..train.final import IncompleteSaveError, save_gathered
+        from ..train.sharding import gather_state_dict
+
+        output_dir = output_dir or self.args.output_dir
+        state = gather_state_dict(self.accelerator, self.model_wrapped)  # collective: on every process
+        failure = [None]
+        if self.accelerator.is_main_process:
+            try:
+                save_gathered(self.accelerator.unwrap_model(self.model), output_dir, state, self.processing_class)
+            except IncompleteSaveError as err:
+                failure = [str(err)]
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(failure)
+        if failure[0] is not None:
+            raise IncompleteSaveError(failure[0])
+        self.accelerator.wait_for_everyone()
+
     def log(self, logs: dict, start_time: Optional[float] = None) -> None:
         """Add the interval's token statistics (all micro-batches and processes) to TRL's metrics."""
         mode = "train" if self.model.training else "eval"
@@ -191,17 +222,3 @@ class DeftSFTTrainer(SFTTrainer):
         if "mean_entropy" in result:
             self._metrics[mode]["entropy"] = [result["mean_entropy"]]  # TRL's name for the same quantity
         super().log(logs, start_time)
-
-
-def _old_policy_refresh(old_policy, every: int):
-    """psft: a callback copying the current weights into the old-policy snapshot every ``every``
-    optimizer steps."""
-    from transformers import TrainerCallback
-
-    class OldPolicyRefresh(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if model is not None and state.global_step % every == 0:
-                src = model.module if hasattr(model, "module") else model
-                old_policy.load_state_dict(src.state_dict())
-
-    return OldPolicyRefresh()

@@ -32,10 +32,10 @@ from ..fused import fused_token_loss, token_loss
 from ..objectives import NEEDS, Objective, parse_objective
 from ..objectives.needs import missing_error
 from .head import check_head_supported, head_weight_and_bias
-from .parts import check_fusable, decoder_output, last_hidden, lm_parts, router_aux_loss, unwrap
+from .parts import check_fusable, decoder_output, full_shape, last_hidden, lm_parts, router_aux_loss, unwrap
 
 __all__ = ["FusedLossConfig", "FusedOutput", "patch_fused_loss", "unpatch_fused_loss", "lm_parts",
-           "check_fusable", "is_patched"]
+           "check_fusable", "is_patched", "fused_extras"]
 
 _unwrap = unwrap  # former private name
 
@@ -171,7 +171,23 @@ def _fused_forward(self, input_ids=None, attention_mask=None, position_ids=None,
     elif cfg.reduction == "mean":
         loss = loss / max(stats["num_tokens"], 1)
     out = FusedOutput.make(loss, stats["num_tokens"], stats, aux_loss=aux)
+    # engines may rebuild the output from its items (FSDP2's and accelerate's mixed-precision casts),
+    # which drops the plain attributes: the last call's are kept on the model too (fused_extras)
+    object.__setattr__(self, "_deft_last_extras", (stats["num_tokens"], stats))
     return out.to_tuple() if return_dict is False else out
+
+
+def fused_extras(model, outputs) -> tuple[int, dict]:
+    """``(num_tokens, stats)`` of a patched training forward's output: its attributes, or, when a
+    wrapper rebuilt the output from its items (mixed-precision casts of FSDP2 or accelerate), those
+    of the last call of ``model`` (the patched model under any wrapper)."""
+    if hasattr(outputs, "stats"):
+        return outputs.num_tokens, outputs.stats
+    extras = getattr(unwrap(model), "_deft_last_extras", None)
+    if extras is None:
+        raise ValueError("the model's output carries no fused-loss statistics: patch it with patch_fused_loss "
+                         "before training")
+    return extras
 
 
 def _plain_loss(hidden, weight, bias, labels, cfg: FusedLossConfig, weights, extra):
@@ -192,7 +208,7 @@ def _plain_loss(hidden, weight, bias, labels, cfg: FusedLossConfig, weights, ext
 def _frozen_models(obj: Objective, model, given: dict) -> dict:
     """Need name -> frozen model for every need a frozen model provides; checked and frozen."""
     base = unwrap(model)
-    vocab = base.get_output_embeddings().weight.shape[0]
+    vocab = full_shape(base.get_output_embeddings().weight)[0]
     frozen = {}
     for name in sorted(obj.needs):
         need = NEEDS[name]
@@ -206,7 +222,7 @@ def _frozen_models(obj: Objective, model, given: dict) -> dict:
                 raise ValueError(f"{need.patch_arg or name}='adapter' needs a PEFT model (train with LoRA) or pass "
                                  "a frozen model")
         else:
-            other_vocab = unwrap(other).get_output_embeddings().weight.shape[0]
+            other_vocab = full_shape(unwrap(other).get_output_embeddings().weight)[0]
             if other_vocab != vocab:
                 raise ValueError(f"the {need.patch_arg or name} model's vocabulary ({other_vocab}) differs from the "
                                  f"model's ({vocab}); it must use the same tokenizer")
@@ -273,6 +289,7 @@ def unpatch_fused_loss(model):
     base = unwrap(model)
     if is_patched(base):
         base.forward = base._deft_original_forward
-        for attr in ("_deft_original_forward", "_deft_config"):
-            delattr(base, attr)
+        for attr in ("_deft_original_forward", "_deft_config", "_deft_last_extras"):
+            if hasattr(base, attr):
+                delattr(base, attr)
     return model

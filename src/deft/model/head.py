@@ -66,15 +66,28 @@ def head_weight_and_bias(head, training: bool = True) -> tuple[torch.Tensor, Opt
     """
     parts = _lora_parts(head)
     if parts is None:
-        return head.weight, getattr(head, "bias", None)
+        return _whole(head.weight), _whole(getattr(head, "bias", None))
     check_head_supported(head, training)
     base = head.base_layer
-    weight = base.weight
+    weight = _whole(base.weight)
     lora_a, lora_b, scaling, _, _ = parts
     for name in _active(head):
-        a, b = lora_a[name].weight, lora_b[name].weight  # [r, H], [V, r]
+        a, b = _whole(lora_a[name].weight), _whole(lora_b[name].weight)  # [r, H], [V, r]
         delta = (b @ a) * scaling[name]
         if getattr(head, "fan_in_fan_out", False):
             delta = delta.T
         weight = weight + delta.to(weight.dtype)
-    return weight, getattr(base, "bias", None)
+    return weight, _whole(getattr(base, "bias", None))
+
+
+def _whole(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A tensor whole on this process: an FSDP2 ``DTensor`` read outside its module's forward (a
+    head wrapped as its own FSDP unit) is all-gathered, differentiably (its gradient is reduced back
+    to the shards); anything else is returned as it is. Under DeepSpeed ZeRO-3 the engine gathers a
+    parameter read inside the root module's forward and registers it as that module's external
+    parameter, so it needs nothing here."""
+    if tensor is None or not torch.distributed.is_available():
+        return tensor
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor

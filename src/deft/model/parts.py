@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-__all__ = ["unwrap", "lm_parts", "check_fusable", "decoder_output", "last_hidden", "router_aux_loss"]
+__all__ = ["unwrap", "full_shape", "lm_parts", "check_fusable", "decoder_output", "last_hidden", "router_aux_loss"]
 
 # config attributes that change logits after the LM head: the fused loss cannot reproduce them
 UNFUSABLE = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
@@ -25,6 +25,12 @@ def unwrap(model):
             model = base
         else:
             return model
+
+
+def full_shape(param: torch.Tensor) -> torch.Size:
+    """The whole shape of a parameter: ``ds_shape`` for one that DeepSpeed ZeRO-3 partitioned (it
+    reads as an empty tensor outside its module's forward), else its shape."""
+    return getattr(param, "ds_shape", None) or param.shape
 
 
 def check_fusable(model) -> None:

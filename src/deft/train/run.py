@@ -29,8 +29,9 @@ import torch
 from ..io import atomic_write_dir, atomic_write_json, atomic_write_text
 from .config import TrainConfig, config_to_dict
 from .rundir import RunLock, is_finished, latest_checkpoint, mean_loss, prepare_fresh_folder, truncate_metrics
+from .sharding import zero3_init_disabled
 
-__all__ = ["train", "build_examples", "next_steps", "settings_hash_of"]
+__all__ = ["train", "build_examples", "next_steps", "settings_hash_of", "is_main_process"]
 
 _OPTIMIZERS = {"adamw": "adamw_torch", "sgd": "sgd"}  # deft name -> HF optim name
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -55,7 +56,14 @@ class _Run:
     model: object = None
     old_policy: object = None
     device: str = "cpu"
+    args: object = None  # the TrainingArguments (made before the models: they switch on ZeRO-3's init)
     callbacks: list = field(default_factory=list)
+
+
+def is_main_process() -> bool:
+    """Whether this is the process that writes the run's files and speaks (rank 0 of an
+    ``accelerate launch``; the only process otherwise)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def build_examples(cfg: TrainConfig, tokenizer, source: str, log=print):
@@ -95,6 +103,8 @@ def train(cfg: TrainConfig, log=print, callbacks: Sequence = ()) -> dict:
         set_seed(cfg.seed)
         run.callbacks = list(callbacks)
         _load_data(run)
+        run.device = "cuda" if torch.cuda.is_available() else "cpu"
+        run.args = _training_args(run)
         _load_models(run)
         _write_start(run)
         trainer = _make_trainer(run)
@@ -112,7 +122,7 @@ def _open(cfg: TrainConfig, log) -> _Run:
     """Lock and check the output folder (main process) and pick the checkpoint to resume from."""
     from ..objectives import parse_objective
 
-    run = _Run(cfg=cfg, log=log, out=Path(cfg.output_dir), main=int(os.environ.get("RANK", "0")) == 0,
+    run = _Run(cfg=cfg, log=log, out=Path(cfg.output_dir), main=is_main_process(),
                objective=parse_objective(cfg.objective))
     if run.main:
         run.lock = RunLock(run.out).acquire()
@@ -163,49 +173,74 @@ def _load_data(run: _Run) -> None:
 
 
 def _load(cfg: TrainConfig, spec: str):
+    """A model, whole on every process (frozen models never enter the engine, so ZeRO-3's
+    partitioned initialisation must not touch them)."""
     from ..model import load_model
 
-    return load_model(spec, dtype=_DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code)
+    with zero3_init_disabled():
+        return load_model(spec, dtype=_DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code)
+
+
+def _load_trained(run: _Run):
+    """The model to train: partitioned as it loads under DeepSpeed ZeRO-3 with ``zero3_init_flag``
+    (each process reads only its slices), whole otherwise."""
+    from ..model import load_model
+
+    cfg, plugin = run.cfg, getattr(run.args, "deepspeed_plugin", None)
+    if plugin is not None and plugin.zero_stage == 3 and plugin.zero3_init_flag:
+        return load_model(cfg.model, dtype=_DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code)
+    return _load(cfg, cfg.model)
+
+
+def _with_lora(cfg: TrainConfig, model):
+    """``model`` wrapped by a PEFT LoRA adapter as ``cfg`` asks (``lora_rank`` > 0)."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = cfg.target_modules if cfg.target_modules == "all-linear" else [
+        m.strip() for m in cfg.target_modules.split(",") if m.strip()]
+    return get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                            target_modules=targets, task_type="CAUSAL_LM"))
+
+
+def _is_partitioned(model) -> bool:
+    return any(hasattr(p, "ds_id") for p in model.parameters())
 
 
 def _load_models(run: _Run) -> None:
     """The trained model (LoRA if asked) and the frozen models of the objective's inputs
     (:func:`deft.objectives.objective_inputs`: one per ``model`` / ``label_logprobs`` need, from its
-    option or its default), patched in through each need's ``patch_arg``."""
+    option or its default), patched in through each need's ``patch_arg``. Frozen models are whole
+    on every process; when the trained model was loaded partitioned (ZeRO-3 init), the initial
+    model they copy is loaded again instead of copied."""
     from ..model.fused_forward import patch_fused_loss
     from ..objectives import objective_inputs
 
     cfg = run.cfg
     inputs = objective_inputs(run.objective)
-    model = _load(cfg, cfg.model)
+    model = _load_trained(run)
+    partitioned = _is_partitioned(model)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     frozen = {}  # patch_arg -> frozen model (or "adapter")
     for need in inputs:  # a model need with a default (the reference) is the initial model, taken before LoRA
         if need.source == "model" and need.default and not _option(cfg, need):
-            frozen[need.patch_arg] = "adapter" if cfg.lora_rank else copy.deepcopy(model)
+            frozen[need.patch_arg] = "adapter" if cfg.lora_rank else (
+                _load(cfg, cfg.model) if partitioned else copy.deepcopy(model))
     if cfg.lora_rank:
-        from peft import LoraConfig, get_peft_model
-
-        targets = cfg.target_modules if cfg.target_modules == "all-linear" else [
-            m.strip() for m in cfg.target_modules.split(",") if m.strip()]
-        model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-                                                 lora_dropout=cfg.lora_dropout, target_modules=targets,
-                                                 task_type="CAUSAL_LM"))
+        model = _with_lora(cfg, model)
     for need in inputs:
         if need.patch_arg is None or need.patch_arg in frozen:
             continue
         if _option(cfg, need):
             frozen[need.patch_arg] = _load(cfg, _option(cfg, need))
         elif need.source == "label_logprobs":  # a snapshot of the trained model, refreshed during training
-            frozen[need.patch_arg] = copy.deepcopy(model)
+            frozen[need.patch_arg] = _replica(cfg, model) if partitioned else copy.deepcopy(model)
         else:
             from ..objectives.needs import missing_error
 
             raise missing_error(run.objective.spec, need, "config")
     run.old_policy = frozen.get("old_policy")
-    run.device = "cuda" if torch.cuda.is_available() else "cpu"
     for module in frozen.values():
         if isinstance(module, torch.nn.Module):
             module.to(run.device).eval().requires_grad_(False)
@@ -213,6 +248,16 @@ def _load_models(run: _Run) -> None:
     # NonFiniteError naming the step and the last good checkpoint (and saves a synchronisation per call)
     patch_fused_loss(model, run.objective, chunk_size=cfg.chunk_size, fused=cfg.fused, check_inputs=False, **frozen)
     run.model = model
+
+
+def _replica(cfg: TrainConfig, model):
+    """A whole copy of a partitioned starting ``model``: the initial weights loaded again, with a
+    fresh LoRA adapter of the same shape (its B = 0, so it computes what ``model`` computes)."""
+    replica = _load(cfg, cfg.model)
+    if cfg.lora_rank:
+        with zero3_init_disabled():
+            replica = _with_lora(cfg, replica)
+    return replica
 
 
 def _option(cfg: TrainConfig, need) -> Optional[str]:
@@ -304,7 +349,7 @@ def _make_trainer(run: _Run):
 
     cfg = run.cfg
     trainer = DeftTrainer(
-        model=run.model, args=_training_args(run), train_dataset=run.examples, eval_dataset=run.eval_examples,
+        model=run.model, args=run.args, train_dataset=run.examples, eval_dataset=run.eval_examples,
         data_collator=Collator(run.tokenizer.pad_token_id), metrics_path=str(run.out / "metrics.jsonl"),
         progress=cfg.progress, loss_normalization=cfg.loss_normalization, warmup_ratio=cfg.warmup_ratio,
         run_dir=str(run.out),
@@ -318,7 +363,7 @@ def _make_trainer(run: _Run):
         trainer.add_callback(TensorBoardCallback(SummaryWriter(log_dir=str(run.out / "tensorboard"))))
     if run.old_policy is not None:
         trainer.old_policy = run.old_policy
-        trainer.add_callback(OldPolicyRefresh(run.old_policy, cfg.old_policy_refresh))
+        trainer.add_callback(OldPolicyRefresh(run.old_policy, cfg.old_policy_refresh, trainer))
         if run.resume_from and not load_old_policy(run.old_policy, run.resume_from):
             run.log(f"{run.resume_from} has no {OLD_POLICY_FILE}: the psft old policy is the starting model until "
                     "its next refresh, so this run will differ from an uninterrupted one")
@@ -328,26 +373,56 @@ def _make_trainer(run: _Run):
 
 
 def _finish(run: _Run, trainer) -> dict:
-    """Evaluate, check the weights are finite, write ``final/`` and ``summary.json``."""
+    """Evaluate, gather the weights (every engine), check they are finite, write ``final/`` (checked
+    complete before it is renamed into place) and ``summary.json``. A failure on the main process
+    reaches every process, so all stop with the same one-line error."""
+    from accelerate.utils import broadcast_object_list
+
+    from .final import IncompleteSaveError
+    from .sharding import gather_state_dict
     from .trainer import NonFiniteError
 
     steps = trainer.state.global_step
     summary = {"steps": steps, "output_dir": str(run.out)}
     if run.eval_examples:
         summary["eval_loss"] = trainer.evaluate().get("eval_loss")
-    bad = [name for name, p in trainer.model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise NonFiniteError(f"after step {steps} the weights are not finite ({bad[0]}, ...); no final/ model was "
-                             "written; lower --lr or check the data")
+    state = gather_state_dict(trainer.accelerator, trainer.model_wrapped)  # collective: on every process
+    failure = [None]
     if run.main:
-        _save_final(trainer.model, run.tokenizer, run.out / "final")
+        try:
+            _check_finite_weights(state, steps)
+            _save_final(run, trainer, state)
+        except (NonFiniteError, IncompleteSaveError) as err:
+            failure = [(type(err).__name__, _with_last_checkpoint(str(err), run.out))]
+    if trainer.accelerator.num_processes > 1:
+        broadcast_object_list(failure)
+    if failure[0] is not None:
+        kind, message = failure[0]
+        raise (NonFiniteError if kind == "NonFiniteError" else IncompleteSaveError)(message)
+    if run.main:
         shutil.rmtree(run.out / STAGING, ignore_errors=True)
         summary["train_loss"] = mean_loss(run.out / "metrics.jsonl")
         summary["final"] = str(run.out / "final")
         summary["settings_hash"] = settings_hash_of(run.cfg)
         atomic_write_json(run.out / "summary.json", summary)
     trainer.accelerator.wait_for_everyone()
+    summary["final"] = str(run.out / "final")
     return summary
+
+
+def _check_finite_weights(state: dict, steps: int) -> None:
+    from .trainer import NonFiniteError
+
+    bad = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise NonFiniteError(f"after step {steps} the weights are not finite ({bad[0]}, ...); no final/ model was "
+                             "written; lower --lr or check the data")
+
+
+def _with_last_checkpoint(message: str, out: Path) -> str:
+    last = latest_checkpoint(out)
+    return message + (f"; the last good checkpoint is {last} (--resume continues from it)" if last else
+                      "; no checkpoint was saved")
 
 
 # options that change how a run is watched, saved or resumed, not what it computes (the data files
@@ -366,13 +441,32 @@ def settings_hash_of(cfg: TrainConfig) -> str:
     return settings_hash(settings, {"data": cfg.data, "eval_data": cfg.eval_data})
 
 
-def _save_final(model, tokenizer, target: Path) -> None:
-    """``final/``: a standard HF model directory (safetensors + tokenizer). A LoRA model is saved
-    merged (and its adapter under ``final/adapter``)."""
-    from ..model.fused_forward import unpatch_fused_loss
+def _model_to_save(run: _Run, trainer, state: dict):
+    """The trained model whole on this process: the unwrapped model where the engine keeps it whole
+    (single process, DDP, ZeRO-1/2), else the starting model loaded again, with the same LoRA
+    adapter shape, holding the gathered ``state``."""
+    from .sharding import copy_weights_into, is_sharded
 
-    model = model.module if hasattr(model, "module") else model
+    if not is_sharded(trainer.accelerator):
+        return trainer.accelerator.unwrap_model(trainer.model)
+    model = _load(run.cfg, run.cfg.model)
+    if run.cfg.lora_rank:
+        with zero3_init_disabled():
+            model = _with_lora(run.cfg, model)
+    copy_weights_into(model, state)
+    return model
+
+
+def _save_final(run: _Run, trainer, state: dict) -> None:
+    """``final/``: a standard HF model directory (safetensors + tokenizer), checked complete
+    (:func:`deft.train.final.check_complete`) before it is renamed into place. A LoRA model is
+    saved merged (and its adapter under ``final/adapter``)."""
+    from ..model.fused_forward import unpatch_fused_loss
+    from .final import check_complete
+
+    model = _model_to_save(run, trainer, state)
     unpatch_fused_loss(model)
+    base_config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
 
     def write(tmp: Path):
         if hasattr(model, "merge_and_unload"):
@@ -381,9 +475,10 @@ def _save_final(model, tokenizer, target: Path) -> None:
             merged.save_pretrained(tmp, safe_serialization=True)
         else:
             model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        run.tokenizer.save_pretrained(tmp)
+        check_complete(tmp, base_config, trust_remote_code=run.cfg.trust_remote_code)
 
-    atomic_write_dir(target, write)
+    atomic_write_dir(run.out / "final", write)
 
 
 def next_steps(summary: dict) -> list[str]:

@@ -36,6 +36,7 @@ from typing import Optional
 import torch
 from transformers import Trainer, TrainerCallback
 
+from ..model.fused_forward import fused_extras
 from .rundir import latest_checkpoint
 from .stats import StepStats
 
@@ -86,19 +87,20 @@ class DeftTrainer(Trainer):
         input_tokens = int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else int(
             inputs["input_ids"].numel())
         outputs = model(**inputs)
+        num_tokens, stats = fused_extras(model, outputs)
         if model.training:
-            self.step_stats.add(outputs.loss, outputs.stats, input_tokens)
+            self.step_stats.add(outputs.loss, stats, input_tokens)
         loss = outputs.loss
         if self.loss_normalization == "micro_batch":
             micro_batches = getattr(self, "current_gradient_accumulation_steps", None) or \
                 self.args.gradient_accumulation_steps
-            loss = loss / max(outputs.num_tokens, 1) / (micro_batches if model.training else 1)
+            loss = loss / max(num_tokens, 1) / (micro_batches if model.training else 1)
         elif num_items_in_batch is not None:
             loss = loss / torch.clamp(torch.as_tensor(num_items_in_batch, device=loss.device, dtype=loss.dtype), min=1)
             if self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
-        elif outputs.num_tokens:
-            loss = loss / outputs.num_tokens
+        elif num_tokens:
+            loss = loss / num_tokens
         return (loss, outputs) if return_outputs else loss
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
@@ -205,15 +207,22 @@ class AtomicCheckpoints(TrainerCallback):
 
 
 class OldPolicyRefresh(TrainerCallback):
-    """psft: copy the current weights into the old-policy snapshot every ``every`` steps."""
+    """psft: copy the current weights into the old-policy snapshot every ``every`` optimizer steps.
 
-    def __init__(self, old_policy, every: int):
-        self.old_policy, self.every = old_policy, max(1, every)
+    The snapshot is whole on every process; under ZeRO-3 and FSDP the trained weights are gathered
+    first (:func:`deft.train.sharding.gather_state_dict`, a collective call every process makes at
+    the same step)."""
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.every == 0 and model is not None:
-            src = model.module if hasattr(model, "module") else model
-            self.old_policy.load_state_dict(src.state_dict())
+    def __init__(self, old_policy, every: int, trainer):
+        self.old_policy, self.every, self.trainer = old_policy, max(1, every), trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            from .sharding import gather_state_dict
+
+            trainer = self.trainer
+            weights = gather_state_dict(trainer.accelerator, trainer.model_wrapped, everywhere=True)
+            self.old_policy.load_state_dict(weights)
         return control
 
 

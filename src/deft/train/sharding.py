@@ -1,0 +1,128 @@
+"""What a run needs to know about the engine that shards it (DDP, FSDP2, DeepSpeed ZeRO-2/3).
+
+deft has no distributed code of its own: ``accelerate launch`` picks the engine and HF's
+``Trainer`` drives it. Three things still depend on the engine, and live here:
+
+* **Whole weights.** Under ZeRO-3 every process holds a slice of each parameter (a module's
+  ``weight`` reads as an empty tensor outside its forward) and under FSDP2 a ``DTensor`` shard, so
+  ``model.state_dict()`` is not the model. :func:`gather_state_dict` returns the complete state
+  dict (ZeRO-3: the engine's consolidated state dict, gathered one module at a time; FSDP2:
+  ``get_model_state_dict(full_state_dict=True)``). It is a collective call: every process must
+  make it, in the same order.
+* **Frozen models.** The reference, teacher and psft old-policy models are replicated on every
+  process: they never enter an engine, so their parameters must never be partitioned.
+  :func:`zero3_init_disabled` builds models whole while ZeRO-3's partitioned initialisation
+  (``zero3_init_flag``) is on for the trained model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import torch
+
+__all__ = ["engine_name", "is_sharded", "gather_state_dict", "zero3_init_disabled", "copy_weights_into"]
+
+_RESTORED = []  # HF keeps only a weak reference to its DeepSpeed config: the restored one lives here
+
+
+def engine_name(accelerator) -> str:
+    """``"zero3"``, ``"zero2"``, ``"zero1"``, ``"fsdp2"``, ``"fsdp1"``, ``"ddp"`` or ``"single"``."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if kind == DistributedType.DEEPSPEED:
+        return f"zero{accelerator.state.deepspeed_plugin.zero_stage}"
+    if kind == DistributedType.FSDP:
+        return "fsdp2" if getattr(accelerator, "is_fsdp2", False) else "fsdp1"
+    return "ddp" if accelerator.num_processes > 1 else "single"
+
+
+def is_sharded(accelerator) -> bool:
+    """Whether no process holds the whole parameters (ZeRO-3, FSDP)."""
+    return engine_name(accelerator) in ("zero3", "fsdp1", "fsdp2")
+
+
+def gather_state_dict(accelerator, model, everywhere: bool = False) -> Optional[dict]:
+    """The complete state dict (name -> CPU tensor) of a prepared ``model`` (the engine's wrapper:
+    HF ``Trainer.model_wrapped``), under any engine.
+
+    Collective under ZeRO-3 and FSDP: every process must call it. Returns the dict on the main
+    process and ``None`` on the others, or on every process with ``everywhere`` (the psft
+    old-policy refresh needs the weights on each). Unsharded engines need no communication."""
+    name = engine_name(accelerator)
+    if name == "zero3":
+        return _zero3_state_dict(model, everywhere, accelerator.is_main_process)
+    if name in ("fsdp1", "fsdp2"):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=not everywhere)
+        state = get_model_state_dict(model, options=options)
+        state = {k: v.detach().cpu() for k, v in state.items()}
+        return state if (everywhere or accelerator.is_main_process) else None
+    if not (everywhere or accelerator.is_main_process):
+        return None
+    return {k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+
+
+def _zero3_state_dict(engine, everywhere: bool, main: bool) -> Optional[dict]:
+    """ZeRO-3: gather each module's parameter slices in turn (``GatheredParameters``) and copy the
+    whole tensors to CPU; tied parameters (one ``ds_id``) stay one tensor under both names."""
+    import deepspeed
+
+    module = getattr(engine, "module", engine)
+    keep = everywhere or main
+    state, by_id = ({} if keep else None), {}
+    for prefix, sub in module.named_modules():
+        params = list(sub.parameters(recurse=False))
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+            if keep:
+                for name, param in sub.named_parameters(recurse=False):
+                    key = f"{prefix}.{name}" if prefix else name
+                    ident = getattr(param, "ds_id", id(param))
+                    state[key] = state[by_id[ident]] if ident in by_id else param.detach().cpu().clone()
+                    by_id.setdefault(ident, key)
+                for name, buf in sub.named_buffers(recurse=False):
+                    if name not in sub._non_persistent_buffers_set:
+                        state[f"{prefix}.{name}" if prefix else name] = buf.detach().cpu().clone()
+    return state
+
+
+@contextlib.contextmanager
+def zero3_init_disabled():
+    """Models built inside are whole (not partitioned by ZeRO-3's ``deepspeed.zero.Init``), also
+    while HF's DeepSpeed ZeRO-3 config is active; outside DeepSpeed it does nothing."""
+    from transformers.integrations import (HfDeepSpeedConfig, deepspeed_config, is_deepspeed_zero3_enabled,
+                                           set_hf_deepspeed_config, unset_hf_deepspeed_config)
+
+    if not is_deepspeed_zero3_enabled():
+        yield
+        return
+    config = HfDeepSpeedConfig(deepspeed_config())
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        _RESTORED[:] = [config]
+        set_hf_deepspeed_config(config)
+
+
+def copy_weights_into(target: torch.nn.Module, state: dict) -> None:
+    """Load a complete state dict into a replicated module (every key must match, none left out)."""
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    tied = _tied_names(target)
+    missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        raise ValueError(f"the gathered weights do not match the model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+
+
+def _tied_names(module: torch.nn.Module) -> set:
+    """Names of parameters that are another name's tensor (tied embeddings)."""
+    seen, tied = {}, set()
+    for name, param in module.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            tied.update((name, seen[id(param)]))
+        seen.setdefault(id(param), name)
+    return tied

@@ -1,0 +1,90 @@
+"""Real 2-process runs on CPU under each engine deft supports, through ``accelerate launch``.
+
+Each engine is an accelerate config file as a user writes one (``use_cpu: true``: the gloo
+backend; DeepSpeed with ``DS_ACCELERATOR=cpu``). The DeepSpeed configs partition every parameter
+(``stage3_param_persistence_threshold: 0``; by default DeepSpeed keeps parameters under 100k
+elements whole, which is every parameter of a tiny model, so nothing would be tested) and leave
+``stage3_gather_16bit_weights_on_model_save`` off, so a correct save cannot lean on it.
+DeepSpeed builds its CPU communication op on first use, once per machine (torch's extension cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+JOBS = Path(__file__).with_name("distributed_jobs.py")
+
+_COMMON = {"compute_environment": "LOCAL_MACHINE", "num_machines": 1, "num_processes": 2, "machine_rank": 0,
+           "rdzv_backend": "static", "same_network": True, "use_cpu": True}
+
+
+def _fsdp(state_dict_type: str) -> dict:
+    return {"distributed_type": "FSDP", "mixed_precision": "no", "fsdp_config": {
+        "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_cpu_ram_efficient_loading": False,
+        "fsdp_offload_params": False, "fsdp_reshard_after_forward": True, "fsdp_state_dict_type": state_dict_type}}
+
+
+def _deepspeed(stage: int, init: bool) -> dict:
+    zero = {"stage": stage}
+    if stage == 3:
+        zero.update(stage3_param_persistence_threshold=0, stage3_gather_16bit_weights_on_model_save=False)
+    # mixed precision is the DeepSpeed file's to say ("bf16"): accelerate refuses it beside the file
+    return {"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero3_init_flag": init, "deepspeed_config_file": {
+        "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto", "gradient_clipping": "auto",
+        "zero_allow_untested_optimizer": True, "zero_optimization": zero, "bf16": {"enabled": False}}}}
+
+
+ENGINES = {
+    "ddp": {"distributed_type": "MULTI_GPU", "mixed_precision": "no"},  # with use_cpu: DDP over gloo
+    "fsdp2": _fsdp("SHARDED_STATE_DICT"),
+    "fsdp2_full": _fsdp("FULL_STATE_DICT"),
+    "zero2": _deepspeed(2, False),
+    "zero3": _deepspeed(3, False),
+    "zero3_init": _deepspeed(3, True),
+}
+
+
+def write_config(engine: str, folder: Path) -> Path:
+    """The accelerate config file of ``engine`` (and its DeepSpeed JSON) in ``folder``."""
+    config = json.loads(json.dumps({**_COMMON, **ENGINES[engine]}))
+    ds = config.get("deepspeed_config", {})
+    if isinstance(ds.get("deepspeed_config_file"), dict):
+        path = folder / f"{engine}.deepspeed.json"
+        path.write_text(json.dumps(ds["deepspeed_config_file"]))
+        ds["deepspeed_config_file"] = str(path)
+    path = folder / f"{engine}.accelerate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(engine: str, folder: Path, argv: list[str]) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of ``argv`` (``-m module ...`` or a script and its arguments) on 2
+    processes under ``engine``; returns the finished process (output captured)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", TOKENIZERS_PARALLELISM="false")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(write_config(engine, folder)),
+               "--main_process_port", str(free_port()), *argv]
+    return subprocess.run(command, env=env, capture_output=True, text=True, cwd=folder)
+
+
+def run_jobs(engine: str, folder: Path, jobs: list[dict]) -> subprocess.CompletedProcess:
+    """Run ``jobs`` (see ``tests/distributed_jobs.py``) in one 2-process launch under ``engine``."""
+    path = folder / f"{engine}.jobs.json"
+    path.write_text(json.dumps(jobs))
+    return launch(engine, folder, [str(JOBS), str(path)])
+
+
+def tail(done: subprocess.CompletedProcess, n: int = 4000) -> str:
+    return (done.stdout + done.stderr)[-n:]

@@ -1,0 +1,102 @@
+"""Runs a list of training jobs in every process of one ``accelerate launch`` (tests only).
+
+``python -m accelerate.commands.launch --config_file C tests/distributed_jobs.py JOBS.json``: one
+launch pays the start-up of the processes (and of DeepSpeed's communication op) once for several
+jobs of the same engine. Jobs (JSON objects):
+
+* ``{"kind": "train", "config": {...}, "kill_after_save": N}``: ``deft.train.train`` with that
+  config; with ``kill_after_save`` every process SIGKILLs itself once checkpoint N is in place.
+* ``{"kind": "sft", "model": DIR, "data": JSONL, "out": DIR, "objective": ..., "args": {...},
+  "lora": {...}, "teacher": DIR, "tokenized": bool}``: a ``DeftSFTTrainer`` run, then
+  ``save_model(OUT/final)``; the main process writes ``OUT/log_history.json`` and
+  ``OUT/examples.json`` (the processed training rows: ``input_ids`` and ``labels``).
+* ``{"kind": "sft", ..., "expect_error": "IncompleteSaveError"}``: the job must raise that error.
+"""
+
+import json
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def kill_after_save(step):
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return Kill()
+
+
+def run_train(job):
+    from deft.train import load_config, train
+
+    callbacks = [kill_after_save(job["kill_after_save"])] if job.get("kill_after_save") else []
+    train(load_config(None, job["config"]), log=print, callbacks=callbacks)
+
+
+def sft_dataset(job, tokenizer):
+    from datasets import Dataset
+
+    rows = [json.loads(line) for line in open(job["data"])]
+    if job.get("tokenized"):  # rows carry input_ids and completion_mask already
+        return Dataset.from_list(rows)
+    return Dataset.from_list([{"prompt": r["prompt"], "completion": r["response"]} for r in rows])
+
+
+def run_sft(job):
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from deft.integrations.trl import DeftSFTConfig, DeftSFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(job["model"])
+    args = dict(output_dir=job["out"], max_steps=1, per_device_train_batch_size=1, gradient_accumulation_steps=2,
+                logging_steps=1, report_to=[], learning_rate=1.0, optim="sgd", lr_scheduler_type="constant",
+                max_grad_norm=0.0, weight_decay=0.0, use_cpu=True, save_strategy="no", disable_tqdm=True,
+                max_length=128, seed=3, data_seed=3, objective=job.get("objective", "deft"), bf16=False,
+                gradient_checkpointing=False, dataloader_drop_last=False)
+    args.update(job.get("args", {}))
+    config = DeftSFTConfig(**args)
+    model = AutoModelForCausalLM.from_pretrained(job["model"], dtype="float32")
+    extra = {}
+    if job.get("lora"):
+        from peft import LoraConfig
+
+        extra["peft_config"] = LoraConfig(task_type="CAUSAL_LM", **job["lora"])
+    if job.get("teacher"):
+        extra["teacher_model"] = AutoModelForCausalLM.from_pretrained(job["teacher"], dtype="float32")
+    trainer = DeftSFTTrainer(model, args=config, train_dataset=sft_dataset(job, tokenizer),
+                             processing_class=tokenizer, **extra)
+    trainer.train()
+    trainer.save_model(os.path.join(job["out"], "final"))
+    if PartialState().is_main_process:
+        with open(os.path.join(job["out"], "log_history.json"), "w") as f:
+            json.dump(trainer.state.log_history, f)
+        rows = []
+        for row in trainer.train_dataset:  # TRL's labels: -100 outside the completion
+            rows.append({"input_ids": row["input_ids"], "labels": row["labels"]})
+        with open(os.path.join(job["out"], "examples.json"), "w") as f:
+            json.dump(rows, f)
+
+
+def main(path):
+    for job in json.loads(open(path).read()):
+        expected = job.get("expect_error")
+        try:
+            (run_train if job["kind"] == "train" else run_sft)(job)
+        except Exception as err:  # noqa: BLE001 - the expected error is checked by name
+            if type(err).__name__ != expected:
+                raise
+            print(f"EXPECTED {expected}: {err}", flush=True)
+            continue
+        if expected:
+            raise SystemExit(f"job {job.get('out')} did not raise {expected}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

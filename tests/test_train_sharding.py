@@ -1,0 +1,235 @@
+"""Every engine deft advertises, run for real: 2 CPU processes through ``accelerate launch``.
+
+For DDP, FSDP2 (sharded and full state dicts) and DeepSpeed ZeRO-2 / ZeRO-3 (``zero3_init_flag``
+off and on), ``deft train`` and ``DeftSFTTrainer`` each take one SGD step that is anchored to the
+gradient computed without any trainer code (:mod:`train_step_helpers`): the logged loss and
+gradient norm equal it, and ``final/`` loaded back with ``AutoModelForCausalLM.from_pretrained``
+is the starting model minus that gradient. The sharded engines also run LoRA on every linear layer
+and the LM head, a rank with no loss token, frozen models (reference, teacher, psft old policy), a
+SIGKILL after a sharded checkpoint followed by ``--resume``, and are compared with one process.
+
+Each engine's jobs run in one launch (``distributed_jobs.py``), shared by the tests of that engine;
+all tests here run in one xdist group, so two launches never compete for the two cores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from deft.train import load_config, train
+from distributed_helpers import run_jobs, tail
+from tiny_models import save_tiny_model_dir
+from train_step_helpers import check_moved, check_step, independent_step, tokenized_examples, write_records
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributed")]
+
+SHARDED = ["fsdp2", "fsdp2_full", "zero3", "zero3_init"]
+ENGINES = ["ddp", "zero2", *SHARDED]
+LORA = dict(lora_rank=4, lora_alpha=8, lora_dropout=0.0, target_modules="q_proj,v_proj,down_proj,lm_head")
+
+
+def sgd(model_dir, data, out, **kw) -> dict:
+    base = dict(model=str(model_dir), data=str(data), output_dir=str(out), max_length=128, progress=False, seed=3,
+                max_steps=1, lr=1.0, lr_scheduler="constant", warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0,
+                optim="sgd", batch_size=1, grad_accum=2, objective="deft")
+    base.update(kw)
+    return base
+
+
+def one_process(config: dict, out: Path, **changes) -> Path:
+    """The same run in this process, with the same global batch (the 2 processes' micro-batches)."""
+    config = dict(config, output_dir=str(out), **changes)
+    config["batch_size"] = 2 * config["batch_size"]
+    train(load_config(None, config), log=lambda *_: None)
+    return out
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_weights(final: Path) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    return {k: v.detach() for k, v in AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32)
+            .named_parameters()}
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Same per-step losses and gradient norms, same final weights (fp32 summation order apart)."""
+    ra, rb = metrics(a), metrics(b)
+    assert [r["step"] for r in ra] == [r["step"] for r in rb]
+    for x, y in zip(ra, rb):
+        assert x["tokens"] == y["tokens"]
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-5)
+        assert y["grad_norm"] == pytest.approx(x["grad_norm"], rel=1e-4)
+    wa, wb = final_weights(a / "final"), final_weights(b / "final")
+    assert set(wa) == set(wb)
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, tiny_model_dir):
+    """Data, a teacher with the same vocabulary, and an untied-head model for every engine's jobs."""
+    root = tmp_path_factory.mktemp("sharding")
+    data = write_records(root / "data.jsonl", 4)
+    teacher = save_tiny_model_dir(root / "teacher", seed=7)
+    untied = save_tiny_model_dir(root / "untied", seed=5, tie_word_embeddings=False)
+    return {"root": root, "data": data, "teacher": teacher, "untied": untied, "model": tiny_model_dir}
+
+
+def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
+    jobs = [{"kind": "train", "config": sgd(s["model"], s["data"], folder / "train")},
+            {"kind": "train", "config": sgd(s["untied"], s["data"], folder / "train_untied")},
+            {"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(folder / "sft")}]
+    if engine in SHARDED:
+        jobs.append({"kind": "train", "config": sgd(s["untied"], s["data"], folder / "lora", **LORA)})
+    return jobs
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine_run(request, shared):
+    """``(engine, folder, s)`` after one launch of the engine's jobs."""
+    engine = request.param
+    folder = shared["root"] / engine
+    folder.mkdir()
+    done = run_jobs(engine, folder, _engine_jobs(engine, folder, shared))
+    assert done.returncode == 0, tail(done)
+    return engine, folder, shared
+
+
+def test_deft_train_step_is_minus_the_gradient(engine_run):
+    engine, folder, s = engine_run
+    for model, out in ((s["model"], folder / "train"), (s["untied"], folder / "train_untied")):
+        before, grads, logged = independent_step(model, tokenized_examples(model, s["data"]), "deft")
+        check_step(out, before, grads, logged)
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["steps"] == 1 and Path(summary["final"]) == out / "final"
+
+
+def test_deft_sft_trainer_step_is_minus_the_gradient(engine_run):
+    """The rows TRL built (written by the job) give the independent gradient; the saved model and
+    the logged loss and gradient norm must match it."""
+    engine, folder, s = engine_run
+    out = folder / "sft"
+    examples = json.loads((out / "examples.json").read_text())
+    before, grads, logged = independent_step(s["model"], examples, "deft")
+    check_moved(out / "final", before, grads)
+    first = json.loads((out / "log_history.json").read_text())[0]
+    assert first["loss"] == pytest.approx(logged["loss"], rel=2e-5)
+    assert first["grad_norm"] == pytest.approx(logged["grad_norm"], rel=2e-4)
+    assert first["mean_p"] == pytest.approx(logged["mean_p"], rel=2e-5)
+
+
+def test_lora_on_every_linear_and_the_head_matches_one_process(engine_run, tmp_path):
+    engine, folder, s = engine_run
+    if engine not in SHARDED:
+        pytest.skip("LoRA under an unsharded engine is the single-process path (tests/test_train_run.py)")
+    out = folder / "lora"
+    reference = one_process(sgd(s["untied"], s["data"], out, **LORA), tmp_path / "one")
+    assert_same_run(reference, out)
+    assert (out / "final" / "adapter" / "adapter_model.safetensors").exists()
+    moved = final_weights(out / "final")["lm_head.weight"] - final_weights(s["untied"])["lm_head.weight"]
+    assert float(moved.abs().max()) > 0  # the head's adapter was trained and merged
+
+
+def test_a_finished_run_leaves_no_staging_or_temporary_folder(engine_run):
+    engine, folder, s = engine_run
+    for run in ("train", "train_untied"):
+        assert not (folder / run / ".staging").exists()
+        assert not list(folder.glob(f"{run}/final.*"))
+
+
+def test_cli_under_zero3_prints_one_end_message_and_a_complete_model(shared, tmp_path):
+    """``deft train`` itself under ZeRO-3 with partitioned initialisation: one ``done`` line, no
+    ``--resume`` hint from the other process, and a complete ``final/``."""
+    from distributed_helpers import launch
+
+    out = tmp_path / "run"
+    argv = ["-m", "deft.cli.main", "train", "--model", str(shared["model"]), "--data", str(shared["data"]),
+            "--out", str(out), "--max-steps", "1", "--batch-size", "1", "--no-progress", "--max-length", "128",
+            "--objective", "deft"]
+    done = launch("zero3_init", tmp_path, argv)
+    assert done.returncode == 0, tail(done)
+    assert done.stdout.count("done: 1 steps") == 1, done.stdout
+    assert "--resume" not in done.stdout
+    weights = final_weights(out / "final")
+    assert all(t.numel() > 0 for t in weights.values())
+
+
+def test_frozen_models_under_zero3_init_match_one_process(shared, tmp_path):
+    """Reference (sft_kl), teacher (kd_hybrid) and psft old policy, with ZeRO-3 partitioning the
+    trained model as it loads: the frozen models are whole on every process, and each run equals
+    the one-process run."""
+    s = shared
+    configs = {
+        "sft_kl": sgd(s["model"], s["data"], tmp_path / "sft_kl", objective="sft_kl:lam=0.5"),
+        "kd_hybrid": sgd(s["model"], s["data"], tmp_path / "kd_hybrid", objective="kd_hybrid",
+                         teacher_model=str(s["teacher"])),
+        "psft": sgd(s["model"], s["data"], tmp_path / "psft", objective="psft", max_steps=2, old_policy_refresh=1),
+    }
+    done = run_jobs("zero3_init", tmp_path, [{"kind": "train", "config": c} for c in configs.values()])
+    assert done.returncode == 0, tail(done)
+    for name, config in configs.items():
+        assert_same_run(one_process(config, tmp_path / f"{name}_one"), Path(config["output_dir"]))
+
+
+def test_a_rank_without_loss_tokens_finishes_under_zero3(shared, tmp_path):
+    """One example per process, one of them with no loss token: the ranks make the same collective
+    calls (the head's weight is read once per forward whatever the tokens), the run ends, and the
+    step is the gradient of the other example alone."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(shared["model"])
+    rows = []
+    for text, keep in (("Question: say something. Answer: a dog house", 1), ("Question: nothing to learn here", 0)):
+        ids = tok(text)["input_ids"]
+        rows.append({"input_ids": ids, "labels": ids[:4] + [t if keep else -100 for t in ids[4:]]})
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "sft"
+    job = {"kind": "sft", "model": str(shared["model"]), "data": str(data), "out": str(out), "tokenized": True,
+           "args": {"gradient_accumulation_steps": 1}}
+    done = run_jobs("zero3", tmp_path, [job])
+    assert done.returncode == 0, tail(done)
+    examples = json.loads((out / "examples.json").read_text())
+    assert sorted(set(ex["labels"][1:]) == {-100} for ex in examples) == [False, True]
+    before, grads, _ = independent_step(shared["model"], [ex for ex in examples if set(ex["labels"][1:]) != {-100}],
+                                        "deft")
+    check_moved(out / "final", before, grads)
+
+
+@pytest.mark.parametrize("engine", ["fsdp2", "zero3"])
+def test_sigkill_after_a_sharded_checkpoint_then_resume_equals_an_uninterrupted_run(shared, tmp_path, engine):
+    s = shared
+    data = write_records(tmp_path / "data8.jsonl", 8)
+    common = dict(max_steps=4, save_steps=2, grad_accum=1, lr=0.05)
+    whole = sgd(s["model"], data, tmp_path / "whole", **common)
+    killed = sgd(s["model"], data, tmp_path / "killed", **common)
+    done = run_jobs(engine, tmp_path, [{"kind": "train", "config": whole},
+                                       {"kind": "train", "config": killed, "kill_after_save": 2}])
+    assert done.returncode != 0  # the processes died
+    assert (tmp_path / "killed" / "checkpoint-2").is_dir() and not (tmp_path / "killed" / "final").exists()
+    resumed = dict(killed, resume=True)
+    done = run_jobs(engine, tmp_path, [{"kind": "train", "config": resumed}])
+    assert done.returncode == 0, tail(done)
+    assert_same_run(tmp_path / "whole", tmp_path / "killed")
+
+
+def test_engine_configs_are_what_the_tests_claim(tmp_path):
+    """The DeepSpeed configs partition every parameter and leave the 16-bit save gather off."""
+    import yaml
+
+    from distributed_helpers import write_config
+
+    for engine in ("zero3", "zero3_init"):
+        config = yaml.safe_load(write_config(engine, tmp_path).read_text())
+        ds = json.loads(Path(config["deepspeed_config"]["deepspeed_config_file"]).read_text())["zero_optimization"]
+        assert ds["stage"] == 3 and ds["stage3_param_persistence_threshold"] == 0
+        assert ds["stage3_gather_16bit_weights_on_model_save"] is False
+        assert config["deepspeed_config"]["zero3_init_flag"] is (engine == "zero3_init")
