@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 JOBS = Path(__file__).with_name("distributed_jobs.py")
+ROOT = Path(__file__).resolve().parent.parent
 
 _COMMON = {"compute_environment": "LOCAL_MACHINE", "num_machines": 1, "num_processes": 2, "machine_rank": 0,
            "rdzv_backend": "static", "same_network": True, "use_cpu": True}
@@ -64,17 +65,35 @@ def write_config(engine: str, folder: Path) -> Path:
     return path
 
 
+def cpu_variant(shipped: Path, folder: Path) -> Path:
+    """A shipped accelerate config made to run here: 2 CPU processes on one machine, fp32 (the
+    DeepSpeed files' ``"auto"`` precision follows deft's ``--dtype``); everything else as shipped."""
+    config = yaml.safe_load(Path(shipped).read_text())
+    config.update(use_cpu=True, num_processes=2, num_machines=1, machine_rank=0, same_network=True)
+    deepspeed = config.get("deepspeed_config", {})
+    if "deepspeed_config_file" in deepspeed:  # precision is the DeepSpeed file's ("auto": deft's --dtype)
+        deepspeed["deepspeed_config_file"] = str(ROOT / deepspeed["deepspeed_config_file"])
+    else:
+        config["mixed_precision"] = "no"
+    config.pop("main_process_ip", None)
+    path = folder / f"cpu_{Path(shipped).name}"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def launch(engine: str, folder: Path, argv: list[str]) -> subprocess.CompletedProcess:
+def launch(engine: str | Path, folder: Path, argv: list[str]) -> subprocess.CompletedProcess:
     """``accelerate launch`` of ``argv`` (``-m module ...`` or a script and its arguments) on 2
-    processes under ``engine``; returns the finished process (output captured)."""
+    processes under ``engine`` (a name of :data:`ENGINES` or a config file); returns the finished
+    process (output captured)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", TOKENIZERS_PARALLELISM="false")
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(write_config(engine, folder)),
+    config = engine if isinstance(engine, Path) else write_config(engine, folder)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
                "--main_process_port", str(free_port()), *argv]
     return subprocess.run(command, env=env, capture_output=True, text=True, cwd=folder)
 

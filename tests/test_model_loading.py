@@ -88,3 +88,30 @@ def test_unreachable_hub_is_a_quick_one_line_error(monkeypatch):
     with pytest.raises(ValueError) as info:
         load_tokenizer("deft-test-org/no-such-model")
     assert "no-such-model" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_conversion_on_a_process_other_than_rank_0_writes_a_complete_cache(tmp_path, monkeypatch):
+    """HF's save_pretrained writes nothing outside rank 0 once torch.distributed is up; each
+    process of a launch may convert the GGUF file, and whichever finishes first publishes the cache:
+    it must hold the weights. A folder left without them is not taken as cached."""
+    import transformers.distributed.mixin as mixin
+
+    import deft.model.loading as loading
+    from tiny_models import build_tiny_tokenizer, tiny_model
+
+    gguf = tmp_path / "src" / "tiny.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setenv("DEFT_CACHE", str(tmp_path / "cache"))
+    model = tiny_model("llama")
+    monkeypatch.setattr(loading, "_convert_gguf", lambda *a, **k: model)
+    monkeypatch.setattr(loading, "load_tokenizer", lambda *a, **k: build_tiny_tokenizer())
+    monkeypatch.setattr(mixin, "_is_torch_distributed_initialized", lambda: True)
+    monkeypatch.setattr(mixin, "_get_torch_distributed_rank", lambda: 1)
+    cached = Path(loading.materialize(str(gguf)))
+    assert (cached / "config.json").is_file() and (cached / "model.safetensors").is_file()
+    again = load_model(str(gguf))
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    (cached / "model.safetensors").unlink()  # what the older conversion left
+    assert not loading._is_cached(cached)

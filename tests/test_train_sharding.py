@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributed")]
 
 SHARDED = ["fsdp2", "fsdp2_full", "zero3", "zero3_init"]
 ENGINES = ["ddp", "zero2", *SHARDED]
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "accelerate"
 LORA = dict(lora_rank=4, lora_alpha=8, lora_dropout=0.0, target_modules="q_proj,v_proj,down_proj,lm_head")
 
 
@@ -145,16 +146,17 @@ def test_a_finished_run_leaves_no_staging_or_temporary_folder(engine_run):
         assert not list(folder.glob(f"{run}/final.*"))
 
 
-def test_cli_under_zero3_prints_one_end_message_and_a_complete_model(shared, tmp_path):
-    """``deft train`` itself under ZeRO-3 with partitioned initialisation: one ``done`` line, no
-    ``--resume`` hint from the other process, and a complete ``final/``."""
-    from distributed_helpers import launch
+def test_the_shipped_zero3_config_runs_deft_train_with_one_end_message_and_a_complete_model(shared, tmp_path):
+    """``deft train`` itself under ``examples/accelerate/deepspeed_zero3.yaml`` (partitioned
+    initialisation), made to run on 2 CPU processes: one ``done`` line, no ``--resume`` hint from
+    the other process, and a complete ``final/``."""
+    from distributed_helpers import cpu_variant, launch
 
     out = tmp_path / "run"
     argv = ["-m", "deft.cli.main", "train", "--model", str(shared["model"]), "--data", str(shared["data"]),
             "--out", str(out), "--max-steps", "1", "--batch-size", "1", "--no-progress", "--max-length", "128",
             "--objective", "deft"]
-    done = launch("zero3_init", tmp_path, argv)
+    done = launch(cpu_variant(EXAMPLES / "deepspeed_zero3.yaml", tmp_path), tmp_path, argv)
     assert done.returncode == 0, tail(done)
     assert done.stdout.count("done: 1 steps") == 1, done.stdout
     assert "--resume" not in done.stdout
@@ -173,10 +175,22 @@ def test_frozen_models_under_zero3_init_match_one_process(shared, tmp_path):
                          teacher_model=str(s["teacher"])),
         "psft": sgd(s["model"], s["data"], tmp_path / "psft", objective="psft", max_steps=2, old_policy_refresh=1),
     }
-    done = run_jobs("zero3_init", tmp_path, [{"kind": "train", "config": c} for c in configs.values()])
+    sft = {"sft_kl:lam=0.5": ({}, 1.0), "kd_hybrid": ({"teacher": str(s["model"])}, 0.5)}
+    sft_jobs = [{"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(tmp_path / f"sft{i}"),
+                 "objective": objective, **extra} for i, (objective, (extra, _)) in enumerate(sft.items())]
+    jobs = [{"kind": "train", "config": c} for c in configs.values()] + sft_jobs
+    done = run_jobs("zero3_init", tmp_path, jobs)
     assert done.returncode == 0, tail(done)
     for name, config in configs.items():
         assert_same_run(one_process(config, tmp_path / f"{name}_one"), Path(config["output_dir"]))
+    # DeftSFTTrainer, its model loaded partitioned (after the config switched ZeRO-3 on), the frozen
+    # model equal to the starting one: at step 1 the KL term's gradient is 0, so the step is
+    # (1 - lam) times the NLL gradient; a partitioned or wrong frozen model would move it
+    for i, (extra, share) in enumerate(sft.values()):
+        out = tmp_path / f"sft{i}"
+        examples = json.loads((out / "examples.json").read_text())
+        before, grads, _ = independent_step(s["model"], examples, "nll")
+        check_moved(out / "final", before, {k: share * g for k, g in grads.items()})
 
 
 def test_a_rank_without_loss_tokens_finishes_under_zero3(shared, tmp_path):
@@ -189,17 +203,18 @@ def test_a_rank_without_loss_tokens_finishes_under_zero3(shared, tmp_path):
     rows = []
     for text, keep in (("Question: say something. Answer: a dog house", 1), ("Question: nothing to learn here", 0)):
         ids = tok(text)["input_ids"]
-        rows.append({"input_ids": ids, "labels": ids[:4] + [t if keep else -100 for t in ids[4:]]})
+        rows.append({"input_ids": ids, "labels": [-100] * 4 + [t if keep else -100 for t in ids[4:]]})
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "sft"
+    # TRL's preparation drops rows without loss tokens: these rows go to its collator as they are
     job = {"kind": "sft", "model": str(shared["model"]), "data": str(data), "out": str(out), "tokenized": True,
-           "args": {"gradient_accumulation_steps": 1}}
+           "args": {"gradient_accumulation_steps": 1, "dataset_kwargs": {"skip_prepare_dataset": True}}}
     done = run_jobs("zero3", tmp_path, [job])
     assert done.returncode == 0, tail(done)
     examples = json.loads((out / "examples.json").read_text())
-    assert sorted(set(ex["labels"][1:]) == {-100} for ex in examples) == [False, True]
-    before, grads, _ = independent_step(shared["model"], [ex for ex in examples if set(ex["labels"][1:]) != {-100}],
+    assert sorted(set(ex["labels"]) == {-100} for ex in examples) == [False, True]
+    before, grads, _ = independent_step(shared["model"], [ex for ex in examples if set(ex["labels"]) != {-100}],
                                         "deft")
     check_moved(out / "final", before, grads)
 
@@ -221,6 +236,37 @@ def test_sigkill_after_a_sharded_checkpoint_then_resume_equals_an_uninterrupted_
     assert_same_run(tmp_path / "whole", tmp_path / "killed")
 
 
+def test_every_shipped_accelerate_config_loads_and_names_its_engine():
+    """accelerate reads each shipped file; single-node and multi-node files of one engine differ only
+    in where the processes run."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    expected = {"fsdp2": ("FSDP", None), "deepspeed_zero2": ("DEEPSPEED", 2), "deepspeed_zero3": ("DEEPSPEED", 3)}
+    names = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
+    assert names == sorted([*expected, *(f"{n}_multinode" for n in expected)])
+    for stem, (kind, stage) in expected.items():
+        for name, machines in ((stem, 1), (f"{stem}_multinode", 2)):
+            config = load_config_from_file(str(EXAMPLES / f"{name}.yaml"))
+            assert config.distributed_type.value == kind and config.num_machines == machines, name
+            assert config.num_processes == 8 * machines, name
+            if stage:
+                engine = json.loads((EXAMPLES.parent.parent / config.deepspeed_config["deepspeed_config_file"])
+                                    .read_text())
+                assert engine["zero_optimization"]["stage"] == stage, name
+                assert config.deepspeed_config["zero3_init_flag"] is (stage == 3), name
+            else:
+                assert config.fsdp_config["fsdp_version"] == 2, name
+        single, multi = (yaml_of(EXAMPLES / f"{n}.yaml") for n in (stem, f"{stem}_multinode"))
+        where = ("num_machines", "num_processes", "main_process_port", "same_network")
+        assert {k: v for k, v in single.items() if k not in where} == {k: v for k, v in multi.items() if k not in where}
+
+
+def yaml_of(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
 def test_engine_configs_are_what_the_tests_claim(tmp_path):
     """The DeepSpeed configs partition every parameter and leave the 16-bit save gather off."""
     import yaml
@@ -233,3 +279,51 @@ def test_engine_configs_are_what_the_tests_claim(tmp_path):
         assert ds["stage"] == 3 and ds["stage3_param_persistence_threshold"] == 0
         assert ds["stage3_gather_16bit_weights_on_model_save"] is False
         assert config["deepspeed_config"]["zero3_init_flag"] is (engine == "zero3_init")
+
+
+# --- the helpers in one process ------------------------------------------------------------------
+
+def test_one_process_is_single_and_its_state_dict_is_the_model_itself():
+    from accelerate import Accelerator
+
+    from deft.train.sharding import engine_name, gather_state_dict, is_sharded
+    from tiny_models import tiny_model
+
+    accelerator = Accelerator(cpu=True)
+    model = tiny_model("llama")
+    assert engine_name(accelerator) == "single" and not is_sharded(accelerator)
+    state = gather_state_dict(accelerator, model, everywhere=True)
+    assert set(state) == set(model.state_dict())
+    for name, value in model.state_dict().items():
+        assert torch.equal(state[name], value)
+
+
+def test_zero3_init_disabled_switches_hf_zero3_off_inside_and_back_on_after():
+    from transformers.integrations import HfDeepSpeedConfig, is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
+
+    from deft.train.sharding import zero3_init_disabled
+
+    with zero3_init_disabled():  # without DeepSpeed: nothing to do
+        assert not is_deepspeed_zero3_enabled()
+    config = HfDeepSpeedConfig({"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}})
+    try:
+        assert is_deepspeed_zero3_enabled()
+        with zero3_init_disabled():
+            assert not is_deepspeed_zero3_enabled()
+        assert is_deepspeed_zero3_enabled()
+    finally:
+        unset_hf_deepspeed_config()
+    del config
+
+
+def test_copy_weights_into_refuses_a_state_that_does_not_fit():
+    from deft.train.sharding import copy_weights_into
+    from tiny_models import tiny_model
+
+    source, target = tiny_model("llama", seed=1), tiny_model("llama", seed=2)
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    copy_weights_into(target, state)
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+    state.pop("model.norm.weight")
+    with pytest.raises(ValueError, match="missing"):
+        copy_weights_into(target, state)

@@ -23,7 +23,6 @@ interval.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -37,6 +36,7 @@ except ImportError as err:  # an optional extra
 from ..model.fused_forward import fused_extras, patch_fused_loss
 from ..objectives import parse_objective
 from ..train.stats import STAT_NAMES, StepStats
+from ..train.sharding import is_partitioned, whole_copy, zero3_init_disabled
 from ..train.trainer import OldPolicyRefresh
 
 __all__ = ["DeftSFTConfig", "DeftSFTTrainer"]
@@ -79,11 +79,16 @@ class DeftSFTConfig(SFTConfig):
 
 
 def _load_frozen(spec: Any, device) -> torch.nn.Module:
-    """A frozen model from a spec string (``deft.model.load_model``) or a module."""
+    """A frozen model, whole on every process (frozen models never enter the engine), from a spec
+    string (``deft.model.load_model``, outside ZeRO-3's partitioned init) or a module (gathered
+    into a whole copy if ZeRO-3 partitioned it)."""
     if isinstance(spec, str):
         from ..model import load_model
 
-        spec = load_model(spec)
+        with zero3_init_disabled():
+            spec = load_model(spec)
+    elif is_partitioned(spec):
+        spec = whole_copy(spec)
     return spec.to(device).eval().requires_grad_(False)
 
 
@@ -130,11 +135,11 @@ class DeftSFTTrainer(SFTTrainer):
             elif peft:
                 reference = "adapter"
             else:
-                reference = _load_frozen(copy.deepcopy(self.model), device)
+                reference = _load_frozen(whole_copy(self.model), device)
         if "teacher" in obj.needs:
             teacher = _load_frozen(teacher_model if teacher_model is not None else args.teacher_model, device)
         if "old_logprobs" in obj.needs:
-            old_policy = _load_frozen(copy.deepcopy(self.model), device)
+            old_policy = _load_frozen(whole_copy(self.model), device)
             self.add_callback(OldPolicyRefresh(old_policy, args.old_policy_refresh, self))
         patch_fused_loss(self.model, obj, chunk_size=args.objective_chunk_size, reference=reference,
                          teacher=teacher, old_policy=old_policy)

@@ -180,7 +180,23 @@ def _tokenizer_cache_dir(resolved: ResolvedModel) -> Path:
 
 
 def _is_cached(directory: Path) -> bool:
-    return (directory / _MARKER).is_file()
+    """A complete cache folder: the marker is written last, and a model folder holds its weights
+    (a folder left without them by an older conversion is converted again)."""
+    if not (directory / _MARKER).is_file():
+        return False
+    return directory.parent.name != "models" or (directory / "model.safetensors").is_file()
+
+
+def _save_converted(model, tmp: Path) -> None:
+    """The converted model's config and weights, written on whichever process converts (HF's
+    ``save_pretrained`` writes nothing on a process other than rank 0 once ``torch.distributed`` is
+    initialised, which would leave a cache without weights)."""
+    from safetensors.torch import save_model
+
+    model.config.save_pretrained(str(tmp))
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(str(tmp))
+    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
 
 
 def _hub_error(resolved: ResolvedModel, err: Exception) -> ValueError:
@@ -306,7 +322,7 @@ def materialize(spec: str, *, trust_remote_code: bool = False) -> str:
         tokenizer = load_tokenizer(spec, trust_remote_code=trust_remote_code)
 
         def write(tmp: Path) -> None:
-            model.save_pretrained(str(tmp))
+            _save_converted(model, tmp)
             tokenizer.save_pretrained(str(tmp))
             (tmp / _MARKER).write_text(json.dumps(_marker(resolved, "model+tokenizer"), indent=1))
 

@@ -29,7 +29,7 @@ import torch
 from ..io import atomic_write_dir, atomic_write_json, atomic_write_text
 from .config import TrainConfig, config_to_dict
 from .rundir import RunLock, is_finished, latest_checkpoint, mean_loss, prepare_fresh_folder, truncate_metrics
-from .sharding import zero3_init_disabled
+from .sharding import is_partitioned, whole_copy, zero3_init_disabled
 
 __all__ = ["train", "build_examples", "next_steps", "settings_hash_of", "is_main_process"]
 
@@ -202,23 +202,19 @@ def _with_lora(cfg: TrainConfig, model):
                                             target_modules=targets, task_type="CAUSAL_LM"))
 
 
-def _is_partitioned(model) -> bool:
-    return any(hasattr(p, "ds_id") for p in model.parameters())
-
-
 def _load_models(run: _Run) -> None:
     """The trained model (LoRA if asked) and the frozen models of the objective's inputs
     (:func:`deft.objectives.objective_inputs`: one per ``model`` / ``label_logprobs`` need, from its
     option or its default), patched in through each need's ``patch_arg``. Frozen models are whole
-    on every process; when the trained model was loaded partitioned (ZeRO-3 init), the initial
-    model they copy is loaded again instead of copied."""
+    on every process (:func:`deft.train.sharding.whole_copy`; the reference of a model loaded
+    partitioned by ZeRO-3's init is the starting model loaded again)."""
     from ..model.fused_forward import patch_fused_loss
     from ..objectives import objective_inputs
 
     cfg = run.cfg
     inputs = objective_inputs(run.objective)
     model = _load_trained(run)
-    partitioned = _is_partitioned(model)
+    partitioned = is_partitioned(model)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -235,7 +231,7 @@ def _load_models(run: _Run) -> None:
         if _option(cfg, need):
             frozen[need.patch_arg] = _load(cfg, _option(cfg, need))
         elif need.source == "label_logprobs":  # a snapshot of the trained model, refreshed during training
-            frozen[need.patch_arg] = _replica(cfg, model) if partitioned else copy.deepcopy(model)
+            frozen[need.patch_arg] = whole_copy(model)
         else:
             from ..objectives.needs import missing_error
 
@@ -248,16 +244,6 @@ def _load_models(run: _Run) -> None:
     # NonFiniteError naming the step and the last good checkpoint (and saves a synchronisation per call)
     patch_fused_loss(model, run.objective, chunk_size=cfg.chunk_size, fused=cfg.fused, check_inputs=False, **frozen)
     run.model = model
-
-
-def _replica(cfg: TrainConfig, model):
-    """A whole copy of a partitioned starting ``model``: the initial weights loaded again, with a
-    fresh LoRA adapter of the same shape (its B = 0, so it computes what ``model`` computes)."""
-    replica = _load(cfg, cfg.model)
-    if cfg.lora_rank:
-        with zero3_init_disabled():
-            replica = _with_lora(cfg, replica)
-    return replica
 
 
 def _option(cfg: TrainConfig, need) -> Optional[str]:

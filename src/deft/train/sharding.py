@@ -22,7 +22,8 @@ from typing import Optional
 
 import torch
 
-__all__ = ["engine_name", "is_sharded", "gather_state_dict", "zero3_init_disabled", "copy_weights_into"]
+__all__ = ["engine_name", "is_sharded", "gather_state_dict", "zero3_init_disabled", "copy_weights_into",
+           "is_partitioned", "whole_copy"]
 
 _RESTORED = []  # HF keeps only a weak reference to its DeepSpeed config: the restored one lives here
 
@@ -126,3 +127,35 @@ def _tied_names(module: torch.nn.Module) -> set:
             tied.update((name, seen[id(param)]))
         seen.setdefault(id(param), name)
     return tied
+
+
+def is_partitioned(model: torch.nn.Module) -> bool:
+    """Whether DeepSpeed ZeRO-3 partitioned ``model``'s parameters (it was built under
+    ``deepspeed.zero.Init``, as ``from_pretrained`` does once a ZeRO-3 config is active)."""
+    return any(hasattr(p, "ds_id") for p in model.parameters())
+
+
+def whole_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` (an HF causal LM, possibly under a PEFT adapter) whole on this process:
+    ``copy.deepcopy`` for a whole model; for a ZeRO-3 partitioned one, the same architecture built
+    outside ``zero.Init`` holding the gathered weights. Every process must call it (it gathers)."""
+    import copy
+
+    if not is_partitioned(model):
+        return copy.deepcopy(model)
+    import deepspeed
+    from transformers import AutoModelForCausalLM
+
+    from ..model.parts import unwrap
+
+    base = unwrap(model)
+    dtype = next(p.dtype for p in model.parameters())
+    with zero3_init_disabled():
+        replica = AutoModelForCausalLM.from_config(base.config, dtype=dtype)
+        if hasattr(model, "peft_config"):
+            from peft import get_peft_model
+
+            replica = get_peft_model(replica, model.peft_config[model.active_adapter])
+    with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+        copy_weights_into(replica, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    return replica
