@@ -3,7 +3,10 @@ model, no training)."""
 
 import pytest
 
-from deft.analysis.tables import build_table, format_differences, format_markdown
+from deft.analysis.tables import (TABLE_FILE, build_table, format_differences, format_html, format_markdown,
+                                  read_tables, write_tables)
+
+from plot_helpers import ReportPage, markdown_rows
 
 
 def _ff(em, jw):
@@ -63,3 +66,43 @@ def test_figure1_shares_are_percent_columns_learned_higher_forgotten_lower_is_be
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[3:5] for line in md.splitlines() if line.startswith("| ")}
     assert rows["deft"] == ["**55.0**", "**5.0**"]  # more learned, less forgotten: both best
     assert rows["nll"] == ["40.0", "10.0"] and rows["Base"] == ["-", "-"]
+
+
+def _seeded():
+    h = lambda nll: {"heldout": {"heldout_nll": nll, "drift_kl": 0.1 * nll}}  # noqa: E731
+    return {
+        "Base": {**_ff(0.0, 0.30), **h(3.0)},
+        "nll": {0: {**_ff(0.10, 0.50), **h(2.0)}, 1: {**_ff(0.30, 0.52), **h(2.1)}, 2: {**_ff(0.20, 0.54), **h(2.2)}},
+        "deft": {0: {**_ff(0.30, 0.55), **h(2.05)}, 1: {**_ff(0.10, 0.58), **h(2.0)}, 2: {**_ff(0.20, 0.58), **h(2.3)}},
+        "p <&>": {0: {**_ff(0.0, 0.1), **h(5.0)}, 1: {**_ff(0.0, 0.2), **h(5.5)}, 2: {**_ff(0.0, 0.1), **h(6.0)}},
+    }
+
+
+@pytest.mark.parametrize("results", [_seeded(), {"Base": _ff(0.0, 0.3), "nll": _ff(0.25, 0.6), "deft": _ff(0.5, 0.55)}],
+                         ids=["seeds", "one-seed"])
+def test_html_tables_have_the_cells_and_marks_of_the_markdown_tables(results):
+    table = build_table(results)
+    page = ReportPage(format_html(table, title="m on d"))
+    assert page.tables["results"] == markdown_rows(format_markdown(table))
+    assert any(mark == "best" for row in page.tables["results"] for _, mark in row)
+    assert page.tables["differences"] == markdown_rows(format_differences(table))
+    assert not ReportPage(format_html(table, reference="absent")).tables.get("differences")
+    if "p <&>" in results:
+        assert "p &lt;&amp;&gt;" in format_html(table)  # method names are escaped
+
+
+def test_tables_are_saved_with_their_inputs_and_read_back(tmp_path):
+    md = write_tables(_seeded(), tmp_path, title="m on d")
+    saved = read_tables(tmp_path)
+    assert saved["title"] == "m on d" and saved["reference"] == "nll"
+    again = build_table(saved["results"])  # seeds come back as strings from JSON; the table is the same
+    assert format_markdown(again, title="m on d") + "\n" + format_differences(again) == md
+    assert read_tables(tmp_path / TABLE_FILE)["results"] == saved["results"]
+    with pytest.raises(FileNotFoundError, match="no results table here"):
+        read_tables(tmp_path / "elsewhere")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+        read_tables(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text("[1]")
+    with pytest.raises(ValueError, match="not a results table"):
+        read_tables(tmp_path / "other.json")

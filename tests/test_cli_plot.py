@@ -16,7 +16,7 @@ def test_plot_cli_theory_only(tmp_path):
     out = tmp_path / "theory"
     assert main(["plot", "--curve-objectives", "nll,p", "--out", str(out)]) == 0
     assert (out / "curves.png").read_bytes()[:8] == PNG
-    assert re.findall(r'src="([^"]+)"', (out / "index.html").read_text()) == ["curves.png"]
+    assert re.findall(r'data-file="([^"]+)"', (out / "index.html").read_text()) == ["curves.png"]
 
 
 @pytest.mark.parametrize("args, needle", [

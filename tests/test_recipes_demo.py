@@ -3,6 +3,8 @@ model (SmolLM2-135M-Instruct)."""
 
 from deft.cli.main import main
 
+from plot_helpers import ReportPage, markdown_rows
+
 
 def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, tiny_model_dir):
     """The main job's pipeline (probe, fine-tunes, held-out and forgetting metrics, evaluation,
@@ -16,3 +18,8 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, tiny_model_dir):
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert header[0] == "method" and {"heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll", "seeds"} <= set(header)
     assert (tmp_path / "runs" / "deft" / "final" / "model.safetensors").exists()
+    # the report page leads with the table the terminal printed, every objective's row, figures inlined
+    page = ReportPage((tmp_path / "report" / "index.html").read_text(encoding="utf-8"))
+    assert page.tables["results"] == markdown_rows((tmp_path / "results.md").read_text())
+    assert [row[0][0] for row in page.tables["results"][1:]] == ["Base", "nll", "deft"]
+    assert page.order[0] == "table.results" and all(ref.startswith("data:image/png;base64,") for ref in page.refs)

@@ -1,6 +1,15 @@
 """The paper's figures from saved runs and probes, as PNG files and one ``index.html`` page.
 
+The page reads on its own: it leads with the results table when one is given (the table ``deft
+compare`` and ``deft demo`` print, same cells and intervals, best per column marked), then the
+probes' verdicts, then the figures. It is self-contained — the figures are inlined as base64
+``data:`` URIs and the style sheet is in the page — so it can be mailed or opened anywhere; the PNG
+files are written beside it too.
+
 Inputs (each optional; a figure is drawn when its inputs are given):
+
+* **results** — ``{method: results}`` as :func:`deft.analysis.tables.build_table` takes them (or
+  :func:`deft.analysis.tables.read_tables` of a ``deft compare`` / ``deft demo`` folder);
 
 * **runs** — ``deft train`` output directories (``metrics.jsonl``): focus and mean ``p`` over
   training steps (Figure 5, :func:`deft.analysis.training_curves.plot_training_curves`);
@@ -16,6 +25,7 @@ Inputs (each optional; a figure is drawn when its inputs are given):
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
@@ -66,9 +76,11 @@ def resolve_probe(path) -> tuple[Path, Optional[Path]]:
     return path, summary if summary.is_file() else None
 
 
-def _img(name: str, caption: str) -> str:
-    return (f'<figure><img src="{html.escape(name)}" alt="{html.escape(name)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+def _img(path: Path, caption: str) -> str:
+    """A figure with the PNG inlined as a ``data:`` URI (the page needs no file beside it)."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}" '
+            f'data-file="{html.escape(path.name)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
 
 
 def _probe_table(summaries: Mapping[str, dict]) -> str:
@@ -89,7 +101,8 @@ def _probe_table(summaries: Mapping[str, dict]) -> str:
 
 _STYLE = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
           "img{max-width:100%;border:1px solid #ddd}figure{margin:1.5em 0}figcaption{color:#444;font-size:.9em}"
-          "table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:.3em .6em}")
+          "table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.3em .6em}"
+          "td{text-align:right}td[data-mark=best]{background:#eef6ee}.note{color:#444;font-size:.85em}")
 
 
 def build_report(
@@ -103,8 +116,11 @@ def build_report(
     curve_objectives: Optional[Sequence[str]] = None,
     threshold: float = 0.01,
     max_points: int = 20000,
+    results: Optional[Mapping] = None,
+    results_title: str = "",
+    reference: str = "nll",
 ) -> dict:
-    """Write the PNGs the inputs allow and ``out/index.html`` showing them.
+    """Write the PNGs the inputs allow and ``out/index.html`` showing them, led by the results table.
 
     Args:
         out: output directory.
@@ -115,15 +131,21 @@ def build_report(
         curve_objectives: objectives of the theory curves (default: every objective that needs
             no reference, teacher or old policy).
         threshold: ``|Δp|`` above which a token counts as learned / forgotten (Figure 1).
+        max_points: tokens drawn per scatter panel (sampled with a fixed seed).
+        results: ``{method: results or {seed: results}}`` of a comparison: the page opens with its
+            table (:func:`deft.analysis.tables.format_html`, the cells of the terminal table) titled
+            ``results_title``, and the paired differences to ``reference`` when that method is a row.
 
     Returns:
         ``{"figures": [(file name, caption)], "notes": [...], "index": path, "learning": shares or None}``.
     All inputs are checked before anything is drawn; a missing one raises ``FileNotFoundError``.
     """
+    from ..io import atomic_write_json, atomic_write_text
     from .curves import all_curves, plot_curves
     from .distribution import plot_distributions
     from .landscape import plot_landscape
     from .learning import plot_learning
+    from .tables import build_table, format_html
     from .token_stats import load_token_stats
     from .training_curves import plot_training_curves, read_metrics
 
@@ -134,6 +156,8 @@ def build_report(
         read_metrics(run)  # raises for a missing metrics.jsonl
     probe_files = {label: resolve_probe(path) for label, path in probes.items()}
     pair = None if before is None else (resolve_probe(before)[0], resolve_probe(after)[0])
+    # (the title heads the page)
+    results_html = format_html(build_table(dict(results)), reference=reference) if results else ""
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,6 +166,8 @@ def build_report(
     sections: list[str] = []
     learning = None
 
+    if results_html:
+        sections.append("<h2>Results</h2>" + results_html)
     if runs:
         plot_training_curves(runs, out / "training_curves.png", title="Token statistics during training (Figure 5)")
         figures.append(("training_curves.png",
@@ -170,7 +196,7 @@ def build_report(
         b, a = load_token_stats(pair[0]), load_token_stats(pair[1])
         _, learning = plot_learning(b, a, out / "learning.png", threshold, labels=("before", "after"),
                                     max_points=max_points)
-        (out / "learning.json").write_text(json.dumps(learning, indent=1) + "\n")
+        atomic_write_json(out / "learning.json", learning, indent=1)
         figures.append(("learning.png",
                         f"Figure 1: per-token change in probability (ΔP) and loss (ΔL) from {before} to {after}; "
                         f"bars: shares of learned (ΔP > {threshold:g}) and forgotten (ΔP < -{threshold:g}) tokens, "
@@ -181,11 +207,12 @@ def build_report(
                     "Theory (Eq. 7): gate s(p) and learning signal W(p) = s(p)(1-p) of every objective, computed by "
                     "the objectives' own code on synthetic rows (dashed: all non-target mass on one token)."))
 
-    body = "".join(sections) + "".join(_img(name, cap) for name, cap in figures)
+    body = "".join(sections) + ("<h2>Figures</h2>" if sections else "") + "".join(
+        _img(out / name, cap) for name, cap in figures)
     if notes:
         body += "<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>deft plots</title><style>{_STYLE}</style>"
-            f"</head><body><h1>deft plots</h1>{body}</body></html>\n")
-    index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    heading = html.escape(f"deft report: {results_title}" if results_title else "deft report")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{heading}</title><style>{_STYLE}</style>"
+            f"</head><body><h1>{heading}</h1>{body}</body></html>\n")
+    index = atomic_write_text(out / "index.html", page)
     return {"figures": figures, "notes": notes, "index": str(index), "learning": learning}

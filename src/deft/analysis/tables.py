@@ -19,7 +19,9 @@ values differ. A second table gives each objective's paired difference to ``nll`
 from __future__ import annotations
 
 import csv
+import html
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -27,7 +29,9 @@ from typing import Optional
 from .intervals import mean_interval, outside_noise, paired_difference
 
 __all__ = ["Column", "HELDOUT_COLUMNS", "table_columns", "build_table", "format_markdown", "format_differences",
-           "write_tables", "Table"]
+           "format_html", "write_tables", "read_tables", "TABLE_FILE", "Table"]
+
+TABLE_FILE = "table.json"  # the inputs of the tables, beside results.md (read by 'deft plot --results')
 
 
 @dataclass(frozen=True)
@@ -158,46 +162,54 @@ def _used_columns(table: Table) -> list[Column]:
             if c.group != "heldout" or any(table.cell(m, c.title) for m in table.methods)]
 
 
+def _main_rows(table: Table) -> tuple[list[Column], list[tuple[str, list[tuple[str, Optional[str]]], int]]]:
+    """``(columns, [(method, [(cell text, "best" | "second" | None)], seeds)])``: the cells of the
+    table every format shows (markdown, HTML)."""
+    cols = _used_columns(table)
+    marks = {c.title: _marks(table, c) for c in cols}
+    rows = [(method, [(_fmt(table.cell(method, c.title), c.decimals), marks[c.title].get(method)) for c in cols],
+             table.seeds(method)) for method in table.methods]
+    return cols, rows
+
+
+def _footnote(table: Table) -> str:
+    several = any(table.seeds(m) > 1 for m in table.methods)
+    return ("Accuracies in percent; heldout_nll, retained_nll in nats per token (lower is better), drift_kl "
+            "= KL(base || tuned) in nats per token (lower: less forgetting); learned % / forgotten %: held-out "
+            "tokens whose probability rose / fell by more than 0.01 from the base model (paper Figure 1). "
+            + ("Cells are means over seeds ± the 95% interval (t-distribution). Bold: best, underlined: "
+               "second, marked only where the paired difference to the next method is outside the noise "
+               "(its 95% interval excludes 0)." if several else
+               "One seed: bold marks the best value, underlined the second, wherever values differ; no "
+               "interval, so a mark does not say the difference is outside the noise."))
+
+
 def format_markdown(table: Table, *, title: str = "") -> str:
     """Markdown table: best value of each column in bold, second underlined, with a footnote on
     what the marks and intervals mean."""
-    cols = _used_columns(table)
+    cols, rows = _main_rows(table)
     lines = [f"### {title}", ""] if title else []
     lines.append("| Method | " + " | ".join(c.title for c in cols) + " | seeds |")
     lines.append("|---|" + "---:|" * (len(cols) + 1))
-    marks = {c.title: _marks(table, c) for c in cols}
-    for method in table.methods:
-        cells = []
-        for c in cols:
-            text = _fmt(table.cell(method, c.title), c.decimals)
-            mark = marks[c.title].get(method)
-            cells.append(f"**{text}**" if mark == "best" else f"<u>{text}</u>" if mark == "second" else text)
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {table.seeds(method)} |")
-    several = any(table.seeds(m) > 1 for m in table.methods)
+    for method, cells, seeds in rows:
+        texts = [f"**{text}**" if mark == "best" else f"<u>{text}</u>" if mark == "second" else text
+                 for text, mark in cells]
+        lines.append(f"| {method} | " + " | ".join(texts) + f" | {seeds} |")
     lines.append("")
-    lines.append("Accuracies in percent; heldout_nll, retained_nll in nats per token (lower is better), drift_kl "
-                 "= KL(base || tuned) in nats per token (lower: less forgetting); learned % / forgotten %: held-out "
-                 "tokens whose probability rose / fell by more than 0.01 from the base model (paper Figure 1). "
-                 + ("Cells are means over seeds ± the 95% interval (t-distribution). Bold: best, underlined: "
-                    "second, marked only where the paired difference to the next method is outside the noise "
-                    "(its 95% interval excludes 0)." if several else
-                    "One seed: bold marks the best value, underlined the second, wherever values differ; no "
-                    "interval, so a mark does not say the difference is outside the noise."))
+    lines.append(_footnote(table))
     return "\n".join(lines) + "\n"
 
 
-def format_differences(table: Table, reference: str = "nll") -> str:
-    """Markdown table of each method's paired difference to ``reference`` (mean ± 95% half-width
-    over shared seeds; ``*`` where the interval excludes 0). Empty when ``reference`` is absent."""
+def _difference_rows(table: Table, reference: str) -> Optional[tuple[list[Column], list[tuple[str, list[str]]]]]:
+    """``(columns, [(method, [cell text])])`` of each method's paired difference to ``reference``;
+    ``None`` when ``reference`` is absent or no other method is there."""
     if reference not in table.methods:
-        return ""
+        return None
     cols = _used_columns(table)
     others = [m for m in table.methods if m != reference and m.lower() != "base"]
     if not others:
-        return ""
-    lines = [f"Paired difference to `{reference}` (method - {reference}), mean ± 95% interval over seeds; "
-             "* = outside the noise.", "",
-             "| Method | " + " | ".join(c.title for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+        return None
+    rows = []
     for m in others:
         cells = []
         for c in cols:
@@ -207,8 +219,56 @@ def format_differences(table: Table, reference: str = "nll") -> str:
                 continue
             text = f"{d[0]:+.{c.decimals}f}" + ("" if d[1] is None else f" ± {d[1]:.{c.decimals}f}")
             cells.append(text + ("*" if outside_noise(d) else ""))
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        rows.append((m, cells))
+    return cols, rows
+
+
+def _difference_caption(reference: str, code: str) -> str:
+    return (f"Paired difference to {code} (method - {reference}), mean ± 95% interval over seeds; "
+            "* = outside the noise.")
+
+
+def format_differences(table: Table, reference: str = "nll") -> str:
+    """Markdown table of each method's paired difference to ``reference`` (mean ± 95% half-width
+    over shared seeds; ``*`` where the interval excludes 0). Empty when ``reference`` is absent."""
+    found = _difference_rows(table, reference)
+    if found is None:
+        return ""
+    cols, rows = found
+    lines = [_difference_caption(reference, f"`{reference}`"), "",
+             "| Method | " + " | ".join(c.title for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    lines += [f"| {m} | " + " | ".join(cells) + " |" for m, cells in rows]
     return "\n".join(lines) + "\n"
+
+
+def format_html(table: Table, *, title: str = "", reference: str = "nll") -> str:
+    """The tables of :func:`format_markdown` and :func:`format_differences` as HTML, with the same
+    cells: ``<table class="results">`` (best in ``<strong>``, second in ``<u>``, a ``data-mark``
+    attribute on marked cells), its footnote, then ``<table class="differences">`` when
+    ``reference`` is a row. Every text is escaped."""
+    esc = html.escape
+    cols, rows = _main_rows(table)
+    parts = [f"<h3>{esc(title)}</h3>"] if title else []
+    parts.append('<table class="results"><thead><tr><th>Method</th>'
+                 + "".join(f"<th>{esc(c.title)}</th>" for c in cols) + "<th>seeds</th></tr></thead><tbody>")
+    for method, cells, seeds in rows:
+        tds = []
+        for text, mark in cells:
+            inner = (f"<strong>{esc(text)}</strong>" if mark == "best" else f"<u>{esc(text)}</u>" if mark == "second"
+                     else esc(text))
+            tds.append(f'<td data-mark="{mark}">{inner}</td>' if mark else f"<td>{inner}</td>")
+        parts.append(f"<tr><th scope=\"row\">{esc(method)}</th>{''.join(tds)}<td>{seeds}</td></tr>")
+    parts.append(f'</tbody></table><p class="note">{esc(_footnote(table))}</p>')
+    found = _difference_rows(table, reference)
+    if found is not None:
+        dcols, drows = found
+        parts.append(f'<p>{_difference_caption(esc(reference), f"<code>{esc(reference)}</code>")}</p>'
+                     '<table class="differences"><thead><tr><th>Method</th>'
+                     + "".join(f"<th>{esc(c.title)}</th>" for c in dcols) + "</tr></thead><tbody>")
+        parts += [f"<tr><th scope=\"row\">{esc(m)}</th>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>"
+                  for m, cells in drows]
+        parts.append("</tbody></table>")
+    return "".join(parts)
 
 
 def _csv(table: Table) -> str:
@@ -224,10 +284,11 @@ def _csv(table: Table) -> str:
 
 
 def write_tables(results_by_method: dict, out, *, title: str = "", reference: str = "nll") -> str:
-    """Write ``results.md`` (the table and the differences to ``reference``) and ``results.csv``
-    (first column ``method``, base row first, means then ``seeds`` then 95% half-widths) atomically;
-    return the markdown."""
-    from ..io import atomic_write_text
+    """Write ``results.md`` (the table and the differences to ``reference``), ``results.csv``
+    (first column ``method``, base row first, means then ``seeds`` then 95% half-widths) and
+    ``table.json`` (their inputs, for :func:`read_tables` and ``deft plot --results``), each
+    atomically; return the markdown."""
+    from ..io import atomic_write_json, atomic_write_text
 
     table = build_table(results_by_method)
     md = format_markdown(table, title=title)
@@ -237,4 +298,25 @@ def write_tables(results_by_method: dict, out, *, title: str = "", reference: st
     out = Path(out)
     atomic_write_text(out / "results.md", md)
     atomic_write_text(out / "results.csv", _csv(table))
+    atomic_write_json(out / TABLE_FILE, {"title": title, "reference": reference, "results": results_by_method})
     return md
+
+
+def read_tables(path) -> dict:
+    """``{"title", "reference", "results"}`` as :func:`write_tables` saved them, from a folder that
+    holds ``table.json`` (``deft compare --out``, ``deft demo --out``) or the file itself; the
+    ``results`` go to :func:`build_table` unchanged. A missing or unreadable file raises a one-line
+    ``FileNotFoundError`` / ``ValueError`` naming it."""
+    path = Path(path)
+    file = path / TABLE_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no results table here (written by 'deft compare' and 'deft demo' "
+                                "beside results.md); pass their --out folder")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{file}: not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise ValueError(f"{file}: not a results table (a mapping with 'results': {{method: results}})")
+    return {"title": str(data.get("title") or ""), "reference": str(data.get("reference") or "nll"),
+            "results": data["results"]}

@@ -7,7 +7,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "plot", help="paper figures from runs and probes: training curves, gradient landscape, p distribution, "
                      "learning/forgetting, gate curves (PNG + index.html)",
-        description="Draw the figures the given inputs allow and an index.html page showing them: focus and mean p "
+        description="Draw the figures the given inputs allow and a self-contained index.html page (figures inlined, "
+                    "so it can be mailed) that leads with the results table of --results, then shows: focus and mean p "
                     "over training (Figure 5) from --runs; the gradient landscape (Figure 2) and the token-probability "
                     "distribution (Figures 3, 4, 6) from --probes; token learning/forgetting (Figure 1) from "
                     "--before/--after; and always the gate s(p) and learning signal W(p) of every objective.",
@@ -15,6 +16,9 @@ def add_parser(subparsers) -> None:
                "'deft probe --out DIR' (DIR/token_stats.npz); probe trained models on the same --data, --n and --seed "
                "so that their tokens match.",
     )
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="a 'deft compare' or 'deft demo' --out folder (or its table.json): the page leads with its "
+                        "results table, the cells and intervals the terminal table shows, best per column marked")
     p.add_argument("--runs", action="append", default=[], metavar="DIR[,DIR...]",
                    help="'deft train' output directories with metrics.jsonl (comma-separated or repeated; "
                         "NAME=DIR to label a run)")
@@ -43,6 +47,7 @@ def _split(text: str | None) -> list[str]:
 
 def run(args) -> int:
     from ..analysis.report import build_report, parse_labelled
+    from ..analysis.tables import read_tables
 
     if args.threshold < 0:
         raise ValueError("--threshold must be >= 0")
@@ -50,13 +55,16 @@ def run(args) -> int:
         raise ValueError("--max-points must be at least 1")
     runs = parse_labelled([item for group in args.runs for item in _split(group)])
     probes = parse_labelled(args.probes)
+    table = read_tables(args.results) if args.results else {"results": None, "title": "", "reference": "nll"}
     result = build_report(args.out, runs=runs, probes=probes, before=args.before, after=args.after,
                           objectives=_split(args.objectives), curve_objectives=_split(args.curve_objectives) or None,
-                          threshold=args.threshold, max_points=args.max_points)
+                          threshold=args.threshold, max_points=args.max_points, results=table["results"],
+                          results_title=table["title"], reference=table["reference"])
     for note in result["notes"]:
         print(f"note: {note}")
     names = ", ".join(name for name, _ in result["figures"])
-    print(f"wrote {names} and index.html to {args.out}")
+    led = " (led by the results table)" if table["results"] else ""
+    print(f"wrote {names} and index.html{led} to {args.out}")
     if result["learning"]:
         s = result["learning"]
         print(f"learning: {s['learned']:.1%} learned, {s['forgotten']:.1%} forgotten "

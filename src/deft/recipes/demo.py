@@ -8,7 +8,7 @@
    drift KL and retained NLL on the base model's answers to general prompts (forgetting), and
    greedy exact match / Jaro-Winkler on held-out puzzles (the paper's Table 3 metrics).
 4. **Report**: the table, the training curves (Figure 5 view), the gate curves (Eq. 7) and an
-   HTML page (``deft plot``) in the output folder.
+   HTML page (``deft plot``) in the output folder that leads with the same table, figures inlined.
 
 The defaults (8 steps of 6 puzzles at learning rate 2e-4) are chosen so that the tuned models'
 held-out NLL drops well below the base model's and ``-p``'s gate (``p``, near 0 for unknown tokens
@@ -53,6 +53,7 @@ def demo(*, out: str = "runs/demo", model: str = "smollm2-135m", objectives=("nl
 
     from ..analysis.probe import format_summary
     from ..analysis.report import build_report
+    from ..analysis.tables import read_tables
     from ..analysis.training_curves import read_metrics
     from ..config import load_config
     from .compare import CompareConfig, compare, run_name
@@ -80,9 +81,11 @@ def demo(*, out: str = "runs/demo", model: str = "smollm2-135m", objectives=("nl
           + (f", greedy answers to {eval_size} puzzles" if eval_size else "") + "\n")
     print(table)
     print("[4/4] plots and report", flush=True)
+    saved = read_tables(root)  # the table printed above, led by the report page
     build_report(root / "report", runs={s: str(root / "runs" / run_name(s)) for s in specs},
                  probes={"base": str(root / "probe")}, before=None, after=None, objectives=specs,
-                 curve_objectives=None, threshold=0.01, max_points=20000)
+                 curve_objectives=None, threshold=0.01, max_points=20000, results=saved["results"],
+                 results_title=saved["title"], reference=saved["reference"])
     print(f"wrote {root / 'results.md'}, {root / 'training_curves.png'}, {root / 'gate_curves.png'} and "
           f"{root / 'report' / 'index.html'} in {time.perf_counter() - start:.0f} s")
     return table
