@@ -122,7 +122,7 @@ def _eval_cmd(model, out):
             "--batch-size", "2", "--seed", "5", "--out", str(out), "--no-progress"]
 
 
-def test_sigkilled_eval_resumes_to_the_uninterrupted_results(tmp_path, tiny_model_dir):
+def test_sigkilled_eval_resumes_to_the_uninterrupted_results(tmp_path, tiny_model_dir, capsys):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_eval_cmd(tiny_model_dir, killed), env=env, stdout=subprocess.DEVNULL,
@@ -137,11 +137,14 @@ def test_sigkilled_eval_resumes_to_the_uninterrupted_results(tmp_path, tiny_mode
     assert 0 < len(before) < 16, "the kill came after the evaluation finished"
     assert not (killed / "results.json").exists()
 
-    assert main(_eval_cmd(tiny_model_dir, killed)[3:]) == 0  # resumed in this process
+    capsys.readouterr()
+    assert main(_eval_cmd(tiny_model_dir, killed)[3:] + ["--resume"]) == 0  # resumed in this process
     resumed = json.loads((killed / "results.json").read_text())
     after = lines(gens)
     assert after[:len(before)] == before  # finished samples kept, not regenerated
     assert resumed["_config"]["reused_samples"] == len(before) and len(after) == 16
+    said = f"reusing {len(before)} of 16 samples finished by an earlier run; generating the other {16 - len(before)}"
+    assert said in capsys.readouterr().err
 
     whole = tmp_path / "whole"
     assert main(_eval_cmd(tiny_model_dir, whole)[3:]) == 0
@@ -149,3 +152,48 @@ def test_sigkilled_eval_resumes_to_the_uninterrupted_results(tmp_path, tiny_mode
     assert resumed["rg:basic_arithmetic"] == uninterrupted["rg:basic_arithmetic"]
     texts = lambda rows: {(r["id"], r["sample"]): r["text"] for r in rows}  # noqa: E731
     assert texts(after) == texts(lines(whole / "generations.jsonl"))
+
+
+def test_a_resumed_eval_says_how_many_finished_samples_it_reused(tmp_path, capsys):
+    n = run_echo(tmp_path / "whole")["math500"]["n"]
+    for options in ({}, {"resume": True}):  # a plain re-run and --resume both continue, and both say so
+        out = tmp_path / f"out{len(options)}"
+        with pytest.raises(RuntimeError):
+            run_echo(out, backend=Echo(fail_after=2))  # two chunks of one problem each, then a crash
+        capsys.readouterr()
+        assert run_echo(out, **options)["_config"]["reused_samples"] == 2
+        said = f"resume: {out}: reusing 2 of {n} samples finished by an earlier run; generating the other {n - 2}"
+        assert said in capsys.readouterr().err
+    run_echo(tmp_path / "fresh")  # a new evaluation reuses nothing and says nothing about it
+    assert "resume" not in capsys.readouterr().err
+
+
+def test_resume_means_what_train_resume_means(tmp_path, capsys):
+    """--resume continues the evaluation in --out: a finished one is left unchanged (and not generated
+    again), an empty folder starts from scratch, another evaluation is refused; --overwrite contradicts it."""
+    out = tmp_path / "out"
+    first = run_echo(out)
+    saved = (out / "results.json").read_bytes()
+    capsys.readouterr()
+    again = run_echo(out, backend=Echo(fail_after=0), resume=True)  # generating anything would raise
+    assert again == json.loads(saved) and (out / "results.json").read_bytes() == saved
+    assert again["math500"] == first["math500"]
+    assert f"resume: the evaluation in {out} is finished; nothing to do" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--resume continues only the same evaluation: drop --resume and pass "
+                                         "--overwrite"):
+        run_echo(out, k=2, resume=True)
+    assert (out / "results.json").read_bytes() == saved
+    res = run_echo(tmp_path / "new", resume=True)
+    assert res["_config"]["reused_samples"] == 0
+    assert f"nothing to resume in {tmp_path / 'new'}: starting from scratch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--resume", "--overwrite"], "'resume' and 'overwrite' contradict each other"),
+    (["--resume"], "resume: continues the evaluation in --out; pass --out DIR"),
+])
+def test_resume_flag_errors_are_one_line(flags, needle, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "o")] if "--overwrite" in flags else []
+    assert main(["eval", "--benchmark", "math500", "--data-dir", str(DATA), *flags, *out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err

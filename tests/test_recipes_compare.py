@@ -38,6 +38,18 @@ def test_compare_end_to_end_reuses_unchanged_and_redoes_changed(tiny_model_dir, 
     out = capsys.readouterr().out
     assert out.count("already done, inputs unchanged") == 3  # the run, its evaluation, the base evaluation
     assert (tmp_path / "runs" / "deft" / "final" / "model.safetensors").stat().st_mtime == before
+    # --resume continues the same comparison (here: reuses everything) and says so
+    assert main(args + ["--resume"]) == 0
+    out = capsys.readouterr().out
+    assert f"resuming {tmp_path}: 3 finished job(s) reused, 0 to continue, 0 to start" in out
+    assert out.count("already done, inputs unchanged") == 3
+    # ... and never redoes: changed settings are refused in one line before anything changes
+    assert main([a.replace("max_steps=2", "max_steps=3") for a in args] + ["--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "redoes nothing, but 2 job(s) changed: deft: training (max_steps 2 -> 3)" in err[0]
+    assert "drop --resume to redo them" in err[0]
+    assert (tmp_path / "runs" / "deft" / "final" / "model.safetensors").stat().st_mtime == before
+    assert json.loads((tmp_path / "table.json").read_text())["results"]["deft"]["figfont"]["n"] == 2
     # max_steps 2 -> 3: the run and its evaluation are redone, the base evaluation is reused
     assert main([a.replace("max_steps=2", "max_steps=3") for a in args]) == 0
     out = capsys.readouterr().out

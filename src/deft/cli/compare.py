@@ -52,8 +52,8 @@ def run(args) -> int:
     print(md)
     if not cfg.dry_run:
         out = Path(cfg.out)
-        print(f"wrote {out / 'results.md'} and {out / 'results.csv'}; plot the runs with "
-              f"'deft plot --runs {out / 'runs'}/<objective>'")
+        print(f"wrote {out / 'results.md'} and {out / 'results.csv'}; a report page with this table and the "
+              f"training curves: 'deft plot --results {out} --runs {out / 'runs'}/<objective>'")
     return 0
 
 

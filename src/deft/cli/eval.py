@@ -29,7 +29,8 @@ Average@k is the mean over problems of the mean score over the k samples; with k
 0 it is greedy accuracy. Pass@k and Maj@k are reported when k > 1. Values are printed in percent
 and saved as fractions.
 
-outputs in --out DIR (re-running the same command resumes; other settings need --overwrite):
+outputs in --out DIR (--resume, or re-running the same command, continues a killed evaluation: its
+finished samples are reused and counted; other settings need --overwrite):
   results.json        per benchmark: n, k, average_at_k, stderr, pass_at_k, maj_at_k, per-scorer
                       averages, truncated; an "average" row; _config with the settings_hash
   generations.jsonl   every sample: benchmark, id, sample, prompt, reference, text, answer, scores
@@ -45,6 +46,7 @@ examples:
   deft eval --model runs/med/final --benchmark medical:data/m1_eval.json --out eval/med
   deft eval --benchmark data/figfont_test.jsonl --scorer exact,jaro_winkler --out eval/figfont
   deft eval --model runs/deft/final --heldout data/heldout.jsonl --base-model smollm2-135m --forgetting
+  deft eval --model runs/deft/final --benchmark figfont --out eval/figfont --resume   # after a kill
 
 Generated text is scored as text only; model output is never executed."""
 

@@ -85,11 +85,20 @@ class EvalConfig:
     out: Optional[str] = option(None, "folder for results.json and generations.jsonl; a re-run with the same "
                                 "settings resumes (default: print the table only)", aliases=("output_dir",))
     overwrite: bool = option(False, "replace an evaluation with other settings in --out")
+    resume: bool = option(False, "continue the evaluation in --out, as 'deft train --resume' continues a run: its "
+                          "finished samples are reused (and counted), only the missing ones generated; a finished "
+                          "evaluation is printed again and left unchanged; other settings are refused. A re-run with "
+                          "the same settings also resumes; --resume says that this is what you want")
     progress: bool = option(True, "show progress bars")
 
     def validate(self) -> "EvalConfig":
         """Cross-field checks; returns the config with the benchmark list split on commas."""
         names = [b.strip() for item in self.benchmark for b in str(item).split(",") if b.strip()]
+        if self.resume and self.overwrite:
+            raise ConfigError("'resume' and 'overwrite' contradict each other: pass one of them")
+        if self.resume and not self.out:
+            raise ConfigError("resume: continues the evaluation in --out; pass --out DIR (the folder of the run to "
+                              "continue)")
         if self.forgetting and not self.base_model:
             raise ConfigError("forgetting: drift_kl and retained_nll compare with the model before fine-tuning; pass "
                               "--base-model MODEL (e.g. smollm2-135m)")

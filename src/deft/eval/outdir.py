@@ -12,6 +12,11 @@ Files in ``--out DIR``:
 * ``.lock`` — the pid of the process writing the folder; a second process is refused, a lock left by
   a dead process is taken over.
 
+``resume`` (``deft eval --resume``) continues the evaluation in the folder as ``deft train --resume``
+continues a run: :meth:`RunFolder.state` tells a finished evaluation (left unchanged) from a started
+one (its samples reused) and a new one (started from scratch); another evaluation is refused with a
+message that names ``--overwrite``.
+
 Every file is world-readable (0644); JSON files are written atomically (:mod:`deft.io`).
 """
 
@@ -49,11 +54,13 @@ class RunFolder:
     """``--out DIR`` of one evaluation (see the module docstring). Use as a context manager: the
     lock is taken on entry (after the folder is checked) and released on exit."""
 
-    def __init__(self, path: str | os.PathLike, settings: dict, settings_hash: str, *, overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike, settings: dict, settings_hash: str, *, overwrite: bool = False,
+                 resume: bool = False):
         self.path = Path(path)
         self.settings = settings
         self.hash = settings_hash
         self.overwrite = overwrite
+        self.resume = resume
         self.lock = self.path / ".lock"
         self.generations = self.path / "generations.jsonl"
         self._locked = False
@@ -77,7 +84,25 @@ class RunFolder:
             changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
             what = (f"another evaluation (settings differ: {', '.join(changed[:4])})" if changed
                     else "another evaluation (its input files have changed)")
+        if self.resume:
+            raise ValueError(f"--out {self.path} holds {what}; --resume continues only the same evaluation: drop "
+                             "--resume and pass --overwrite to replace it, or choose another --out")
         raise ValueError(f"--out {self.path} holds {what}; pass --overwrite to replace it, or choose another --out")
+
+    def state(self) -> str:
+        """``"finished"`` (this evaluation's ``results.json`` is there), ``"started"`` (this evaluation,
+        not finished) or ``"new"`` (nothing of it yet: an empty or missing folder, settings alone, or
+        another evaluation). Reads only."""
+        if not self.path.is_dir() or not self._same_evaluation():
+            return "new"
+        if (self.path / "results.json").is_file():
+            return "finished"
+        names = {p.name for p in self.path.iterdir()} & {"generations.jsonl", "results.partial.json"}
+        return "started" if names else "new"
+
+    def saved_results(self) -> dict:
+        """The ``results.json`` of a finished evaluation."""
+        return json.loads((self.path / "results.json").read_text(encoding="utf-8"))
 
     def _recorded(self) -> dict | None:
         try:

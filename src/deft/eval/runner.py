@@ -18,9 +18,10 @@ fractions in [0, 1] (the reference prints percentages). ``truncated`` is the fra
 by ``max_new_tokens``.
 
 Generation runs a chunk of problems at a time; each chunk's samples are appended to
-``generations.jsonl`` at once (:mod:`.outdir`), and a re-run with the same settings keeps them and
-generates only the missing chunks. A chunk's sampling seed depends only on ``seed``, the benchmark
-and the chunk's index, so a resumed evaluation gives the samples of an uninterrupted one.
+``generations.jsonl`` at once (:mod:`.outdir`), and a re-run with the same settings (or ``--resume``)
+keeps them, says how many it reuses, and generates only the missing chunks. A chunk's sampling seed
+depends only on ``seed``, the benchmark and the chunk's index, so a resumed evaluation gives the
+samples of an uninterrupted one.
 
 Scoring runs in the calling thread (math-verify's timeout relies on ``SIGALRM``). Generated text is
 only ever compared as text.
@@ -94,7 +95,7 @@ def _model_files(model: Path) -> str:
 
 
 def _settings(cfg: EvalConfig, decoding: dict[str, dict], batch_size: int, backend: str) -> dict:
-    settings = {k: v for k, v in config_to_dict(cfg).items() if k not in ("out", "overwrite", "progress")}
+    settings = {k: v for k, v in config_to_dict(cfg).items() if k not in ("out", "overwrite", "resume", "progress")}
     settings.update({"batch_size": batch_size, "backend": backend, "decoding": decoding})
     return settings
 
@@ -268,9 +269,19 @@ def evaluate(cfg: EvalConfig | str | None = None, benchmarks: Sequence[str] | st
         "hf" if model is not None else cfg.backend)
     settings = _settings(cfg, decoding, batch_size, backend_name)
     digest = settings_hash(settings, _inputs(cfg))
-    folder = RunFolder(cfg.out, settings, digest, overwrite=cfg.overwrite) if cfg.out else None
+    folder = RunFolder(cfg.out, settings, digest, overwrite=cfg.overwrite, resume=cfg.resume) if cfg.out else None
     if folder is not None:
         folder.check()  # before the model loads
+        state = folder.state()
+        if cfg.resume and state == "finished":  # as 'deft train --resume' on a finished run: say so, change nothing
+            print(f"resume: the evaluation in {folder.path} is finished; nothing to do (results.json unchanged)",
+                  file=sys.stderr)
+            results = folder.saved_results()
+            if print_table:
+                _print_results(results, cfg, bool(problems), folder, file)
+            return results
+        if cfg.resume and state == "new":
+            print(f"resume: nothing to resume in {folder.path}: starting from scratch", file=sys.stderr)
     for name, dec in decoding.items():
         if dec["k"] > 1 and dec["temperature"] == 0.0:
             print(f"note: {name}: k={dec['k']} with temperature 0 repeats the one greedy sample", file=sys.stderr)
@@ -284,15 +295,19 @@ def evaluate(cfg: EvalConfig | str | None = None, benchmarks: Sequence[str] | st
         if run is not None:
             run.write_results(results, final=True)
     if print_table:
-        out = file or sys.stdout
-        title = f"model {cfg.model}; protocol {cfg.protocol}"
-        if problems:
-            print(format_table(results, title=title), file=out)
-        if "heldout" in results:
-            print(format_heldout(results["heldout"], title=None if problems else title), file=out)
-        if folder is not None:
-            print(f"results: {folder.path / 'results.json'}; samples: {folder.generations}", file=out)
+        _print_results(results, cfg, bool(problems), folder, file)
     return results
+
+
+def _print_results(results: dict, cfg: EvalConfig, benchmarks: bool, folder: RunFolder | None, file) -> None:
+    out = file or sys.stdout
+    title = f"model {cfg.model}; protocol {cfg.protocol}"
+    if benchmarks:
+        print(format_table(results, title=title), file=out)
+    if "heldout" in results:
+        print(format_heldout(results["heldout"], title=None if benchmarks else title), file=out)
+    if folder is not None:
+        print(f"results: {folder.path / 'results.json'}; samples: {folder.generations}", file=out)
 
 
 class _NoFolder:
@@ -306,6 +321,12 @@ class _NoFolder:
 def _run(cfg, gen, problems, groups, decoding, folder: RunFolder | None, config: dict) -> dict:
     done = folder.finished_samples() if folder is not None else {}
     config["reused_samples"] = 0
+    if done:
+        wanted = {sample_key(name, p.id, j) for name, probs in problems.items() for p in probs
+                  for j in range(decoding[name]["k"])}
+        reusable = len(wanted & done.keys())
+        print(f"resume: {folder.path}: reusing {reusable} of {len(wanted)} samples finished by an earlier run; "
+              f"generating the other {len(wanted) - reusable}", file=sys.stderr)
     results: dict[str, Any] = {}
     for name, probs in problems.items():
         dec = decoding[name]

@@ -8,6 +8,7 @@ Layout of an experiment folder::
     OUT/eval/<base|objective>[/seed<s>]/  deft eval output (results.json, heldout.json, inputs.json)
     OUT/ood.jsonl                    the base model's greedy answers to general prompts (forgetting set)
     OUT/results.md, results.csv      methods as rows (base first), metrics as columns, seeds, intervals
+    OUT/table.json                   the results behind the table ('deft plot --results OUT' puts it in a report)
     OUT/training_curves.png          token statistics of every run over training (Figure 5 view)
     OUT/gate_curves.png              gate s(p) and signal W(p) of the compared objectives
 
@@ -18,6 +19,10 @@ it evaluates. A finished folder whose hash is unchanged is reused; one whose has
 deleted and redone, and the log says which setting changed. An unfinished run whose settings are
 unchanged resumes from its newest checkpoint (``OUT/hashes.json`` remembers what each folder was
 started for).
+
+``--resume`` continues a comparison as ``deft train --resume`` continues a run: the same reuse and
+continuation, but a job whose settings or inputs changed is refused instead of redone, so nothing
+finished is ever deleted.
 
 **Validation before work.** Every run's training config (ranges, objective, teacher/reference
 models), the data files and the benchmarks are checked before the first model loads.
@@ -84,6 +89,10 @@ class CompareConfig:
                                    choices=(None, "math", "medical", "figfont"))
     model_key: Optional[str] = option(None, "paper protocol: the reference's model key (e.g. qwen-2.5-1.5b)")
     dry_run: bool = option(False, "print the plan (runs, settings, hashes) and stop")
+    resume: bool = option(False, "continue the comparison in --out, as 'deft train --resume' continues a run: "
+                          "finished runs and evaluations are reused, unfinished ones continue where they stopped, and "
+                          "nothing is redone: a job whose settings or inputs changed is refused (without --resume it "
+                          "is redone)")
 
     def validate(self) -> "CompareConfig":
         if self.protocol == "paper":
@@ -289,6 +298,8 @@ def compare(cfg: CompareConfig, train_options: Optional[dict] = None, *, log: Ca
     out = Path(cfg.out)
     if cfg.dry_run:
         return format_plan(plan, cfg)
+    if cfg.resume:
+        _check_resume(plan, out, log)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "compare.json", {"settings": {k: v for k, v in vars(cfg).items() if not k.startswith("_")},
                                             "train": dict(train_options or {}), "objectives": plan["specs"]})
@@ -312,6 +323,44 @@ def compare(cfg: CompareConfig, train_options: Optional[dict] = None, *, log: Ca
                       title=f"{cfg.model} on {Path(cfg.data).name}")
     _plots(plan, runs, out, cfg.model)
     return md
+
+
+def _status(job: Job, out: Path, ledger: Ledger) -> str:
+    """``"new"``, ``"reuse"``, ``"continue"`` or ``"redo: why"`` for one job of a comparison in ``out``."""
+    if job.kind == "heldout":
+        record = stored(job.folder, "heldout.json")
+        return "new" if not record else "reuse" if record.get("hash") == job.hash else "redo: " + reason(job, record)
+    record = stored(job.folder)
+    if record.get("hash") == job.hash:
+        return "reuse"
+    if job.kind == "train":
+        if not job.folder.exists():
+            return "new"
+        finished = (job.folder / "final").is_dir() and (job.folder / "summary.json").exists()
+        same = ledger.get(job, out) == job.hash and (job.folder / "config.yaml").exists()
+        return "continue" if same and not finished else "redo: " + reason(job, record)
+    if record or (job.folder / "results.json").exists():
+        return "redo: " + reason(job, record)
+    return "continue" if (job.folder / "generations.jsonl").exists() else "new"
+
+
+def _check_resume(plan: dict, out: Path, log: Callable) -> None:
+    """``--resume``: refuse (one line, before any model loads) when a job would be redone; say when
+    there is nothing to resume."""
+    ledger = Ledger(out)
+    jobs = [j for _, _, j, _ in plan["train"]] + list(plan["eval"].values()) + list(plan["heldout"].values())
+    status = {job.label: _status(job, out, ledger) for job in jobs}
+    redo = [f"{label} ({s[len('redo: '):]})" for label, s in status.items() if s.startswith("redo")]
+    if redo:
+        raise ValueError(f"--resume continues the comparison in {out} and redoes nothing, but {len(redo)} job(s) "
+                         f"changed: {'; '.join(redo[:3])}{'; ...' if len(redo) > 3 else ''}; drop --resume to "
+                         "redo them, or choose another --out")
+    if all(s == "new" for s in status.values()):
+        log(f"nothing to resume in {out}: starting from scratch")
+    else:
+        counts = {k: sum(s == k for s in status.values()) for k in ("reuse", "continue", "new")}
+        log(f"resuming {out}: {counts['reuse']} finished job(s) reused, {counts['continue']} to continue, "
+            f"{counts['new']} to start")
 
 
 def _plots(plan: dict, runs: dict, out: Path, model: str) -> None:
