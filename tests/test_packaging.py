@@ -122,6 +122,7 @@ def test_lowest_pins_follow_the_lower_bounds():
     assert reqs == ["torch>=2.4", "numpy>=1.26", "peft>=0.13,<1", "pytest>=8.0", "trl>=1.16,<1.17"]
     assert lowest.lowest_pins(reqs) == ["numpy==1.26", "peft==0.13", "pytest==8.0", "trl==1.16"]  # torch: local build
     assert lowest.lowest_pins(reqs, ("torch", "trl")) == ["numpy==1.26", "peft==0.13", "pytest==8.0"]
+    assert lowest.lowest_pins(lowest.requirements(text, ("trl",), core=False)) == ["trl==1.16"]
     assert lowest.lowest_pins(lowest.requirements(text, ("mutation",))) == ["numpy==1.26", "peft==0.13",
                                                                                "cosmic-ray==8.7.0"]
     with pytest.raises(ValueError, match="'rapidfuzz' has no lower bound"):
@@ -151,7 +152,7 @@ def test_readme_matrix_states_the_lower_bounds():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- tested-matrix -->", 1)[1].split("\n\n", 1)[0]
     rows = {_normalise(m.group(1)): (m.group(2), m.group(3))
-            for m in re.finditer(r"^\| `([^`]+)` \| ([^|]+?) \| ([^|]+?) \|", block, re.M)}
+            for m in re.finditer(r"^\| ([A-Za-z0-9._-]+)(?: \([a-z ]+\))? \| ([^|]+?) \| ([^|]+?) \|", block, re.M)}
     for name, lower in _core().items():
         assert name in rows, f"README tested matrix: no row for {name}"
         low = rows[name][0]

@@ -87,8 +87,8 @@ class EvalConfig:
     overwrite: bool = option(False, "replace an evaluation with other settings in --out")
     resume: bool = option(False, "continue the evaluation in --out, as 'deft train --resume' continues a run: its "
                           "finished samples are reused (and counted), only the missing ones generated; a finished "
-                          "evaluation is printed again and left unchanged; other settings are refused. A re-run with "
-                          "the same settings also resumes; --resume says that this is what you want")
+                          "evaluation is printed again and left unchanged; other settings are refused (a re-run with "
+                          "the same settings resumes too)")
     progress: bool = option(True, "show progress bars")
 
     def validate(self) -> "EvalConfig":
