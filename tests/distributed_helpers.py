@@ -1,5 +1,8 @@
 """Real 2-process runs on CPU under each engine deft supports, through ``accelerate launch``.
 
+accelerate sets up FSDP only on accelerators (on CPU it quietly runs DDP); the job script
+(``distributed_jobs.py``) makes it keep the FSDP plugin, so FSDP2 really shards here.
+
 Each engine is an accelerate config file as a user writes one (``use_cpu: true``: the gloo
 backend; DeepSpeed with ``DS_ACCELERATOR=cpu``). The DeepSpeed configs partition every parameter
 (``stage3_param_persistence_threshold: 0``; by default DeepSpeed keeps parameters under 100k
@@ -46,6 +49,7 @@ ENGINES = {
     "ddp": {"distributed_type": "MULTI_GPU", "mixed_precision": "no"},  # with use_cpu: DDP over gloo
     "fsdp2": _fsdp("SHARDED_STATE_DICT"),
     "fsdp2_full": _fsdp("FULL_STATE_DICT"),
+    "fsdp2_bf16": {**_fsdp("SHARDED_STATE_DICT"), "mixed_precision": "bf16"},
     "zero2": _deepspeed(2, False),
     "zero3": _deepspeed(3, False),
     "zero3_init": _deepspeed(3, True),
@@ -91,7 +95,9 @@ def launch(engine: str | Path, folder: Path, argv: list[str]) -> subprocess.Comp
     """``accelerate launch`` of ``argv`` (``-m module ...`` or a script and its arguments) on 2
     processes under ``engine`` (a name of :data:`ENGINES` or a config file); returns the finished
     process (output captured)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", TOKENIZERS_PARALLELISM="false")
+    # a deadlock (ranks making different collective calls) fails with every rank's stack, not a stuck suite
+    env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", TOKENIZERS_PARALLELISM="false",
+               DEFT_JOBS_HANG_DUMP_S="900")
     config = engine if isinstance(engine, Path) else write_config(engine, folder)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
                "--main_process_port", str(free_port()), *argv]

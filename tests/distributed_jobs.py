@@ -84,7 +84,33 @@ def run_sft(job):
             json.dump(rows, f)
 
 
+def allow_fsdp_on_cpu():
+    """accelerate sets up FSDP only on accelerators: with ``use_cpu`` it falls back to DDP without a
+    word (``distributed_type`` MULTI_CPU). torch's ``fully_shard`` runs on CPU over gloo, so the tests
+    make accelerate keep the FSDP plugin it was given; everything after that (accelerate's FSDP2
+    preparation, HF's sharded checkpoints, deft's gathering) is the code a GPU run executes."""
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedType
+
+    original = AcceleratorState.__init__
+
+    def init(self, *args, fsdp_plugin=None, **kwargs):
+        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+
+    AcceleratorState.__init__ = init
+
+
 def main(path):
+    hang = int(os.environ.get("DEFT_JOBS_HANG_DUMP_S", "0"))
+    if hang:  # a deadlock becomes a failure with every thread's stack instead of a stuck launch
+        import faulthandler
+
+        faulthandler.dump_traceback_later(hang, exit=True)
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        allow_fsdp_on_cpu()
     for job in json.loads(open(path).read()):
         expected = job.get("expect_error")
         try:

@@ -107,3 +107,11 @@ def test_eval_help_says_each_default_once(capsys):
     assert "(default 64 on a GPU, 8 on CPU)" in text and "100 for rg:TASK)" in text
     assert "(deft|paper)" in text  # the protocol's help names its default itself
     assert "(hf|vllm; default hf)" in text
+
+
+def test_every_process_of_a_launch_reports_its_error_naming_itself(capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["train", "--lr", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deft train: error (process 1 of 2): ") and err.count("\n") == 1

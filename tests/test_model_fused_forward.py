@@ -156,3 +156,23 @@ def test_plain_hf_trainer_trains_a_patched_model(tmp_path, accumulation):
         now = mean_loss(model, stacked(rows), "deft").item()
     # evaluation passes no num_items_in_batch: reduction="mean" gives the per-batch mean
     assert trainer.evaluate()["eval_loss"] == pytest.approx(now, rel=1e-4)
+
+
+def test_statistics_survive_an_output_rebuilt_from_its_items():
+    """FSDP2's and accelerate's mixed-precision casts rebuild a model output from its dict items
+    (``tree_map`` / ``recursively_apply``), which drops the plain ``num_tokens`` and ``stats``
+    attributes; ``fused_extras`` then reads those of the model's last call."""
+    from torch.utils._pytree import tree_map
+
+    from deft.model.fused_forward import fused_extras
+
+    model = patch_fused_loss(tiny_model("llama"), "deft")
+    ids = torch.randint(0, 97, (2, 6))
+    out = model(input_ids=ids, labels=ids)
+    rebuilt = tree_map(lambda t: t.float() if isinstance(t, torch.Tensor) else t, out)
+    assert not hasattr(rebuilt, "stats")
+    num_tokens, stats = fused_extras(model, rebuilt)
+    assert num_tokens == out.num_tokens == 10 and stats is out.stats
+    assert fused_extras(model, out) == (out.num_tokens, out.stats)
+    with pytest.raises(ValueError, match="patch_fused_loss"):
+        fused_extras(tiny_model("llama"), rebuilt)

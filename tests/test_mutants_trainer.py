@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from deft.train import train
-from test_train_absolute import _records, _sgd_cfg
+from train_step_helpers import sgd_config, write_records
 
 
 def test_step_throughput_is_measured_from_the_first_micro_batch(tiny_model_dir, tmp_path):
     # tokens_per_s = input tokens / seconds since the step's first forward: at least the tokens over
     # the whole train() call's wall time, and at most what a forward + backward in 0.1 ms would give
-    data = _records(tmp_path / "data.jsonl", 2)
+    data = write_records(tmp_path / "data.jsonl", 2)
     start = time.perf_counter()
-    train(_sgd_cfg(tiny_model_dir, data, tmp_path / "run", batch_size=1, grad_accum=2), log=lambda *_: None)
+    train(sgd_config(tiny_model_dir, data, tmp_path / "run", batch_size=1, grad_accum=2), log=lambda *_: None)
     wall = time.perf_counter() - start
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["input_tokens"] / wall <= row["tokens_per_s"] <= row["input_tokens"] / 1e-4

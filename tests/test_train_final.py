@@ -145,8 +145,8 @@ def test_a_non_finite_weight_is_never_saved(tiny_model_dir, tmp_path, monkeypatc
 
     original = sharding.gather_state_dict
 
-    def with_nan(accelerator, model, everywhere=False):
-        state = original(accelerator, model, everywhere)
+    def with_nan(model, everywhere=False):
+        state = original(model, everywhere)
         state["model.norm.weight"] = torch.full_like(state["model.norm.weight"], float("nan"))
         return state
 

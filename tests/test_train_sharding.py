@@ -86,7 +86,8 @@ def shared(tmp_path_factory, tiny_model_dir):
 
 def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
     jobs = [{"kind": "train", "config": sgd(s["model"], s["data"], folder / "train")},
-            {"kind": "train", "config": sgd(s["untied"], s["data"], folder / "train_untied")},
+            {"kind": "train", "config": sgd(s["untied"], s["data"], folder / "train_untied",
+                                            gradient_checkpointing=engine in SHARDED)},
             {"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(folder / "sft")}]
     if engine in SHARDED:
         jobs.append({"kind": "train", "config": sgd(s["untied"], s["data"], folder / "lora", **LORA)})
@@ -193,6 +194,26 @@ def test_frozen_models_under_zero3_init_match_one_process(shared, tmp_path):
         check_moved(out / "final", before, {k: share * g for k, g in grads.items()})
 
 
+def test_bf16_mixed_precision_under_fsdp2_trains_through_both_trainers(shared, tmp_path):
+    """FSDP2's mixed-precision policy rebuilds the model's output from its items (the first step of
+    DeftSFTTrainer used to fail on the lost statistics); both trainers now take the step, with the
+    loss of the fp32 computation to bf16 precision and a complete final/."""
+    s = shared
+    jobs = [{"kind": "train", "config": sgd(s["model"], s["data"], tmp_path / "train")},
+            {"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(tmp_path / "sft"),
+             "args": {"bf16": True}}]
+    done = run_jobs("fsdp2_bf16", tmp_path, jobs)
+    assert done.returncode == 0, tail(done)
+    _, _, logged = independent_step(s["model"], tokenized_examples(s["model"], s["data"]), "deft")
+    assert metrics(tmp_path / "train")[0]["loss"] == pytest.approx(logged["loss"], rel=2e-2)
+    examples = json.loads((tmp_path / "sft" / "examples.json").read_text())
+    _, _, sft_logged = independent_step(s["model"], examples, "deft")
+    first = json.loads((tmp_path / "sft" / "log_history.json").read_text())[0]
+    assert first["loss"] == pytest.approx(sft_logged["loss"], rel=2e-2) and "mean_p" in first
+    for final in (tmp_path / "train" / "final", tmp_path / "sft" / "final"):
+        assert all(t.numel() > 0 and torch.isfinite(t).all() for t in final_weights(final).values())
+
+
 def test_a_rank_without_loss_tokens_finishes_under_zero3(shared, tmp_path):
     """One example per process, one of them with no loss token: the ranks make the same collective
     calls (the head's weight is read once per forward whatever the tokens), the run ends, and the
@@ -286,13 +307,13 @@ def test_engine_configs_are_what_the_tests_claim(tmp_path):
 def test_one_process_is_single_and_its_state_dict_is_the_model_itself():
     from accelerate import Accelerator
 
-    from deft.train.sharding import engine_name, gather_state_dict, is_sharded
+    from deft.train.sharding import engine_name, gather_state_dict, is_sharded, sharding_of
     from tiny_models import tiny_model
 
     accelerator = Accelerator(cpu=True)
     model = tiny_model("llama")
-    assert engine_name(accelerator) == "single" and not is_sharded(accelerator)
-    state = gather_state_dict(accelerator, model, everywhere=True)
+    assert engine_name(accelerator) == "single" and not is_sharded(model) and sharding_of(model) == "none"
+    state = gather_state_dict(model, everywhere=True)
     assert set(state) == set(model.state_dict())
     for name, value in model.state_dict().items():
         assert torch.equal(state[name], value)
@@ -327,3 +348,15 @@ def test_copy_weights_into_refuses_a_state_that_does_not_fit():
     state.pop("model.norm.weight")
     with pytest.raises(ValueError, match="missing"):
         copy_weights_into(target, state)
+
+
+def test_an_fsdp_launch_that_accelerate_runs_as_ddp_is_named(monkeypatch):
+    from accelerate import Accelerator
+
+    from deft.train.sharding import fallback_notice
+
+    accelerator = Accelerator(cpu=True)
+    assert fallback_notice(accelerator) is None
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    notice = fallback_notice(accelerator)
+    assert "asks for FSDP" in notice and "SINGLE" in notice and "\n" not in notice

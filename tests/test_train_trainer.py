@@ -11,7 +11,7 @@ from deft.train import load_config, train
 from deft.train.rundir import LOCK_NAME, read_metrics
 from deft.train.trainer import NonFiniteError, warmup_steps
 
-from test_train_absolute import _examples, _records, _sgd_cfg
+from train_step_helpers import sgd_config, tokenized_examples, write_records
 from train_options_helpers import _quiet
 from train_rundir_helpers import QUIET, cfg_for
 
@@ -32,7 +32,7 @@ def test_adam_betas_resolved_and_given_to_the_optimizer(tiny_model_dir, tmp_path
         def on_step_end(self, args, state, control, optimizer=None, **kwargs):
             seen.append([tuple(g["betas"]) for g in optimizer.param_groups])
 
-    data = _records(tmp_path / "d.jsonl", 2)
+    data = write_records(tmp_path / "d.jsonl", 2)
     cfg = load_config(None, {"model": str(tiny_model_dir), "data": str(data), "output_dir": str(tmp_path / "run"),
                              "max_steps": 1, "batch_size": 2, "progress": False, "adam_beta1": "0.8",
                              "adam_beta2": "0.95", "objective": "nll"})
@@ -46,8 +46,8 @@ def test_micro_batch_mean_of_an_only_alias_divides_by_the_selected_tokens(tiny_m
     computed here from the initial model's plain logits (no deft engine)."""
     from transformers import AutoModelForCausalLM
 
-    data = _records(tmp_path / "d.jsonl", 2)
-    examples = _examples(tiny_model_dir, data)
+    data = write_records(tmp_path / "d.jsonl", 2)
+    examples = tokenized_examples(tiny_model_dir, data)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation="eager")
     model.train()
     names, params = zip(*model.named_parameters())
@@ -71,7 +71,7 @@ def test_micro_batch_mean_of_an_only_alias_divides_by_the_selected_tokens(tiny_m
     before = {n: p.detach().clone() for n, p in zip(names, params)}
 
     out = tmp_path / "run"
-    train(_sgd_cfg(tiny_model_dir, data, out, objective=f"OnlyTopLogP-{tau}", batch_size=1, grad_accum=2,
+    train(sgd_config(tiny_model_dir, data, out, objective=f"OnlyTopLogP-{tau}", batch_size=1, grad_accum=2,
                    loss_normalization="micro_batch"), log=_quiet)
     after = dict(AutoModelForCausalLM.from_pretrained(out / "final", dtype=torch.float32).named_parameters())
     scale = max(float(g.abs().max()) for g in grads.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
 import sys
 
 from .. import __version__
@@ -91,11 +92,17 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CliError, ValueError, OSError) as err:
-        print(f"deft {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"deft {args.command}: error{_process_tag()}: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deft {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _process_tag() -> str:
+    """`` (process R of N)`` in a multi-process launch (every process reports its error), else empty."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return f" (process {os.environ.get('RANK', '0')} of {world})" if world > 1 else ""
 
 
 def _one_line(err: BaseException) -> str:

@@ -201,7 +201,7 @@ class DeftSFTTrainer(SFTTrainer):
         from ..train.sharding import gather_state_dict
 
         output_dir = output_dir or self.args.output_dir
-        state = gather_state_dict(self.accelerator, self.model_wrapped)  # collective: on every process
+        state = gather_state_dict(self.model_wrapped)  # collective: on every process
         failure = [None]
         if self.accelerator.is_main_process:
             try:

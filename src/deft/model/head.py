@@ -81,13 +81,17 @@ def head_weight_and_bias(head, training: bool = True) -> tuple[torch.Tensor, Opt
 
 
 def _whole(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """A tensor whole on this process: an FSDP2 ``DTensor`` read outside its module's forward (a
-    head wrapped as its own FSDP unit) is all-gathered, differentiably (its gradient is reduced back
-    to the shards); anything else is returned as it is. Under DeepSpeed ZeRO-3 the engine gathers a
-    parameter read inside the root module's forward and registers it as that module's external
-    parameter, so it needs nothing here."""
+    """A tensor whole on this process. An FSDP2 ``DTensor`` shard read outside its module's forward
+    (HF wraps each trainable LoRA layer as its own FSDP unit, so a LoRA on the head is never
+    unsharded by the root) is all-gathered, differentiably: each process's gradient of the whole
+    tensor is a partial one, averaged back into the shards (``Partial("avg")``), as FSDP averages
+    the gradients of the parameters it unshards itself. Anything else is returned as it is. Under
+    DeepSpeed ZeRO-3 the engine gathers a parameter read inside the root module's forward and
+    registers it as that module's external parameter, so it needs nothing here."""
     if tensor is None or not torch.distributed.is_available():
         return tensor
-    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor import DTensor, Partial
 
-    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+    if not isinstance(tensor, DTensor):
+        return tensor
+    return tensor.full_tensor(grad_placements=[Partial("avg")] * tensor.device_mesh.ndim)

@@ -29,7 +29,7 @@ import torch
 from ..io import atomic_write_dir, atomic_write_json, atomic_write_text
 from .config import TrainConfig, config_to_dict
 from .rundir import RunLock, is_finished, latest_checkpoint, mean_loss, prepare_fresh_folder, truncate_metrics
-from .sharding import is_partitioned, whole_copy, zero3_init_disabled
+from .sharding import fallback_notice, is_partitioned, whole_copy, zero3_init_disabled
 
 __all__ = ["train", "build_examples", "next_steps", "settings_hash_of", "is_main_process"]
 
@@ -355,6 +355,9 @@ def _make_trainer(run: _Run):
                     "its next refresh, so this run will differ from an uninterrupted one")
     for callback in run.callbacks:
         trainer.add_callback(callback)
+    notice = fallback_notice(trainer.accelerator)
+    if notice and run.main:
+        run.log(notice)
     return trainer
 
 
@@ -372,7 +375,7 @@ def _finish(run: _Run, trainer) -> dict:
     summary = {"steps": steps, "output_dir": str(run.out)}
     if run.eval_examples:
         summary["eval_loss"] = trainer.evaluate().get("eval_loss")
-    state = gather_state_dict(trainer.accelerator, trainer.model_wrapped)  # collective: on every process
+    state = gather_state_dict(trainer.model_wrapped)  # collective: on every process
     failure = [None]
     if run.main:
         try:
@@ -433,7 +436,7 @@ def _model_to_save(run: _Run, trainer, state: dict):
     adapter shape, holding the gathered ``state``."""
     from .sharding import copy_weights_into, is_sharded
 
-    if not is_sharded(trainer.accelerator):
+    if not is_sharded(trainer.model_wrapped):
         return trainer.accelerator.unwrap_model(trainer.model)
     model = _load(run.cfg, run.cfg.model)
     if run.cfg.lora_rank:

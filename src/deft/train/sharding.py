@@ -22,14 +22,15 @@ from typing import Optional
 
 import torch
 
-__all__ = ["engine_name", "is_sharded", "gather_state_dict", "zero3_init_disabled", "copy_weights_into",
-           "is_partitioned", "whole_copy"]
+__all__ = ["engine_name", "fallback_notice", "sharding_of", "is_sharded", "gather_state_dict", "zero3_init_disabled",
+           "copy_weights_into", "is_partitioned", "whole_copy", "is_main_rank"]
 
 _RESTORED = []  # HF keeps only a weak reference to its DeepSpeed config: the restored one lives here
 
 
 def engine_name(accelerator) -> str:
-    """``"zero3"``, ``"zero2"``, ``"zero1"``, ``"fsdp2"``, ``"fsdp1"``, ``"ddp"`` or ``"single"``."""
+    """What accelerate set up: ``"zero3"``, ``"zero2"``, ``"zero1"``, ``"fsdp2"``, ``"fsdp1"``,
+    ``"ddp"`` or ``"single"`` (for messages: decisions read the model, :func:`sharding_of`)."""
     from accelerate.utils import DistributedType
 
     kind = accelerator.distributed_type
@@ -40,39 +41,87 @@ def engine_name(accelerator) -> str:
     return "ddp" if accelerator.num_processes > 1 else "single"
 
 
-def is_sharded(accelerator) -> bool:
-    """Whether no process holds the whole parameters (ZeRO-3, FSDP)."""
-    return engine_name(accelerator) in ("zero3", "fsdp1", "fsdp2")
+def fallback_notice(accelerator) -> Optional[str]:
+    """A line to print when the launch asked for FSDP but accelerate set up something else (it
+    sets up FSDP only on accelerators: a CPU launch of an FSDP config runs DDP), else ``None``."""
+    import os
+
+    asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    got = engine_name(accelerator)
+    if asked and not got.startswith("fsdp"):
+        return (f"the accelerate config asks for FSDP but accelerate set up {got.upper()} (it runs FSDP only on "
+                "GPUs and other accelerators): every process holds the whole model")
+    return None
 
 
-def gather_state_dict(accelerator, model, everywhere: bool = False) -> Optional[dict]:
-    """The complete state dict (name -> CPU tensor) of a prepared ``model`` (the engine's wrapper:
-    HF ``Trainer.model_wrapped``), under any engine.
+def _inner(model: torch.nn.Module) -> torch.nn.Module:
+    """The module under a DDP or DeepSpeed engine wrapper (a PEFT model stays a PEFT model)."""
+    return model.module if isinstance(getattr(model, "module", None), torch.nn.Module) else model
+
+
+def _is_dtensor(tensor) -> bool:
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def sharding_of(model: torch.nn.Module) -> str:
+    """How the parameters of a prepared ``model`` are held, read from the parameters themselves:
+    ``"zero3"`` (DeepSpeed partitions: ``ds_id``), ``"fsdp"`` (FSDP2 ``DTensor`` shards or an FSDP1
+    wrapper) or ``"none"`` (whole on this process: one process, DDP, ZeRO-1/2)."""
+    inner = _inner(model)
+    if is_partitioned(inner):
+        return "zero3"
+    if any(_is_dtensor(p) for p in inner.parameters()):
+        return "fsdp"
+    if torch.distributed.is_available():
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        if any(isinstance(m, FullyShardedDataParallel) for m in inner.modules()):
+            return "fsdp"
+    return "none"
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether no process holds the whole parameters of ``model`` (ZeRO-3, FSDP)."""
+    return sharding_of(model) != "none"
+
+
+def is_main_rank() -> bool:
+    """Rank 0 of the process group, or the only process."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def gather_state_dict(model: torch.nn.Module, everywhere: bool = False) -> Optional[dict]:
+    """The complete state dict (name -> CPU tensor) of a prepared ``model`` (the engine's wrapper,
+    HF ``Trainer.model_wrapped``, or the module it wraps), under any engine.
 
     Collective under ZeRO-3 and FSDP: every process must call it. Returns the dict on the main
     process and ``None`` on the others, or on every process with ``everywhere`` (the psft
-    old-policy refresh needs the weights on each). Unsharded engines need no communication."""
-    name = engine_name(accelerator)
-    if name == "zero3":
-        return _zero3_state_dict(model, everywhere, accelerator.is_main_process)
-    if name in ("fsdp1", "fsdp2"):
+    old-policy refresh needs the weights on each). Unsharded models need no communication."""
+    main = is_main_rank()
+    kind = sharding_of(model)
+    if kind == "zero3":
+        return _zero3_state_dict(_inner(model), everywhere, main)
+    if kind == "fsdp":
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=not everywhere)
-        state = get_model_state_dict(model, options=options)
-        state = {k: v.detach().cpu() for k, v in state.items()}
-        return state if (everywhere or accelerator.is_main_process) else None
-    if not (everywhere or accelerator.is_main_process):
+        state = get_model_state_dict(_inner(model), options=options)
+        return {k: v.detach().cpu() for k, v in state.items()} if (everywhere or main) else None
+    if not (everywhere or main):
         return None
-    return {k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+    return {k: v.detach().cpu() for k, v in _inner(model).state_dict().items()}
 
 
-def _zero3_state_dict(engine, everywhere: bool, main: bool) -> Optional[dict]:
+def _zero3_state_dict(module, everywhere: bool, main: bool) -> Optional[dict]:
     """ZeRO-3: gather each module's parameter slices in turn (``GatheredParameters``) and copy the
     whole tensors to CPU; tied parameters (one ``ds_id``) stay one tensor under both names."""
     import deepspeed
 
-    module = getattr(engine, "module", engine)
     keep = everywhere or main
     state, by_id = ({} if keep else None), {}
     for prefix, sub in module.named_modules():

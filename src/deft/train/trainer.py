@@ -221,7 +221,7 @@ class OldPolicyRefresh(TrainerCallback):
             from .sharding import gather_state_dict
 
             trainer = self.trainer
-            weights = gather_state_dict(trainer.accelerator, trainer.model_wrapped, everywhere=True)
+            weights = gather_state_dict(trainer.model_wrapped, everywhere=True)
             self.old_policy.load_state_dict(weights)
         return control
 
