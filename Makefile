@@ -9,7 +9,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.deft-installed
 OUT   ?= runs/demo
 
-.PHONY: demo test test-min setup clean mutate
+.PHONY: demo test test-min setup clean mutate bench
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,6 +54,12 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 mutate: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[mutation]"
 	nice $(PY) mutation/run.py --jobs $(JOBS) $(if $(FULL),,--changed) $(GROUPS)
+
+# The fused loss's regression check (a few minutes on 2 idle cores, not in CI; CI runs it on a tiny shape in
+# tests/test_benchmarks.py): a short paired run at the SmolLM2 and Qwen2.5-1.5B heads, its ratios printed beside
+# the committed table's (benchmarks/results/fused_loss_cpu.json); results in build/bench/. See benchmarks/README.md.
+bench: $(STAMP)
+	$(PY) benchmarks/fused_loss.py --bench
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) runs .pytest_cache

@@ -4,11 +4,9 @@
 For each shape (an LM head: hidden size H, vocabulary V, N tokens) and objective, each method runs
 forward + backward of the summed loss with respect to the hidden states and the head weight:
 
-* ``fused``     - ``deft.fused_token_loss`` (the eager chunked engine);
-* ``kernel``    - ``deft.fused.kernel.fused_gate_loss(kernel="compile")``: gate objectives, the
-  per-chunk work as compiled passes, bf16 logits chunks on bf16 inputs;
-* ``engine_kernel`` - ``deft.fused_token_loss`` with ``DEFT_FUSED_KERNEL=compile``: the engine's
-  chunk loop (fp32 chunk buffers) with the compiled gate step (gate objectives);
+* ``fused``     - ``deft.fused_token_loss(..., impl="eager")`` (the chunked engine, eager step);
+* ``compiled``  - ``deft.fused_token_loss(..., impl="compile")``: the same engine with the compiled
+  gate step (gate objectives; the logits chunk in the inputs' dtype);
 * ``plain``     - ``deft.token_loss(hidden @ weight.T, ...)`` (full logits, autograd);
 * ``reference`` - the reference trainer's formulation (full fp32 ``log_softmax``, a full
   ``softmax`` for DEFT / EAFT / KD, per-token loss times the mask, summed);
@@ -21,6 +19,10 @@ On CPU every case runs in its own interpreter and its peak is the peak RSS above
 CUDA the cases of one shape share an interpreter (``--group shape``) and each peak is
 ``max_memory_allocated`` above the inputs, reset between cases. The reports (JSON, CSV,
 markdown) come from ``benchmarks/report.py``; see ``benchmarks/README.md``.
+
+``--bench`` is the short paired regression run of ``make bench`` (the SmolLM2 and Qwen2.5-1.5B
+heads; nll, deft, kd; fused, floor, reference): it prints its ratios beside those of the
+committed results (``--against``, default ``benchmarks/results/fused_loss_cpu.json``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pathlib import Path
 from casekit import (MiB, RESULT_TAG, PeakMeter, add_run_args, child_env, command_line, environment_info,
                      mem_available, output_paths, run_cases, terminate)
 from lm_head import IGNORE_INDEX, make_inputs, reference_loss
-from report import format_profile, write_reports
+from report import compare_reports, format_profile, write_reports
 
 ROOT = Path(__file__).resolve().parent.parent
 # name -> (H, V, N, the device whose "against the reference" targets apply at the default N)
@@ -49,7 +51,12 @@ SHAPES = {
     "llama8b": (4096, 128256, 8192, None),
 }
 DEFAULT_OBJECTIVES = ["nll", "p", "power", "cayley", "deft", "eaft", "label_smoothing", "kd"]
-METHODS = ["fused", "kernel", "engine_kernel", "plain", "reference", "floor", "liger"]
+METHODS = ["fused", "compiled", "plain", "reference", "floor", "liger"]
+IMPL_OF = {"fused": "eager", "compiled": "compile"}  # the engine's methods and their gate step
+# make bench: (option, value) the preset sets where the command line does not
+BENCH = {"shapes": "smollm2:repeats=2,qwen1.5b:repeats=1", "objectives": "nll,deft,kd",
+         "methods": "fused,floor,reference", "repeats": 2, "warmup": 1}
+COMMITTED = ROOT / "benchmarks" / "results" / "fused_loss_cpu.json"
 REFERENCE_OBJECTIVES = {"nll", "p", "dft", "power", "cayley", "cayley_floor", "deft", "eaft", "label_smoothing", "kd"}
 LIGER_OBJECTIVES = {"nll", "dft"}
 
@@ -86,7 +93,6 @@ def build_step(case: dict, hidden, weight, labels, teacher_hidden):
 
     import deft
     from deft.fused import auto_chunk_size
-    from deft.fused.kernel import fused_gate_loss
 
     method, objective = case["method"], case["objective"]
     teacher = dict(teacher_hidden=teacher_hidden, teacher_weight=weight.detach()) if teacher_hidden is not None else {}
@@ -94,14 +100,10 @@ def build_step(case: dict, hidden, weight, labels, teacher_hidden):
     def backward(loss):
         loss.backward()
         return loss
-    if method == "fused":
-        os.environ["DEFT_FUSED_KERNEL"] = "eager"  # the eager engine, even where a compiled step is hooked in
-        return lambda: backward(deft.fused_token_loss(hidden, weight, labels, objective, reduction="sum", **teacher))
-    if method == "engine_kernel":
-        os.environ["DEFT_FUSED_KERNEL"] = "compile"
-        return lambda: backward(deft.fused_token_loss(hidden, weight, labels, objective, reduction="sum"))
-    if method == "kernel":
-        return lambda: backward(fused_gate_loss(hidden, weight, labels, objective, kernel="compile"))
+    if method in IMPL_OF:
+        impl = IMPL_OF[method]
+        return lambda: backward(deft.fused_token_loss(hidden, weight, labels, objective, reduction="sum", impl=impl,
+                                                      **teacher))
     if method == "plain":
         def step():
             extra = {}
@@ -129,14 +131,14 @@ def build_step(case: dict, hidden, weight, labels, teacher_hidden):
 
 
 def measure(case: dict, hidden, weight, labels, teacher_hidden) -> dict:
-    """Warm-up, peak and timed iterations of one case (fused and kernel cases alternate each
+    """Warm-up, peak and timed iterations of one case (fused and compiled cases alternate each
     timed iteration with a floor iteration on the same inputs, for a paired ratio)."""
     import torch
 
     cuda = hidden.is_cuda
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     step = build_step(case, hidden, weight, labels, teacher_hidden)
-    paired = case.get("paired_floor") and case["method"] in ("fused", "kernel", "engine_kernel")
+    paired = case.get("paired_floor") and case["method"] in IMPL_OF
     floor = build_step(dict(case, method="floor"), hidden, weight, labels, None) if paired else None
     gc.collect()
     sync()
@@ -261,8 +263,8 @@ def skip_reason(shape: dict, objective: str, method: str, device: str, itemsize:
         return "n/a", "no reference formulation"
     if method == "liger" and (objective not in LIGER_OBJECTIVES or device != "cuda"):
         return "n/a", "the liger peer covers nll and dft on CUDA"
-    if method in ("kernel", "engine_kernel") and kind != "gate":
-        return "n/a", "the compiled kernel covers gate objectives"
+    if method == "compiled" and kind != "gate":
+        return "n/a", "the compiled step covers gate objectives"
     if method in ("plain", "reference") and device == "cpu":
         H, V, N = shape["H"], shape["V"], shape["N"]
         need = (7 if objective == "kd" else 5) * N * V * 4 + 2 * V * H * itemsize + 3 * N * H * itemsize
@@ -302,14 +304,22 @@ def run_shape(shape, objectives, methods, args, base) -> list:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shapes", default="smollm2,qwen1.5b",
+    defaults = dict(shapes="smollm2,qwen1.5b", objectives=",".join(DEFAULT_OBJECTIVES),
+                    methods="fused,plain,reference,floor", repeats=3, warmup=1)
+    ap.add_argument("--shapes", default=None,
                     help=f"comma-separated {', '.join(SHAPES)} or HxVxN, with options after colons, e.g. "
-                         "qwen7b:N=32768:repeats=3 (default: %(default)s)")
-    ap.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES), help="objective specs (default: %(default)s)")
-    ap.add_argument("--methods", default="fused,plain,reference,floor",
-                    help=f"subset of {', '.join(METHODS)} (default: %(default)s)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed iterations per case (median reported)")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed iterations per case before timing")
+                         f"qwen7b:N=32768:repeats=3 (default: {defaults['shapes']})")
+    ap.add_argument("--objectives", default=None, help=f"objective specs (default: {defaults['objectives']})")
+    ap.add_argument("--methods", default=None,
+                    help=f"subset of {', '.join(METHODS)} (default: {defaults['methods']})")
+    ap.add_argument("--repeats", type=int, default=None, help="timed iterations per case (median reported; default 3)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed iterations per case before timing (default 1)")
+    ap.add_argument("--bench", action="store_true",
+                    help="make bench: the short paired regression run (options it sets: "
+                         + "; ".join(f"{k} {v}" for k, v in BENCH.items()) + "), compared with --against")
+    ap.add_argument("--against", default=None, metavar="RESULTS",
+                    help="print the ratios beside those of this results JSON (--bench: default "
+                         f"{COMMITTED.relative_to(ROOT)})")
     ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"], help="auto: fp32 on CPU, bf16 on CUDA")
     ap.add_argument("--group", default="auto", choices=["auto", "case", "shape"],
                     help="one interpreter per case (CPU peak RSS) or per shape (auto: shape on CUDA)")
@@ -319,6 +329,13 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default=None, metavar="OBJECTIVE", help="profile one fused iteration instead")
     add_run_args(ap, "fused_loss", timeout=600.0)
     args = ap.parse_args(argv)
+    for key, value in defaults.items():  # the preset's value where the command line gives none
+        if getattr(args, key) is None:
+            setattr(args, key, BENCH[key] if args.bench else value)
+    if args.bench and args.against is None:
+        args.against = str(COMMITTED)
+    if args.bench and args.out is None:
+        args.out = str(ROOT / "build" / "bench" / f"fused_loss_{args.device}.json")
     if args._case is not None:
         cases = json.loads(args._case)
         run_cases_here(cases if isinstance(cases, list) else [cases])
@@ -369,6 +386,8 @@ def main(argv=None) -> int:
         write_reports(report, out, csv_path, md_path)
     summary = write_reports(report, out, csv_path, md_path)
     print(f"targets met: {sum(s['met'] for s in summary)} of {len(summary)}; wrote {out}, {csv_path}, {md_path}")
+    if args.against:
+        print(compare_reports(report, json.loads(Path(args.against).read_text()), args.against))
     return 0
 
 

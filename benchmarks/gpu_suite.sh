@@ -2,8 +2,8 @@
 # The GPU measurements of issue 16 in one prepared run (under 10 minutes on one H200), every
 # result under $OUT:
 #   (a) benchmarks/fused_loss.py --device cuda at the Qwen2.5-7B head (H=3584, V=152064, N=8192 and
-#       32768) and the Llama-3.1-8B head (H=4096, V=128256, N=8192), bf16: deft fused (eager engine,
-#       compiled kernel, engine with the compiled gate step), plain, reference formulation,
+#       32768) and the Llama-3.1-8B head (H=4096, V=128256, N=8192), bf16: deft fused (eager gate step,
+#       compiled gate step), plain, reference formulation,
 #       Liger-Kernel (nll, dft), floor; CUDA-event
 #       timing, max_memory_allocated peaks -> fused_loss_cuda.{json,csv,md}
 #   (b) benchmarks/train_step.py on a randomly initialised Qwen2.5-1.5B-sized model: fused vs plain
@@ -82,7 +82,7 @@ if [ "$DEVICE" = cuda ] && ! "$PYTHON" -c "import torch; assert torch.cuda.is_av
 fi
 
 OBJECTIVES=nll,p,dft,deft,cayley,eaft,label_smoothing,kd
-METHODS=fused,kernel,engine_kernel,plain,reference,floor,liger
+METHODS=fused,compiled,plain,reference,floor,liger
 if [ "$DRY" = 1 ]; then
   SHAPES="48x997x203"; FL_ARGS="--repeats 1 --warmup 1 --group shape --threads 2"
   MODEL_SIZE=tiny; TS_ARGS="--seq-len 32 --batch-size 2 --prompt-len 8 --repeats 1 --warmup 0 --threads 2"

@@ -1,5 +1,5 @@
-"""Helpers shared by test_fused_autodiff.py, test_fused_chunked.py, test_fused_frozen.py and
-test_fused_target.py."""
+"""Helpers shared by test_fused_autodiff.py, test_fused_chunked.py, test_fused_compiled.py,
+test_fused_frozen.py and test_fused_target.py."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import deft
 from deft.objectives import REGISTRY
 
 ALL = list(REGISTRY)
+GATE = [name for name in ALL if REGISTRY[name].kind == "gate"]
+# (objective, impl) pairs of the engine tests: every objective eagerly, the gate ones also compiled
+# (impl only changes the gate step; distribution and autograd objectives always run eagerly)
+BY_IMPL = [(name, "eager") for name in ALL] + [(name, "compile") for name in GATE]
 
 
 def make_case(n=37, hidden=24, vocab=97, seed=0, ignore_every=3, dtype=torch.float32):
@@ -30,14 +34,14 @@ def make_case(n=37, hidden=24, vocab=97, seed=0, ignore_every=3, dtype=torch.flo
                 old=old.to(dtype))
 
 
-def run_fused(c, name, reduction="sum", chunk_size=8, bias=True, upstream=None, **kw):
+def run_fused(c, name, reduction="sum", chunk_size=8, bias=True, upstream=None, impl="eager", **kw):
     h = c["h"].clone().requires_grad_(True)
     w = c["w"].clone().requires_grad_(True)
     b = c["b"].clone().requires_grad_(True) if bias else None
     loss, stats = deft.fused_token_loss(
         h, w, c["y"], name, bias=b, reduction=reduction, chunk_size=chunk_size,
         ref_hidden=c["th"], ref_weight=c["tw"], teacher_hidden=c["th"], teacher_weight=c["tw"],
-        old_logprobs=c["old"], return_stats=True, **kw)
+        old_logprobs=c["old"], return_stats=True, impl=impl, **kw)
     (loss * upstream).sum().backward() if upstream is not None else loss.sum().backward()
     return loss.detach(), h.grad, w.grad, (b.grad if bias else None), stats
 

@@ -1,7 +1,8 @@
 """The fused chunked engine against hand computations in numpy float64 (not against the plain engine).
 
 Logits ``z = H W^T`` for a 3-token, 5-word case: with the hand gradient ``G = dL/dz`` (central
-differences of the formulas in :mod:`anchor_numpy`), ``dL/dH = G W`` and ``dL/dW = G^T H``.
+differences of the formulas in :mod:`anchor_numpy`), ``dL/dH = G W`` and ``dL/dW = G^T H``. Gate
+objectives run with each implementation of the gate step (``impl="eager"``, ``"compile"``).
 """
 
 import numpy as np
@@ -26,6 +27,11 @@ ZW = HID @ W.T  # the logits this case really has (close to, not equal to, Z)
 EYE = np.eye(5)
 
 
+# (case, impl): every case eagerly, the gate objectives also compiled
+BY_IMPL = [(case, "eager") for case in CASES] + [
+    (case, "compile") for case in CASES if deft.parse_objective(case[0]).kind == "gate"]
+
+
 def fused(spec, chunk_size=None, reduction="none", **kw):
     h = torch.tensor(HID, requires_grad=True)
     w = torch.tensor(W, requires_grad=True)
@@ -38,10 +44,11 @@ def fused(spec, chunk_size=None, reduction="none", **kw):
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, None])
-@pytest.mark.parametrize("spec,name,params", CASES, ids=[c[0] for c in CASES])
-def test_fused_loss_and_gradients_equal_the_hand_computation(spec, name, params, chunk_size):
+@pytest.mark.parametrize("case,impl", BY_IMPL, ids=[f"{c[0]}-{impl}" for c, impl in BY_IMPL])
+def test_fused_loss_and_gradients_equal_the_hand_computation(case, impl, chunk_size):
+    spec, name, params = case
     want_loss, g = loss_and_grad(name, z=ZW, **params)
-    loss, grad_h, grad_w, stats = fused(spec, chunk_size)
+    loss, grad_h, grad_w, stats = fused(spec, chunk_size, impl=impl)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(grad_h, g @ W, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(grad_w, g.T @ HID, rtol=1e-4, atol=1e-6)
@@ -50,14 +57,15 @@ def test_fused_loss_and_gradients_equal_the_hand_computation(spec, name, params,
     np.testing.assert_allclose(stats["gate"].double().numpy(), -pick(g) / (1.0 - p), rtol=1e-4, atol=1e-6)
 
 
-def test_fused_deft_numbers_written_out():
+@pytest.mark.parametrize("impl", ["eager", "compile"])
+def test_fused_deft_numbers_written_out(impl):
     """Eq. 20 by hand for every token: a = Σ_v P_v², L = (1 - p^a)/a, dL/dz = p^a (P - δ_y)."""
     e = np.exp(ZW - ZW.max(-1, keepdims=True))
     P = e / e.sum(-1, keepdims=True)
     a = (P * P).sum(-1)
     p = P[np.arange(3), Y]
     G = (p ** a)[:, None] * (P - np.eye(5)[Y])
-    loss, grad_h, grad_w, stats = fused("deft", chunk_size=2, reduction="sum")
+    loss, grad_h, grad_w, stats = fused("deft", chunk_size=2, reduction="sum", impl=impl)
     assert float(loss) == pytest.approx(((1 - p ** a) / a).sum(), rel=1e-6)
     np.testing.assert_allclose(grad_h, G @ W, rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(grad_w, G.T @ HID, rtol=1e-5, atol=1e-8)

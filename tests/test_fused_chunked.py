@@ -2,23 +2,24 @@
 
 Tolerances are anchored to what the plain fp32 path achieves: the plain loss in fp64 is the
 truth, and the fused fp32 result may differ from it by at most a small multiple of the plain
-fp32 error (plus a floor at fp32 resolution)."""
+fp32 error (plus a floor at fp32 resolution). The engine tests run with each implementation of
+the gate step (``impl="eager"`` and ``"compile"``)."""
 
 import pytest
 import torch
 
 import deft
 
-from fused_chunked_helpers import ALL, assert_anchored, make_case, run_fused, run_plain
+from fused_chunked_helpers import BY_IMPL, assert_anchored, make_case, run_fused, run_plain
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_fused_equals_plain_for_every_objective(name):
+@pytest.mark.parametrize("name,impl", BY_IMPL)
+def test_fused_equals_plain_for_every_objective(name, impl):
     c64 = make_case(dtype=torch.float64)
     c32 = make_case(dtype=torch.float32)
     truth = run_plain(c64, name)
     plain = run_plain(c32, name)
-    fused = run_fused(c32, name)
+    fused = run_fused(c32, name, impl=impl)
     for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
         assert_anchored(fused[i], plain[i], truth[i].double(), f"{name} {what}")
     for key in ("p", "gate", "entropy", "focus"):
@@ -28,33 +29,35 @@ def test_fused_equals_plain_for_every_objective(name):
     assert fused[4]["num_tokens"] == plain[4]["num_tokens"] == int((c32["y"] != -100).sum())
 
 
-@pytest.mark.parametrize("name", ["deft", "cayley_floor", "eaft", "kd", "label_smoothing"])
+@pytest.mark.parametrize("name,impl", [("deft", "eager"), ("cayley_floor", "eager"), ("eaft", "eager"), ("kd", "eager"),
+                                       ("label_smoothing", "eager"), ("deft", "compile"), ("cayley_floor", "compile")])
 @pytest.mark.parametrize("chunk_size", [1, 5, 37, 1000, None])
-def test_chunk_size_does_not_change_the_result(name, chunk_size):
+def test_chunk_size_does_not_change_the_result(name, impl, chunk_size):
     c = make_case(n=37, vocab=61, seed=1)
-    ref = run_fused(c, name, chunk_size=37)
-    out = run_fused(c, name, chunk_size=chunk_size)
+    ref = run_fused(c, name, chunk_size=37, impl=impl)
+    out = run_fused(c, name, chunk_size=chunk_size, impl=impl)
     for a, b in zip(out[:4], ref[:4]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["nll", "deft", "psft", "gem", "target_sft"])
-def test_reduction_none_with_per_token_upstream_gradient(name):
+@pytest.mark.parametrize("name,impl", [("nll", "eager"), ("deft", "eager"), ("psft", "eager"), ("gem", "eager"),
+                                       ("target_sft", "eager"), ("deft", "compile"), ("psft", "compile")])
+def test_reduction_none_with_per_token_upstream_gradient(name, impl):
     """reduction='none' recomputes the chunks in backward with the per-token upstream gradient."""
     c64, c32 = make_case(seed=2, dtype=torch.float64), make_case(seed=2)
     up = torch.rand(37, dtype=torch.float64) * 2 - 0.5
     truth = run_plain(c64, name, reduction="none", upstream=up)
     plain = run_plain(c32, name, reduction="none", upstream=up.float())
-    fused = run_fused(c32, name, reduction="none", upstream=up.float())
+    fused = run_fused(c32, name, reduction="none", upstream=up.float(), impl=impl)
     assert fused[0].shape == (37,) and torch.all(fused[0][c32["y"] == -100] == 0)
     for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
         assert_anchored(fused[i], plain[i], truth[i].double(), f"{name} {what}")
 
 
-@pytest.mark.parametrize("name", ["nll", "deft", "kd"])
-def test_mean_reduction_and_upstream_scale(name):
+@pytest.mark.parametrize("name,impl", [("nll", "eager"), ("deft", "eager"), ("kd", "eager"), ("deft", "compile")])
+def test_mean_reduction_and_upstream_scale(name, impl):
     c = make_case(seed=3)
-    fused = run_fused(c, name, reduction="mean", upstream=torch.tensor(3.0))
+    fused = run_fused(c, name, reduction="mean", upstream=torch.tensor(3.0), impl=impl)
     plain = run_plain(c, name, reduction="mean", upstream=torch.tensor(3.0))
     for a, b in zip(fused[:4], plain[:4]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
@@ -85,12 +88,12 @@ def test_many_ignored_tokens_and_no_bias():
         assert torch.all(fused[1][c["y"] == -100] == 0)  # ignored rows get no hidden gradient
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name,impl", BY_IMPL)
 @pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
-def test_all_tokens_ignored(name, reduction):
+def test_all_tokens_ignored(name, impl, reduction):
     c = make_case(n=9, seed=5)
     c["y"][:] = -100
-    loss, dh, dw, db, stats = run_fused(c, name, reduction=reduction)
+    loss, dh, dw, db, stats = run_fused(c, name, reduction=reduction, impl=impl)
     assert torch.all(loss == 0) and stats["num_tokens"] == 0
     for g in (dh, dw, db):
         assert g is not None and torch.all(g == 0) and torch.isfinite(g).all()
@@ -101,8 +104,9 @@ def test_all_tokens_ignored(name, reduction):
 
 @pytest.mark.parametrize("name", ["nll", "p", "deft", "cayley", "eaft", "kd", "label_smoothing", "psft"])
 def test_bf16_inputs_match_the_plain_bf16_path(name):
-    """bf16 hidden/weight: both paths multiply in bf16 and compute the loss in fp32; the error
-    budget is anchored to the plain bf16 path's own error against fp64."""
+    """bf16 hidden/weight: both paths multiply in bf16 and compute the loss in fp32 (the eager
+    step; the compiled one keeps bf16 logits, test_fused_compiled.py); the error budget is
+    anchored to the plain bf16 path's own error against fp64."""
     c64 = make_case(seed=6, dtype=torch.float64)
     cb = make_case(seed=6, dtype=torch.bfloat16)
     truth = run_plain(c64, name)
@@ -136,6 +140,7 @@ def test_no_grad_mode_computes_loss_only():
     (dict(objective="deft", reduction="avg"), "reduction"),
     (dict(objective="deft", chunk_size=-1), "chunk_size"),
     (dict(objective="deft", bias=torch.zeros(3)), "bias"),
+    (dict(objective="deft", impl="triton"), "impl must be one of eager, compile, auto"),
 ])
 def test_fused_input_errors(kwargs, match):
     c = make_case()

@@ -71,6 +71,22 @@ def test_non_finite_weight_bias_and_teacher_are_refused():
     raises("^teacher_logits has", plain, h, w, y, "kd", teacher_logits=torch.full((12, 17), float("nan")))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_finite_values_whose_sum_overflows_pass_and_mixed_infinities_are_counted(dtype):
+    """The check sums each tensor once: a sum that overflows (finite entries near the dtype's
+    maximum, or fp16 entries summing past 65504) is decided by the exact check, and +inf with
+    -inf (a NaN sum) in a bias is one +inf, the -inf allowed."""
+    from deft.fused.common import check_finite
+
+    big = torch.full((8, 3), torch.finfo(dtype).max / 2, dtype=dtype)
+    check_finite({"weight": big, "bias": big[0]}, allow_neg_inf=["bias"])
+    check_finite({"hidden": torch.full((100,), 1000.0, dtype=dtype)})
+    bias = torch.tensor([0.0, float("inf"), -float("inf"), -float("inf")], dtype=dtype)
+    raises("^bias has 1 NaN or \\+inf value", check_finite, {"weight": big, "bias": bias}, allow_neg_inf=["bias"])
+    raises("^weight has 2 NaN or infinite", check_finite, {"weight": bias[1:3]})
+    check_finite({"bias": bias[2:]}, allow_neg_inf=["bias"])  # -inf only: allowed where named
+
+
 @pytest.mark.parametrize("engine", [fused, plain])
 def test_negative_token_weights_and_positive_old_logprobs(engine):
     h, w, y, old = case()

@@ -8,18 +8,20 @@ forward pass (three matrix products per chunk, the floor) and scaled in backward
 ``reduction="none"`` the forward pass computes losses only and backward recomputes the chunks
 with the per-token upstream gradient. Call tree::
 
-    fused_token_loss(hidden, weight, labels, objective, ...)
+    fused_token_loss(hidden, weight, labels, objective, impl=..., ...)
     ├── prepare()                         prepare.py: checks, drop ignored rows, route needs -> Plan
-    │   └── STATISTIC_PROVIDERS[...]      call-wide statistics (cayley_floor's batch mean p)
+    │   ├── resolve_impl()                the gate step's implementation: eager / compile compiled.py
+    │   └── STATISTIC_PROVIDERS[...]      call-wide statistics from loss_token_logp() common.py
     ├── _SumFused / _NoneFused.apply()    autograd Functions (this module)
     │   └── run_chunks(plan, h, w, b)     chunk loop, reusable [chunk, V] buffers (this module)
     │       ├── logits_into()             z = h W^T + b                         context.py
     │       ├── step(ctx) for ctx = ChunkContext(rows, z, labels, buffers, scale)
     │       │   ├── gate_chunk()          gate objectives: g = s (P - δ_y)      gate.py
+    │       │   │   └── row_stats(), write_grad()   impl="compile" only         compiled.py
     │       │   └── distribution_chunk()  row sub-blocks + frozen log-probs     frozen.py
     │       │       ├── target_rows()     distribution: g = c P - Q, closed form target.py
     │       │       └── autograd_rows()   any loss of log P, by autograd        autodiff.py
-    │       └── dh = g W, dW += g^T h, db += Σ g
+    │       └── add_products()            dh = g W, dW += g^T h, db += Σ g (this module)
     └── statistics scattered back to the labels' shape; num_tokens = the mean's denominator
 """
 
@@ -30,22 +32,25 @@ from typing import Optional
 
 import torch
 
-from .common import reduce, resolve_objective, scatter_back
-from .context import ChunkContext, ChunkResult, Plan, logits_into
 from .autodiff import autograd_rows
+from .common import reduce, resolve_objective, scatter_back
+from .compiled import CompileFailed, fall_back
+from .context import ChunkContext, ChunkResult, Plan, logits_into
 from .frozen import distribution_chunk, sub_block_rows, workspaces
-from .gate import gate_chunk  # noqa: F401 - the eager gate step (gate_step falls back to it)
-from .kernel import gate_step
+from .gate import gate_chunk
 from .prepare import auto_chunk_size, prepare
 from .target import target_rows
 
-__all__ = ["fused_token_loss", "auto_chunk_size", "sub_block_rows", "run_chunks", "step_for"]
+__all__ = ["fused_token_loss", "auto_chunk_size", "sub_block_rows", "run_chunks", "step_for", "add_products",
+           "accumulate_weight_grad"]
+
+_TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
 
 
 def step_for(kind: str):
     """The per-chunk step ``ChunkContext -> ChunkResult`` of an objective kind."""
-    if kind == "gate":  # the compiled kernel where DEFT_FUSED_KERNEL or a CUDA device picks it, else gate_chunk
-        return gate_step
+    if kind == "gate":  # eager or compiled, as the plan's impl says
+        return gate_chunk
     rows = autograd_rows if kind == "autograd" else target_rows
     return lambda ctx: distribution_chunk(ctx, rows)
 
@@ -61,20 +66,81 @@ class RunResult:
     selected: Optional[int]
 
 
+def accumulate_weight_grad(dw: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> None:
+    """``dW += g^T h`` into the fp32 ``dw`` ``[V, H]``: bf16 operands are multiplied in bf16 with
+    fp32 output where the backend offers it (CUDA, torch >= 2.12: no ``[V, H]`` temporary),
+    else through a temporary product."""
+    if g.dtype == dw.dtype:
+        dw.addmm_(g.T, h)
+        return
+    if dw.is_cuda and _TORCH_VERSION >= (2, 12):  # earlier out_dtype GEMMs lack the out= form
+        try:
+            torch.addmm(dw, g.T, h, out_dtype=dw.dtype, out=dw)
+            return
+        except (TypeError, RuntimeError):
+            pass
+    dw += (g.T @ h).float()
+
+
+def _operand(result: ChunkResult, dtype: torch.dtype):
+    """``(g or P - δ_y in the products' dtype, coef or None)``: a ``coef`` stays apart (applied to
+    the ``[n, H]`` side) where no cast is needed, else it is folded into the cast."""
+    if result.coef is None:
+        return result.grad.to(dtype), None
+    if result.grad.dtype == dtype:
+        return result.grad, result.coef
+    out = torch.empty(result.grad.shape, dtype=dtype, device=result.grad.device)
+    return torch.mul(result.grad, result.coef.unsqueeze(-1), out=out), None
+
+
+def add_products(grads: tuple, result: ChunkResult, hc: torch.Tensor, w: torch.Tensor, rows: slice) -> None:
+    """The chunk's share of the gradients ``(dh, dw, db)`` (those not None): ``dh[rows] = g W``,
+    ``dW += g^T h_c``, ``db += Σ_i g_i`` with ``g = coef ⊙ grad`` (paper Eq. 6 pushed through the
+    head), where ``coef`` scales ``g W``'s rows and ``h_c``'s rows instead of ``g``."""
+    dh, dw, db = grads
+    g, coef = _operand(result, hc.dtype)
+    if dh is not None:
+        torch.mm(g, w, out=dh[rows])
+        if coef is not None:
+            dh[rows].mul_(coef.unsqueeze(-1))
+    if dw is not None:
+        accumulate_weight_grad(dw, g, hc if coef is None else hc * coef.unsqueeze(-1))
+    if db is not None:
+        db += result.grad.float().sum(0) if result.coef is None else torch.mv(result.grad.T, result.coef)
+
+
+def _buffers(plan: Plan, rows: int, vocab: int, device) -> tuple:
+    """``(logits buffer, gradient buffer)`` ``[rows, V]``, reused by every chunk: a gate
+    objective's step writes its gradient over the logits (eager) or into a tensor of its own
+    (compiled), so only distribution objectives have a second buffer."""
+    zbuf = torch.empty(rows, vocab, dtype=plan.logits_dtype, device=device)
+    return zbuf, (zbuf if plan.objective.kind == "gate" else torch.empty_like(zbuf))
+
+
 def run_chunks(plan: Plan, h, w, b, *, scale=None, want=(False, False, False), want_stats=False) -> RunResult:
     """Run every chunk; the gradients asked for in ``want = (hidden, weight, bias)`` are those
-    of ``Σ_i scale_i L_i`` (``scale`` None: all ones)."""
+    of ``Σ_i scale_i L_i`` (``scale`` None: all ones). A compiled step that fails under
+    ``impl="auto"`` is reported once and the whole loop runs again with the eager one."""
+    try:
+        return _run_chunks(plan, h, w, b, scale, want, want_stats)
+    except CompileFailed as failure:
+        if plan.strict:  # the caller asked for the compiled step: its error stands
+            raise failure.error from None
+        fall_back(failure)
+        plan.impl = "eager"
+        return _run_chunks(plan, h, w, b, scale, want, want_stats)
+
+
+def _run_chunks(plan: Plan, h, w, b, scale, want, want_stats) -> RunResult:
     want_h, want_w, want_b = want
     want_grad = any(want)
     m, vocab = h.shape[0], w.shape[0]
     losses = torch.empty(m, dtype=torch.float32, device=h.device)
-    dh = torch.empty_like(h) if want_h else None
-    dw = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if want_w else None
-    db = torch.zeros(vocab, dtype=torch.float32, device=w.device) if want_b else None
+    grads = (torch.empty_like(h) if want_h else None,
+             torch.zeros(w.shape, dtype=torch.float32, device=w.device) if want_w else None,
+             torch.zeros(vocab, dtype=torch.float32, device=w.device) if want_b else None)
     rows = min(plan.chunk_size, m)
-    # reusable [chunk, V] fp32 buffers for the logits and the gradient: no allocation per chunk
-    zbuf = torch.empty(rows, vocab, dtype=torch.float32, device=h.device)
-    gbuf = torch.empty_like(zbuf)
+    zbuf, gbuf = _buffers(plan, rows, vocab, h.device)
     work = workspaces(plan.frozen, rows, vocab, h.device) if plan.objective.kind != "gate" else {}
     step = step_for(plan.objective.kind)
     parts: dict[str, list] = {}
@@ -84,28 +150,19 @@ def run_chunks(plan: Plan, h, w, b, *, scale=None, want=(False, False, False), w
         hc = h[s:e]
         ctx = ChunkContext(plan, s, e, logits_into(hc, w, b, out=zbuf[: e - s]), plan.labels[s:e], gbuf[: e - s],
                            losses[s:e], scale=None if scale is None else scale[s:e], want_grad=want_grad,
-                           want_stats=want_stats, workspaces=work)
+                           want_stats=want_stats, workspaces=work,
+                           logits_of=lambda index, hc=hc: logits_into(hc[index], w, b))
         result: ChunkResult = step(ctx)
         for key, value in result.stats.items():
             parts.setdefault(key, []).append(value)
         if result.selected is not None:
             selected.append(result.selected)
-        if not want_grad:
-            continue
-        g = result.grad.to(h.dtype)
-        if want_h:
-            torch.mm(g, w, out=dh[s:e])
-        if want_w:
-            if g.dtype == torch.float32:
-                dw.addmm_(g.T, hc)
-            else:
-                dw += (g.T @ hc).float()
-        if want_b:
-            db += result.grad.sum(0)
-        del ctx, result, g
+        if want_grad:
+            add_products(grads, result, hc, w, slice(s, e))
+        del ctx, result
     stats = {key: torch.cat(values) for key, values in parts.items()}
     count = int(sum(selected)) if plan.objective.normalizer == "selected" else None
-    return RunResult(losses, (dh, dw, db), stats, count)
+    return RunResult(losses, grads, stats, count)
 
 
 def _cast_grads(grads, plan: Plan):
@@ -166,6 +223,7 @@ def fused_token_loss(
     inputs: Optional[dict] = None,
     return_stats: bool = False,
     check_inputs: bool = True,
+    impl: Optional[str] = None,
 ):
     """What :func:`deft.token_loss` returns for ``logits = hidden @ weight.T (+ bias)``,
     computed in chunks without materialising the ``[N, V]`` logits.
@@ -198,18 +256,27 @@ def fused_token_loss(
         check_inputs: check the values of every input before any work: no NaN/inf in
             ``hidden``, ``weight`` and the frozen models' tensors (a ``-inf`` bias entry, a masked
             vocabulary entry, is allowed), ``token_weights >= 0``, log-probabilities ``<= 0``.
-            It costs one ``isfinite`` reduction per input (a read of each tensor, small next to
-            the products). Shapes, dtypes, devices and label types are always checked.
+            It costs one sum per input (a read of each tensor, small next to the products) and
+            one host synchronisation. Shapes, dtypes, devices and label types are always checked.
+        impl: how a gate objective's chunk is computed (like ml-cross-entropy's ``impl=``):
+            ``"eager"`` (torch operations; the softmax written over the fp32 logits chunk),
+            ``"compile"`` (two ``torch.compile`` passes over the logits in the products' dtype,
+            :mod:`deft.fused.compiled`) or ``"auto"`` (compiled on CUDA, eager elsewhere: on a
+            CPU the compiled passes were measured slower). ``None``: the environment variable
+            ``DEFT_FUSED_IMPL``, else ``"eager"``. Distribution and autograd objectives always
+            run eagerly. Under ``"auto"`` a step that fails to compile is reported once and the
+            eager one runs; a failure under ``"compile"`` is raised.
 
-    bf16/fp16 inputs are multiplied in their dtype and everything after the product is fp32;
-    the weight gradient is accumulated in fp32.
+    bf16/fp16 inputs are multiplied in their dtype and everything after the product is fp32
+    (the compiled gate step keeps the logits and ``g`` in the products' dtype, its statistics in
+    fp32); the weight gradient is accumulated in fp32.
     """
     obj = resolve_objective(objective, reduction)
     named = dict(ref_hidden=ref_hidden, ref_weight=ref_weight, teacher_hidden=teacher_hidden,
                  teacher_weight=teacher_weight, old_logprobs=old_logprobs)
     call = prepare(obj, hidden, weight, labels, bias=bias, ignore_index=ignore_index, reduction=reduction,
                    chunk_size=chunk_size, named=named, inputs=inputs, token_weights=token_weights,
-                   want_stats=return_stats, check_inputs=check_inputs)
+                   want_stats=return_stats, check_inputs=check_inputs, impl=impl)
     plan, h = call.plan, call.hidden
     grad_enabled = torch.is_grad_enabled()
     if reduction == "none":

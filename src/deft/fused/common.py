@@ -12,7 +12,7 @@ from ..objectives.needs import missing_error
 __all__ = [
     "REDUCTIONS", "resolve_objective", "gather_inputs", "needed", "check_labels", "check_aligned", "check_tensor",
     "check_devices", "check_finite", "check_values", "reduce", "scatter_back", "gate_terms_with_gate",
-    "field_rows", "is_zero", "masked_row_dot",
+    "field_rows", "is_zero", "masked_row_dot", "STATISTIC_PROVIDERS", "batch_mean_p",
 ]
 
 REDUCTIONS = ("none", "sum", "mean")
@@ -70,25 +70,36 @@ def check_devices(tensors: dict) -> None:
         raise ValueError(f"inputs are on different devices ({listed}); move them to one device")
 
 
+def _sum_proves_finite(t: torch.Tensor, neg_inf_allowed: bool) -> torch.Tensor:
+    """A 0-dim bool that is True only if ``t`` has no NaN or +inf (nor -inf unless allowed): a
+    NaN or +inf makes the sum NaN or +inf, a -inf makes it -inf or NaN. One read of ``t``, no
+    temporary; False also when a finite sum overflows (the exact check then decides)."""
+    total = t.sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.sum()
+    ok = torch.isfinite(total)
+    return ok | (total == float("-inf")) if neg_inf_allowed else ok
+
+
 def check_finite(tensors: dict, allow_neg_inf: Iterable[str] = ()) -> None:
     """No NaN or +inf in any of ``tensors`` (name -> tensor or None), nor -inf except in those
-    named in ``allow_neg_inf`` (logits and biases: a masked vocabulary entry). One reduction per
-    tensor and a single host synchronisation for all of them."""
+    named in ``allow_neg_inf`` (logits and biases: a masked vocabulary entry). Once per call: one
+    sum per tensor and a single host synchronisation for all of them; the exact elementwise
+    check only for a tensor whose sum is not finite."""
     allowed = set(allow_neg_inf)
-    flags, names = [], []
-    for name, t in tensors.items():
-        if t is None:
-            continue
-        flags.append(((t == t) & (t != float("inf"))).all() if name in allowed else torch.isfinite(t).all())
-        names.append(name)
-    if not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):
+    names = [name for name, t in tensors.items() if t is not None]
+    if not names:
+        return
+    flags = [_sum_proves_finite(tensors[name], name in allowed) for name in names]
+    if bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):
         return
     for name, ok in zip(names, flags):
-        if not bool(ok):
-            t = tensors[name]
-            bad = (torch.isnan(t) | (t == float("inf"))) if name in allowed else ~torch.isfinite(t)
+        if bool(ok):
+            continue
+        t = tensors[name]
+        bad = (torch.isnan(t) | (t == float("inf"))) if name in allowed else ~torch.isfinite(t)
+        count = int(bad.sum())
+        if count:
             what = "NaN or +inf" if name in allowed else "NaN or infinite"
-            raise ValueError(f"{name} has {int(bad.sum())} {what} value(s); check the model and the inputs "
+            raise ValueError(f"{name} has {count} {what} value(s); check the model and the inputs "
                              "(check_inputs=False skips this check)")
 
 
@@ -119,6 +130,16 @@ def check_aligned(name: str, tensor: Optional[torch.Tensor], shape: Iterable[int
     check_tensor(name, tensor)
     if tuple(tensor.shape) != tuple(shape):
         raise ValueError(f"{name} must have the labels' shape {tuple(shape)}, got {tuple(tensor.shape)}")
+
+
+def batch_mean_p(logp: torch.Tensor) -> torch.Tensor:
+    """Mean ``sg(p)`` over the call's loss tokens (``cayley_floor``'s batch floor), 0 without any."""
+    return logp.exp().mean() if logp.numel() else logp.new_zeros(())
+
+
+# need name -> function(log p [M] of every loss token of the call, detached fp32) computing a
+# "statistic" need; both engines call it (the fused one after one logits pass over the chunks)
+STATISTIC_PROVIDERS = {"batch": batch_mean_p}
 
 
 def reduce(per_token: torch.Tensor, count: int, reduction: str) -> torch.Tensor:

@@ -8,7 +8,7 @@ Names used throughout the engine: ``M`` loss tokens, ``V`` vocabulary, ``H`` hid
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -48,7 +48,9 @@ class Plan:
 
     ``labels [M]`` of the loss tokens; ``frozen``: need name -> :class:`FrozenRows`;
     ``token_inputs``: need field -> ``[M]`` tensor (e.g. ``old_logprobs``); ``statistics``:
-    need field -> value over all loss tokens (e.g. ``batch_mean_p``); ``token_weights [M]``.
+    need field -> value over all loss tokens (e.g. ``batch_mean_p``); ``token_weights [M]``;
+    ``impl``: the gate step's implementation (``"eager"`` or ``"compile"``, :mod:`.compiled`),
+    ``strict`` when the caller named ``"compile"`` (a failure to compile is then an error).
     """
 
     objective: Objective
@@ -62,6 +64,13 @@ class Plan:
     want_stats: bool = False
     weight_dtype: torch.dtype = torch.float32
     bias_dtype: Optional[torch.dtype] = None
+    impl: str = "eager"
+    strict: bool = False
+
+    @property
+    def logits_dtype(self) -> torch.dtype:
+        """The dtype of the chunk's logits: fp32, or the products' dtype for the compiled gate step."""
+        return self.weight_dtype if self.impl == "compile" and self.objective.kind == "gate" else torch.float32
 
 
 @dataclass
@@ -87,6 +96,7 @@ class ChunkContext:
     want_stats: bool = False
     workspaces: dict = field(default_factory=dict)
     staged: Optional[str] = None  # the frozen model whose logits grad_out holds on entry
+    logits_of: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
     @property
     def objective(self) -> Objective:
@@ -116,23 +126,28 @@ class ChunkContext:
 class ChunkResult:
     """What a chunk step returns: its gradient ``[n, V]`` (None when not asked for), its
     per-token statistics (``p``, ``gate``, ``entropy``, ``focus``: ``[n]`` each) and, for
-    objectives normalised by their selected tokens, how many of its rows were selected."""
+    objectives normalised by their selected tokens, how many of its rows were selected.
+
+    With ``coef [n]`` the gradient is ``coef_i * grad_i``: ``grad`` holds the unscaled
+    ``P - δ_y`` and the chunk loop applies ``coef`` to the ``[n, H]`` side of the products."""
 
     grad: Optional[torch.Tensor]
     stats: dict
     selected: Optional[torch.Tensor] = None
+    coef: Optional[torch.Tensor] = None
 
 
 def logits_into(h: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor], out: Optional[torch.Tensor] = None):
-    """fp32 logits ``h @ w.T (+ b)`` ``[n, V]``, written into ``out`` when given."""
-    if out is not None and h.dtype == torch.float32 and w.dtype == torch.float32:
+    """Logits ``h @ w.T (+ b)`` ``[n, V]``: fp32, or written into ``out`` in its dtype (the
+    product in the inputs' dtype, the bias added in ``out``'s)."""
+    if out is not None and h.dtype == w.dtype == out.dtype:
         z = torch.mm(h, w.T, out=out)
     elif out is not None:
         z = out.copy_(h @ w.T)
     else:
         z = (h @ w.T).float()
     if b is not None:
-        z += b.float()
+        z += b.to(z.dtype)
     return z
 
 

@@ -13,8 +13,9 @@ import torch
 from ..objectives import CrossEntropyTargets, Dists, Tokens
 from ..objectives.base import row_entropy
 from .common import (
-    check_aligned, check_devices, check_finite, check_labels, check_tensor, check_values, field_rows,
-    gate_terms_with_gate, gather_inputs, is_zero, masked_row_dot, needed, reduce, resolve_objective, scatter_back,
+    STATISTIC_PROVIDERS, check_aligned, check_devices, check_finite, check_labels, check_tensor, check_values,
+    field_rows, gate_terms_with_gate, gather_inputs, is_zero, masked_row_dot, needed, reduce, resolve_objective,
+    scatter_back,
 )
 
 __all__ = ["token_loss", "target_loss"]
@@ -123,6 +124,10 @@ def token_loss(
 
     extra = _needs_inputs(obj, given, pick)
     lse = torch.logsumexp(z, dim=-1)
+    statistics = needed(obj, "statistic")
+    if statistics:  # call-wide, from every loss token's log p: the fused engine's providers
+        logp_all = (z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse).detach()
+        extra.update({need.field: STATISTIC_PROVIDERS[need.name](logp_all) for need in statistics})
     terms = target = tokens = None
     if obj.kind == "gate":
         logp = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse

@@ -4,6 +4,7 @@ call-wide statistics computed."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -11,11 +12,13 @@ import torch
 
 from ..objectives import Objective
 from .common import (
-    check_aligned, check_devices, check_finite, check_labels, check_tensor, check_values, gather_inputs, needed,
+    STATISTIC_PROVIDERS, check_aligned, check_devices, check_finite, check_labels, check_tensor, check_values,
+    gather_inputs, needed,
 )
+from .compiled import IMPL_ENV, resolve_impl
 from .context import FrozenRows, Plan, logits_into
 
-__all__ = ["Call", "prepare", "auto_chunk_size", "STATISTIC_PROVIDERS"]
+__all__ = ["Call", "prepare", "auto_chunk_size", "loss_token_logp"]
 
 _MIN_CHUNK, _MAX_CHUNK = 16, 8192
 
@@ -33,21 +36,21 @@ def auto_chunk_size(num_tokens: int, hidden_size: int, vocab_size: int) -> int:
     return int(max(1, min(rows, max(num_tokens, 1))))
 
 
-def batch_mean_p(plan: Plan, h, w, b) -> torch.Tensor:
-    """Mean ``sg(p)`` over all loss tokens (the batch floor of ``cayley_floor``): one extra
-    logits pass that keeps only ``[chunk]`` vectors."""
-    total = torch.zeros((), dtype=torch.float32, device=h.device)
+def loss_token_logp(plan: Plan, h, w, b) -> torch.Tensor:
+    """``log p`` ``[M]`` of every loss token, detached fp32: one pass over the logits in the
+    plan's chunks and logits dtype (the loss pass's logits), keeping only ``[chunk]`` vectors.
+    What the :data:`~deft.fused.common.STATISTIC_PROVIDERS` read."""
+    m = h.shape[0]
+    out = torch.empty(m, dtype=torch.float32, device=h.device)
+    buf = torch.empty(min(plan.chunk_size, m), w.shape[0], dtype=plan.logits_dtype, device=h.device)
     with torch.no_grad():
-        for s in range(0, h.shape[0], plan.chunk_size):
-            e = min(s + plan.chunk_size, h.shape[0])
-            z = logits_into(h[s:e], w, b)
-            y = plan.labels[s:e]
-            total += (z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(z, -1)).exp().sum()
-    return total / max(h.shape[0], 1)
-
-
-# need name -> function(plan, hidden [M, H], weight, bias) computing a "statistic" need
-STATISTIC_PROVIDERS = {"batch": batch_mean_p}
+        for s in range(0, m, plan.chunk_size):
+            e = min(s + plan.chunk_size, m)
+            z = logits_into(h[s:e], w, b, out=buf[: e - s])
+            logP = torch.ops.aten._log_softmax.out(z, -1, False, out=z) if z.dtype == torch.float32 else \
+                torch.log_softmax(z, -1, dtype=torch.float32)
+            out[s:e] = logP.gather(-1, plan.labels[s:e].unsqueeze(-1)).squeeze(-1)
+    return out
 
 
 @dataclass
@@ -113,9 +116,10 @@ def _check_values(obj, given, hidden, weight, bias, token_weights) -> None:
 
 
 def prepare(obj: Objective, hidden, weight, labels, *, bias, ignore_index, reduction, chunk_size, named: dict,
-            inputs: Optional[dict], token_weights, want_stats: bool, check_inputs: bool) -> Call:
+            inputs: Optional[dict], token_weights, want_stats: bool, check_inputs: bool, impl=None) -> Call:
     """Check every input (shapes, dtypes, devices always; values when ``check_inputs``) and
-    build the plan; raises a one-line ``ValueError`` naming the argument on bad input."""
+    build the plan (``impl``: see :func:`~deft.fused.compiled.resolve_impl`); raises a one-line
+    ``ValueError`` naming the argument on bad input."""
     _check_shapes(hidden, weight, labels, bias)
     given = gather_inputs(obj, "fused", named, inputs)
     check_aligned("token_weights", token_weights, labels.shape)
@@ -149,8 +153,10 @@ def prepare(obj: Objective, hidden, weight, labels, *, bias, ignore_index, reduc
                       if need.source in ("label_logprobs", "batch")},
         token_weights=None if token_weights is None else pick(token_weights).detach().float(),
         want_stats=want_stats, weight_dtype=weight.dtype, bias_dtype=None if bias is None else bias.dtype,
+        impl=resolve_impl(impl, hidden.device), strict=(impl or os.environ.get(IMPL_ENV)) == "compile",
     )
-    for need in needed(obj, "statistic"):
-        b = None if bias is None else bias.detach()
-        plan.statistics[need.field] = STATISTIC_PROVIDERS[need.name](plan, h.detach(), weight.detach(), b)
+    statistics = needed(obj, "statistic")
+    if statistics:
+        logp = loss_token_logp(plan, h.detach(), weight.detach(), None if bias is None else bias.detach())
+        plan.statistics.update({need.field: STATISTIC_PROVIDERS[need.name](logp) for need in statistics})
     return Call(h, plan, index, keep, shape)

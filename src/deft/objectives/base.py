@@ -112,7 +112,8 @@ class Tokens(_Inputs):
     ``logp [n]`` is ``log p`` (fp32, differentiable). Everything else is detached and
     computed lazily from the fp32 logits ``[n, V]`` of the same rows, so an objective only
     pays for the statistics it uses. ``inputs`` maps need fields (``old_logprobs [n]``,
-    ``batch_mean_p``, ...) to their values for these rows.
+    ``batch_mean_p``, ...) to their values for these rows; call-wide statistics such as
+    ``batch_mean_p`` come from the engines (``deft.fused.common.STATISTIC_PROVIDERS``).
     """
 
     def __init__(
@@ -194,15 +195,6 @@ class Tokens(_Inputs):
             logq = torch.log_softmax(top, dim=-1)
             self._cache[key] = -(logq.exp() * logq).sum(-1)
         return self._cache[key]
-
-    @property
-    def batch_mean_p(self) -> torch.Tensor:
-        """Mean of ``sg(p)`` over all loss tokens of the call (scalar); used by ``cayley_floor``.
-        The fused engine supplies it (its chunks see only some rows); the plain engine's rows
-        are all the call's loss tokens, so it is their mean."""
-        if self._inputs.get("batch_mean_p") is None:
-            self._inputs["batch_mean_p"] = self.p.mean() if self.p.numel() else self.p.new_zeros(())
-        return self._inputs["batch_mean_p"]
 
 
 @dataclass
