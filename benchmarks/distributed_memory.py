@@ -2,7 +2,8 @@
 
 Each engine runs the shipped accelerate config (``examples/accelerate/``) made to run on 2 CPU
 processes (``use_cpu``, no mixed precision), ``deft train`` on the same model and data, AdamW, a few
-steps. After the last optimizer step each rank measures:
+steps. accelerate sets up FSDP only on accelerators; as in the tests, the worker makes it keep its
+FSDP plugin on CPU so that FSDP2 really shards. After the last optimizer step each rank measures:
 
 * ``state_mib``: the bytes of every tensor storage alive in the process (found through the garbage
   collector, each storage counted once): the model's parameters (this rank's shards under FSDP2 /
@@ -61,6 +62,11 @@ def worker(args) -> None:
 
     from deft.train import load_config, train
 
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":  # FSDP2 for real on CPU, as the tests run it
+        sys.path.insert(0, str(ROOT / "tests"))
+        from distributed_jobs import allow_fsdp_on_cpu
+
+        allow_fsdp_on_cpu()
     rank = int(os.environ.get("RANK", "0"))
     readings = {}
 

@@ -166,12 +166,14 @@ def test_the_settings_hash_follows_what_the_run_computes(figfont_records, tmp_pa
 
 
 # -- trackers ---------------------------------------------------------------------------------
-def test_tensorboard_events_hold_the_loss_and_token_statistics(tiny_model_dir, figfont_records, tmp_path):
+@pytest.mark.parametrize("report_to", ["tensorboard", "none, tensorboard"])
+def test_tensorboard_events_hold_the_loss_and_token_statistics(tiny_model_dir, figfont_records, tmp_path, report_to):
+    """Also with a space after the comma (it used to pass validation and attach nothing)."""
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=3, objective="deft", report_to="tensorboard"),
+    train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=3, objective="deft", report_to=report_to),
           **QUIET)
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert len(events) == 1

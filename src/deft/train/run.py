@@ -303,12 +303,17 @@ def _write_start(run: _Run) -> None:
     truncate_metrics(run.out / "metrics.jsonl", step)
 
 
+def _trackers(cfg: TrainConfig) -> list[str]:
+    """The experiment trackers of ``report_to`` (comma-separated, spaces allowed; ``none`` = none)."""
+    return [name.strip() for name in cfg.report_to.split(",") if name.strip() not in ("", "none")]
+
+
 def _training_args(run: _Run):
     from transformers import TrainingArguments
 
     cfg = run.cfg
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    trackers = [r.strip() for r in cfg.report_to.split(",") if r.strip() not in ("", "none", "tensorboard")]
+    trackers = [name for name in _trackers(cfg) if name != "tensorboard"]  # deft attaches TensorBoard itself
     return TrainingArguments(
         output_dir=str(run.out / STAGING),  # HF writes checkpoints here; AtomicCheckpoints moves them
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
@@ -342,7 +347,7 @@ def _make_trainer(run: _Run):
     )
     trainer.remove_callback(PrinterCallback)  # metrics.jsonl and the progress bar replace its dict dumps
     trainer.add_callback(AtomicCheckpoints(trainer, str(run.out), cfg.save_total_limit))
-    if "tensorboard" in cfg.report_to.split(",") and run.main:
+    if "tensorboard" in _trackers(cfg) and run.main:
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
