@@ -29,7 +29,8 @@ test: $(STAMP)
 # The fast tests against the lowest version of every dependency that pyproject.toml admits (periodic, not in
 # CI: see docs/testing.md), in its own virtual environment .venv-min/. torch stays at 2.13.0, the one CPU build
 # these machines install from a local file. TRL 1.16 needs accelerate >= 1.10.1, above the core bound: the core
-# run leaves it out (its tests skip), then TRL's lowest version is added and its tests run.
+# run leaves it out (its tests skip), then TRL's lowest version is added, with what it needs raised only to
+# TRL's own lower bounds, and its tests run.
 VENV_MIN := .venv-min
 MIN_PIP  := $(VENV_MIN)/bin/python -m pip install --quiet --disable-pip-version-check
 test-min:
@@ -42,7 +43,9 @@ test-min:
 	$(VENV_MIN)/bin/python -m pip freeze --exclude-editable > $(VENV_MIN)/installed.txt
 	$(VENV_MIN)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
 	python3 tools/lowest_constraints.py trl --no-core > $(VENV_MIN)/lowest-trl.txt
-	$(MIN_PIP) -r $(VENV_MIN)/lowest-trl.txt
+	$(MIN_PIP) --no-deps -r $(VENV_MIN)/lowest-trl.txt
+	$(VENV_MIN)/bin/python tools/lowest_constraints.py --requires-of trl > $(VENV_MIN)/lowest-trl-deps.txt
+	$(MIN_PIP) -r $(VENV_MIN)/lowest-trl.txt -r $(VENV_MIN)/lowest-trl-deps.txt
 	$(VENV_MIN)/bin/python -m pip freeze --exclude-editable > $(VENV_MIN)/installed-trl.txt
 	$(VENV_MIN)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider tests/test_integrations_trl.py \
 		tests/test_integrations_docs.py

@@ -131,6 +131,14 @@ def test_lowest_pins_follow_the_lower_bounds():
         lowest.requirements(text, ("gpu",))
 
 
+def test_a_package_added_later_raises_only_what_it_needs_and_only_to_its_bounds():
+    pytest.importorskip("packaging")
+    installed = {"accelerate": "1.3.0", "datasets": "3.0.0", "numpy": "1.26.0", "transformers": "5.18.0"}
+    requires = ["accelerate>=1.10.1", "datasets>=4.7.0", "numpy>=1.26.0", "transformers>=4.56.2", "jinja2",
+                "pandas>=2.1.1", "torch>=2.0", 'rich; extra == "rich"', 'liger-kernel>=0.6; sys_platform == "linux"']
+    assert lowest.raised_pins(requires, installed) == ["accelerate==1.10.1", "datasets==4.7.0", "pandas==2.1.1"]
+
+
 def _core() -> dict[str, str]:
     """``{name: lower bound}`` of the core dependencies in pyproject.toml."""
     return {_normalise(pin.split("==")[0]): pin.split("==")[1]

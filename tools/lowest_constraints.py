@@ -8,6 +8,7 @@ a lower bound is an error: a range that admits every version cannot be tested at
     python tools/lowest_constraints.py --skip trl > .venv-min/lowest.txt
     pip install -e . -r .venv-min/lowest.txt
     python tools/lowest_constraints.py trl --no-core     # trl==1.16: TRL's own lower bound
+    .venv-min/bin/python tools/lowest_constraints.py --requires-of trl   # what TRL needs raised, to its bounds
 
 ``make test-min`` runs these and the fast tests (see docs/testing.md).
 """
@@ -60,6 +61,29 @@ def lowest_pins(reqs: list[str], skip: tuple[str, ...] = SKIP) -> list[str]:
     return list(pins.values())
 
 
+def raised_pins(requires: list[str], installed: dict[str, str], skip: tuple[str, ...] = SKIP) -> list[str]:
+    """``NAME==BOUND`` for each requirement of ``requires`` (the requirement strings of one
+    distribution) that ``installed`` (``{name: version}``) has below its lower bound, or not at all:
+    installing these raises only what the new package needs, and only to its bound; pip moves
+    anything else only where these pins require it. Requirements under a marker are left out."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pins = []
+    for text in requires:
+        req = Requirement(text)
+        name = req.name.lower().replace("_", "-")
+        if req.marker is not None or name in skip:
+            continue
+        lower = [s.version for s in req.specifier if s.operator in (">=", "==")]
+        have = installed.get(name)
+        if not lower:
+            continue
+        if have is None or Version(have) < Version(lower[0]):
+            pins.append(f"{name}=={lower[0]}")
+    return pins
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
@@ -68,7 +92,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--skip", action="append", default=[], metavar="NAME",
                         help="leave this package out too (repeatable; torch is always left out)")
     parser.add_argument("--no-core", action="store_true", help="only the extras' packages, not the core dependencies")
+    parser.add_argument("--requires-of", metavar="DIST",
+                        help="instead: pins for the requirements of the installed DIST, raising what this environment "
+                             "has below its bounds to exactly the bound (run it with the environment's python)")
     args = parser.parse_args(argv)
+    if args.requires_of:
+        from importlib import metadata
+
+        installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions()}
+        print("\n".join(raised_pins(metadata.requires(args.requires_of) or [], installed)))
+        return 0
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     skip = SKIP + tuple(name.lower() for name in args.skip)
     print("\n".join(lowest_pins(requirements(text, tuple(args.extras), core=not args.no_core), skip)))
