@@ -128,10 +128,9 @@ def test_deft_sft_trainer_step_is_minus_the_gradient(engine_run):
     assert first["mean_p"] == pytest.approx(logged["mean_p"], rel=2e-5)
 
 
+@pytest.mark.parametrize("engine_run", SHARDED, indirect=True)  # unsharded engines: the one-process path
 def test_lora_on_every_linear_and_the_head_matches_one_process(engine_run, tmp_path):
     engine, folder, s = engine_run
-    if engine not in SHARDED:
-        pytest.skip("LoRA under an unsharded engine is the single-process path (tests/test_train_run.py)")
     out = folder / "lora"
     reference = one_process(sgd(s["untied"], s["data"], out, **LORA), tmp_path / "one")
     assert_same_run(reference, out)
