@@ -74,6 +74,13 @@ def test_compute_loss_func_trains_two_steps(tmp_path):
     assert got[0] != pytest.approx(nll[0], rel=1e-4)  # and it is not the model's own NLL
 
 
+def test_cayley_floor_trains_through_compute_loss_func(tmp_path):
+    """Its only need is an engine statistic (the batch mean of p), which the logits give."""
+    trainer = Trainer(model=tiny_model(), args=args(tmp_path), train_dataset=Dataset.from_list(rows()),
+                      data_collator=PaddingCollator(0), compute_loss_func=compute_loss_func("cayley_floor"))
+    assert train_losses(trainer) == pytest.approx(expected_losses("cayley_floor"), rel=1e-5)
+
+
 def test_compute_loss_func_normalises_over_the_accumulated_step(tmp_path):
     """bs 2 x 2 accumulation == bs 4: the divisor is the step's loss tokens (rows of 6-12 loss
     tokens, so a per-micro-batch mean would differ)."""

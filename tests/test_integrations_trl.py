@@ -239,6 +239,31 @@ def test_assistant_only_loss_and_kd_teacher(tmp_path):
     assert loss == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_a_registered_model_need_reaches_the_trainer_through_models(tmp_path):
+    """DeftSFTTrainer iterates NEEDS: a new need with a frozen model (here a 'critic' used as a
+    teacher) is supplied with models={patch_arg: model} and gives kd's loss with that teacher."""
+    from deft.objectives import NEEDS, REGISTRY, CrossEntropyTargets, Need, register, register_need
+
+    register_need(Need("critic", "a critic model's distribution", "model", "critic_logP", patch_arg="critic"))
+    register("test_critic_kd", "distribution", "test only: KD to the critic", needs=("critic",))(
+        lambda d: CrossEntropyTargets(dists=((1.0, d.critic_logP),)))
+    try:
+        critic = model_for(seed=7)
+        with pytest.raises(ValueError, match="needs a critic model's distribution"):
+            DeftSFTTrainer(model=model_for(), args=config(tmp_path, objective="test_critic_kd"),
+                           train_dataset=prompt_completion(), processing_class=TOK)
+        losses = {}
+        for objective, kw in (("test_critic_kd", {"models": {"critic": critic}}), ("kd", {"teacher_model": critic})):
+            trainer = Recording(model=model_for(), args=config(tmp_path, objective=objective),
+                                train_dataset=prompt_completion(), processing_class=TOK, **kw)
+            trainer.train()
+            losses[objective] = trainer.first[1]
+        assert losses["test_critic_kd"] == pytest.approx(losses["kd"], rel=1e-6)
+    finally:
+        REGISTRY.pop("test_critic_kd", None)
+        NEEDS.pop("critic", None)
+
+
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="unknown objective 'deftt'"):
         config(tmp_path, objective="deftt")

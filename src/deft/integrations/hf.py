@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from ..fused import token_loss
-from ..objectives import parse_objective
+from ..objectives import objective_inputs, parse_objective
 
 __all__ = ["compute_loss_func"]
 
@@ -39,13 +39,16 @@ def compute_loss_func(objective="deft", *, ignore_index: int = -100) -> Callable
     Without it the micro-batch's own loss tokens are the divisor. A batch without loss tokens gives
     0 with zero gradients.
 
-    Objectives that need a reference or teacher model (``sft_kl``, ``asft``, ``kd``, ...) or
-    old-policy log-probabilities (``psft``) are refused here: use ``patch_fused_loss`` with
+    Objectives whose inputs come from outside the logits (:func:`deft.objectives.objective_inputs`:
+    a reference or teacher model for ``sft_kl``, ``asft``, ``kd``, ...; old-policy log-probabilities
+    for ``psft``) are refused here; those that only need an engine statistic (``cayley_floor``'s
+    batch mean of p) train as any other: use ``patch_fused_loss`` with
     ``DeftTrainer``, or ``DeftSFTTrainer``.
     """
     obj = parse_objective(objective)
-    if obj.needs:
-        raise ValueError(f"objective '{obj.spec}' needs {', '.join(sorted(obj.needs))}, which a compute_loss_func "
+    outside = [need.name for need in objective_inputs(obj)]  # engine statistics come from the logits themselves
+    if outside:
+        raise ValueError(f"objective '{obj.spec}' needs {', '.join(outside)}, which a compute_loss_func "
                          "cannot get from the model outputs; use deft.model.fused_forward.patch_fused_loss with "
                          "deft.train.trainer.DeftTrainer (or deft.integrations.trl.DeftSFTTrainer)")
 

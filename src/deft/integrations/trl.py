@@ -34,7 +34,9 @@ except ImportError as err:  # an optional extra
     raise ImportError(f"deft.integrations.trl needs TRL ({err}): pip install 'deft[trl]'") from err
 
 from ..model.fused_forward import fused_extras, patch_fused_loss
-from ..objectives import parse_objective
+from ..objectives import objective_inputs, parse_objective
+from ..objectives.needs import missing_error
+from ..train.config import OLD_POLICY_REFRESH
 from ..train.stats import STAT_NAMES, StepStats
 from ..train.sharding import is_partitioned, whole_copy, zero3_init_disabled
 from ..train.trainer import OldPolicyRefresh
@@ -60,7 +62,7 @@ class DeftSFTConfig(SFTConfig):
                 "model with its adapter disabled, else a frozen copy of the starting model"})
     teacher_model: Optional[str] = field(default=None, metadata={
         "help": "frozen teacher model with the same vocabulary, for kd / kd_hybrid / target_sft"})
-    old_policy_refresh: int = field(default=1, metadata={
+    old_policy_refresh: int = field(default=OLD_POLICY_REFRESH, metadata={
         "help": "psft: copy the current weights into the old policy every this many optimizer steps"})
 
     def __post_init__(self):
@@ -92,18 +94,27 @@ def _load_frozen(spec: Any, device) -> torch.nn.Module:
     return spec.to(device).eval().requires_grad_(False)
 
 
+def _given(need, given: dict, args) -> Any:
+    """The frozen model or spec supplied for ``need``: the trainer's keyword, else its config option."""
+    if given.get(need.patch_arg) is not None:
+        return given[need.patch_arg]
+    return getattr(args, need.option, None) if need.option else None
+
+
 class DeftSFTTrainer(SFTTrainer):
     """TRL's ``SFTTrainer`` training a deft objective through the fused chunked loss.
 
-    Takes every ``SFTTrainer`` argument; ``args`` must be a :class:`DeftSFTConfig`. Frozen models
-    may be given as modules (``reference_model=``, ``teacher_model=``) or as specs in the config.
-    ``compute_loss_func`` is refused: the objective is the loss.
+    Takes every ``SFTTrainer`` argument; ``args`` must be a :class:`DeftSFTConfig`. The frozen
+    models of the objective's inputs (:data:`deft.objectives.NEEDS`: one per need with a model) may
+    be given as modules (``reference_model=``, ``teacher_model=``, or ``models={patch_arg: model}``
+    for registered needs), as specs in the config option the need names, or take the need's
+    default. ``compute_loss_func`` is refused: the objective is the loss.
     """
 
     _tag_names = ["trl", "sft", "deft"]
 
     def __init__(self, model, args: Optional[DeftSFTConfig] = None, *, reference_model=None, teacher_model=None,
-                 **kwargs):
+                 models: Optional[dict] = None, **kwargs):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = DeftSFTConfig(f"{str(name).split('/')[-1]}-DeftSFT")
@@ -112,37 +123,39 @@ class DeftSFTTrainer(SFTTrainer):
         if kwargs.get("compute_loss_func") is not None:
             raise ValueError("DeftSFTTrainer computes the loss from args.objective; do not pass compute_loss_func")
         self.objective = parse_objective(args.objective)
-        if "teacher" in self.objective.needs and teacher_model is None and args.teacher_model is None:
-            raise ValueError(f"objective '{self.objective.spec}' needs a teacher: pass teacher_model= (a model with "
-                             "the same vocabulary) or set DeftSFTConfig(teacher_model=...)")
+        given = {"reference": reference_model, "teacher": teacher_model, **(models or {})}
+        for need in objective_inputs(self.objective):  # a missing frozen model fails before TRL prepares the data
+            if need.patch_arg and _given(need, given, args) is None and not need.default:
+                raise missing_error(self.objective.spec, need, "config" if need.option else "patch")
         super().__init__(model, args=args, **kwargs)
-        self.old_policy = self._attach_objective(reference_model, teacher_model)
+        self.old_policy = self._attach_objective(given)
         # the patched forward returns a sum over loss tokens, normalised in compute_loss over the whole step
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
         self._deft_stats = {"train": StepStats(), "eval": StepStats()}
 
-    def _attach_objective(self, reference_model, teacher_model):
-        """Build the frozen models the objective needs and patch ``self.model``; returns the psft
-        old-policy snapshot (or ``None``)."""
+    def _attach_objective(self, given: dict):
+        """Build the frozen model of each of the objective's inputs (:func:`objective_inputs`, the
+        same loop as ``deft train``) and patch ``self.model``; returns the psft old-policy snapshot
+        (or ``None``). Defaults: a ``"model"`` need with a default (the reference) is the PEFT model
+        with its adapter disabled, else a frozen copy of the starting model; a ``"label_logprobs"``
+        need (the old policy) a frozen snapshot refreshed every ``old_policy_refresh`` steps."""
         args, obj, device = self.args, self.objective, self.args.device
-        peft = hasattr(self.model, "disable_adapter")
-        reference = teacher = old_policy = None
-        if "ref" in obj.needs:
-            spec = reference_model if reference_model is not None else args.reference_model
+        frozen, snapshot = {}, None  # need name -> frozen model (or "adapter")
+        for need in objective_inputs(obj):
+            if need.patch_arg is None:
+                continue
+            spec = _given(need, given, args)
             if spec is not None:
-                reference = _load_frozen(spec, device)
-            elif peft:
-                reference = "adapter"
+                frozen[need.name] = _load_frozen(spec, device)
+            elif need.source == "model":
+                peft = hasattr(self.model, "disable_adapter")
+                frozen[need.name] = "adapter" if peft else _load_frozen(whole_copy(self.model), device)
             else:
-                reference = _load_frozen(whole_copy(self.model), device)
-        if "teacher" in obj.needs:
-            teacher = _load_frozen(teacher_model if teacher_model is not None else args.teacher_model, device)
-        if "old_logprobs" in obj.needs:
-            old_policy = _load_frozen(whole_copy(self.model), device)
-            self.add_callback(OldPolicyRefresh(old_policy, args.old_policy_refresh, self))
-        patch_fused_loss(self.model, obj, chunk_size=args.objective_chunk_size, reference=reference,
-                         teacher=teacher, old_policy=old_policy)
+                frozen[need.name] = snapshot = _load_frozen(whole_copy(self.model), device)
+                self.add_callback(OldPolicyRefresh(snapshot, args.old_policy_refresh, self))
+        patch_fused_loss(self.model, obj, chunk_size=args.objective_chunk_size, models=frozen)
+        return snapshot
         return old_policy
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

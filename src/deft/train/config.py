@@ -26,6 +26,8 @@ __all__ = ["TrainConfig", "PAPER_PRESETS", "REPORTERS", "load_config", "config_t
 REPORTERS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"),
              "mlflow": ("mlflow", "mlflow")}
 
+OLD_POLICY_REFRESH = 16  # psft: optimizer steps between refreshes of the old policy (deft train and DeftSFTTrainer)
+
 
 def _check_report_to(value: str) -> Optional[str]:
     names = [r.strip() for r in value.split(",") if r.strip()]
@@ -118,7 +120,7 @@ class TrainConfig:
     reference_model: Optional[str] = option(None, "reference model for sft_kl/asft (default: the initial model; "
                                             "with LoRA the adapter is disabled)")
     teacher_model: Optional[str] = option(None, "teacher model for kd/kd_hybrid/target_sft (same vocabulary)")
-    old_policy_refresh: int = option(16, "psft: optimizer steps between refreshes of the old-policy snapshot",
+    old_policy_refresh: int = option(OLD_POLICY_REFRESH, "psft: optimizer steps between refreshes of the old-policy snapshot",
                                      check="positive")
     trust_remote_code: bool = option(False, "allow model repositories to run their own code (off unless you "
                                      "trust it)")

@@ -218,31 +218,32 @@ def _load_models(run: _Run) -> None:
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    frozen = {}  # patch_arg -> frozen model (or "adapter")
+    frozen = {}  # need name -> frozen model (or "adapter")
     for need in inputs:  # a model need with a default (the reference) is the initial model, taken before LoRA
         if need.source == "model" and need.default and not _option(cfg, need):
-            frozen[need.patch_arg] = "adapter" if cfg.lora_rank else (
+            frozen[need.name] = "adapter" if cfg.lora_rank else (
                 _load(cfg, cfg.model) if partitioned else copy.deepcopy(model))
     if cfg.lora_rank:
         model = _with_lora(cfg, model)
     for need in inputs:
-        if need.patch_arg is None or need.patch_arg in frozen:
+        if need.patch_arg is None or need.name in frozen:
             continue
         if _option(cfg, need):
-            frozen[need.patch_arg] = _load(cfg, _option(cfg, need))
+            frozen[need.name] = _load(cfg, _option(cfg, need))
         elif need.source == "label_logprobs":  # a snapshot of the trained model, refreshed during training
-            frozen[need.patch_arg] = whole_copy(model)
+            frozen[need.name] = whole_copy(model)
         else:
             from ..objectives.needs import missing_error
 
             raise missing_error(run.objective.spec, need, "config")
-    run.old_policy = frozen.get("old_policy")
+    run.old_policy = next((frozen[n.name] for n in inputs if n.source == "label_logprobs" and n.name in frozen), None)
     for module in frozen.values():
         if isinstance(module, torch.nn.Module):
             module.to(run.device).eval().requires_grad_(False)
     # no per-call value check: the trainer checks each step's loss and gradient norm and stops with
     # NonFiniteError naming the step and the last good checkpoint (and saves a synchronisation per call)
-    patch_fused_loss(model, run.objective, chunk_size=cfg.chunk_size, fused=cfg.fused, check_inputs=False, **frozen)
+    patch_fused_loss(model, run.objective, chunk_size=cfg.chunk_size, fused=cfg.fused, check_inputs=False,
+                     models=frozen)
     run.model = model
 
 
