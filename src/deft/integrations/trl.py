@@ -156,7 +156,6 @@ class DeftSFTTrainer(SFTTrainer):
                 self.add_callback(OldPolicyRefresh(snapshot, args.old_policy_refresh, self))
         patch_fused_loss(self.model, obj, chunk_size=args.objective_chunk_size, models=frozen)
         return snapshot
-        return old_policy
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The objective summed over the micro-batch's loss tokens (fused: no logits), divided by
