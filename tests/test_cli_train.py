@@ -91,5 +91,5 @@ def test_a_tracker_that_is_not_installed_is_refused_before_loading(tiny_model_di
     assert main(["train", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--out", str(out),
                  "--report-to", "wandb"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pip install 'deft[wandb]'" in err[0], err
+    assert len(err) == 1 and "pip install 'deft-sft[wandb]'" in err[0], err
     assert not out.exists()

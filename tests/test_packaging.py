@@ -30,9 +30,10 @@ def extras() -> list[str]:
 
 
 def doc_files() -> list[Path]:
-    """Every file a user reads install instructions in: the README, docs/, examples/ and the Makefile."""
+    """Every file a user reads install instructions in: the README, docs/, examples/, the Makefile and
+    the program's own messages (src/)."""
     files = [ROOT / "README.md", ROOT / "Makefile"]
-    for folder in ("docs", "examples"):
+    for folder in ("docs", "examples", "src"):
         files += sorted(p for p in (ROOT / folder).rglob("*") if p.is_file() and p.suffix in (".md", ".yaml", ".yml",
                                                                                                 ".py", ".sh", ".txt"))
     return files

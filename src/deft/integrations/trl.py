@@ -31,7 +31,7 @@ import torch
 try:
     from trl import SFTConfig, SFTTrainer
 except ImportError as err:  # an optional extra
-    raise ImportError(f"deft.integrations.trl needs TRL ({err}): pip install 'deft[trl]'") from err
+    raise ImportError(f"deft.integrations.trl needs TRL ({err}): pip install 'deft-sft[trl]'") from err
 
 from ..model.fused_forward import fused_extras, patch_fused_loss
 from ..objectives import objective_inputs, parse_objective

@@ -186,7 +186,7 @@ def _check_trackers(report_to: str) -> None:
         if name in REPORTERS:
             module, extra = REPORTERS[name]
             if importlib.util.find_spec(module) is None:
-                raise ConfigError(f"'report_to': {name} is not installed; run: pip install 'deft[{extra}]'")
+                raise ConfigError(f"'report_to': {name} is not installed; run: pip install 'deft-sft[{extra}]'")
 
 
 def _check_objective_inputs(cfg: TrainConfig) -> None:
