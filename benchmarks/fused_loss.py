@@ -147,6 +147,7 @@ def measure(case: dict, hidden, weight, labels, teacher_hidden) -> dict:
     meter = PeakMeter(cuda)
 
     def one(fn):
+        """``(seconds, loss, CPU seconds of this process or None on CUDA)`` of one iteration."""
         hidden.grad = weight.grad = None
         sync()
         if cuda:
@@ -155,10 +156,10 @@ def measure(case: dict, hidden, weight, labels, teacher_hidden) -> dict:
             loss = fn()
             end.record()
             end.synchronize()
-            return start.elapsed_time(end) / 1e3, float(loss.detach())
-        t0 = time.perf_counter()
+            return start.elapsed_time(end) / 1e3, float(loss.detach()), None
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = fn()
-        return time.perf_counter() - t0, float(loss.detach())
+        return time.perf_counter() - t0, float(loss.detach()), time.process_time() - c0
 
     if case.get("profile"):
         for _ in range(case["warmup"]):
@@ -166,22 +167,28 @@ def measure(case: dict, hidden, weight, labels, teacher_hidden) -> dict:
         return {"profile": profile(lambda: one(step), cuda)}
     warm = [one(step) for _ in range(case["warmup"])]
     peak = meter.peak() if warm else None
-    timed, floor_times = [], []
+    timed, floor_timed = [], []
     for _ in range(case["repeats"]):
         timed.append(one(step))
         peak = meter.peak() if peak is None else peak
         if paired:
-            floor_times.append(one(floor)[0])
+            floor_timed.append(one(floor))
             floor.out = None
-    times = [t for t, _ in timed]
-    out = {"status": "ok", "times_s": times, "warmup_times_s": [t for t, _ in warm],
+    times, floor_times = [t[0] for t in timed], [t[0] for t in floor_timed]
+    out = {"status": "ok", "times_s": times, "warmup_times_s": [t[0] for t in warm],
            "time_s": statistics.median(times) if times else None, "time_min_s": min(times) if times else None,
            "peak_bytes": peak if peak is not None else meter.peak(), "base_bytes": meter.base,
            "loss": (timed or warm)[-1][1] if (timed or warm) else None,
            "loss_tokens": int((labels != IGNORE_INDEX).sum())}
+    if not cuda:  # CPU time: barely moved by other processes' load, unlike the wall time
+        out["cpu_times_s"] = [t[2] for t in timed]
     if floor_times:
         out.update(paired_floor_times_s=floor_times, paired_floor_time_s=statistics.median(floor_times),
                    paired_ratio=statistics.median(t / f for t, f in zip(times, floor_times)))
+    if floor_times and not cuda:
+        cpu = [(t[2], f[2]) for t, f in zip(timed, floor_timed)]
+        out.update(paired_floor_cpu_times_s=[f for _, f in cpu],
+                   paired_cpu_ratio=statistics.median(t / f for t, f in cpu))
     return out
 
 
@@ -217,7 +224,7 @@ def profile(one, cuda: bool) -> dict:
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     with torch_profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-        wall, _ = one()
+        wall = one()[0]
     rows = sorted(((e.key, e.count, e.self_device_time_total if cuda else e.self_cpu_time_total)
                    for e in prof.key_averages()), key=lambda r: -r[2])
     total = sum(r[2] for r in rows)

@@ -41,7 +41,7 @@ TITLES = {"tiny": "tiny sanity shape", "smollm2": "SmolLM2 head", "qwen1.5b": "Q
           "qwen7b": "Qwen2.5-7B head", "llama8b": "Llama-3.1-8B head"}
 CSV_FIELDS = ["shape", "objective", "method", "status", "time_s", "time_min_s", "peak_bytes", "peak_mib",
               "base_bytes", "loss", "loss_tokens", "times_s", "warmup_times_s", "paired_floor_time_s",
-              "paired_ratio", "wall_s", "load_before", "load_after", "note"]
+              "paired_ratio", "paired_cpu_ratio", "wall_s", "load_before", "load_after", "note"]
 
 # (name, ratio key, "<=" or ">=", bound, applies(row, shape) -> bool), per device
 TARGETS = {
@@ -61,7 +61,8 @@ TARGETS = {
         ("ref >= 10x more mem", "m_ref", ">=", 10.0, lambda r, s: s.get("ref_target")),
     ],
 }
-RATIO_TITLES = {"t_floor": "fused / floor time", "m_budget": "fused mem / budget", "t_ref": "ref / fused time",
+RATIO_TITLES = {"t_floor": "fused / floor time", "t_floor_cpu": "fused / floor CPU time", "m_budget": "fused mem / budget",
+                "t_ref": "ref / fused time",
                 "m_ref": "ref / fused mem", "t_liger_nll": "fused / liger nll time", "m_liger": "fused / liger mem"}
 
 
@@ -111,6 +112,7 @@ def analyse_shape(shape: dict, records: list, objectives: list, device: str, ite
         budget, chunk = budget_bytes(shape, itemsize, best.get("loss_tokens") if best else None)
         ratios = {
             "t_floor": paired if paired is not None else _ratio(bt, floor["time_s"] if _ok(floor) else None),
+            "t_floor_cpu": best.get("paired_cpu_ratio") if _ok(best) else None,  # no target: the load's witness
             "m_budget": _ratio(bm, budget),
             "t_ref": _ratio(recs["reference"]["time_s"] if _ok(recs["reference"]) else None, bt),
             "m_ref": _ratio(recs["reference"]["peak_bytes"] if _ok(recs["reference"]) else None, bm),
@@ -154,7 +156,8 @@ def markdown_table(shape: dict, rows: list, methods: list, device: str, itemsize
     """One shape: every method's ``time / peak`` and the target ratios (a column only where
     some row of this shape has that target)."""
     H, V, N = shape["H"], shape["V"], shape["N"]
-    keys = [k for k in RATIO_TITLES if any(k in r["verdicts"] for r in rows)]
+    keys = [k for k in RATIO_TITLES if any(k in r["verdicts"] for r in rows)
+            or (k == "t_floor_cpu" and any(r["ratios"][k] is not None for r in rows))]
     cols = [m for m in ("fused", "compiled", "plain", "reference", "floor", "liger") if m in methods]
     budget, chunk = rows[0]["budget"], rows[0]["chunk"]
     lines = [f"### {TITLES.get(shape['name'], shape['name'])}: H={H}, V={V}, N={N}", "",
@@ -188,6 +191,17 @@ def settings_of(report: dict) -> tuple:
     return device, dtype, 4 if dtype == "fp32" else 2
 
 
+def load_note(report: dict) -> str:
+    """`` 1-minute load average ...`` over the cases' readings (before and after each), or ``""``."""
+    loads = [r[k] for r in report["records"] for k in ("load_before", "load_after") if r.get(k) is not None]
+    if not loads:
+        return ""
+    cores = report["environment"].get("cpu_cores")
+    return (f" Other load during the run: 1-minute load average {min(loads):.1f}-{max(loads):.1f} on {cores} cores "
+            "(read before and after each case); the CPU-time ratio (this process's CPU seconds, paired like the "
+            "time) moves far less with it than the wall time.")
+
+
 def render(report: dict) -> tuple[str, list]:
     """``(markdown, summary)`` of a results dict; ``summary`` lists every target verdict."""
     device, dtype, itemsize = settings_of(report)
@@ -202,7 +216,7 @@ def render(report: dict) -> tuple[str, list]:
               else "one interpreter per case; ")
            + f"peak = {'max_memory_allocated' if device == 'cuda' else 'peak RSS'} above the inputs. `floor` = the "
            "three matrix products alone. In the ratios, fused = the faster of `fused` (eager gate step) and "
-           "`compiled` where both ran; fused / floor time is paired within each case.", ""]
+           "`compiled` where both ran; fused / floor time is paired within each case." + load_note(report), ""]
     summary = []
     for shape in report["shapes"]:
         objectives = [o for o in report["objectives"]]
@@ -219,13 +233,16 @@ def render(report: dict) -> tuple[str, list]:
 
 
 def _ratio_rows(report: dict) -> dict:
-    """``{(shape, objective): (fused / floor, mem / budget, ref / fused time)}`` of a results dict."""
+    """``{(shape, objective): (fused / floor, its CPU time, mem / budget, ref / fused time)}`` of a results dict."""
     device, _, itemsize = settings_of(report)
     out = {}
     for shape in report["shapes"]:
         for r in analyse_shape(shape, report["records"], report["objectives"], device, itemsize):
-            out[(shape["name"], r["objective"])] = tuple(r["ratios"][k] for k in ("t_floor", "m_budget", "t_ref"))
+            out[(shape["name"], r["objective"])] = tuple(r["ratios"][k] for k in COMPARED)
     return out
+
+
+COMPARED = ("t_floor", "t_floor_cpu", "m_budget", "t_ref")
 
 
 def compare_reports(new: dict, old: dict, old_name: str = "committed") -> str:
@@ -235,9 +252,10 @@ def compare_reports(new: dict, old: dict, old_name: str = "committed") -> str:
     mine, theirs = _ratio_rows(new), _ratio_rows(old)
     lines = [f"ratios now / in {old_name} ({old.get('environment', {}).get('date', '?')[:10]}, "
              f"{old.get('environment', {}).get('cpu', '?')}):",
-             f"{'shape':>10} {'objective':>16} {'fused/floor':>17} {'mem/budget':>17} {'ref/fused time':>17}"]
+             f"{'shape':>10} {'objective':>16} {'fused/floor':>17} {'fused/floor CPU':>17} {'mem/budget':>17} "
+             f"{'ref/fused time':>17}"]
     for (shape, objective), values in mine.items():
-        before = theirs.get((shape, objective), (None, None, None))
+        before = theirs.get((shape, objective), (None,) * len(COMPARED))
         cells = [f"{fx(a, '{:.2f}x'):>7} / {fx(b, '{:.2f}x'):>7}" for a, b in zip(values, before)]
         lines.append(f"{shape:>10} {objective:>16} " + " ".join(f"{c:>17}" for c in cells))
     return "\n".join(lines)

@@ -15,7 +15,7 @@ import torch
 
 import deft
 from anchor_numpy import Y, Z, loss_and_grad, pick, softmax
-from deft.fused import chunked, compiled, gate
+from deft.fused import chunked, compiled, context, gate
 from deft.objectives import NEEDS, REGISTRY, Need, PerTokenLoss, register, register_need
 
 EYE = np.eye(5)
@@ -284,9 +284,9 @@ def test_entropy_of_probabilities_block_by_block(monkeypatch):
     probs = torch.tensor(np.vstack([softmax(Z), [[0.5, 0.5, 0.0, 0.0, 0.0]], [[1.0, 0.0, 0.0, 0.0, 0.0]]]))
     probs = probs.float()
     want = -np.where(probs.numpy() > 0, probs.numpy() * np.log(np.maximum(probs.numpy(), 1e-30)), 0).sum(-1)
-    whole = gate.probs_entropy(probs)
-    monkeypatch.setattr(gate, "_ENTROPY_BLOCK_BYTES", 2 * 4 * 5)
-    np.testing.assert_allclose(gate.probs_entropy(probs).numpy(), want, rtol=1e-6, atol=1e-7)
+    whole = context.probs_entropy(probs)
+    monkeypatch.setattr(context, "_BLOCK_BYTES", 2 * 4 * 5)
+    np.testing.assert_allclose(context.probs_entropy(probs).numpy(), want, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(whole.numpy(), want, rtol=1e-6, atol=1e-7)
 
 

@@ -15,7 +15,7 @@ import torch
 from ..objectives import Objective
 
 __all__ = ["FrozenRows", "Plan", "ChunkContext", "ChunkResult", "logits_into", "softmax_into",
-           "softmax_and_lse_into", "log_softmax_into"]
+           "softmax_and_lse_into", "log_softmax_into", "probs_entropy", "row_dot"]
 
 
 @dataclass
@@ -161,14 +161,41 @@ def softmax_into(z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 def softmax_and_lse_into(z: torch.Tensor, out: torch.Tensor):
     """``P = softmax(z)`` written into ``out`` ``[n, V]`` and ``lse`` ``[n]`` from it:
-    ``lse = max - log P[argmax]`` is exact, and ``P[argmax] >= 1/V`` never underflows."""
-    top, argmax = z.max(dim=-1)
+    ``lse = max_v z_v - log max_v P_v`` is exact (the largest probability sits at the largest
+    logit and is at least ``1/V``, so it never underflows); two value-only row maxima, no argmax."""
+    top = z.amax(dim=-1)
     probs = softmax_into(z, out)
-    return probs, top - probs.gather(-1, argmax.unsqueeze(-1)).squeeze(-1).log()
+    return probs, top - probs.amax(dim=-1).log()
 
 
 def log_softmax_into(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Row ``log_softmax`` of logits ``t`` ``[n, V]`` written into ``out`` (not aliasing ``t``):
-    no ``[n, V]`` allocation."""
-    _, lse = softmax_and_lse_into(t, out)
-    return torch.sub(t, lse.unsqueeze(-1), out=out)
+    one row-local kernel, no ``[n, V]`` allocation."""
+    try:
+        return torch.ops.aten._log_softmax.out(t, -1, False, out=out)
+    except (RuntimeError, AttributeError):  # pragma: no cover - backends without the out= kernel
+        _, lse = softmax_and_lse_into(t, out)
+        return torch.sub(t, lse.unsqueeze(-1), out=out)
+
+
+_BLOCK_BYTES = 4 << 20  # rows per block of a row pass with a temporary: a few MiB, so the block stays in cache
+
+
+def probs_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """``H = -Σ_v P_v log P_v`` ``[n]`` of probabilities ``[n, V]`` (``0 log 0 = 0``), a block
+    of rows at a time so the ``[rows, V]`` temporary stays small."""
+    n, vocab = probs.shape
+    rows = max(1, min(n, _BLOCK_BYTES // (4 * max(vocab, 1))))
+    out = torch.empty(n, dtype=torch.float32, device=probs.device)
+    scratch = torch.empty(rows, vocab, dtype=torch.float32, device=probs.device)
+    for a in range(0, n, rows):
+        block = probs[a:a + rows]
+        torch.special.entr(block, out=scratch[: block.shape[0]])
+        torch.sum(scratch[: block.shape[0]], -1, out=out[a:a + rows])
+    return out
+
+
+def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Σ_v a_v b_v`` per row ``[n]`` of two ``[n, V]`` row blocks (small: the temporary product
+    stays in cache; a batched matrix product of 1 x V rows is several times slower on a CPU)."""
+    return (a * b).sum(-1)

@@ -26,26 +26,11 @@ import torch
 from ..objectives import Tokens
 from .common import gate_terms_with_gate
 from .compiled import run_compiled
-from .context import ChunkContext, ChunkResult, softmax_into
+from .context import ChunkContext, ChunkResult, probs_entropy, softmax_into
 
-__all__ = ["gate_chunk", "ChunkTokens", "probs_entropy"]
+__all__ = ["gate_chunk", "ChunkTokens"]
 
 _TINY = torch.finfo(torch.float32).tiny  # below it P_y is subnormal: log P_y has lost digits
-_ENTROPY_BLOCK_BYTES = 4 << 20  # rows per block of the entropy pass: a few MiB, so the block stays in cache
-
-
-def probs_entropy(probs: torch.Tensor) -> torch.Tensor:
-    """``H = -Σ_v P_v log P_v`` ``[n]`` of probabilities ``[n, V]`` (``0 log 0 = 0``), a block
-    of rows at a time so the ``[rows, V]`` temporary stays small."""
-    n, vocab = probs.shape
-    rows = max(1, min(n, _ENTROPY_BLOCK_BYTES // (4 * max(vocab, 1))))
-    out = torch.empty(n, dtype=torch.float32, device=probs.device)
-    scratch = torch.empty(rows, vocab, dtype=torch.float32, device=probs.device)
-    for a in range(0, n, rows):
-        block = probs[a:a + rows]
-        torch.special.entr(block, out=scratch[: block.shape[0]])
-        torch.sum(scratch[: block.shape[0]], -1, out=out[a:a + rows])
-    return out
 
 
 class ChunkTokens(Tokens):

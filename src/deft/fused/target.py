@@ -18,10 +18,9 @@ from typing import Optional
 
 import torch
 
-from ..objectives import Dists, Tokens
-from ..objectives.base import row_dot
+from ..objectives import Dists
 from .common import field_rows, is_zero, masked_row_dot
-from .context import ChunkContext, softmax_and_lse_into
+from .context import ChunkContext, probs_entropy, row_dot, softmax_and_lse_into
 from .frozen import frozen_log_probs
 
 __all__ = ["target_rows"]
@@ -86,7 +85,7 @@ def target_rows(ctx: ChunkContext) -> dict:
     stats = {}
     if ctx.want_stats:
         p = dists.logp.exp()
-        stats = {"p": p, "entropy": Tokens(dists.logp, z, lse, probs=probs).entropy}
+        stats = {"p": p, "entropy": probs_entropy(probs)}
         rows.grad_y = mass * p - label - uniform / vocab  # completed with the Q_k below
     if ctx.want_grad:
         probs.mul_((mass * coef).unsqueeze(-1))
