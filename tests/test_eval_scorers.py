@@ -85,3 +85,55 @@ def test_extracted_answer():
     assert extracted_answer("mcq", "The answer is (B)") == "B"
     assert extracted_answer("exact", " Hello ") == "hello"
     assert extracted_answer("rg:countdown", "x <answer> 1+2 </answer>") == "1+2"
+
+
+def _shout(prediction, reference, *, letters=None):
+    """A scorer declared by the test: 1 when the prediction, upper-cased, equals the reference."""
+    return float(prediction is not None and prediction.strip().upper() == reference)
+
+
+def test_one_declaration_registers_a_scorer_everywhere(tmp_path, capsys):
+    from deft.cli.main import main
+    from deft.eval import evaluate, format_table, list_scorers, register_scorer, scorer_names, unregister_scorer
+
+    from eval_protocol_helpers import Scripted
+
+    register_scorer("shout", _shout, "upper-cased prediction equals the reference", keywords=("letters",),
+                    extractor=lambda p, letters=None: p.strip().upper() or None, report_columns=("shout",),
+                    max_new_tokens=7)
+    try:
+        with pytest.raises(SystemExit):
+            main(["eval", "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert "shout upper-cased prediction equals the reference" in help_text
+        assert list_scorers()["shout"] == "upper-cased prediction equals the reference"
+        assert "shout" in scorer_names() and check_scorer("shout") == "shout"
+        assert score("shout", " hi ", "HI", letters="AB") == 1.0 and score("shout", "ho", "HI") == 0.0
+        assert extracted_answer("shout", " hi ") == "HI"
+        records = tmp_path / "words.jsonl"
+        records.write_text('{"prompt": "say hi", "answer": "HI"}\n{"prompt": "say yo", "answer": "YO"}\n')
+        backend = Scripted(lambda text, _: "hi")
+        res = evaluate("smollm2-135m", [str(records)], scorer="shout,exact", backend=backend, print_table=False,
+                       progress=False)
+        assert res["words"]["scorer"] == "shout" and res["words"]["shout"] == 0.5
+        assert backend.calls[0]["max_new_tokens"] == 7  # the declared generation budget
+        header = format_table(res).splitlines()[0].split()
+        assert "shout" in header and "exact" in header
+    finally:
+        unregister_scorer("shout")
+    assert "shout" not in scorer_names()
+    with pytest.raises(ValueError, match="unknown scorer 'shout'"):
+        score("shout", "hi", "HI")
+
+
+def test_the_builtin_scorers_are_declared_once():
+    from deft.eval.scorers import PAPER_SCORERS, SCORER_REGISTRY, report_columns
+
+    assert SCORERS == tuple(s.spec for s in SCORER_REGISTRY.values())
+    assert PAPER_SCORERS == ("exact_paper", "exact_normalized_paper", "jaro_winkler_paper", "math_paper", "mcq_paper")
+    assert set(report_columns()) == {"acc", "mean_acc", "exact", "jaro_winkler", "score", "normalized_score",
+                                     "jaro_winkler_similarity"}
+    with pytest.raises(ValueError, match="already registered"):
+        from deft.eval import register_scorer
+
+        register_scorer("math", _shout, "again")

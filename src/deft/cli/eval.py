@@ -7,8 +7,9 @@ Parses :class:`deft.eval.config.EvalConfig` (flags, ``--config`` YAML) and calls
 from __future__ import annotations
 
 import argparse
+import textwrap
 
-EPILOG = """benchmarks:
+_BENCHMARKS = """benchmarks:
   math500 aime24 amc23     math, read from DATA_DIR/<name>/test.jsonl (the Qwen2.5-Math evaluation
   minerva_math             layout, each file with its own field names); scorer: math (boxed answer,
   olympiadbench gsm8k      symbolic equivalence)
@@ -18,8 +19,9 @@ EPILOG = """benchmarks:
   medical:FILE             the m1 medical suite (JSON list, or dict of source -> list, of items with
                            prompt, options, answer_idx); a row per source and their mean; scorer: mcq
   FILE.jsonl               records from 'deft data' (prompt or messages, and answer); needs --scorer
+"""
 
---protocol paper reproduces the paper's reference evaluation: its literal prompts (picked from the
+_REST = """--protocol paper reproduces the paper's reference evaluation: its literal prompts (picked from the
 model name, or --prompt-family), math k=16 at temperature 1 with the Qwen2.5-Math harness scorer,
 reporting acc (first sample) and mean_acc (Average@16, the number of the paper's tables); figfont
 items 40000.. of seed 42, 5 greedy tokens, score / normalized_score / jaro_winkler_similarity;
@@ -51,6 +53,23 @@ examples:
 Generated text is scored as text only; model output is never executed."""
 
 
+def _section(title: str, entries: dict[str, str]) -> str:
+    """An epilog section: ``title:`` and one entry per line, the help wrapped beside the name."""
+    lines = [f"{title}:"]
+    for name, text in entries.items():
+        body = textwrap.wrap(text, 96 - 27) or [""]
+        lines.append(f"  {name:<24} {body[0]}" if len(name) <= 24 else f"  {name}\n{'':27}{body[0]}")
+        lines.extend(f"{'':27}{more}" for more in body[1:])
+    return "\n".join(lines)
+
+
+def epilog() -> str:
+    """The text after the options of ``deft eval --help``; the scorer list comes from the scorer registry."""
+    from ..eval.scorers import list_scorers
+
+    return "\n".join([_BENCHMARKS, _section("scorers (--scorer, for record files)", list_scorers()), "", _REST])
+
+
 def add_parser(subparsers) -> None:
     from ..config import add_config_flags
     from ..eval.config import EvalConfig
@@ -61,7 +80,7 @@ def add_parser(subparsers) -> None:
                     "literal prompts), score every sample (math equivalence, multiple choice, exact match, "
                     "Jaro-Winkler, reasoning-gym verifiers) and report Average@k with its standard error, Pass@k "
                     "and Maj@k per benchmark, with an average row.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--benchmark", "--benchmarks", "-b", dest="benchmark", action="append",
                    default=argparse.SUPPRESS,

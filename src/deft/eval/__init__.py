@@ -3,7 +3,8 @@
 * :func:`score` — ``score(scorer, prediction, reference, **context) -> float in [0, 1]`` with deft's
   scorers ``math``, ``mcq``, ``exact``, ``jaro_winkler``, ``rg:<task>`` and the paper's
   ``exact_paper``, ``exact_normalized_paper``, ``jaro_winkler_paper``, ``math_paper``, ``mcq_paper``
-  (:mod:`.scorers`).
+  (:mod:`.scorers`); :func:`register_scorer` declares another one (help, listing, scores and report
+  columns come from that one declaration), :func:`list_scorers` lists them.
 * :func:`extract_boxed`, :func:`extract_math_answer`, :func:`extract_choice` (:mod:`.extract`).
 * :func:`summarize`, :func:`average_row` — n, k, Average@k, Pass@k, Maj@k, standard error
   (:mod:`.metrics`).
@@ -22,15 +23,18 @@ from .extract import extract_boxed, extract_choice, extract_math_answer, extract
 from .medical import read_medical
 from .metrics import average_at_k, average_row, majority_at_k, pass_at_k, stderr, summarize, summarize_scorers
 from .report import format_table
-from .scorers import PAPER_SCORERS, SCORERS, check_scorer, extracted_answer, jaro_winkler, math_equal, score
+from .scorers import (
+    PAPER_SCORERS, SCORERS, Scorer, check_scorer, extracted_answer, jaro_winkler, list_scorers, math_equal,
+    register_scorer, score, scorer_names, unregister_scorer,
+)
 
 __all__ = [
     "BENCHMARKS", "DEFAULT_EVAL_SEED", "EvalConfig", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "PAPER_SCORERS",
-    "Problem", "RawPrompt", "SCORERS", "average_at_k", "average_row", "check_scorer", "extract_boxed",
+    "Problem", "RawPrompt", "SCORERS", "Scorer", "average_at_k", "average_row", "check_scorer", "extract_boxed",
     "extract_choice", "extract_math_answer", "extract_tagged", "extracted_answer", "figfont_problems",
-    "format_table", "jaro_winkler", "load_benchmark", "majority_at_k", "math_equal", "pass_at_k",
-    "read_math_benchmark", "read_medical", "read_records", "rg_problems", "score", "stderr", "summarize",
-    "summarize_scorers",
+    "format_table", "jaro_winkler", "list_scorers", "load_benchmark", "majority_at_k", "math_equal", "pass_at_k",
+    "read_math_benchmark", "read_medical", "read_records", "register_scorer", "rg_problems", "score",
+    "scorer_names", "stderr", "summarize", "summarize_scorers", "unregister_scorer",
 ]
 
 # generation and the end-to-end evaluation import torch: loaded on first use, so that the

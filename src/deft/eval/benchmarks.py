@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .extract import extract_boxed
-from .scorers import check_scorer, score
+from .scorers import check_scorer, score, scorer_names
 
 __all__ = [
     "BENCHMARKS", "DEFAULT_EVAL_SEED", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "Problem", "RawPrompt",
@@ -295,8 +295,7 @@ def load_benchmark(name: str, *, data_dir: str | Path | None = None, scorer: str
         problems = rg_problems(name[3:], size=n or 100, seed=seed, **config)
     elif name.endswith(".jsonl") or Path(name).exists():
         if scorer is None:
-            raise ValueError(f"record file {name}: name its scorer "
-                             "(math, mcq, exact, jaro_winkler, rg:<task>)")
+            raise ValueError(f"record file {name}: name its scorer ({', '.join(scorer_names())})")
         problems = read_records(name, scorer, limit=limit, key_map=key_map)
     else:
         raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}")

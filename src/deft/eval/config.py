@@ -41,8 +41,8 @@ class EvalConfig:
     map: list[str] = option([], "record columns for record files, KEY=COLUMN comma-separated (e.g. "
                             "prompt=question,answer=solution)")
     data_dir: Optional[str] = option(None, "directory holding <name>/test.jsonl for the math benchmarks")
-    scorer: Optional[str] = option(None, "scorer(s) for record files: math, mcq, exact, jaro_winkler, rg:TASK or a "
-                                   "*_paper scorer; several comma-separated, the first is primary")
+    scorer: Optional[str] = option(None, "scorer(s) for record files, listed under 'scorers' below (deft eval --help) "
+                                   "and by deft.eval.list_scorers(); several comma-separated, the first is primary")
     protocol: str = option("deft", "deft (default: chat templates, deft's scorers) or paper (the reference code's "
                            "literal prompts, scorers and decoding: math k=16 at temperature 1 reporting acc and "
                            "mean_acc, figfont 5 greedy tokens, medical greedy up to 8000 tokens)",

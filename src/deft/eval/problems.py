@@ -19,7 +19,7 @@ from .benchmarks import MATH_BENCHMARKS, MATH_PROMPT_SUFFIX, Problem, load_bench
 from .config import EvalConfig, make_config, regime_of
 from .medical import MEDICAL_PREFIX, read_medical
 from .prompts import model_family, render_paper_prompt
-from .scorers import check_scorer
+from .scorers import check_scorer, scorer_names
 
 __all__ = ["PAPER_FIGFONT_SEED", "PAPER_FIGFONT_TEST_START", "load_problems"]
 
@@ -57,8 +57,8 @@ def _check_name(name: str, cfg: EvalConfig, scorers: tuple[str, ...]) -> None:
             raise ValueError(f"unknown benchmark {name!r}; use math500, aime24, amc23, minerva_math, olympiadbench, "
                              "gsm8k (with --data-dir), figfont, rg:<task>, medical:FILE or a record file")
         if not scorers:
-            raise ValueError(f"record file {name}: name its scorer with --scorer (math, mcq, exact, jaro_winkler, "
-                             "rg:<task> or a *_paper scorer; several comma-separated)")
+            raise ValueError(f"record file {name}: name its scorer with --scorer ({', '.join(scorer_names())}; "
+                             "several comma-separated)")
 
 
 def _with_system(problems: list[Problem], name: str, cfg: EvalConfig, scorers: tuple[str, ...]) -> list[Problem]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EXTRA_COLUMNS", "format_heldout", "format_table"]
+from .scorers import report_columns
 
-# secondary metrics shown as columns when a benchmark has them, in this order
-EXTRA_COLUMNS = ("acc", "mean_acc", "exact", "jaro_winkler", "score", "normalized_score", "jaro_winkler_similarity")
+__all__ = ["format_heldout", "format_table"]
 
 
 def _pct(v: Any) -> str:
@@ -26,13 +25,14 @@ def _rows(results: dict) -> list[tuple[str, dict]]:
 
 def format_table(results: dict, *, title: str | None = None) -> str:
     """A plain-text table of :func:`~deft.eval.runner.evaluate` results: benchmark, n, k,
-    Average@k ± standard error, Pass@k, Maj@k and the secondary metrics present (figfont's exact and
+    Average@k ± standard error, Pass@k, Maj@k and the secondary metrics present, as the scorers
+    declare them (``report_columns`` of :func:`~deft.eval.scorers.register_scorer`; figfont's exact and
     jaro_winkler; under ``--protocol paper`` the reference's names: math ``acc`` and ``mean_acc``,
     figfont ``score``, ``normalized_score``, ``jaro_winkler_similarity``); values in percent. Medical
     sources are rows of their own, followed by their mean; the average row closes the table when
     there are several top-level benchmarks."""
     rows = _rows(results)
-    extra = [c for c in EXTRA_COLUMNS if any(c in r for _, r in rows)]
+    extra = [c for c in report_columns() if any(c in r for _, r in rows)]  # the scorers' declared columns
     header = ["benchmark", "n", "k", "avg@k ± se", "pass@k", "maj@k", *extra]
     table = [header]
     for name, r in rows:

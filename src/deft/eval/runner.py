@@ -48,21 +48,18 @@ from .outdir import RunFolder, sample_key
 from .problems import load_problems
 from .heldout import check_heldout_inputs
 from .report import format_heldout, format_table
-from .scorers import extracted_answer
+from .scorers import extracted_answer, get_scorer
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "default_max_new_tokens", "evaluate", "format_table", "load_problems"]
-
-# primary scorer -> max_new_tokens when none is given: long chains of thought for math and multiple
-# choice, a word for figfont-style exact answers, room for a worked answer otherwise
-DEFAULT_MAX_NEW_TOKENS = {"math": 2048, "mcq": 2048, "exact": 32, "jaro_winkler": 32, "rg": 1024}
-
+__all__ = ["default_max_new_tokens", "evaluate", "format_table", "load_problems"]
 
 def default_max_new_tokens(problems: Sequence[Problem]) -> int:
-    """The default generation budget of a benchmark, from its primary scorer
-    (:data:`DEFAULT_MAX_NEW_TOKENS`; ``rg:<task>`` counts as ``rg``, ``*_paper`` as its base)."""
-    scorer = problems[0].scorer if problems else "rg"
-    base = "rg" if scorer.startswith("rg:") else scorer.removesuffix("_paper").removesuffix("_normalized")
-    return DEFAULT_MAX_NEW_TOKENS.get(base, 1024)
+    """The default generation budget of a benchmark: its primary scorer's declared ``max_new_tokens``
+    (:func:`~deft.eval.scorers.register_scorer`; 2048 for math and multiple choice, 32 for
+    figfont-style exact answers, 1024 for ``rg:<task>``), 1024 when it declares none."""
+    if not problems:
+        return 1024
+    decl, _ = get_scorer(problems[0].scorer)
+    return decl.max_new_tokens or 1024
 
 
 # ---------------------------------------------------------------- settings

@@ -33,6 +33,7 @@ anything else scores 0.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .extract import DEFAULT_LETTERS, extract_choice, extract_math_answer, extract_tagged
@@ -44,99 +45,206 @@ from .scorers_paper_math import extract_answer_paper, score_math_paper
 from .scorers_text import exact_match, is_inert_expression, jaro_winkler, score_mcq, score_rg
 
 __all__ = [
-    "PAPER_SCORERS", "SCORERS", "check_scorer", "exact_match", "extracted_answer", "is_inert_expression",
-    "jaro_winkler", "math_equal", "parse_number", "score", "score_math", "score_mcq", "score_rg",
+    "PAPER_SCORERS", "SCORER_REGISTRY", "SCORERS", "Scorer", "check_scorer", "exact_match", "extracted_answer",
+    "get_scorer", "is_inert_expression", "jaro_winkler", "list_scorers", "math_equal", "parse_number",
+    "register_scorer", "report_columns", "score", "score_math", "score_mcq", "score_rg", "scorer_names",
+    "unregister_scorer",
 ]
 
-PAPER_SCORERS = ("exact_paper", "exact_normalized_paper", "jaro_winkler_paper", "math_paper", "mcq_paper")
-SCORERS = ("math", "mcq", "exact", "jaro_winkler", "rg:<task>", *PAPER_SCORERS)
+
+@dataclass(frozen=True)
+class Scorer:
+    """Everything about one scorer, declared once with :func:`register_scorer`.
+
+    ``score_fn(prediction, reference, **keywords)`` returns a float in [0, 1] (a scorer with an
+    ``argument`` gets it first: ``score_fn(argument_value, prediction, reference, **keywords)``);
+    ``keywords`` are the context keys it takes (other context keys are dropped for it);
+    ``extractor(prediction, **keywords)`` gives the answer it reads (majority voting, reports;
+    default: the stripped prediction); ``report_columns`` are the result columns it adds to the
+    printed table; ``max_new_tokens`` the default generation budget of a benchmark it scores first;
+    ``argument`` names the part after a colon (``rg:<task>``) and ``check_argument`` validates it
+    (raising ``ValueError``); ``paper`` marks the reference code's scorers (``--protocol paper``).
+    """
+
+    name: str
+    score_fn: Callable[..., float]
+    help: str
+    keywords: tuple[str, ...] = ()
+    extractor: Callable[..., str | None] | None = None
+    report_columns: tuple[str, ...] = ()
+    max_new_tokens: int | None = None
+    argument: str | None = None
+    check_argument: Callable[[str], None] | None = None
+    paper: bool = False
+
+    @property
+    def spec(self) -> str:
+        """The name as the user writes it: ``math``, ``rg:<task>``."""
+        return f"{self.name}:<{self.argument}>" if self.argument else self.name
+
+    def extract(self, prediction: str, **keywords: Any) -> str | None:
+        """The answer this scorer reads from ``prediction`` (``None`` when there is none)."""
+        if self.extractor is None:
+            return prediction.strip() or None
+        return self.extractor(prediction, **keywords)
 
 
-def _mcq(prediction: str | None, reference: str, *, letters: str | None = None,
-         options: Mapping[str, str] | None = None) -> float:
-    if letters is None:
-        letters = "".join(options) if options else DEFAULT_LETTERS
-    return score_mcq(prediction, reference, letters=letters)
+SCORER_REGISTRY: dict[str, Scorer] = {}
 
 
-_SCORERS: dict[str, Callable[..., float]] = {
-    "math": score_math,
-    "mcq": _mcq,
-    "exact": exact_match,
-    "jaro_winkler": jaro_winkler,
-    "exact_paper": exact_paper,
-    "exact_normalized_paper": exact_normalized_paper,
-    "jaro_winkler_paper": jaro_winkler_paper,
-    "math_paper": score_math_paper,
-    "mcq_paper": score_mcq_paper,
-}
-# keywords each scorer takes; other known context keys are dropped for it
-_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "math": ("timeout", "rel_tol"), "mcq": ("letters", "options"), "math_paper": ("data_name",),
-    "mcq_paper": ("options",), "rg": ("entry",),
-}
-_CONTEXT = frozenset(k for ks in _KEYWORDS.values() for k in ks)
+def register_scorer(name: str, score_fn: Callable[..., float], help: str, **fields: Any) -> Scorer:
+    """Declare a scorer (see :class:`Scorer` for the fields); it then appears in ``deft eval --help``,
+    :func:`list_scorers`, :func:`score` and the report columns. Returns the declaration."""
+    if name in SCORER_REGISTRY:
+        raise ValueError(f"scorer '{name}' is already registered")
+    if not name or ":" in name:
+        raise ValueError(f"scorer name {name!r}: a non-empty name without ':' (use argument= for 'name:<arg>')")
+    SCORER_REGISTRY[name] = decl = Scorer(name=name, score_fn=score_fn, help=help, **fields)
+    return decl
 
 
-def _keywords(scorer: str, context: dict) -> dict:
-    unknown = sorted(set(context) - _CONTEXT)
+def unregister_scorer(name: str) -> None:
+    """Remove a scorer declared with :func:`register_scorer`."""
+    SCORER_REGISTRY.pop(name, None)
+
+
+def scorer_names() -> list[str]:
+    """Every scorer as the user writes it (``rg:<task>`` for a scorer with an argument), in declaration order."""
+    return [s.spec for s in SCORER_REGISTRY.values()]
+
+
+def list_scorers() -> dict[str, str]:
+    """Map every scorer (as written, ``rg:<task>``) to its one-line help."""
+    return {s.spec: s.help for s in SCORER_REGISTRY.values()}
+
+
+def report_columns() -> tuple[str, ...]:
+    """The secondary result columns of the printed table, in declaration order, without repeats."""
+    return tuple(dict.fromkeys(c for s in SCORER_REGISTRY.values() for c in s.report_columns))
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown scorer {name!r}; valid scorers: {', '.join(scorer_names())} "
+                      "(<task> is a reasoning-gym dataset name, e.g. rg:countdown)")
+
+
+def get_scorer(name: str) -> tuple[Scorer, str | None]:
+    """The declaration of scorer ``name`` and its argument (``rg:countdown`` -> the ``rg`` scorer and
+    ``"countdown"``); raises ``ValueError`` listing the valid scorers."""
+    decl = SCORER_REGISTRY.get(name)
+    if decl is not None and decl.argument is None:
+        return decl, None
+    base, sep, arg = name.partition(":")
+    decl = SCORER_REGISTRY.get(base)
+    if not sep or not arg or decl is None or decl.argument is None:
+        raise _unknown(name)
+    if decl.check_argument is not None:
+        decl.check_argument(arg)
+    return decl, arg
+
+
+def _keywords(decl: Scorer, context: dict) -> dict:
+    known = {k for s in SCORER_REGISTRY.values() for k in s.keywords}
+    unknown = sorted(set(context) - known)
     if unknown:
-        raise ValueError(f"unknown scorer context {unknown}; known: {', '.join(sorted(_CONTEXT))}")
-    wanted = _KEYWORDS.get("rg" if scorer.startswith("rg:") else scorer, ())
-    return {k: v for k, v in context.items() if k in wanted}
-
-
-def extracted_answer(scorer: str, prediction: str | None, **context: Any) -> str | None:
-    """The answer a scorer reads from ``prediction`` (for majority voting and reports): the math
-    answer, the option letter, the stripped lower-cased text (``exact``, ``jaro_winkler``), the raw
-    text (figfont paper scorers) or the ``<answer>`` content (``rg:<task>``); ``None`` when there is
-    none."""
-    if prediction is None:
-        return None
-    if scorer == "math":
-        return extract_math_answer(prediction)
-    if scorer == "math_paper":
-        return extract_answer_paper(prediction, context.get("data_name") or "math") or None
-    if scorer == "mcq":
-        options = context.get("options")
-        return extract_choice(prediction, context.get("letters") or ("".join(options) if options else DEFAULT_LETTERS))
-    if scorer == "mcq_paper":
-        return match_choice_paper(prediction, context["options"])[0] if context.get("options") else None
-    if scorer in ("exact", "jaro_winkler"):
-        return prediction.strip().lower() or None
-    if scorer in ("exact_paper", "exact_normalized_paper", "jaro_winkler_paper"):
-        return prediction or None
-    check_scorer(scorer)
-    tagged = extract_tagged(prediction, "answer")
-    return tagged if tagged is not None else (prediction.strip() or None)
+        raise ValueError(f"unknown scorer context {unknown}; known: {', '.join(sorted(known))}")
+    return {k: v for k, v in context.items() if k in decl.keywords}
 
 
 def check_scorer(name: str) -> str:
     """Return ``name`` when it is a valid scorer name, else raise ``ValueError`` listing the valid
     ones (for ``rg:<task>``, the task must be a reasoning-gym dataset)."""
-    if name in _SCORERS:
-        return name
-    if name.startswith("rg:") and len(name) > 3:
-        from reasoning_gym.factory import DATASETS
+    get_scorer(name)
+    return name
 
-        if name[3:] in DATASETS:
-            return name
-        raise ValueError(f"unknown reasoning-gym task {name[3:]!r} in scorer {name!r}; "
-                         f"valid tasks: {', '.join(sorted(DATASETS))}")
-    raise ValueError(f"unknown scorer {name!r}; valid scorers: {', '.join(SCORERS)} "
-                     "(<task> is a reasoning-gym dataset name, e.g. rg:countdown)")
+
+def extracted_answer(scorer: str, prediction: str | None, **context: Any) -> str | None:
+    """The answer a scorer reads from ``prediction`` (for majority voting and reports), as its
+    declaration's ``extractor`` gives it: the math answer, the option letter, the stripped lower-cased
+    text (``exact``, ``jaro_winkler``), the raw text (figfont paper scorers) or the ``<answer>``
+    content (``rg:<task>``); ``None`` when there is none."""
+    decl, _ = get_scorer(scorer)
+    if prediction is None:
+        return None
+    return decl.extract(prediction, **{k: v for k, v in context.items() if k in decl.keywords})
 
 
 def score(scorer: str, prediction: str | None, reference: Any, **context: Any) -> float:
     """Score one prediction against its reference with a named scorer; returns a float in [0, 1].
 
-    ``scorer`` is one of :data:`SCORERS` (see the module docstring); ``context`` holds what the
+    ``scorer`` is one of :func:`scorer_names` (see the module docstring); ``context`` holds what the
     problem knows besides the reference (``options``, ``data_name``, ``entry``, ...). A ``None``
     prediction (nothing generated) scores 0. Raises ``ValueError`` for an unknown scorer.
     """
-    kw = _keywords(scorer, context)
-    fn = _SCORERS.get(scorer)
-    if fn is not None:
-        return float(fn(prediction, reference, **kw))
-    check_scorer(scorer)
-    return score_rg(scorer[3:], prediction, reference, **kw)
+    decl, arg = get_scorer(scorer)
+    kw = _keywords(decl, context)
+    if decl.argument is not None:
+        return float(decl.score_fn(arg, prediction, reference, **kw))
+    return float(decl.score_fn(prediction, reference, **kw))
+
+
+# ---------------------------------------------------------------- the built-in scorers
+
+
+def _letters(letters: str | None, options: Mapping[str, str] | None) -> str:
+    return letters or ("".join(options) if options else DEFAULT_LETTERS)
+
+
+def _mcq(prediction: str | None, reference: str, *, letters: str | None = None,
+         options: Mapping[str, str] | None = None) -> float:
+    return score_mcq(prediction, reference, letters=_letters(letters, options))
+
+
+def _check_rg_task(task: str) -> None:
+    from reasoning_gym.factory import DATASETS
+
+    if task not in DATASETS:
+        raise ValueError(f"unknown reasoning-gym task {task!r} in scorer 'rg:{task}'; "
+                         f"valid tasks: {', '.join(sorted(DATASETS))}")
+
+
+def _lowered(prediction: str, **_: Any) -> str | None:
+    return prediction.strip().lower() or None
+
+
+def _raw(prediction: str, **_: Any) -> str | None:
+    return prediction or None
+
+
+def _tagged(prediction: str, **_: Any) -> str | None:
+    tagged = extract_tagged(prediction, "answer")
+    return tagged if tagged is not None else (prediction.strip() or None)
+
+
+register_scorer(
+    "math", score_math, "final answer (boxed, or 'the answer is') equivalent to the reference; 1 or 0",
+    keywords=("timeout", "rel_tol"), extractor=lambda p, **_: extract_math_answer(p), max_new_tokens=2048)
+register_scorer(
+    "mcq", _mcq, "the one option letter chosen equals the gold letter; 1 or 0",
+    keywords=("letters", "options"), max_new_tokens=2048,
+    extractor=lambda p, letters=None, options=None: extract_choice(p, _letters(letters, options)))
+register_scorer("exact", exact_match, "stripped, lower-cased equality; 1 or 0", extractor=_lowered,
+                report_columns=("exact",), max_new_tokens=32)
+register_scorer("jaro_winkler", jaro_winkler, "Jaro-Winkler similarity of the stripped, lower-cased strings",
+                extractor=_lowered, report_columns=("jaro_winkler",), max_new_tokens=32)
+register_scorer("rg", score_rg, "the reasoning-gym task's own score_answer on the last <answer>...</answer>",
+                keywords=("entry",), extractor=_tagged, max_new_tokens=1024, argument="task",
+                check_argument=_check_rg_task)
+register_scorer("exact_paper", exact_paper, "the paper's figfont raw equality (reported as score)",
+                extractor=_raw, report_columns=("score",), max_new_tokens=32, paper=True)
+register_scorer("exact_normalized_paper", exact_normalized_paper,
+                "the paper's figfont lower-cased equality (reported as normalized_score)",
+                extractor=_raw, report_columns=("normalized_score",), max_new_tokens=32, paper=True)
+register_scorer("jaro_winkler_paper", jaro_winkler_paper,
+                "the paper's Jaro-Winkler, prefix bonus always added (reported as jaro_winkler_similarity)",
+                extractor=_raw, report_columns=("jaro_winkler_similarity",), max_new_tokens=32, paper=True)
+register_scorer("math_paper", score_math_paper, "the Qwen2.5-Math harness (reported as acc and mean_acc)",
+                keywords=("data_name",), report_columns=("acc", "mean_acc"), max_new_tokens=2048, paper=True,
+                extractor=lambda p, data_name=None: extract_answer_paper(p, data_name or "math") or None)
+register_scorer("mcq_paper", score_mcq_paper, "the m1 medical answer matcher (always picks an option)",
+                keywords=("options",), report_columns=("acc",), max_new_tokens=2048, paper=True,
+                extractor=lambda p, options=None: match_choice_paper(p, options)[0] if options else None)
+
+# the built-in scorers (a snapshot; scorer_names() includes scorers registered later)
+SCORERS = tuple(scorer_names())
+PAPER_SCORERS = tuple(s.name for s in SCORER_REGISTRY.values() if s.paper)
