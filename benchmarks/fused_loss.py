@@ -309,6 +309,19 @@ def run_shape(shape, objectives, methods, args, base) -> list:
     return records
 
 
+def merge_lists(report: dict, shapes: list, objectives: list, methods: list) -> None:
+    """--update: the report's shapes (a re-measured one replaces its entry), objectives and
+    methods gain those of this run, in order of first appearance."""
+    names = [s["name"] for s in report["shapes"]]
+    for shape in shapes:
+        if shape["name"] in names:
+            report["shapes"][names.index(shape["name"])] = shape
+        else:
+            report["shapes"].append(shape)
+    for key, new in (("objectives", objectives), ("methods", methods)):
+        report[key] = list(dict.fromkeys(report[key] + new))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = dict(shapes="smollm2,qwen1.5b", objectives=",".join(DEFAULT_OBJECTIVES),
@@ -382,6 +395,7 @@ def main(argv=None) -> int:
         if any(report["settings"].get(k) != settings[k] for k in ("device", "dtype", "threads", "seed")):
             raise SystemExit(f"--update: device, dtype, threads or seed differ from {out}")
         report.setdefault("updates", []).append({"command": command, "date": env["date"]})
+        merge_lists(report, shapes, objectives, methods)
     else:
         report = {"command": command, "environment": env, "shapes": shapes, "objectives": objectives,
                   "methods": methods, "records": [], "settings": settings}

@@ -110,6 +110,16 @@ def test_ratios_beside_another_runs():
     assert kd.split()[:5] == ["s", "kd", "1.50x", "/", "-"]
 
 
+def test_update_merges_the_shapes_objectives_and_methods():
+    """--update adds a run's shapes (a re-measured one replaced in place), objectives and methods
+    to the results file's lists, so the report renders every case the file holds."""
+    fused_loss = load("fused_loss")
+    report = dict(shapes=[dict(name="a", N=1), dict(name="b", N=1)], objectives=["nll"], methods=["fused", "floor"])
+    fused_loss.merge_lists(report, [dict(name="c", N=2), dict(name="a", N=3)], ["deft", "nll"], ["reference", "fused"])
+    assert report["shapes"] == [dict(name="a", N=3), dict(name="b", N=1), dict(name="c", N=2)]
+    assert report["objectives"] == ["nll", "deft"] and report["methods"] == ["fused", "floor", "reference"]
+
+
 def test_bench_smoke_run_on_a_tiny_shape(tmp_path):
     """``make bench``'s command (fused_loss.py --bench) end to end on the tiny shape: every case
     runs and the ratios are printed beside the committed table's (no timing is judged here)."""

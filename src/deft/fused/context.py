@@ -171,11 +171,7 @@ def softmax_and_lse_into(z: torch.Tensor, out: torch.Tensor):
 def log_softmax_into(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Row ``log_softmax`` of logits ``t`` ``[n, V]`` written into ``out`` (not aliasing ``t``):
     one row-local kernel, no ``[n, V]`` allocation."""
-    try:
-        return torch.ops.aten._log_softmax.out(t, -1, False, out=out)
-    except (RuntimeError, AttributeError):  # pragma: no cover - backends without the out= kernel
-        _, lse = softmax_and_lse_into(t, out)
-        return torch.sub(t, lse.unsqueeze(-1), out=out)
+    return torch.ops.aten._log_softmax.out(t, -1, False, out=out)
 
 
 _BLOCK_BYTES = 4 << 20  # rows per block of a row pass with a temporary: a few MiB, so the block stays in cache
