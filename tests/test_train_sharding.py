@@ -81,7 +81,35 @@ def shared(tmp_path_factory, tiny_model_dir):
     data = write_records(root / "data.jsonl", 4)
     teacher = save_tiny_model_dir(root / "teacher", seed=7)
     untied = save_tiny_model_dir(root / "untied", seed=5, tie_word_embeddings=False)
-    return {"root": root, "data": data, "teacher": teacher, "untied": untied, "model": tiny_model_dir}
+    return {"root": root, "data": data, "teacher": teacher, "untied": untied, "model": tiny_model_dir,
+            "rows_one_empty": _rows_one_without_loss_tokens(tiny_model_dir, root / "rows.jsonl")}
+
+
+def _rows_one_without_loss_tokens(model_dir, path: Path) -> Path:
+    """Two tokenized rows (labels given), the second without any loss token."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    rows = []
+    for text, keep in (("Question: say something. Answer: a dog house", 1), ("Question: nothing to learn here", 0)):
+        ids = tok(text)["input_ids"]
+        rows.append({"input_ids": ids, "labels": [-100] * 4 + [t if keep else -100 for t in ids[4:]]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _frozen_configs(folder: Path, s: dict) -> dict:
+    """deft train runs with a reference (sft_kl), a teacher (kd_hybrid) and a psft old policy."""
+    return {
+        "sft_kl": sgd(s["model"], s["data"], folder / "sft_kl", objective="sft_kl:lam=0.5"),
+        "kd_hybrid": sgd(s["model"], s["data"], folder / "kd_hybrid", objective="kd_hybrid",
+                         teacher_model=str(s["teacher"])),
+        "psft": sgd(s["model"], s["data"], folder / "psft", objective="psft", max_steps=2, old_policy_refresh=1),
+    }
+
+
+# DeftSFTTrainer objectives with a frozen model equal to the starting one: (extra job keys, share of NLL's step)
+FROZEN_SFT = {"sft_kl:lam=0.5": ({}, 1.0), "kd_hybrid": ({"teacher": "model"}, 0.5)}
 
 
 def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
@@ -91,6 +119,15 @@ def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
             {"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(folder / "sft")}]
     if engine in SHARDED:
         jobs.append({"kind": "train", "config": sgd(s["untied"], s["data"], folder / "lora", **LORA)})
+    if engine == "zero3_init":  # frozen models beside a model that ZeRO-3 partitions as it loads
+        jobs += [{"kind": "train", "config": c} for c in _frozen_configs(folder, s).values()]
+        jobs += [{"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "objective": objective,
+                  "out": str(folder / f"frozen_sft{i}"), **{k: str(s[v]) for k, v in extra.items()}}
+                 for i, (objective, (extra, _)) in enumerate(FROZEN_SFT.items())]
+    if engine == "zero3":  # one rank without loss tokens; TRL's preparation would drop that row, so it is skipped
+        jobs.append({"kind": "sft", "model": str(s["model"]), "data": str(s["rows_one_empty"]),
+                     "out": str(folder / "empty_rank"), "tokenized": True,
+                     "args": {"gradient_accumulation_steps": 1, "dataset_kwargs": {"skip_prepare_dataset": True}}})
     return jobs
 
 
@@ -164,30 +201,19 @@ def test_the_shipped_zero3_config_runs_deft_train_with_one_end_message_and_a_com
     assert all(t.numel() > 0 for t in weights.values())
 
 
-def test_frozen_models_under_zero3_init_match_one_process(shared, tmp_path):
+@pytest.mark.parametrize("engine_run", ["zero3_init"], indirect=True)
+def test_frozen_models_under_zero3_init_match_one_process(engine_run, tmp_path):
     """Reference (sft_kl), teacher (kd_hybrid) and psft old policy, with ZeRO-3 partitioning the
     trained model as it loads: the frozen models are whole on every process, and each run equals
     the one-process run."""
-    s = shared
-    configs = {
-        "sft_kl": sgd(s["model"], s["data"], tmp_path / "sft_kl", objective="sft_kl:lam=0.5"),
-        "kd_hybrid": sgd(s["model"], s["data"], tmp_path / "kd_hybrid", objective="kd_hybrid",
-                         teacher_model=str(s["teacher"])),
-        "psft": sgd(s["model"], s["data"], tmp_path / "psft", objective="psft", max_steps=2, old_policy_refresh=1),
-    }
-    sft = {"sft_kl:lam=0.5": ({}, 1.0), "kd_hybrid": ({"teacher": str(s["model"])}, 0.5)}
-    sft_jobs = [{"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(tmp_path / f"sft{i}"),
-                 "objective": objective, **extra} for i, (objective, (extra, _)) in enumerate(sft.items())]
-    jobs = [{"kind": "train", "config": c} for c in configs.values()] + sft_jobs
-    done = run_jobs("zero3_init", tmp_path, jobs)
-    assert done.returncode == 0, tail(done)
-    for name, config in configs.items():
+    _, folder, s = engine_run
+    for name, config in _frozen_configs(folder, s).items():
         assert_same_run(one_process(config, tmp_path / f"{name}_one"), Path(config["output_dir"]))
     # DeftSFTTrainer, its model loaded partitioned (after the config switched ZeRO-3 on), the frozen
     # model equal to the starting one: at step 1 the KL term's gradient is 0, so the step is
     # (1 - lam) times the NLL gradient; a partitioned or wrong frozen model would move it
-    for i, (extra, share) in enumerate(sft.values()):
-        out = tmp_path / f"sft{i}"
+    for i, (extra, share) in enumerate(FROZEN_SFT.values()):
+        out = folder / f"frozen_sft{i}"
         examples = json.loads((out / "examples.json").read_text())
         before, grads, _ = independent_step(s["model"], examples, "nll")
         check_moved(out / "final", before, {k: share * g for k, g in grads.items()})
@@ -213,29 +239,16 @@ def test_bf16_mixed_precision_under_fsdp2_trains_through_both_trainers(shared, t
         assert all(t.numel() > 0 and torch.isfinite(t).all() for t in final_weights(final).values())
 
 
-def test_a_rank_without_loss_tokens_finishes_under_zero3(shared, tmp_path):
+@pytest.mark.parametrize("engine_run", ["zero3"], indirect=True)
+def test_a_rank_without_loss_tokens_finishes_under_zero3(engine_run):
     """One example per process, one of them with no loss token: the ranks make the same collective
     calls (the head's weight is read once per forward whatever the tokens), the run ends, and the
     step is the gradient of the other example alone."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(shared["model"])
-    rows = []
-    for text, keep in (("Question: say something. Answer: a dog house", 1), ("Question: nothing to learn here", 0)):
-        ids = tok(text)["input_ids"]
-        rows.append({"input_ids": ids, "labels": [-100] * 4 + [t if keep else -100 for t in ids[4:]]})
-    data = tmp_path / "rows.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "sft"
-    # TRL's preparation drops rows without loss tokens: these rows go to its collator as they are
-    job = {"kind": "sft", "model": str(shared["model"]), "data": str(data), "out": str(out), "tokenized": True,
-           "args": {"gradient_accumulation_steps": 1, "dataset_kwargs": {"skip_prepare_dataset": True}}}
-    done = run_jobs("zero3", tmp_path, [job])
-    assert done.returncode == 0, tail(done)
+    _, folder, s = engine_run
+    out = folder / "empty_rank"
     examples = json.loads((out / "examples.json").read_text())
     assert sorted(set(ex["labels"]) == {-100} for ex in examples) == [False, True]
-    before, grads, _ = independent_step(shared["model"], [ex for ex in examples if set(ex["labels"]) != {-100}],
-                                        "deft")
+    before, grads, _ = independent_step(s["model"], [ex for ex in examples if set(ex["labels"]) != {-100}], "deft")
     check_moved(out / "final", before, grads)
 
 
