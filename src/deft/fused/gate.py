@@ -102,6 +102,20 @@ def _compiled_tokens(ctx: ChunkContext) -> ChunkTokens:
                        inputs=ctx.inputs())
 
 
+def _statistics(tokens: ChunkTokens, terms, gate: torch.Tensor) -> dict:
+    """``p``, ``gate``, ``entropy`` (and ``focus``) ``[n]`` of the chunk's rows."""
+    stats = {"p": tokens.p, "gate": gate, "entropy": tokens.entropy}
+    if terms.focus is not None:
+        stats["focus"] = terms.focus.detach().float()
+    return stats
+
+
+def _error_in_place(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``P - δ_y``: the labels' entries of ``P`` ``[n, V]`` lowered by one, in place."""
+    y = labels.unsqueeze(-1)
+    return probs.scatter_add_(-1, y, torch.full(y.shape, -1.0, dtype=probs.dtype, device=probs.device))
+
+
 def gate_chunk(ctx: ChunkContext) -> ChunkResult:
     """Per-token losses into ``ctx.losses``; the gradient ``coef (P - δ_y)`` with ``coef = s *
     token weight * upstream scale`` ``[n]``: ``P - δ_y`` in the logits' buffer and ``coef`` apart
@@ -114,21 +128,12 @@ def gate_chunk(ctx: ChunkContext) -> ChunkResult:
     if weights is not None:
         loss, gate = loss * weights, gate * weights
     ctx.losses.copy_(loss)
-    selected = None
-    if ctx.objective.normalizer == "selected":
-        selected = ctx.objective.selected(tokens.p).sum()
-    stats = {}
-    if ctx.want_stats:  # before the gradient: the eager entropy reads P
-        stats = {"p": tokens.p, "gate": gate, "entropy": tokens.entropy}
-        if terms.focus is not None:
-            stats["focus"] = terms.focus.detach().float()
+    selected = ctx.objective.selected(tokens.p).sum() if ctx.objective.normalizer == "selected" else None
+    stats = _statistics(tokens, terms, gate) if ctx.want_stats else {}  # before the gradient: it overwrites P
     if not ctx.want_grad:
         return ChunkResult(None, stats, selected)
     coef = gate if ctx.scale is None else gate * ctx.scale
-    y = ctx.labels.unsqueeze(-1)
-    if not eager:
-        grad = run_compiled("write_grad", ctx.logits, tokens._lse, coef, ctx.labels, ctx.logits.dtype)
-        return ChunkResult(grad, stats, selected)
-    probs = tokens._probs
-    error = probs.scatter_add_(-1, y, torch.full(y.shape, -1.0, dtype=probs.dtype, device=probs.device))
-    return ChunkResult(error, stats, selected, coef=coef)
+    if eager:
+        return ChunkResult(_error_in_place(tokens._probs, ctx.labels), stats, selected, coef=coef)
+    grad = run_compiled("write_grad", ctx.logits, tokens._lse, coef, ctx.labels, ctx.logits.dtype)
+    return ChunkResult(grad, stats, selected)
