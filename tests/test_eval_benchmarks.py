@@ -132,3 +132,50 @@ def test_record_formats_through_the_data_layer_reader(tmp_path):
 def test_unknown_benchmark():
     with pytest.raises(ValueError, match="math500"):
         load_benchmark("mmlu")
+
+
+def _echo_reader(key, *, limit=None, **_):
+    """A benchmark declared by the test: three problems whose answer is their own prompt."""
+    from deft.eval import Problem
+
+    return [Problem(benchmark="echo", id=str(i), prompt=f"w{i}", reference=f"w{i}", scorers=("exact",))
+            for i in range(3)]
+
+
+def test_one_declaration_registers_a_benchmark_everywhere(capsys):
+    from deft.cli.main import main
+    from deft.config import ConfigError
+    from deft.eval import (benchmark_names, evaluate, list_benchmarks, load_benchmark, register_benchmark,
+                           unregister_benchmark)
+    from deft.eval.config import EvalConfig, regime_of
+
+    from eval_protocol_helpers import Scripted
+
+    register_benchmark("echo", _echo_reader, "three words to repeat; scorer: exact", scorer="exact")
+    try:
+        with pytest.raises(SystemExit):
+            main(["eval", "--help"])
+        assert "echo three words to repeat; scorer: exact" in " ".join(capsys.readouterr().out.split())
+        assert "echo" in benchmark_names() and list_benchmarks()["echo"] == "three words to repeat; scorer: exact"
+        with pytest.raises(ConfigError, match="echo"):  # the choices named when none is given
+            EvalConfig().validate()
+        assert [p.id for p in load_benchmark("echo", limit=2)] == ["0", "1"] and regime_of("echo") == "other"
+        res = evaluate("smollm2-135m", ["echo"], backend=Scripted(lambda text, _: text), print_table=False,
+                       progress=False)
+        assert res["echo"]["average_at_k"] == 1.0 and res["echo"]["scorer"] == "exact"
+        with pytest.raises(ValueError, match="already registered"):
+            register_benchmark("echo", _echo_reader, "again")
+    finally:
+        unregister_benchmark("echo")
+    with pytest.raises(ValueError, match="unknown benchmark 'echo'"):
+        load_benchmark("echo")
+
+
+def test_builtin_benchmarks_are_declared_once():
+    from deft.eval import BENCHMARKS, MATH_BENCHMARKS, benchmark_names
+    from deft.eval.config import regime_of
+
+    assert benchmark_names() == [*MATH_BENCHMARKS, "figfont", "rg:<task>", "medical:<file>"]
+    assert list(BENCHMARKS) == [*benchmark_names(), "<file>.jsonl"]
+    assert [regime_of(b) for b in ("math500", "figfont", "rg:countdown", "medical:x.json", "medical/MedQA",
+                                   "data/x.jsonl")] == ["math", "figfont", "other", "medical", "medical", "other"]

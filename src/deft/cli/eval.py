@@ -9,17 +9,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-_BENCHMARKS = """benchmarks:
-  math500 aime24 amc23     math, read from DATA_DIR/<name>/test.jsonl (the Qwen2.5-Math evaluation
-  minerva_math             layout, each file with its own field names); scorer: math (boxed answer,
-  olympiadbench gsm8k      symbolic equivalence)
-  figfont                  reasoning-gym figlet_font puzzles (words of 2-5 letters), generated;
-                           scorers: exact (primary) and jaro_winkler
-  rg:TASK                  any reasoning-gym task, generated; scorer: the task's own
-  medical:FILE             the m1 medical suite (JSON list, or dict of source -> list, of items with
-                           prompt, options, answer_idx); a row per source and their mean; scorer: mcq
-  FILE.jsonl               records from 'deft data' (prompt or messages, and answer); needs --scorer
-"""
+_RECORDS = "records from 'deft data' (prompt or messages, and answer); needs --scorer"
 
 _REST = """--protocol paper reproduces the paper's reference evaluation: its literal prompts (picked from the
 model name, or --prompt-family), math k=16 at temperature 1 with the Qwen2.5-Math harness scorer,
@@ -64,10 +54,15 @@ def _section(title: str, entries: dict[str, str]) -> str:
 
 
 def epilog() -> str:
-    """The text after the options of ``deft eval --help``; the scorer list comes from the scorer registry."""
+    """The text after the options of ``deft eval --help``; the benchmark and scorer lists come from
+    their registries (:func:`deft.eval.register_benchmark`, :func:`deft.eval.register_scorer`)."""
+    from ..eval.benchmarks import BENCHMARK_REGISTRY
     from ..eval.scorers import list_scorers
 
-    return "\n".join([_BENCHMARKS, _section("scorers (--scorer, for record files)", list_scorers()), "", _REST])
+    benchmarks = {f"{b.name}:{b.argument.upper()}" if b.argument else b.name: b.help
+                  for b in BENCHMARK_REGISTRY.values()}
+    return "\n".join([_section("benchmarks", {**benchmarks, "FILE.jsonl": _RECORDS}), "",
+                      _section("scorers (--scorer, for record files)", list_scorers()), "", _REST])
 
 
 def add_parser(subparsers) -> None:

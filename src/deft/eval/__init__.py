@@ -9,14 +9,16 @@
 * :func:`summarize`, :func:`average_row` — n, k, Average@k, Pass@k, Maj@k, standard error
   (:mod:`.metrics`).
 * :func:`load_benchmark`, :func:`read_medical` and :class:`Problem` — math benchmark files, figfont,
-  reasoning-gym tasks, record files, the m1 medical suite (:mod:`.benchmarks`, :mod:`.medical`).
+  reasoning-gym tasks, record files, the m1 medical suite (:mod:`.benchmarks`, :mod:`.medical`);
+  :func:`register_benchmark` declares another named benchmark, :func:`list_benchmarks` lists them.
 * :class:`EvalConfig` and :func:`evaluate` — the whole evaluation, resumable in an output folder
   (:mod:`.config`, :mod:`.runner`, :mod:`.outdir`); the paper's literal prompts in :mod:`.prompts`.
 """
 
 from .benchmarks import (
-    BENCHMARKS, DEFAULT_EVAL_SEED, MATH_BENCHMARKS, MATH_PROMPT_SUFFIX, Problem, RawPrompt, figfont_problems,
-    load_benchmark, read_math_benchmark, read_records, rg_problems,
+    BENCHMARKS, DEFAULT_EVAL_SEED, MATH_BENCHMARKS, MATH_PROMPT_SUFFIX, Benchmark, Problem, RawPrompt,
+    benchmark_names, figfont_problems, list_benchmarks, load_benchmark, read_math_benchmark, read_records,
+    register_benchmark, rg_problems, unregister_benchmark,
 )
 from .config import EvalConfig
 from .extract import extract_boxed, extract_choice, extract_math_answer, extract_tagged
@@ -29,12 +31,12 @@ from .scorers import (
 )
 
 __all__ = [
-    "BENCHMARKS", "DEFAULT_EVAL_SEED", "EvalConfig", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "PAPER_SCORERS",
-    "Problem", "RawPrompt", "SCORERS", "Scorer", "average_at_k", "average_row", "check_scorer", "extract_boxed",
+    "BENCHMARKS", "Benchmark", "DEFAULT_EVAL_SEED", "EvalConfig", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "PAPER_SCORERS",
+    "Problem", "RawPrompt", "SCORERS", "Scorer", "average_at_k", "average_row", "benchmark_names", "check_scorer", "extract_boxed",
     "extract_choice", "extract_math_answer", "extract_tagged", "extracted_answer", "figfont_problems",
-    "format_table", "jaro_winkler", "list_scorers", "load_benchmark", "majority_at_k", "math_equal", "pass_at_k",
-    "read_math_benchmark", "read_medical", "read_records", "register_scorer", "rg_problems", "score",
-    "scorer_names", "stderr", "summarize", "summarize_scorers", "unregister_scorer",
+    "format_table", "jaro_winkler", "list_benchmarks", "list_scorers", "load_benchmark", "majority_at_k", "math_equal", "pass_at_k",
+    "read_math_benchmark", "read_medical", "read_records", "register_benchmark", "register_scorer", "rg_problems", "score",
+    "scorer_names", "stderr", "summarize", "summarize_scorers", "unregister_benchmark", "unregister_scorer",
 ]
 
 # generation and the end-to-end evaluation import torch: loaded on first use, so that the

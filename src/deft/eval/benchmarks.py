@@ -20,14 +20,16 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .extract import extract_boxed
 from .scorers import check_scorer, score, scorer_names
 
 __all__ = [
-    "BENCHMARKS", "DEFAULT_EVAL_SEED", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "Problem", "RawPrompt",
-    "figfont_problems", "load_benchmark", "read_math_benchmark", "read_records", "rg_problems",
+    "BENCHMARK_REGISTRY", "BENCHMARKS", "Benchmark", "DEFAULT_EVAL_SEED", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX",
+    "Problem", "RawPrompt", "benchmark_names", "figfont_problems", "find_benchmark", "list_benchmarks",
+    "load_benchmark", "read_math_benchmark", "read_records", "register_benchmark", "rg_problems",
+    "unregister_benchmark",
 ]
 
 MATH_PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -43,12 +45,6 @@ MATH_BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "gsm8k": ("question", "answer", "hashes"),
 }
 
-BENCHMARKS: dict[str, str] = {
-    **{name: f"math, <data-dir>/{name}/test.jsonl ({q}/{a})" for name, (q, a, _) in MATH_BENCHMARKS.items()},
-    "figfont": "reasoning-gym figlet_font, words of 2-5 letters; exact + jaro_winkler",
-    "rg:<task>": "any reasoning-gym task; the task's score_answer",
-    "<file>.jsonl": "records with prompt or messages, and answer; needs an explicit scorer",
-}
 
 
 @dataclass(frozen=True)
@@ -271,32 +267,153 @@ def read_records(path: str | Path, scorer: str, *, limit: int | None = None, ben
     return problems
 
 
+# ---------------------------------------------------------------- the benchmark registry
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Everything about one named benchmark, declared once with :func:`register_benchmark`.
+
+    ``reader(key, *, data_dir, limit, size, seed, prompt_suffix, **config)`` returns the problems (or
+    ``{source: problems}``, one result row per source followed by their mean, as the medical suite);
+    ``key`` is the benchmark name, or the part after the colon for a benchmark with an ``argument``
+    (``rg:<task>``, ``medical:<file>``). ``scorer`` is the default (primary) scorer, ``regime``
+    the ``--protocol paper`` preset that applies (``math``, ``figfont``, ``medical`` or ``other``),
+    ``data_dir`` whether it reads ``<data-dir>/<name>/test.jsonl``, ``help`` its line in
+    ``deft eval --help``. An ``argument`` named ``file`` is a path: the settings hash of
+    ``deft eval --out`` covers its bytes, as it covers the ``data_dir`` files.
+    """
+
+    name: str
+    reader: Callable[..., "list[Problem] | dict[str, list[Problem]]"]
+    help: str
+    scorer: str = "math"
+    regime: str = "other"
+    argument: str | None = None
+    data_dir: bool = False
+
+    @property
+    def spec(self) -> str:
+        """The name as the user writes it: ``math500``, ``rg:<task>``."""
+        return f"{self.name}:<{self.argument}>" if self.argument else self.name
+
+
+BENCHMARK_REGISTRY: dict[str, Benchmark] = {}
+REGIMES = ("math", "figfont", "medical", "other")
+
+
+def register_benchmark(name: str, reader: Callable[..., Any], help: str, **fields: Any) -> Benchmark:
+    """Declare a benchmark (see :class:`Benchmark` for the fields); it then appears in
+    ``deft eval --help``, :func:`list_benchmarks` and is read by :func:`load_benchmark` and
+    ``deft eval --benchmark NAME``. Returns the declaration."""
+    if name in BENCHMARK_REGISTRY:
+        raise ValueError(f"benchmark '{name}' is already registered")
+    if not name or ":" in name or "/" in name:
+        raise ValueError(f"benchmark name {name!r}: a non-empty name without ':' or '/' (use argument= for "
+                         "'name:<arg>')")
+    decl = Benchmark(name=name, reader=reader, help=help, **fields)
+    if decl.regime not in REGIMES:
+        raise ValueError(f"benchmark '{name}': regime must be one of {', '.join(REGIMES)}, got {decl.regime!r}")
+    BENCHMARK_REGISTRY[name] = decl
+    return decl
+
+
+def unregister_benchmark(name: str) -> None:
+    """Remove a benchmark declared with :func:`register_benchmark`."""
+    BENCHMARK_REGISTRY.pop(name, None)
+
+
+def benchmark_names() -> list[str]:
+    """Every benchmark as the user writes it (``rg:<task>``), in declaration order."""
+    return [b.spec for b in BENCHMARK_REGISTRY.values()]
+
+
+def list_benchmarks() -> dict[str, str]:
+    """Map every benchmark (as written, ``rg:<task>``) to its help line."""
+    return {b.spec: b.help for b in BENCHMARK_REGISTRY.values()}
+
+
+def find_benchmark(name: str) -> tuple[Benchmark, str] | None:
+    """The declaration of benchmark ``name`` and the key its reader gets (the name, or the part after
+    the colon: ``rg:countdown`` -> the ``rg`` benchmark and ``"countdown"``); ``None`` when ``name``
+    is no registered benchmark (a record file). ``medical:`` with nothing after it gives ``""``."""
+    decl = BENCHMARK_REGISTRY.get(name)
+    if decl is not None and decl.argument is None:
+        return decl, name
+    base, sep, arg = name.partition(":")
+    decl = BENCHMARK_REGISTRY.get(base)
+    if sep and decl is not None and decl.argument is not None:
+        return decl, arg
+    return None
+
+
+def _math_reader(name: str, *, data_dir=None, limit=None, prompt_suffix=MATH_PROMPT_SUFFIX, **_: Any) -> list[Problem]:
+    if data_dir is None:
+        raise ValueError(f"{name} is read from <data-dir>/{name}/test.jsonl: pass data_dir")
+    return read_math_benchmark(name, data_dir, limit=limit, prompt_suffix=prompt_suffix)
+
+
+def _figfont_reader(_: str, *, size=None, limit=None, seed=DEFAULT_EVAL_SEED, data_dir=None, prompt_suffix=None,
+                    **config: Any) -> list[Problem]:
+    return figfont_problems(size=size or limit or 256, seed=seed, **config)
+
+
+def _rg_reader(task: str, *, size=None, limit=None, seed=DEFAULT_EVAL_SEED, data_dir=None, prompt_suffix=None,
+               **config: Any) -> list[Problem]:
+    return rg_problems(task, size=size or limit or 100, seed=seed, **config)
+
+
+def _medical_reader(path: str, *, limit=None, **_: Any) -> dict[str, list[Problem]]:
+    from .medical import read_medical
+
+    if not path:
+        raise ValueError("medical: name the m1 evaluation file, e.g. --benchmark medical:data/m1_eval.json")
+    return read_medical(path, scorer="mcq", limit=limit)
+
+
+for _name, (_q, _a, _) in MATH_BENCHMARKS.items():
+    register_benchmark(_name, _math_reader, f"math, <data-dir>/{_name}/test.jsonl ({_q}/{_a}); scorer: math",
+                       scorer="math", regime="math", data_dir=True)
+register_benchmark("figfont", _figfont_reader, "reasoning-gym figlet_font puzzles (words of 2-5 letters), "
+                   "generated; scorers: exact (primary) and jaro_winkler", scorer="exact", regime="figfont")
+register_benchmark("rg", _rg_reader, "any reasoning-gym task, generated; scorer: the task's own (rg:<task>)",
+                   scorer="rg:<task>", argument="task")
+register_benchmark("medical", _medical_reader, "the m1 medical suite (JSON list, or dict of source -> list, of "
+                   "items with prompt, options, answer_idx); a row per source and their mean; scorer: mcq",
+                   scorer="mcq", regime="medical", argument="file")
+
+# the built-in benchmarks and their help (a snapshot; list_benchmarks() includes those registered later)
+BENCHMARKS: dict[str, str] = {
+    **list_benchmarks(), "<file>.jsonl": "records with prompt or messages, and answer; needs an explicit scorer",
+}
+
+
 def load_benchmark(name: str, *, data_dir: str | Path | None = None, scorer: str | None = None,
                    limit: int | None = None, size: int | None = None, seed: int = DEFAULT_EVAL_SEED,
                    prompt_suffix: str | None = MATH_PROMPT_SUFFIX, key_map: Any = None,
                    **config: Any) -> list[Problem]:
-    """Problems of a benchmark by name (see :data:`BENCHMARKS`).
+    """Problems of a benchmark by name: a registered one (:func:`list_benchmarks`) through its
+    declared reader, else a record file.
 
     * a math benchmark: :func:`read_math_benchmark` from ``data_dir``;
     * ``figfont``: :func:`figfont_problems` (``size`` default 256);
     * ``rg:<task>``: :func:`rg_problems` (``size`` default 100; ``config`` goes to the task);
+    * ``medical:<file>``: :func:`~deft.eval.medical.read_medical`, every source's problems in turn;
     * a path to a ``.jsonl`` file: :func:`read_records` with ``scorer`` (required).
 
     ``limit`` keeps the first problems. Raises ``ValueError`` for an unknown name.
     """
-    if name in MATH_BENCHMARKS:
-        if data_dir is None:
-            raise ValueError(f"{name} is read from <data-dir>/{name}/test.jsonl: pass data_dir")
-        return read_math_benchmark(name, data_dir, limit=limit, prompt_suffix=prompt_suffix)
-    n = size if size is not None else limit
-    if name == "figfont":
-        problems = figfont_problems(size=n or 256, seed=seed, **config)
-    elif name.startswith("rg:"):
-        problems = rg_problems(name[3:], size=n or 100, seed=seed, **config)
+    found = find_benchmark(name)
+    if found is not None:
+        decl, key = found
+        problems = decl.reader(key, data_dir=data_dir, limit=limit, size=size, seed=seed, prompt_suffix=prompt_suffix,
+                               **config)
+        if isinstance(problems, dict):  # {source: problems}
+            problems = [p for group in problems.values() for p in group]
     elif name.endswith(".jsonl") or Path(name).exists():
         if scorer is None:
             raise ValueError(f"record file {name}: name its scorer ({', '.join(scorer_names())})")
         problems = read_records(name, scorer, limit=limit, key_map=key_map)
     else:
-        raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}")
+        raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(benchmark_names())} or a record file")
     return problems[:limit] if limit is not None else problems

@@ -35,9 +35,9 @@ class EvalConfig:
 
     model: str = option("smollm2-135m", "model to evaluate: the embedded 'smollm2-135m', a .gguf file, a local HF "
                         "directory (e.g. the final/ of 'deft train') or an HF hub id")
-    benchmark: list[str] = option([], "benchmark(s): math500, aime24, amc23, minerva_math, olympiadbench, gsm8k, "
-                                  "figfont, rg:TASK, medical:FILE (the m1 suite) or a record file; comma-separated "
-                                  "and/or repeated", aliases=("benchmarks",))
+    benchmark: list[str] = option([], "benchmark(s): a name listed under 'benchmarks' below (deft eval --help; "
+                                  "deft.eval.list_benchmarks()) or a record file; comma-separated and/or repeated",
+                                  aliases=("benchmarks",))
     map: list[str] = option([], "record columns for record files, KEY=COLUMN comma-separated (e.g. "
                             "prompt=question,answer=solution)")
     data_dir: Optional[str] = option(None, "directory holding <name>/test.jsonl for the math benchmarks")
@@ -103,24 +103,27 @@ class EvalConfig:
             raise ConfigError("forgetting: drift_kl and retained_nll compare with the model before fine-tuning; pass "
                               "--base-model MODEL (e.g. smollm2-135m)")
         if not names and not self.heldout and not self.forgetting:
-            raise ConfigError("benchmark: none given; pass --benchmark NAME (math500, aime24, amc23, minerva_math, "
-                              "olympiadbench, gsm8k, figfont, rg:<task>, medical:FILE) or a record file, or --heldout FILE")
+            from .benchmarks import benchmark_names
+
+            raise ConfigError(f"benchmark: none given; pass --benchmark NAME ({', '.join(benchmark_names())}) or a "
+                              "record file, or --heldout FILE")
         if self.temperature is not None and 0 < self.temperature < 1e-5:
             raise ConfigError(f"temperature: {self.temperature} is too small for sampling; use 0 for greedy")
         return dataclasses.replace(self, benchmark=names)
 
 
 def regime_of(benchmark: str) -> str:
-    """``math``, ``figfont``, ``medical`` or ``other`` for a benchmark name."""
-    from .benchmarks import MATH_BENCHMARKS
+    """``math``, ``figfont``, ``medical`` or ``other`` for a benchmark name (its declared ``regime``,
+    :func:`~deft.eval.benchmarks.register_benchmark`; a result row ``medical/<source>`` has its
+    benchmark's; a record file is ``other``)."""
+    from .benchmarks import BENCHMARK_REGISTRY, find_benchmark
 
-    if benchmark in MATH_BENCHMARKS:
-        return "math"
-    if benchmark == "figfont":
-        return "figfont"
-    if benchmark.startswith("medical:") or benchmark.startswith("medical/"):
-        return "medical"
-    return "other"
+    found = find_benchmark(benchmark)
+    if found is not None:
+        return found[0].regime
+    base, sep, _ = benchmark.partition("/")
+    decl = BENCHMARK_REGISTRY.get(base) if sep else None
+    return decl.regime if decl is not None and decl.argument is not None else "other"
 
 
 # --protocol paper: what the reference evaluation does per regime (decoding and scorers)

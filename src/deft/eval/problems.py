@@ -15,9 +15,8 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from .benchmarks import MATH_BENCHMARKS, MATH_PROMPT_SUFFIX, Problem, load_benchmark, rg_problems
+from .benchmarks import MATH_PROMPT_SUFFIX, Problem, benchmark_names, find_benchmark, load_benchmark, rg_problems
 from .config import EvalConfig, make_config, regime_of
-from .medical import MEDICAL_PREFIX, read_medical
 from .prompts import model_family, render_paper_prompt
 from .scorers import check_scorer, scorer_names
 
@@ -39,23 +38,25 @@ def _scorer_names(scorer: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _is_record_file(name: str) -> bool:
-    return name not in MATH_BENCHMARKS and name != "figfont" and not name.startswith(("rg:", MEDICAL_PREFIX))
+    return find_benchmark(name) is None
 
 
 def _check_name(name: str, cfg: EvalConfig, scorers: tuple[str, ...]) -> None:
-    if name in MATH_BENCHMARKS:
+    found = find_benchmark(name)
+    if found is not None and found[0].data_dir:
         if cfg.data_dir is None:
             raise ValueError(f"{name} is read from DATA_DIR/{name}/test.jsonl: pass data_dir (--data-dir)")
         if not Path(cfg.data_dir).is_dir():
             raise FileNotFoundError(f"data directory {cfg.data_dir} not found")
-    if name.startswith(MEDICAL_PREFIX) and not name[len(MEDICAL_PREFIX):]:
-        raise ValueError("medical: name the m1 evaluation file, e.g. --benchmark medical:data/m1_eval.json")
-    if _is_record_file(name):
+    if found is not None and found[0].argument and not found[1]:
+        decl = found[0]
+        example = "medical:data/m1_eval.json" if decl.name == "medical" else f"{decl.name}:<{decl.argument}>"
+        raise ValueError(f"{decl.name}: name the {decl.argument} after the colon, e.g. --benchmark {example}")
+    if found is None:
         if not Path(name).exists():
             if name.endswith((".jsonl", ".json")) or "/" in name:
                 raise FileNotFoundError(f"record file {name} not found")
-            raise ValueError(f"unknown benchmark {name!r}; use math500, aime24, amc23, minerva_math, olympiadbench, "
-                             "gsm8k (with --data-dir), figfont, rg:<task>, medical:FILE or a record file")
+            raise ValueError(f"unknown benchmark {name!r}; use {', '.join(benchmark_names())} or a record file")
         if not scorers:
             raise ValueError(f"record file {name}: name its scorer with --scorer ({', '.join(scorer_names())}; "
                              "several comma-separated)")
@@ -102,18 +103,24 @@ def _paper(problems: list[Problem], name: str, regime: str, family: str) -> list
 def _read(name: str, cfg: EvalConfig, scorers: tuple[str, ...]) -> dict[str, list[Problem]]:
     """``{result name: problems}`` of one benchmark name (medical: one entry per source)."""
     paper = cfg.protocol == "paper"
-    if name.startswith(MEDICAL_PREFIX):
-        groups = read_medical(name[len(MEDICAL_PREFIX):], scorer="mcq", limit=cfg.limit)
-        return {f"medical/{source}": probs for source, probs in groups.items()}
     if name == "figfont" and paper:
         size = cfg.n or PAPER_FIGFONT_TEST_SIZE
         probs = rg_problems("figlet_font", size=size, seed=PAPER_FIGFONT_SEED, benchmark="figfont",
                             scorers=("exact_paper",), start=PAPER_FIGFONT_TEST_START,
                             min_word_len=2, max_word_len=5, space_letters=True)
         return {"figfont": probs[:cfg.limit] if cfg.limit else probs}
-    is_file = _is_record_file(name)
-    probs = load_benchmark(name, data_dir=cfg.data_dir, scorer=scorers[0] if is_file else None, limit=cfg.limit,
-                           size=cfg.n, seed=cfg.problem_seed, key_map=cfg.map or None)
+    found = find_benchmark(name)
+    if found is not None:
+        decl, key = found
+        probs = decl.reader(key, data_dir=cfg.data_dir, limit=cfg.limit, size=cfg.n, seed=cfg.problem_seed,
+                            prompt_suffix=MATH_PROMPT_SUFFIX)
+        if isinstance(probs, dict):  # a row per source: "<benchmark>/<source>"
+            return {f"{decl.name}/{source}": group for source, group in probs.items()}
+    is_file = found is None
+    if is_file:
+        probs = load_benchmark(name, scorer=scorers[0], limit=cfg.limit, key_map=cfg.map or None)
+    else:
+        probs = probs[:cfg.limit] if cfg.limit is not None else probs
     key = Path(name).stem if is_file else name
     return {key: _with_system(probs, name, cfg, scorers)}
 

@@ -39,10 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import config_to_dict, settings_hash
-from .benchmarks import MATH_BENCHMARKS, Problem
+from .benchmarks import Problem, find_benchmark
 from .config import EvalConfig, make_config, preset, regime_of
 from .generate import Generation
-from .medical import MEDICAL_PREFIX
 from .metrics import average_row, summarize_scorers
 from .outdir import RunFolder, sample_key
 from .problems import load_problems
@@ -70,11 +69,12 @@ def _inputs(cfg: EvalConfig) -> dict[str, str | None]:
     names, sizes and modification times (reading gigabytes of weights for a hash is not worth it)."""
     inputs: dict[str, str | None] = {}
     for name in cfg.benchmark:
-        if name.startswith(MEDICAL_PREFIX):
-            inputs[name] = name[len(MEDICAL_PREFIX):]
-        elif name in MATH_BENCHMARKS:
+        found = find_benchmark(name)
+        if found is not None and found[0].data_dir:
             inputs[name] = str(Path(str(cfg.data_dir)) / name / "test.jsonl")
-        elif Path(name).exists():
+        elif found is not None and found[0].argument == "file":
+            inputs[name] = found[1]
+        elif found is None and Path(name).exists():
             inputs[name] = name
     if cfg.heldout:
         inputs["heldout"] = cfg.heldout
