@@ -17,16 +17,16 @@ is far from the small seeds used for training data.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .extract import extract_boxed
 from .scorers import check_scorer, score, scorer_names
 
 __all__ = [
-    "BENCHMARK_REGISTRY", "BENCHMARKS", "Benchmark", "DEFAULT_EVAL_SEED", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX",
+    "BENCHMARKS", "BENCHMARK_REGISTRY", "Benchmark", "DEFAULT_EVAL_SEED", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX",
     "Problem", "RawPrompt", "benchmark_names", "figfont_problems", "find_benchmark", "list_benchmarks",
     "load_benchmark", "read_math_benchmark", "read_records", "register_benchmark", "rg_problems",
     "unregister_benchmark",
@@ -285,7 +285,7 @@ class Benchmark:
     """
 
     name: str
-    reader: Callable[..., "list[Problem] | dict[str, list[Problem]]"]
+    reader: Callable[..., list[Problem] | dict[str, list[Problem]]]
     help: str
     scorer: str = "math"
     regime: str = "other"
