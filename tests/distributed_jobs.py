@@ -70,6 +70,9 @@ def run_sft(job):
         extra["peft_config"] = LoraConfig(task_type="CAUSAL_LM", **job["lora"])
     if job.get("teacher"):
         extra["teacher_model"] = AutoModelForCausalLM.from_pretrained(job["teacher"], dtype="float32")
+    from transformers import set_seed
+
+    set_seed(config.seed)  # PEFT initialises the adapter inside the trainer, before HF seeds
     trainer = DeftSFTTrainer(model, args=config, train_dataset=sft_dataset(job, tokenizer),
                              processing_class=tokenizer, **extra)
     trainer.train()

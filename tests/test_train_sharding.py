@@ -108,6 +108,13 @@ def _frozen_configs(folder: Path, s: dict) -> dict:
     }
 
 
+def _sft_lora_job(s: dict, out: Path, per_device: int = 1) -> dict:
+    """DeftSFTTrainer with a LoRA adapter on q, v and down (TRL itself refuses one on the LM head)."""
+    return {"kind": "sft", "model": str(s["untied"]), "data": str(s["data"]), "out": str(out),
+            "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]},
+            "args": {"per_device_train_batch_size": per_device}}
+
+
 # DeftSFTTrainer objectives with a frozen model equal to the starting one: (extra job keys, share of NLL's step)
 FROZEN_SFT = {"sft_kl:lam=0.5": ({}, 1.0), "kd_hybrid": ({"teacher": "model"}, 0.5)}
 
@@ -119,6 +126,7 @@ def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
             {"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(folder / "sft")}]
     if engine in SHARDED:
         jobs.append({"kind": "train", "config": sgd(s["untied"], s["data"], folder / "lora", **LORA)})
+        jobs.append(_sft_lora_job(s, folder / "sft_lora"))
     if engine == "zero3_init":  # frozen models beside a model that ZeRO-3 partitions as it loads
         jobs += [{"kind": "train", "config": c} for c in _frozen_configs(folder, s).values()]
         jobs += [{"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "objective": objective,
@@ -174,6 +182,26 @@ def test_lora_on_every_linear_and_the_head_matches_one_process(engine_run, tmp_p
     assert (out / "final" / "adapter" / "adapter_model.safetensors").exists()
     moved = final_weights(out / "final")["lm_head.weight"] - final_weights(s["untied"])["lm_head.weight"]
     assert float(moved.abs().max()) > 0  # the head's adapter was trained and merged
+
+
+@pytest.mark.parametrize("engine_run", SHARDED, indirect=True)
+def test_deft_sft_trainer_with_lora_saves_the_adapter_of_one_process(engine_run, tmp_path):
+    """The adapter DeftSFTTrainer saves (gathered, checked) equals the one-process run's, tensor by
+    tensor, and the logged loss and gradient norm too."""
+    from safetensors.torch import load_file
+
+    from distributed_jobs import run_sft
+
+    engine, folder, s = engine_run
+    one = tmp_path / "one"
+    run_sft(_sft_lora_job(s, one, per_device=2))
+    logs = [json.loads((out / "log_history.json").read_text())[0] for out in (one, folder / "sft_lora")]
+    assert logs[1]["loss"] == pytest.approx(logs[0]["loss"], rel=1e-5)
+    assert logs[1]["grad_norm"] == pytest.approx(logs[0]["grad_norm"], rel=1e-4)
+    a, b = (load_file(out / "final" / "adapter_model.safetensors") for out in (one, folder / "sft_lora"))
+    assert set(a) == set(b) and any("down_proj" in k for k in a)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
 
 
 def test_a_finished_run_leaves_no_staging_or_temporary_folder(engine_run):
