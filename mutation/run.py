@@ -219,7 +219,7 @@ def mutant_diff(work: Path, mutation) -> str:
     operator = cosmic_ray.plugins.get_operator(mutation.operator_name)(**getattr(mutation, "operator_args", {}))
     try:
         mutated = mutate_code(code, operator, mutation.occurrence)
-    except Exception:  # cosmic-ray cannot apply some mutants (e.g. ExceptionReplacer on `except a.B`);
+    except Exception:  # noqa: BLE001 - cosmic-ray cannot apply some mutants (e.g. ExceptionReplacer on `except a.B`);
         return ""      # the run reports those as errors
     return "" if mutated is None else "\n".join(_make_diff(code, mutated, mutation.module_path))
 

@@ -43,9 +43,9 @@ def test_readme_has_exactly_two_setup_commands_backed_by_make_targets():
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    lines = [l.strip() for l in (ROOT / ".ci/run").read_text().splitlines()
-             if l.strip() and not l.strip().startswith("#")]
-    commands = [l for l in lines if not l.startswith(("set ", "cd "))]
+    lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()
+             if line.strip() and not line.strip().startswith("#")]
+    commands = [line for line in lines if not line.startswith(("set ", "cd "))]
     assert commands == [setup_commands()[1]]
 
 

@@ -41,7 +41,7 @@ def test_one_sgd_step_moves_every_parameter_by_minus_the_gradient(tiny_model_dir
     """Tokens normalisation: one and several micro-batches (of unequal token counts)."""
     data = write_records(tmp_path / "data.jsonl", batch_size * grad_accum)
     examples = tokenized_examples(tiny_model_dir, data)
-    assert len({sum(l != -100 for l in ex["labels"]) for ex in examples}) == len(examples)  # unequal counts
+    assert len({sum(label != -100 for label in ex["labels"]) for ex in examples}) == len(examples)  # unequal counts
     before, grads, logged = independent_step(tiny_model_dir, examples, objective)
     out = tmp_path / "run"
     train(sgd_config(tiny_model_dir, data, out, objective=objective, batch_size=batch_size, grad_accum=grad_accum),

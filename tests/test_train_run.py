@@ -165,10 +165,10 @@ def test_map_renames_csv_columns_for_training_and_eval(tiny_model_dir, tiny_toke
     examples = list(build_examples(cfg, tiny_tokenizer, str(data), log=_quiet))
     # the response tokens are the answer column's text + EOS, the prompt is the question column's
     for ex, row in zip(examples, rows):
-        target = [t for t, l in zip(ex["input_ids"], ex["labels"]) if l != -100]
+        target = [t for t, label in zip(ex["input_ids"], ex["labels"]) if label != -100]
         assert target == tiny_tokenizer(row["answer"], add_special_tokens=False)["input_ids"] + \
             [tiny_tokenizer.eos_token_id]
-        prompt = tiny_tokenizer.decode([t for t, l in zip(ex["input_ids"], ex["labels"]) if l == -100])
+        prompt = tiny_tokenizer.decode([t for t, label in zip(ex["input_ids"], ex["labels"]) if label == -100])
         assert row["question"] in prompt and row["answer"] not in prompt
     out = tmp_path / "run"
     code = main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--eval-data", str(data),

@@ -11,7 +11,6 @@ alternative token, the "confident conflict" shape).
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Iterable, Optional
 
