@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -115,3 +116,39 @@ def test_every_process_of_a_launch_reports_its_error_naming_itself(capsys, monke
     assert main(["train", "--lr", "-1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("deft train: error (process 1 of 2): ") and err.count("\n") == 1
+
+
+def add_parser(subparsers):
+    """The parser of the ``hello`` verb declared by :func:`test_one_declaration_registers_a_verb`."""
+    from deft.cli.main import add_verb_parser
+
+    p = add_verb_parser(subparsers, "hello", description="Say hello.")
+    p.set_defaults(func=lambda args: print("hello") or 0)
+
+
+def test_every_verb_summary_is_written_once():
+    from deft.cli.main import VERBS
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    listed = {a.dest: a.help for a in sub._choices_actions}
+    assert listed == {name: verb.summary for name, verb in VERBS.items()} == dict(SUBCOMMANDS)
+    lazy = " ".join(subprocess.run([sys.executable, "-m", "deft.cli.main", "--help"], capture_output=True,
+                                   text=True).stdout.split())
+    for name, verb in VERBS.items():
+        assert f"{name} {verb.summary}" in lazy, name  # deft --help, wrapped, shows the declared summary
+
+
+def test_one_declaration_registers_a_verb(capsys):
+    from deft.cli.main import register_verb, unregister_verb
+
+    register_verb("hello", "print hello", module=__name__)
+    try:
+        assert "hello" in SUBCOMMANDS and SUBCOMMANDS["hello"] == "print hello"
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        assert "hello print hello" in " ".join(capsys.readouterr().out.split())
+        assert main(["hello"]) == 0 and capsys.readouterr().out == "hello\n"
+    finally:
+        unregister_verb("hello")
+    assert "hello" not in SUBCOMMANDS

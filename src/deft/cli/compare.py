@@ -10,8 +10,10 @@ from ..recipes.compare import CompareConfig
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "compare", help="train + evaluate several objectives on one model and data; paper-style table",
+    from .main import add_verb_parser
+
+    p = add_verb_parser(
+        subparsers, "compare",
         description="Train one run per objective (and seed) with the same data and hyper-parameters, evaluate "
                     "each run and the base model, measure learning (held-out NLL) and forgetting (drift KL, "
                     "retained NLL), and write results.md / results.csv (methods as rows, base first; every cell "

@@ -6,8 +6,10 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "curves", help="plot the gate s(p) and learning signal W(p) of objectives (paper Eq. 7)",
+    from .main import add_verb_parser
+
+    p = add_verb_parser(
+        subparsers, "curves",
         description="Write curves.png and curves.csv with the gate s(p) and the learning signal "
                     "W(p) = s(p)(1-p) of each objective, computed by the objectives' own code on synthetic rows.",
     )

@@ -41,8 +41,10 @@ examples:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "data", help="build, check and measure training/evaluation record files",
+    from .main import add_verb_parser
+
+    p = add_verb_parser(
+        subparsers, "data",
         description="Write records (one JSON object per line) from a source, validate a file (every problem "
                     "reported as FILE:LINE: what is wrong), or print token-length statistics. Options may also "
                     "come from --config FILE (YAML).",

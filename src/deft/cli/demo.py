@@ -26,8 +26,10 @@ class DemoConfig:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "demo", help="the main job: probe, fine-tune NLL / -p / DEFT on FigFont, measure learning and forgetting",
+    from .main import add_verb_parser
+
+    p = add_verb_parser(
+        subparsers, "demo",
         description="Probe the embedded SmolLM2-135M-Instruct on FigFont puzzles (regime verdict), fine-tune it with "
                     "each objective on the same data, seed and hyper-parameters, measure held-out NLL (learning), "
                     "drift KL and retained NLL (forgetting) and greedy exact match / Jaro-Winkler, and write a "

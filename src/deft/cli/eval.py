@@ -66,11 +66,13 @@ def epilog() -> str:
 
 
 def add_parser(subparsers) -> None:
+    from .main import add_verb_parser
+
     from ..config import add_config_flags
     from ..eval.config import EvalConfig
 
-    p = subparsers.add_parser(
-        "eval", help="evaluate a model: k samples per problem, Average@k / Pass@k / Maj@k",
+    p = add_verb_parser(
+        subparsers, "eval",
         description="Generate k samples per problem with the chat template used in training (or the paper's "
                     "literal prompts), score every sample (math equivalence, multiple choice, exact match, "
                     "Jaro-Winkler, reasoning-gym verifiers) and report Average@k with its standard error, Pass@k "

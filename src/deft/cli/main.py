@@ -1,5 +1,7 @@
 """``deft`` entry point. Each subcommand lives in its own module of this package and exposes
-``add_parser(subparsers)`` which registers the verb and sets ``func`` to its runner.
+``add_parser(subparsers)`` which registers the verb and sets ``func`` to its runner. Every verb is
+declared once here (:func:`register_verb`: name, one-line summary, module); ``deft --help`` lists
+the summaries and each module's parser takes its summary from the declaration (:func:`add_verb_parser`).
 
 Subcommands load lazily: ``deft --help`` imports none of them, and ``deft train ...`` imports only
 :mod:`deft.cli.train`, so help and argument errors come back without importing torch. An unknown
@@ -13,21 +15,70 @@ import difflib
 import importlib
 import os
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .. import __version__
 
-# verb -> one-line summary shown by ``deft --help`` (each module's add_parser() has the full help)
-SUBCOMMANDS = {
-    "data": "build, check and measure training/evaluation record files",
-    "train": "fine-tune a causal LM with any objective (fused loss, LoRA, accelerate)",
-    "eval": "evaluate a model: k samples per problem, Average@k / Pass@k / Maj@k",
-    "probe": "one forward pass, no training: mean p, DEFT focus, regime verdict",
-    "compare": "train + evaluate several objectives on one model and data; paper-style table",
-    "plot": "paper figures from runs and probes, with an HTML page",
-    "objectives": "list the token-level objectives and their parameters",
-    "curves": "plot the gate s(p) and learning signal W(p) of objectives (paper Eq. 7)",
-    "demo": "the main job: probe, fine-tune and compare objectives on the embedded model",
-}
+@dataclass(frozen=True)
+class Verb:
+    """One ``deft`` subcommand: its ``name``, the one-line ``summary`` shown by ``deft --help`` (written
+    here only) and the ``module`` whose ``add_parser(subparsers)`` registers its options (imported
+    only when the verb is used)."""
+
+    name: str
+    summary: str
+    module: str
+
+
+VERBS: dict[str, Verb] = {}
+
+
+def register_verb(name: str, summary: str, module: str | None = None) -> Verb:
+    """Declare a subcommand; ``module`` defaults to ``deft.cli.<name>``. Its ``add_parser`` should
+    create the parser with :func:`add_verb_parser` so that the summary is written once."""
+    if name in VERBS:
+        raise ValueError(f"verb '{name}' is already registered")
+    VERBS[name] = verb = Verb(name, summary, module or f"deft.cli.{name}")
+    return verb
+
+
+def unregister_verb(name: str) -> None:
+    """Remove a subcommand declared with :func:`register_verb`."""
+    VERBS.pop(name, None)
+
+
+def add_verb_parser(subparsers, name: str, **kwargs) -> argparse.ArgumentParser:
+    """``subparsers.add_parser(name, help=<the declared summary>, **kwargs)``: a verb module's parser
+    with the one-line summary of its :class:`Verb` declaration."""
+    return subparsers.add_parser(name, help=VERBS[name].summary, **kwargs)
+
+
+class _Summaries(Mapping):
+    """``{verb: summary}``, a live read-only view of :data:`VERBS`."""
+
+    def __getitem__(self, name: str) -> str:
+        return VERBS[name].summary
+
+    def __iter__(self):
+        return iter(VERBS)
+
+    def __len__(self) -> int:
+        return len(VERBS)
+
+
+SUBCOMMANDS: Mapping[str, str] = _Summaries()
+
+register_verb("data", "build, check and measure training/evaluation record files")
+register_verb("train", "fine-tune a causal LM with any objective (fused loss, LoRA, accelerate)")
+register_verb("eval", "evaluate a model: k samples per problem, Average@k / Pass@k / Maj@k")
+register_verb("probe", "one forward pass, no training: mean p, DEFT focus, confident conflicts, regime verdict")
+register_verb("compare", "train + evaluate several objectives on one model and data; paper-style table")
+register_verb("plot", "paper figures from runs and probes: training curves, gradient landscape, p distribution, "
+              "learning/forgetting, gate curves (PNG + index.html)")
+register_verb("objectives", "list the token-level objectives and their parameters")
+register_verb("curves", "plot the gate s(p) and learning signal W(p) of objectives (paper Eq. 7)")
+register_verb("demo", "the main job: probe, fine-tune NLL / -p / DEFT on FigFont, measure learning and forgetting")
 
 
 class CliError(Exception):
@@ -44,11 +95,14 @@ def build_parser(verbs=None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deft {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
-    for verb, summary in SUBCOMMANDS.items():
-        if verbs is None or verb in verbs:
-            importlib.import_module(f"deft.cli.{verb}").add_parser(subparsers)
+    for verb in list(VERBS.values()):
+        if verbs is None or verb.name in verbs:
+            importlib.import_module(verb.module).add_parser(subparsers)
         else:
-            subparsers.add_parser(verb, help=summary, add_help=False)
+            subparsers.add_parser(verb.name, help=verb.summary, add_help=False)
+    for listed in subparsers._choices_actions:  # the declared summary, whatever a module passed as help=
+        if listed.dest in VERBS:
+            listed.help = VERBS[listed.dest].summary
     return parser
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "objectives", help="list the token-level objectives and their parameters",
+    from .main import add_verb_parser
+
+    p = add_verb_parser(
+        subparsers, "objectives",
         description="List every objective with its one-line description, or check and describe one spec "
                     "string such as 'power:alpha=0.3' or 'nll[p>=0.1]'.",
     )

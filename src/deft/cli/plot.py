@@ -4,9 +4,10 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "plot", help="paper figures from runs and probes: training curves, gradient landscape, p distribution, "
-                     "learning/forgetting, gate curves (PNG + index.html)",
+    from .main import add_verb_parser
+
+    p = add_verb_parser(
+        subparsers, "plot",
         description="Draw the figures the given inputs allow and a self-contained index.html page (figures inlined, "
                     "so it can be mailed) that leads with the results table of --results, then shows: focus and mean p "
                     "over training (Figure 5) from --runs; the gradient landscape (Figure 2) and the token-probability "

@@ -44,8 +44,10 @@ class ProbeConfig:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "probe", help="one forward pass, no training: mean p, DEFT focus, confident conflicts, regime verdict",
+    from .main import add_verb_parser
+
+    p = add_verb_parser(
+        subparsers, "probe",
         description="Run the model once over N records of a data file (response tokens only, as 'deft train' "
                     "sees them) and report its prior: mean target probability p, mean DEFT focus (sum of squared "
                     "probabilities, paper Eq. 20), the Cayley focus of the mean p (Eq. 17), a histogram of p, "
