@@ -227,7 +227,7 @@ def math_paper_records(source, family: str, *, n: int | None = None, split: str 
                        key_map: Mapping[str, str] | None = None) -> Iterator[tuple[str, dict | RecordError]]:
     """Math records as the reference builds them for ``family`` (module docstring), from the first
     ``n`` rows of a file or dataset. ``key_map`` renames ``question`` / ``answer`` (the solution)."""
-    from ..eval.extract import extract_boxed
+    from ..text import extract_boxed
 
     km = parse_key_map(key_map, MATH_PAPER_FIELDS)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from typing import Any, Iterator, Mapping
 
-from ..eval.extract import extract_boxed
+from ..text import extract_boxed
 from .readers import iter_records
 from .records import RecordError, parse_key_map
 from .sources_math import MATH_FIELDS, MATH_PROMPT_SUFFIX, math_records, sample

@@ -1,6 +1,6 @@
 """Math rows (``math``): NuminaMath-CoT-style ``problem`` / ``solution`` ending in ``\\boxed{...}``;
 the prompt gets :data:`MATH_PROMPT_SUFFIX`, the response is the worked solution, ``answer`` the
-content of the last ``\\boxed{}`` (:func:`deft.eval.extract.extract_boxed`, the one parser of gold
+content of the last ``\\boxed{}`` (:func:`deft.text.extract_boxed`, the one parser of gold
 answers and predictions). Also the helpers the file-based sources share: :func:`sample` (a seeded
 sample), :func:`pick` (a mapped or aliased column) and :func:`rows_to_records`.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any, Iterable, Iterator, Mapping
 
-from ..eval.extract import extract_boxed
+from ..text import extract_boxed
 from .readers import iter_rows
 from .records import RecordError, parse_key_map
 

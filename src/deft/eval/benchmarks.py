@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .extract import extract_boxed
+from ..text import extract_boxed
 from .scorers import check_scorer, score, scorer_names
 
 __all__ = [

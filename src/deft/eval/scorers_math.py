@@ -15,7 +15,8 @@ import threading
 from collections.abc import Sequence
 from functools import lru_cache
 
-from .extract import extract_boxed, extract_math_answer
+from ..text import extract_boxed
+from .extract import extract_math_answer
 
 __all__ = ["math_equal", "parse_number", "score_math", "timeout_seconds"]
 
