@@ -93,7 +93,8 @@ def load_equivalent(path: Path) -> list[dict]:
             raise SystemExit(f"{path}: entry {i}: give exactly one of 'after' and 'operators'")
         unknown = set(entry) - RECORD_KEYS
         if unknown:
-            raise SystemExit(f"{path}: entry {i}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(RECORD_KEYS))})")
+            raise SystemExit(f"{path}: entry {i}: unknown key '{sorted(unknown)[0]}' "
+                             f"(known: {', '.join(sorted(RECORD_KEYS))})")
         out.append({**entry, "before": entry["before"].strip(), "after": entry.get("after", "").strip(),
                     "operators": re.compile(entry["operators"]) if entry.get("operators") else None})
     return out

@@ -126,7 +126,8 @@ class Server:
                    TOKENIZERS_PARALLELISM="false", TORCHINDUCTOR_COMPILE_THREADS="1")
         warm = ["--warm-compile"] if warm_compile else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(FORKSERVER), "serve", self.socket, "--preload", ",".join(preload), *warm, "--", *tests],
+            [sys.executable, str(FORKSERVER), "serve", self.socket, "--preload", ",".join(preload), *warm,
+             "--", *tests],
             cwd=work, env=env, stdout=subprocess.PIPE, text=True,
         )
         if self.proc.stdout.readline().strip() != "ready":

@@ -44,15 +44,18 @@ def test_paper_protocol_files(tmp_path, capsys):
     import reasoning_gym
 
     out = tmp_path / "fig_test.jsonl"
-    code, stdout, err = run(capsys, "figfont", "--protocol", "paper", "--split", "test", "--n", "2", "--out", str(out))
+    code, stdout, err = run(capsys, "figfont", "--protocol", "paper", "--split", "test", "--n", "2",
+                            "--out", str(out))
     assert code == 0 and "wrote 2 records" in stdout and "seed 42, paper protocol" in stdout, err
-    ref = reasoning_gym.create_dataset("figlet_font", size=10, seed=42, min_word_len=2, max_word_len=5, space_letters=True)
+    ref = reasoning_gym.create_dataset("figlet_font", size=10, seed=42, min_word_len=2, max_word_len=5,
+                                       space_letters=True)
     assert [r["answer"] for r in read(out)] == [ref[40_000]["answer"], ref[40_001]["answer"]]
     src = tmp_path / "m23k.jsonl"
-    src.write_text(json.dumps({"prompt": "Q?\nA. a\nB. b", "answer_letter": "A", "distilled_answer_string": "a. \\boxed{A}",
-                               "reasoning": "think"}) + "\n")
+    src.write_text(json.dumps({"prompt": "Q?\nA. a\nB. b", "answer_letter": "A",
+                               "distilled_answer_string": "a. \\boxed{A}", "reasoning": "think"}) + "\n")
     med = tmp_path / "med.jsonl"
-    code, _, err = run(capsys, "medical", str(src), "--protocol", "paper", "--model-key", "qwen-2.5-1.5b", "--out", str(med))
+    code, _, err = run(capsys, "medical", str(src), "--protocol", "paper", "--model-key", "qwen-2.5-1.5b",
+                       "--out", str(med))
     assert code == 0, err
     [rec] = read(med)
     assert rec["system"] == "You are a helpful assistant." and rec["response"] == "a. \\boxed{A}"

@@ -31,8 +31,9 @@ REF_LLAMA_FIGFONT = ("<|begin_of_text|><|begin_of_text|><|start_header_id|>syste
                        "assistant<|end_header_id|>\n\n")
 
 
-REF_LLAMA_MEDICAL = ("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge "
-                     "Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>"
+REF_LLAMA_MEDICAL = ("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                     "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+                     "<|eot_id|><|start_header_id|>user<|end_header_id|>"
                      "\n\n{prompt}\n" + BOXED + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
 
 
@@ -43,7 +44,8 @@ REF_QWEN_MATH = ("<|im_start|>system\n" + BOXED + "<|im_end|>\n<|im_start|>user\
                  "<|im_start|>assistant\n")
 
 
-REF_LLAMA_MATH = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant.<|eot_id|>\n"
+REF_LLAMA_MATH = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                  "You are a helpful assistant.<|eot_id|>\n"
                   "<|start_header_id|>user<|end_header_id|>\n\n{prompt}\n" + BOXED + "<|eot_id|>\n"
                   "<|start_header_id|>assistant<|end_header_id|>\n\n")
 
@@ -97,7 +99,8 @@ def test_figfont_items_are_the_reference_indices():
         assert rec["prompt"] == item["question"] and rec["response"] == item["answer"] == rec["answer"]
         assert rec["system"] == FIG_SYS and rec["task"] == "figfont"
         assert rec["metadata"]["reasoning_gym"] == {"task": "figlet_font", "seed": 42, "index": idx,
-                                                   "args": {"min_word_len": 2, "max_word_len": 5, "space_letters": True}}
+                                                   "args": {"min_word_len": 2, "max_word_len": 5,
+                                                            "space_letters": True}}
         assert rec["metadata"]["protocol"] == "paper"
     assert (w0, wt) == ("figfont[paper,train]#0", "figfont[paper,test]#40000")
     last = _ok(figfont_paper_records("test", n=3, start=4_998))
@@ -115,7 +118,8 @@ def test_figfont_test_questions_are_not_in_train():
     assert len(test) == 400 and not train & test
     [(_, a)] = _ok(figfont_paper_records("train", n=1, start=4_885))
     [(_, b)] = _ok(figfont_paper_records("test", n=1, start=1_655))
-    assert a["prompt"] == b["prompt"] and a["id"] == "figfont-paper-train-4885" and b["id"] == "figfont-paper-test-41655"
+    assert (a["prompt"] == b["prompt"] and a["id"] == "figfont-paper-train-4885"
+            and b["id"] == "figfont-paper-test-41655")
 
 
 @pytest.mark.parametrize("family, ref", [("qwen", REF_QWEN_FIGFONT), ("llama", REF_LLAMA_FIGFONT)])
@@ -129,16 +133,19 @@ def test_figfont_prompt_is_the_reference_string_and_labels_the_bare_word(family,
     assert ex.input_ids == expected_prompt + word + [tok.eos_token_id]  # no BOS added: the string has its own
     assert ex.labels == [IGNORE_INDEX] * len(expected_prompt) + word + [tok.eos_token_id]
     # the same ids for generation, from the messages alone (no task given)
-    assert view.prompt_ids([{"role": "system", "content": rec["system"]}, {"role": "user", "content": rec["prompt"]}]) == expected_prompt
+    assert view.prompt_ids([{"role": "system", "content": rec["system"]},
+                            {"role": "user", "content": rec["prompt"]}]) == expected_prompt
 
 
-@pytest.mark.parametrize("family, ref", [("qwen", REF_QWEN_MATH), ("llama", REF_LLAMA_MATH), ("deepseek", REF_DEEPSEEK_MATH)])
+@pytest.mark.parametrize("family, ref", [("qwen", REF_QWEN_MATH), ("llama", REF_LLAMA_MATH),
+                                         ("deepseek", REF_DEEPSEEK_MATH)])
 def test_math_records_per_family(tmp_path, family, ref):
     path = _rows(tmp_path, MATH_ROWS, "math.jsonl")
     recs = [r for _, r in _ok(math_paper_records(str(path), family))]
     questions = ["What is 1+1?", "Simplify $\\frac{2}{4}$.", "Find x if 2x=6."]
     assert [r["answer"] for r in recs] == ["2", "\\frac{1}{2}", "3"]
-    assert [r["response"] for r in recs] == ["We add. $1+1=\\boxed{2}$.\n", "Halve both: \\boxed{\\frac{1}{2}}", "x = \\boxed{3}"]
+    assert [r["response"] for r in recs] == ["We add. $1+1=\\boxed{2}$.\n", "Halve both: \\boxed{\\frac{1}{2}}",
+                                             "x = \\boxed{3}"]
     assert [r["id"] for r in recs] == [0, 1, 2] and all(r["task"] == "math" for r in recs)
     tok = tiny_tokenizer()
     view = RecordTokenizer(tok, template=f"paper:{family}")
@@ -229,7 +236,8 @@ def test_paper_sft_reproduces_the_reference_training_wrapper_for_llama(tmp_path)
     tok = tiny_tokenizer()
     msgs = [{"role": "system", "content": rec["system"]}, {"role": "user", "content": rec["prompt"]}]
     nested = REF_LLAMA_BASE_BOXED_WITH_BOS.replace("{input}", REF_LLAMA_FIGFONT.replace("{prompt}", rec["prompt"]))
-    assert RecordTokenizer(tok, template="paper-sft:llama").prompt_ids(msgs) == tok(nested, add_special_tokens=False)["input_ids"]
+    assert (RecordTokenizer(tok, template="paper-sft:llama").prompt_ids(msgs)
+            == tok(nested, add_special_tokens=False)["input_ids"])
     for family in ("qwen", "deepseek"):
         a, b = RecordTokenizer(tok, template=f"paper-sft:{family}"), RecordTokenizer(tok, template=f"paper:{family}")
         path = _rows(tmp_path, MATH_ROWS, "m.jsonl")
@@ -237,6 +245,7 @@ def test_paper_sft_reproduces_the_reference_training_wrapper_for_llama(tmp_path)
             assert a(r).input_ids == b(r).input_ids
     path = _rows(tmp_path, MATH_ROWS[:1], "m1.jsonl")
     [(_, r)] = _ok(math_paper_records(str(path), "llama"))
-    assert RecordTokenizer(tok, template="paper-sft:llama")(r).input_ids == RecordTokenizer(tok, template="paper:llama")(r).input_ids
+    assert (RecordTokenizer(tok, template="paper-sft:llama")(r).input_ids
+            == RecordTokenizer(tok, template="paper:llama")(r).input_ids)
     tok.name_or_path = "meta-llama/Llama-3.1-8B"
     assert resolve_template("paper-sft", tok) == "paper-sft:llama"

@@ -53,7 +53,8 @@ def _disk(path, rows):
 FORMATS = [  # (file name, writer, rows, key_map, the normalised records)
     ("trl.jsonl", _jsonl, [{"prompt": p, "completion": r} for p, r in PAIRS], None, AS_PROMPT),
     ("trl_chat.jsonl", _jsonl, [{"prompt": [{"role": "user", "content": p}],
-                                 "completion": [{"role": "assistant", "content": r}]} for p, r in PAIRS], None, AS_MESSAGES),
+                                 "completion": [{"role": "assistant", "content": r}]} for p, r in PAIRS],
+     None, AS_MESSAGES),
     ("messages.jsonl", _jsonl, AS_MESSAGES, None, AS_MESSAGES),
     ("alpaca.json", _json, [{"instruction": p, "input": "", "output": r} for p, r in PAIRS], None, AS_PROMPT),
     ("sharegpt.json", _json, [{"conversations": [{"from": "human", "value": p}, {"from": "gpt", "value": r}]}
@@ -97,7 +98,8 @@ def test_json_array_csv_and_parquet_errors_name_the_record(tmp_path):
                               f"'prompt' + 'completion'; columns are: prompt; map other names with --map KEY=COLUMN)"]
     enc = tmp_path / "enc.json"
     enc.write_bytes(b'[{"prompt": "p", "response": "r"},\n {"prompt": "\xff", "response": "r"}]')
-    with pytest.raises(ValueError, match=r"enc.json:2: not UTF-8 \(byte 0xff at column 14\); re-save the file as UTF-8$"):
+    with pytest.raises(ValueError,
+                       match=r"enc.json:2: not UTF-8 \(byte 0xff at column 14\); re-save the file as UTF-8$"):
         list(iter_rows(str(enc)))
     csv_file = tmp_path / "a.csv"
     csv_file.write_bytes(b"\xef\xbb\xbfprompt,response,weight\np,r,2\n\np,r,3,extra\np,,1\np,r,-1\n")

@@ -10,7 +10,8 @@ from data_sources_helpers import _records, _write_jsonl
 
 
 def test_mix_proportions_and_seed(tmp_path):
-    src = _write_jsonl(tmp_path / "own.jsonl", [{"prompt": f"p{i}", "response": f"r{i}", "task": "own"} for i in range(20)])
+    src = _write_jsonl(tmp_path / "own.jsonl",
+                       [{"prompt": f"p{i}", "response": f"r{i}", "task": "own"} for i in range(20)])
     parts = [("figfont", 0.5), (src, 0.3), ("rg:basic_arithmetic", 0.2)]
     recs = _records(mix_records(parts, n=10, seed=5))
     assert Counter(r["task"] for r in recs) == {"figfont": 5, "own": 3, "rg:basic_arithmetic": 2}

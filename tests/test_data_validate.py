@@ -46,7 +46,8 @@ def test_read_records_is_what_probe_and_eval_read_with(tmp_path):
 
     path = tmp_path / "r.csv"
     path.write_text("prompt,completion\na,b\nc,\n")
-    with pytest.raises(DataError, match=r"1 invalid record in .*r.csv \(first: .*r.csv: record 2: missing key 'response'"):
+    with pytest.raises(DataError,
+                       match=r"1 invalid record in .*r.csv \(first: .*r.csv: record 2: missing key 'response'"):
         read_records(str(path))
     records, report = read_records(str(path), skip_invalid=True)
     assert records == [(f"{path}: record 1", {"prompt": "a", "response": "b"})] and report.invalid == 1

@@ -60,7 +60,8 @@ def test_logic_is_a_def_or_a_class(tmp_path):
 
 def test_every_module_with_logic_has_a_mirror_test_module():
     missing = modules_without_mirror()
-    assert not missing, "modules with no mirror test file (move their tests there, see docs/testing.md):\n" + "\n".join(missing)
+    assert not missing, ("modules with no mirror test file (move their tests there, see docs/testing.md):\n"
+                         + "\n".join(missing))
 
 
 def test_exemptions_are_current():

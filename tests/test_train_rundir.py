@@ -197,11 +197,13 @@ def test_resuming_with_other_computing_settings_is_refused_before_anything_chang
                  "--max-steps", "4", "--save-steps", "2", "--lr-scheduler", "constant", "--warmup-ratio", "0",
                  "--lr", "0.5", "--max-length", "256", "--seed", "7", "--batch-size", "2", "--resume", "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and "resuming with other settings" in err and "(lr 0.001 -> 0.5)" in err and err.count("\n") == 1, err
+    assert (code == 2 and "resuming with other settings" in err and "(lr 0.001 -> 0.5)" in err
+            and err.count("\n") == 1), err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files  # the folder is untouched
     with pytest.raises(ValueError, match=r"max_steps 4 -> 6; lr_scheduler 'constant' -> 'cosine'"):
         # more steps under a schedule would change the learning rate of the steps already made
-        train(cfg_for(tiny_model_dir, figfont_records, out, resume=True, **dict(kw, max_steps=6, lr_scheduler="cosine")),
+        train(cfg_for(tiny_model_dir, figfont_records, out, resume=True,
+                      **dict(kw, max_steps=6, lr_scheduler="cosine")),
               **QUIET)
 
 

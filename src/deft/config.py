@@ -32,8 +32,8 @@ from typing import Any, Callable, Mapping, Optional, Union, get_args, get_origin
 
 import yaml
 
-__all__ = ["ConfigError", "option", "load_config", "add_config_flags", "config_from_args", "config_to_dict", "check_device",
-           "field_help", "help_suffix", "alias_map", "settings_hash", "parse_pairs", "CHECKS"]
+__all__ = ["ConfigError", "option", "load_config", "add_config_flags", "config_from_args", "config_to_dict",
+           "check_device", "field_help", "help_suffix", "alias_map", "settings_hash", "parse_pairs", "CHECKS"]
 
 
 class ConfigError(ValueError):

@@ -32,7 +32,8 @@ def log10_p_histogram(p: torch.Tensor, bins: int = 64, lo: float = LOG10_RANGE[0
 
 
 def plot_distributions(sets: Mapping[str, Mapping], path, bins: int = 64,
-                       title: str = "Token probability distribution on the training set (paper Figures 3, 4, 6)") -> Path:
+                       title: str = ("Token probability distribution on the training set "
+                                     "(paper Figures 3, 4, 6)")) -> Path:
     """Overlay the ``log10 p`` densities of several token-statistics sets (``label -> stats``)."""
     import matplotlib
 

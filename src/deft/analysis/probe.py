@@ -173,7 +173,8 @@ def summarize_token_stats(stats: dict) -> dict:
         "mean_p": mean_p,
         "median_p": float(p.median()),
         "mean_focus": mean_focus,
-        "cayley_focus_of_mean_p": float(cayley_focus(torch.tensor(mean_p, dtype=torch.float64).clamp_min(1e-300).log())),
+        "cayley_focus_of_mean_p": float(cayley_focus(
+            torch.tensor(mean_p, dtype=torch.float64).clamp_min(1e-300).log())),
         "mean_entropy": float(entropy.mean()),
         "mean_nll": float(-logp.mean()),
         "frac_p_below_1e-3": float((p < 1e-3).double().mean()),
@@ -213,7 +214,8 @@ def format_summary(summary: dict) -> str:
         f"  mean DEFT focus    {summary['mean_focus']:.4g}   (sum of squared probabilities, paper Eq. 20)",
         f"  Cayley focus of p  {summary['cayley_focus_of_mean_p']:.4g}   (alpha*(mean p), Eq. 17)",
         f"  mean entropy       {summary['mean_entropy']:.3f} nats",
-        f"  confident conflicts {cc['share']:.2%}  (p < {cc['p_below']:g} and entropy < {cc['entropy_below_nats']:g} nat)",
+        f"  confident conflicts {cc['share']:.2%}  "
+        f"(p < {cc['p_below']:g} and entropy < {cc['entropy_below_nats']:g} nat)",
         "  p histogram:",
     ]
     edges = h["edges"]

@@ -99,7 +99,8 @@ def _items(cfg: DataConfig, kind: str, path: str | None, seed: int):
         n = DEFAULT_GENERATED
     files = ("check", "jsonl", "json", "parquet", "csv", "generic", "records")
     return source_records(
-        "jsonl" if kind in files else cfg.source, input=path, n=n, seed=seed, split=cfg.split, task_args=parse_task_args(cfg.task_args), key_map=cfg.map,
+        "jsonl" if kind in files else cfg.source, input=path, n=n, seed=seed, split=cfg.split,
+        task_args=parse_task_args(cfg.task_args), key_map=cfg.map,
         system=_special(cfg.system), prompt_suffix=_special(cfg.prompt_suffix),
         parts=[parse_mix_part(p) for p in cfg.part], keep_extra=cfg.keep_extra, protocol=cfg.protocol,
         model_key=cfg.model_key, model=cfg.model,

@@ -60,7 +60,8 @@ def tokenize_to_dataset(
     import datasets
     import pyarrow as pa
 
-    view = RecordTokenizer(tokenizer, template=template, max_length=max_length, truncation=truncation, all_turns=all_turns)
+    view = RecordTokenizer(tokenizer, template=template, max_length=max_length, truncation=truncation,
+                           all_turns=all_turns)
     report = ValidationReport(max_problems=max_problems)
     if cache_dir is None:
         directory = Path(tempfile.mkdtemp(prefix="deft-tokenized-"))
@@ -74,7 +75,8 @@ def tokenize_to_dataset(
 
     def flush(writer):
         if columns["where"]:
-            writer.write_batch(pa.record_batch([pa.array(columns[n], type=schema.field(n).type) for n in schema.names], schema=schema))
+            writer.write_batch(pa.record_batch([pa.array(columns[n], type=schema.field(n).type) for n in schema.names],
+                                               schema=schema))
             for values in columns.values():
                 values.clear()
 

@@ -121,7 +121,8 @@ def require_family(regime: str, *, model_key: str | None = None, model: str | No
                          f"pass --model-key ({', '.join(PAPER_MODELS)})")
     if (regime, family) not in _SYSTEM:
         ok = sorted({f for r, f in _SYSTEM if r == regime})
-        raise ValueError(f"--protocol paper: the reference has no {regime} prompt for {family} models (only {', '.join(ok)})")
+        raise ValueError(f"--protocol paper: the reference has no {regime} prompt for {family} models "
+                         f"(only {', '.join(ok)})")
     return family
 
 
@@ -144,7 +145,8 @@ def _record(regime: str, family: str | None, question: str, response: str, answe
     if system:
         rec["system"] = system
     rec.update({"answer": answer, "task": regime, "id": ident})
-    rec["metadata"] = {**meta, "protocol": "paper"} if family is None else {**meta, "protocol": "paper", "family": family}
+    rec["metadata"] = ({**meta, "protocol": "paper"} if family is None
+                       else {**meta, "protocol": "paper", "family": family})
     return rec
 
 
@@ -170,7 +172,8 @@ def figfont_paper_records(split: str = "train", *, n: int | None = None, start: 
     for idx in range(lo + start, end):
         entry = ds[idx]
         meta = json_safe(entry.get("metadata") or {})
-        meta["reasoning_gym"] = {"task": "figlet_font", "args": dict(FIGFONT_PAPER_ARGS), "seed": PAPER_SEED, "index": idx}
+        meta["reasoning_gym"] = {"task": "figlet_font", "args": dict(FIGFONT_PAPER_ARGS), "seed": PAPER_SEED,
+                                 "index": idx}
         word = str(entry["answer"])
         yield (f"figfont[paper,{split}]#{idx}",
                _record("figfont", None, entry["question"], word, word, f"figfont-paper-{split}-{idx}", meta))
@@ -181,7 +184,8 @@ def _field(row: Mapping, key_map: Mapping[str, str], field: str, names: tuple[st
     in the row and then in its ``extra_info`` (the reference's processed files)."""
     if field in key_map:
         if key_map[field] not in row:
-            raise RecordError(f"missing column {key_map[field]!r} (mapped to {field!r}); columns are: {', '.join(map(str, row))}")
+            raise RecordError(f"missing column {key_map[field]!r} (mapped to {field!r}); "
+                              f"columns are: {', '.join(map(str, row))}")
         return row[key_map[field]]
     extra = row.get("extra_info") if isinstance(row.get("extra_info"), Mapping) else {}
     for where in (extra, row) if extra else (row,):
@@ -193,7 +197,8 @@ def _field(row: Mapping, key_map: Mapping[str, str], field: str, names: tuple[st
 
 def _text(value, name: str, row: Mapping, flag: str) -> str:
     if value is None:
-        raise RecordError(f"missing {name!r} (columns are: {', '.join(map(str, row))}; map another with --map {flag}=COLUMN)")
+        raise RecordError(f"missing {name!r} (columns are: {', '.join(map(str, row))}; "
+                          f"map another with --map {flag}=COLUMN)")
     if not isinstance(value, str) or not value.strip():
         raise RecordError(f"empty or non-string {name!r}")
     return value

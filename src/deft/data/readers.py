@@ -160,7 +160,8 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[str, Any]]:
             return
         except csv.Error as err:
             n += 1
-            yield f"{path}: record {n}", RecordError(f"malformed CSV (line {reader.line_num}: {err})", f"{path}: record {n}")
+            yield f"{path}: record {n}", RecordError(f"malformed CSV (line {reader.line_num}: {err})",
+                                                     f"{path}: record {n}")
             continue
         if not any(c.strip() for c in cells):
             continue

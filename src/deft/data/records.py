@@ -42,7 +42,8 @@ __all__ = [
     "parse_key_map",
 ]
 
-RECORD_KEYS = ("messages", "prompt", "response", "system", "answer", "task", "id", "weight", "token_weights", "metadata")
+RECORD_KEYS = ("messages", "prompt", "response", "system", "answer", "task", "id", "weight", "token_weights",
+               "metadata")
 ROLES = ("system", "user", "assistant", "tool")
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                    "system": "system", "tool": "tool", "function": "tool", "observation": "tool"}
@@ -197,8 +198,8 @@ def _shape(get: dict, row: dict, require_response: bool) -> dict:
     if missing:
         cols = ", ".join(map(str, row)) or "none"
         if "chosen" in row and "rejected" in row:
-            raise RecordError("a preference row (chosen/rejected) is not fine-tuning data; train on the preferred answer "
-                              "with --map response=chosen (and prompt=COLUMN)")
+            raise RecordError("a preference row (chosen/rejected) is not fine-tuning data; train on the preferred "
+                              "answer with --map response=chosen (and prompt=COLUMN)")
         if set(row) <= {"text", "id", "metadata"} and "text" in row:
             raise RecordError("a plain 'text' row has no prompt/response split (deft trains on responses); write "
                               "prompt + response (or completion) or messages, or map columns with --map KEY=COLUMN")

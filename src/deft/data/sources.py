@@ -107,7 +107,8 @@ def mix_records(
             chosen.append((where, rec))
             got += 1
         if got < count:
-            raise ValueError(f"mix part {spec!r}: only {got} valid records, {count} needed; lower --n or its proportion")
+            raise ValueError(f"mix part {spec!r}: only {got} valid records, {count} needed; "
+                             "lower --n or its proportion")
     random.Random(seed).shuffle(chosen)
     yield from chosen
 

@@ -48,7 +48,8 @@ def pick(row: Mapping, key_map: Mapping[str, str], field: str, aliases=()) -> An
     if field in key_map:
         column = key_map[field]
         if column not in row:
-            raise RecordError(f"missing column {column!r} (mapped to {field!r}); columns are: {', '.join(map(str, row))}")
+            raise RecordError(f"missing column {column!r} (mapped to {field!r}); "
+                              f"columns are: {', '.join(map(str, row))}")
         return row[column]
     for name in aliases or (field,):
         if name in row and row[name] is not None:
@@ -62,7 +63,8 @@ def _math_record(row: Any, key_map: Mapping[str, str], suffix: str) -> dict:
     problem, solution = pick(row, key_map, "problem"), pick(row, key_map, "solution")
     for name, value in (("problem", problem), ("solution", solution)):
         if value is None:
-            raise RecordError(f"missing {name!r} (columns are: {', '.join(map(str, row))}; map another with --map {name}=COLUMN)")
+            raise RecordError(f"missing {name!r} (columns are: {', '.join(map(str, row))}; "
+                              f"map another with --map {name}=COLUMN)")
         if not isinstance(value, str) or not value.strip():
             raise RecordError(f"empty or non-string {name!r}")
     answer = pick(row, key_map, "answer")

@@ -61,7 +61,8 @@ def _medical_record(row: Any, key_map: Mapping[str, str], suffix: str) -> dict:
     get = {f: pick(row, key_map, f, _MEDICAL_ALIASES[f]) for f in MEDICAL_FIELDS}
     question = get["question"]
     if not isinstance(question, str) or not question.strip():
-        raise RecordError(f"missing or empty 'question' (columns are: {', '.join(map(str, row))}; map with --map question=COLUMN)")
+        raise RecordError(f"missing or empty 'question' (columns are: {', '.join(map(str, row))}; "
+                          "map with --map question=COLUMN)")
     options = _parse_options(get["options"]) if get["options"] is not None else None
     letter = get["answer_idx"]
     text = get["answer"]

@@ -151,7 +151,8 @@ def rg_score(record: Mapping, answer: str | None) -> float:
     task = info.get("task")
     if not task:
         label = str(record.get("task", ""))
-        task = "figlet_font" if label == "figfont" else label[3:] if label.startswith("rg:") else meta.get("source_dataset")
+        task = ("figlet_font" if label == "figfont" else label[3:] if label.startswith("rg:")
+                else meta.get("source_dataset"))
     if not task:
         raise ValueError(f"record {record.get('id', '')!r} is not from a reasoning-gym task (no task / metadata)")
     args = info.get("args") or (FIGFONT_SETTINGS if task == "figlet_font" else {})

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from .paper import FIGFONT_PAPER_SYSTEM, HELPFUL_SYSTEM, PAPER_FAMILIES, PAPER_REGIMES, paper_family
 from .records import RecordError
 
-__all__ = ["PlainTemplate", "PaperTemplate", "PAPER_STRINGS", "LLAMA_SFT_WRAP", "HARNESS_PROMPTS", "HARNESS_PROMPT_TYPES",
-           "harness_prompt", "TEMPLATES", "template_names", "resolve_template"]
+__all__ = ["PlainTemplate", "PaperTemplate", "PAPER_STRINGS", "LLAMA_SFT_WRAP", "HARNESS_PROMPTS",
+           "HARNESS_PROMPT_TYPES", "harness_prompt", "TEMPLATES", "template_names", "resolve_template"]
 
 _QWEN = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
 _LLAMA = ("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>"
@@ -49,7 +49,8 @@ _LLAMA = ("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_head
 #: Qwen FigFont with a newline before ``<|im_end|>``); math: the Qwen2.5-Math chat template and the
 #: harness prompt types ``llama-base-boxed-with-bos`` and ``deepseek-math``.
 PAPER_STRINGS = {
-    ("qwen", "figfont"): "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{prompt}\n<|im_end|>\n<|im_start|>assistant\n",
+    ("qwen", "figfont"): ("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{prompt}\n<|im_end|>\n"
+                          "<|im_start|>assistant\n"),
     ("qwen", "medical"): _QWEN,
     ("qwen", "math"): _QWEN,
     ("llama", "figfont"): _LLAMA,
@@ -83,12 +84,14 @@ def harness_prompt(family_or_type: str, question: str) -> str:
     a harness prompt type (:data:`HARNESS_PROMPTS`), around ``question``."""
     kind = HARNESS_PROMPT_TYPES.get(family_or_type, family_or_type)
     if kind not in HARNESS_PROMPTS:
-        raise ValueError(f"unknown prompt type {family_or_type!r}; use one of {', '.join([*HARNESS_PROMPT_TYPES, *HARNESS_PROMPTS])}")
+        raise ValueError(f"unknown prompt type {family_or_type!r}; "
+                         f"use one of {', '.join([*HARNESS_PROMPT_TYPES, *HARNESS_PROMPTS])}")
     return HARNESS_PROMPTS[kind].replace("{input}", question)
 
 
 #: the reference SFT dataset's wrapper for Llama base models (main_verl/utils/dataset/sft_dataset.py)
-LLAMA_SFT_WRAP = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant.<|eot_id|>\n"
+LLAMA_SFT_WRAP = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                  "You are a helpful assistant.<|eot_id|>\n"
                   "<|start_header_id|>user<|end_header_id|>\n\n{input}\nPlease reason step by step, and put your final "
                   "answer within \\boxed{}.<|eot_id|>\n<|start_header_id|>assistant<|end_header_id|>\n\n")
 
@@ -147,7 +150,8 @@ class PaperTemplate:
         if fmt is None:
             raise RecordError(f"the reference has no {regime} prompt for {self.family} models")
         if "{system}" not in fmt and system:
-            raise RecordError(f"the paper's {self.family} {regime} prompt has no system turn; remove 'system' from the record")
+            raise RecordError(f"the paper's {self.family} {regime} prompt has no system turn; "
+                              "remove 'system' from the record")
         if "{system}" in fmt and not system:
             raise RecordError(f"the paper's {self.family} {regime} prompt needs the record's 'system' prompt "
                               f"(write records with deft data ... --protocol paper)")

@@ -140,7 +140,8 @@ class RecordTokenizer:
         if max_length is not None and max_length < 2:
             raise ValueError(f"max_length must be at least 2 (got {max_length})")
         if all_turns and self.template != "chat":
-            raise ValueError("training on all assistant turns needs a chat template (plain templates train on the last turn)")
+            raise ValueError("training on all assistant turns needs a chat template "
+                             "(plain templates train on the last turn)")
         self.max_length = max_length
         self.truncation = truncation
         self.all_turns = all_turns
@@ -200,7 +201,8 @@ class RecordTokenizer:
                 upto = self._ids(self._render(messages[: i + 1], False))
                 if full_ids[: len(upto)] != upto:
                     raise RecordError(
-                        f"assistant turn {i} renders differently inside the whole conversation; train on the last turn only"
+                        f"assistant turn {i} renders differently inside the whole conversation; "
+                        "train on the last turn only"
                     )
                 end = len(upto)
             stop, closing = self._trim(full_ids, len(prompt_ids), end)
@@ -240,7 +242,8 @@ class RecordTokenizer:
                 per_token = list(token_weights) + [1.0] * closing
             else:
                 raise RecordError(
-                    f"token_weights has {len(token_weights)} entries but the response has {len(labelled) - closing} tokens "
+                    f"token_weights has {len(token_weights)} entries "
+                    f"but the response has {len(labelled) - closing} tokens "
                     f"({len(labelled)} with the end-of-turn tokens) with this tokenizer"
                 )
         scale = 1.0 if weight is None else float(weight)
@@ -341,7 +344,8 @@ def collate(
         attention[row, :k] = 1
         if weights is not None:
             w = get(ex, "weights")
-            weights[row, :k] = (labels[row, :k] != IGNORE_INDEX).float() if w is None else torch.as_tensor(w, dtype=torch.float32)
+            weights[row, :k] = ((labels[row, :k] != IGNORE_INDEX).float() if w is None
+                                else torch.as_tensor(w, dtype=torch.float32))
     batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
     if weights is not None:
         batch["weights"] = weights

@@ -122,7 +122,8 @@ def validate_source(
     report = ValidationReport(max_problems=max_problems)
     view = None
     if tokenizer is not None:
-        view = RecordTokenizer(tokenizer, template=template, max_length=max_length, truncation=truncation, all_turns=all_turns)
+        view = RecordTokenizer(tokenizer, template=template, max_length=max_length, truncation=truncation,
+                               all_turns=all_turns)
     for _ in check_records(iter_records(source, key_map=key_map, split=split), report, tokenizer=view):
         pass
     if report.invalid and not skip_invalid:

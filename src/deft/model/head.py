@@ -45,7 +45,8 @@ def check_head_supported(head, training: bool = True) -> None:
     _, lora_b, _, dropout, variants = parts
     for name in _active(head):
         if name in variants:
-            raise ValueError(f"the LM head's LoRA adapter '{name}' uses a LoRA variant ({type(variants[name]).__name__}, "
+            raise ValueError(f"the LM head's LoRA adapter '{name}' uses a LoRA variant "
+                             f"({type(variants[name]).__name__}, "
                              "e.g. DoRA), which the fused loss cannot merge; leave lm_head out of target_modules "
                              "or train with fused=false")
         if getattr(lora_b[name], "bias", None) is not None:

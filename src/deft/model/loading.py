@@ -136,7 +136,8 @@ def resolve_model(spec: str) -> ResolvedModel:
         raise FileNotFoundError(f"{spec}: not a model directory: it has {what}")
     if not _HUB_ID.match(spec) or spec.lower().endswith(".gguf"):
         raise FileNotFoundError(
-            f"{spec}: no such file or directory; pass 'smollm2-135m', a .gguf file, a local model directory or an HF hub id"
+            f"{spec}: no such file or directory; pass 'smollm2-135m', a .gguf file, a local model directory "
+            "or an HF hub id"
         )
     return ResolvedModel(spec, "hub", spec, None, spec.replace("/", "--"))
 
@@ -152,7 +153,8 @@ def _with_pad_token(tokenizer):
         else:
             if tokenizer.eos_token is None:
                 raise ValueError(
-                    f"tokenizer of {tokenizer.name_or_path!r} has neither a pad nor an EOS token; add one to the model directory"
+                    f"tokenizer of {tokenizer.name_or_path!r} has neither a pad nor an EOS token; "
+                    "add one to the model directory"
                 )
             tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -300,7 +302,8 @@ def _convert_gguf(resolved: ResolvedModel, dtype: torch.dtype, extra: dict):
         tied = {k for k in missing if "lm_head" in k} if getattr(config, "tie_word_embeddings", False) else set()
         if set(missing) - tied or unexpected:
             raise ValueError(
-                f"{resolved.spec}: GGUF conversion mismatch (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+                f"{resolved.spec}: GGUF conversion mismatch "
+                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
             )
         plain.tie_weights()
         plain.generation_config = loaded.generation_config

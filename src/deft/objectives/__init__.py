@@ -20,7 +20,7 @@ from .needs import NEEDS, Need, objective_inputs, register_need
 from .registry import MASKS_HELP, REGISTRY, describe_mask, list_objectives, objective_names, parse_objective, register
 
 __all__ = [
-    "CrossEntropyTargets", "Dists", "MASKS_HELP", "NEEDS", "Need", "Objective", "ObjectiveDef", "Param", "PerTokenLoss", "REGISTRY",
-    "Target", "Terms", "Tokens", "cayley_focus", "deformed_log_loss", "describe_mask", "list_objectives", "objective_inputs",
-    "objective_names", "parse_objective", "register", "register_need",
+    "CrossEntropyTargets", "Dists", "MASKS_HELP", "NEEDS", "Need", "Objective", "ObjectiveDef", "Param", "PerTokenLoss",
+    "REGISTRY", "Target", "Terms", "Tokens", "cayley_focus", "deformed_log_loss", "describe_mask", "list_objectives",
+    "objective_inputs", "objective_names", "parse_objective", "register", "register_need",
 ]

@@ -282,7 +282,8 @@ def _evaluation(job: Job, model_path: str, benchmarks: list, eval_kw: dict, log:
         for name in ("results.json", "results.partial.json", "generations.jsonl", "inputs.json"):
             (job.folder / name).unlink(missing_ok=True)
     log(f"{job.label} on {', '.join(benchmarks)} ...")
-    result = evaluate(model_path, benchmarks, out_dir=str(job.folder), **eval_kw, **({"overwrite": True} if redo else {}))
+    result = evaluate(model_path, benchmarks, out_dir=str(job.folder), **eval_kw,
+                      **({"overwrite": True} if redo else {}))
     record_inputs(job)
     return result
 

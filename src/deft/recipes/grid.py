@@ -42,7 +42,8 @@ def _grid_configs(grid: dict, where: str) -> list[tuple[str, CompareConfig]]:
     for model in models:
         for data_name, data_path in datasets.items():
             overrides = {"model": model, "data": str(data_path), "objectives": ",".join(grid["objectives"]),
-                         "benchmark": ",".join(grid["benchmarks"]), "out": str(out / run_name(model) / run_name(data_name)),
+                         "benchmark": ",".join(grid["benchmarks"]),
+                         "out": str(out / run_name(model) / run_name(data_name)),
                          "base": grid.get("base", True), **dict(grid.get("eval") or {})}
             for key in ("seeds", "heldout", "forgetting"):
                 if key in grid:

@@ -57,7 +57,8 @@ class TrainConfig:
     data: Optional[str] = option(None, "training records: JSONL/JSON/Parquet/CSV file or datasets directory "
                                  "(see 'Train on your own data' in the README)", aliases=("train", "dataset"))
     eval_data: Optional[str] = option(None, "optional held-out records; their loss is reported at each eval step")
-    objective: str = option("deft", "objective spec, e.g. deft, nll, power:alpha=0.5, eaft:k=20 (see 'deft objectives')")
+    objective: str = option("deft", "objective spec, e.g. deft, nll, power:alpha=0.5, eaft:k=20 "
+                            "(see 'deft objectives')")
     output_dir: str = option("runs/train", "output folder: config.yaml, metrics.jsonl, checkpoints, final/",
                              aliases=("out",))
     model_key: Optional[str] = option(None, "the reference's model key (qwen-2.5-1.5b, llama-3.1-8b, deepseek-math-7b, "
@@ -120,7 +121,8 @@ class TrainConfig:
     reference_model: Optional[str] = option(None, "reference model for sft_kl/asft (default: the initial model; "
                                             "with LoRA the adapter is disabled)")
     teacher_model: Optional[str] = option(None, "teacher model for kd/kd_hybrid/target_sft (same vocabulary)")
-    old_policy_refresh: int = option(OLD_POLICY_REFRESH, "psft: optimizer steps between refreshes of the old-policy snapshot",
+    old_policy_refresh: int = option(OLD_POLICY_REFRESH, "psft: optimizer steps between refreshes of the old-policy "
+                                     "snapshot",
                                      check="positive")
     trust_remote_code: bool = option(False, "allow model repositories to run their own code (off unless you "
                                      "trust it)")

@@ -279,7 +279,8 @@ def _check_resumed_settings(run: _Run) -> None:
     computed, _ = _settings_changes(run)
     if computed:
         raise ValueError(f"{run.out}: resuming with other settings than the run was started with "
-                         f"({'; '.join(computed)}); pass the same settings, --overwrite to start over, or another --out")
+                         f"({'; '.join(computed)}); pass the same settings, --overwrite to start over, "
+                         "or another --out")
 
 
 def _write_start(run: _Run) -> None:
