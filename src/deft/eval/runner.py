@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import config_to_dict, settings_hash
-from .benchmarks import Problem, find_benchmark
+from .benchmarks import BENCHMARK_REGISTRY, Problem, find_benchmark
 from .config import EvalConfig, make_config, preset, regime_of
 from .generate import Generation
 from .metrics import average_row, summarize_scorers
@@ -180,18 +180,20 @@ def _summary(name: str, probs: Sequence[Problem], samples: Sequence[Sequence[Sam
     k = len(samples[0])
     out = summarize_scorers(grids, answers)
     out["truncated"] = sum(not x.generation.finished for row in samples for x in row) / (len(probs) * k)
-    if cfg.protocol == "paper" and "math_paper" in grids:
-        # the reference's math summary: per sample index, the mean over problems
-        columns = [sum(row[j] for row in grids["math_paper"]) / len(probs) for j in range(k)]
-        out.update({"acc": columns[0], "all_acc": columns, "mean_acc": sum(columns) / k})
-    if cfg.protocol == "paper" and "exact_paper" in grids:
-        out.update({"score": out["exact_paper"], "normalized_score": out.get("exact_normalized_paper"),
-                    "jaro_winkler_similarity": out.get("jaro_winkler_paper")})
-    if name.startswith("medical/"):
-        out["group"] = "medical"
-        if cfg.protocol == "paper":
-            out["acc"] = out["average_at_k"]
+    if cfg.protocol == "paper":  # the reference's names, as each scorer declares them
+        for scorer, grid in grids.items():
+            decl, _ = get_scorer(scorer)
+            if decl.reference_summary is not None:
+                out.update(decl.reference_summary(grid))
+    if _group_of(name):  # a row per source (medical/<source>)
+        out["group"] = _group_of(name)
     return out
+
+
+def _group_of(name: str) -> str | None:
+    """The benchmark whose per-source row ``name`` is (``medical/MedQA`` -> ``medical``), else ``None``."""
+    base, sep, _ = name.partition("/")
+    return base if sep and base in BENCHMARK_REGISTRY else None
 
 
 def _finish(results: dict, groups: dict[str, list[str]]) -> dict:
@@ -255,7 +257,10 @@ def evaluate(cfg: EvalConfig | str | None = None, benchmarks: Sequence[str] | st
     _check_early(cfg, backend)
     problems = load_problems(cfg) if cfg.benchmark else {}
     check_heldout_inputs(cfg)
-    groups = {"medical": [name for name in problems if name.startswith("medical/")]}
+    groups: dict[str, list[str]] = {}
+    for name in problems:
+        if _group_of(name):
+            groups.setdefault(_group_of(name), []).append(name)
     batch_size = cfg.batch_size or (64 if torch.cuda.is_available() else 8)
     decoding = {}
     for name, probs in problems.items():

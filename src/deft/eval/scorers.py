@@ -63,7 +63,9 @@ class Scorer:
     default: the stripped prediction); ``report_columns`` are the result columns it adds to the
     printed table; ``max_new_tokens`` the default generation budget of a benchmark it scores first;
     ``argument`` names the part after a colon (``rg:<task>``) and ``check_argument`` validates it
-    (raising ``ValueError``); ``paper`` marks the reference code's scorers (``--protocol paper``).
+    (raising ``ValueError``); ``paper`` marks the reference code's scorers (``--protocol paper``);
+    ``reference_summary(grid)`` gives the result keys the reference code reports for this scorer,
+    added under ``--protocol paper`` (``grid``: one row of sample scores per problem).
     """
 
     name: str
@@ -76,6 +78,7 @@ class Scorer:
     argument: str | None = None
     check_argument: Callable[[str], None] | None = None
     paper: bool = False
+    reference_summary: Callable[[list[list[float]]], dict[str, Any]] | None = None
 
     @property
     def spec(self) -> str:
@@ -211,6 +214,18 @@ def _raw(prediction: str, **_: Any) -> str | None:
     return prediction or None
 
 
+def _mean(grid: list[list[float]]) -> float:
+    """Average@k of a score grid: the mean over problems of the mean over samples."""
+    return sum(sum(row) / len(row) for row in grid) / len(grid)
+
+
+def _per_sample_index(grid: list[list[float]]) -> dict[str, Any]:
+    """The reference's math summary: per sample index the mean over problems (``all_acc``), the
+    first one (``acc``) and their mean (``mean_acc`` = Average@k)."""
+    columns = [sum(row[j] for row in grid) / len(grid) for j in range(len(grid[0]))]
+    return {"acc": columns[0], "all_acc": columns, "mean_acc": sum(columns) / len(columns)}
+
+
 def _tagged(prediction: str, **_: Any) -> str | None:
     tagged = extract_tagged(prediction, "answer")
     return tagged if tagged is not None else (prediction.strip() or None)
@@ -231,18 +246,23 @@ register_scorer("rg", score_rg, "the reasoning-gym task's own score_answer on th
                 keywords=("entry",), extractor=_tagged, max_new_tokens=1024, argument="task",
                 check_argument=_check_rg_task)
 register_scorer("exact_paper", exact_paper, "the paper's figfont raw equality (reported as score)",
-                extractor=_raw, report_columns=("score",), max_new_tokens=32, paper=True)
+                extractor=_raw, report_columns=("score",), max_new_tokens=32, paper=True,
+                reference_summary=lambda grid: {"score": _mean(grid)})
 register_scorer("exact_normalized_paper", exact_normalized_paper,
                 "the paper's figfont lower-cased equality (reported as normalized_score)",
-                extractor=_raw, report_columns=("normalized_score",), max_new_tokens=32, paper=True)
+                extractor=_raw, report_columns=("normalized_score",), max_new_tokens=32, paper=True,
+                reference_summary=lambda grid: {"normalized_score": _mean(grid)})
 register_scorer("jaro_winkler_paper", jaro_winkler_paper,
                 "the paper's Jaro-Winkler, prefix bonus always added (reported as jaro_winkler_similarity)",
-                extractor=_raw, report_columns=("jaro_winkler_similarity",), max_new_tokens=32, paper=True)
+                extractor=_raw, report_columns=("jaro_winkler_similarity",), max_new_tokens=32, paper=True,
+                reference_summary=lambda grid: {"jaro_winkler_similarity": _mean(grid)})
 register_scorer("math_paper", score_math_paper, "the Qwen2.5-Math harness (reported as acc and mean_acc)",
                 keywords=("data_name",), report_columns=("acc", "mean_acc"), max_new_tokens=2048, paper=True,
+                reference_summary=_per_sample_index,
                 extractor=lambda p, data_name=None: extract_answer_paper(p, data_name or "math") or None)
 register_scorer("mcq_paper", score_mcq_paper, "the m1 medical answer matcher (always picks an option)",
                 keywords=("options",), report_columns=("acc",), max_new_tokens=2048, paper=True,
+                reference_summary=lambda grid: {"acc": _mean(grid)},
                 extractor=lambda p, options=None: match_choice_paper(p, options)[0] if options else None)
 
 # the built-in scorers (a snapshot; scorer_names() includes scorers registered later)
