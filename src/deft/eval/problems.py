@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .benchmarks import MATH_PROMPT_SUFFIX, Problem, benchmark_names, find_benchmark, load_benchmark, rg_problems
-from .config import EvalConfig, make_config, regime_of
+from .config import PAPER_PRESETS, EvalConfig, make_config, regime_of
 from .prompts import model_family, render_paper_prompt
 from .scorers import check_scorer, scorer_names
 
@@ -85,17 +85,15 @@ def _with_system(problems: list[Problem], name: str, cfg: EvalConfig, scorers: t
 
 
 def _paper(problems: list[Problem], name: str, regime: str, family: str) -> list[Problem]:
-    """The reference's literal prompt and scorers for a figfont, math or medical benchmark."""
+    """The reference's literal prompt and scorers (:data:`~deft.eval.config.PAPER_PRESETS`) for a figfont,
+    math or medical benchmark."""
     out = []
     for p in problems:
         question = p.prompt.removesuffix("\n" + MATH_PROMPT_SUFFIX)
         raw = render_paper_prompt(regime, question, family)
+        p = dataclasses.replace(p, scorers=PAPER_PRESETS[regime]["scorers"])
         if regime == "math":
-            p = dataclasses.replace(p, scorers=("math_paper",), context={"data_name": name})
-        elif regime == "medical":
-            p = dataclasses.replace(p, scorers=("mcq_paper",))
-        else:
-            p = dataclasses.replace(p, scorers=("exact_paper", "exact_normalized_paper", "jaro_winkler_paper"))
+            p = dataclasses.replace(p, context={"data_name": name})
         out.append(dataclasses.replace(p, raw_prompt=raw, messages=None))
     return out
 
