@@ -41,7 +41,8 @@ def test_user_errors_are_one_line(tmp_path, capsys):
         (("stats", "x.jsonl"), "stats needs --model"),
         (("math", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")), "no such file"),
         (("mix", "--part", "figfont=0", "--n", "3", "--out", "x.jsonl"), "proportion must be positive"),
-        (("stats", "x.jsonl", "--model", "smollm2-135m", "--max-length", "-5"), "'max_length' must be at least 2 tokens, got -5"),
+        (("stats", "x.jsonl", "--model", "smollm2-135m", "--max-length", "-5"),
+         "'max_length' must be at least 2 tokens, got -5"),
         (("figfont", "--out", str(tmp_path / "f.jsonl" / "x.jsonl")), "is a file, not a folder"),
     ]:
         code, _, err = run(capsys, *argv)
@@ -58,7 +59,8 @@ def test_help_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom deft.cli.main import main\ntry:\n    main(['data', '--help'])\nexcept SystemExit:\n    pass\n"
+    code = ("import sys\nfrom deft.cli.main import main\n"
+            "try:\n    main(['data', '--help'])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False False"

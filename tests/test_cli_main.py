@@ -29,7 +29,8 @@ def test_help_imports_no_torch(verb):
     out = subprocess.run([sys.executable, "-c", _PROBE.format(argv=argv)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "usage: deft" in out.stdout
-    assert out.stdout.strip().splitlines()[-1] == "HEAVY=", f"'deft {verb} --help' imported {out.stdout.splitlines()[-1]}"
+    last = out.stdout.strip().splitlines()[-1]
+    assert last == "HEAVY=", f"'deft {verb} --help' imported {last}"
 
 
 def test_top_level_help_lists_every_subcommand():

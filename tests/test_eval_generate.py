@@ -49,12 +49,14 @@ def _always_im_end(tokenizer):
 def test_prompt_ids_equal_the_training_prompt(smollm2_tokenizer):
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
     for template in ("chat", "plain", "qa"):
-        train = RecordTokenizer(smollm2_tokenizer, template=template)({"messages": [*msgs, {"role": "assistant", "content": "4"}]})
+        answered = {"messages": [*msgs, {"role": "assistant", "content": "4"}]}
+        train = RecordTokenizer(smollm2_tokenizer, template=template)(answered)
         assert render_prompts(smollm2_tokenizer, [msgs], template)[0] == train.prompt_ids, template
     text = smollm2_tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
                                                  add_generation_prompt=True)
     assert text.endswith("<|im_start|>assistant\n")
-    assert render_prompts(smollm2_tokenizer, ["hi"])[0] == smollm2_tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = smollm2_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert render_prompts(smollm2_tokenizer, ["hi"])[0] == ids
     no_chat = copy.deepcopy(smollm2_tokenizer)
     no_chat.chat_template = None  # auto -> plain
     assert render_prompts(no_chat, ["hi"]) == render_prompts(smollm2_tokenizer, ["hi"], "plain")
@@ -110,7 +112,8 @@ def test_stop_tokens_and_stop_strings_cut_the_text(smollm2_tokenizer, tiny):
                            extra_stop_token_ids=[toks[m]])[0][0]
     assert cut == Generation(smollm2_tokenizer.decode(toks[:m], skip_special_tokens=True), m + 1, True)
     word = ref.text.strip().split()[0][:3]
-    trimmed = generate_samples(tiny, smollm2_tokenizer, PROMPTS[:1], max_new_tokens=8, progress=False, stop=[word])[0][0]
+    trimmed = generate_samples(tiny, smollm2_tokenizer, PROMPTS[:1], max_new_tokens=8, progress=False,
+                               stop=[word])[0][0]
     assert trimmed.finished and trimmed.text == ref.text[:ref.text.find(word)]
 
 

@@ -50,14 +50,18 @@ def add_parser(subparsers) -> None:
                     "come from --config FILE (YAML).",
         epilog=SOURCES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", metavar="SOURCE", help="figfont, rg:TASK, math, medical, mix, jsonl, check, stats, or a record file")
-    p.add_argument("input", metavar="FILE", nargs="?", help="input file, datasets directory or hub dataset id (math, medical, jsonl, check, stats)")
+    p.add_argument("source", metavar="SOURCE",
+                   help="figfont, rg:TASK, math, medical, mix, jsonl, check, stats, or a record file")
+    p.add_argument("input", metavar="FILE", nargs="?",
+                   help="input file, datasets directory or hub dataset id (math, medical, jsonl, check, stats)")
     add_config_flags(p, DataConfig)
     p.add_argument("-o", dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--task-args", dest="task_args", nargs="+", action="extend", default=argparse.SUPPRESS,
-                   metavar="KEY=VALUE", help="parameters of the reasoning-gym task config (values read as JSON), e.g. max_word_len=7")
+                   metavar="KEY=VALUE",
+                   help="parameters of the reasoning-gym task config (values read as JSON), e.g. max_word_len=7")
     p.add_argument("--part", action="append", default=argparse.SUPPRESS, metavar="SPEC=PROPORTION",
-                   help="a mix component: figfont, rg:TASK, math:FILE, medical:FILE or a record file, with its proportion (repeat)")
+                   help="a mix component: figfont, rg:TASK, math:FILE, medical:FILE or a record file, with its "
+                        "proportion (repeat)")
     p.add_argument("--map", "--key-map", dest="map", action="append", default=argparse.SUPPRESS, metavar="KEY=COLUMN",
                    help="read KEY from another column name, e.g. prompt=question (repeat); see 'map' in the config")
     p.set_defaults(func=run)

@@ -38,7 +38,8 @@ def add_parser(subparsers) -> None:
                    help="|change in p| above which a token counts as learned or forgotten (default 0.01)")
     p.add_argument("--max-points", type=int, default=20000,
                    help="tokens drawn per scatter panel, sampled with a fixed seed (default 20000)")
-    p.add_argument("--out", default="runs/plots", help="output directory for the PNGs and index.html (default runs/plots)")
+    p.add_argument("--out", default="runs/plots",
+                   help="output directory for the PNGs and index.html (default runs/plots)")
     p.set_defaults(func=run)
 
 

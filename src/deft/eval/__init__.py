@@ -31,12 +31,13 @@ from .scorers import (
 )
 
 __all__ = [
-    "BENCHMARKS", "Benchmark", "DEFAULT_EVAL_SEED", "EvalConfig", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX", "PAPER_SCORERS",
-    "Problem", "RawPrompt", "SCORERS", "Scorer", "average_at_k", "average_row", "benchmark_names", "check_scorer", "extract_boxed",
-    "extract_choice", "extract_math_answer", "extract_tagged", "extracted_answer", "figfont_problems",
-    "format_table", "jaro_winkler", "list_benchmarks", "list_scorers", "load_benchmark", "majority_at_k", "math_equal", "pass_at_k",
-    "read_math_benchmark", "read_medical", "read_records", "register_benchmark", "register_scorer", "rg_problems", "score",
-    "scorer_names", "stderr", "summarize", "summarize_scorers", "unregister_benchmark", "unregister_scorer",
+    "BENCHMARKS", "Benchmark", "DEFAULT_EVAL_SEED", "EvalConfig", "MATH_BENCHMARKS", "MATH_PROMPT_SUFFIX",
+    "PAPER_SCORERS", "Problem", "RawPrompt", "SCORERS", "Scorer", "average_at_k", "average_row", "benchmark_names",
+    "check_scorer", "extract_boxed", "extract_choice", "extract_math_answer", "extract_tagged", "extracted_answer",
+    "figfont_problems", "format_table", "jaro_winkler", "list_benchmarks", "list_scorers", "load_benchmark",
+    "majority_at_k", "math_equal", "pass_at_k", "read_math_benchmark", "read_medical", "read_records",
+    "register_benchmark", "register_scorer", "rg_problems", "score", "scorer_names", "stderr", "summarize",
+    "summarize_scorers", "unregister_benchmark", "unregister_scorer",
 ]
 
 # generation and the end-to-end evaluation import torch: loaded on first use, so that the

@@ -62,7 +62,8 @@ class EvalConfig:
     limit: Optional[int] = option(None, "evaluate only the first N problems of each benchmark (or medical source)",
                                   check="positive")
     n: Optional[int] = option(None, "number of problems generated for figfont and rg:TASK (default: 256 for "
-                              "figfont, 5000 under --protocol paper; 100 for rg:TASK)", aliases=("size",), check="positive")
+                              "figfont, 5000 under --protocol paper; 100 for rg:TASK)", aliases=("size",),
+                              check="positive")
     problem_seed: int = option(DEFAULT_EVAL_SEED, "seed of the generated figfont/rg problems (default: a seed far "
                                "from those of training data; the paper protocol uses items 40000+ of seed 42)")
     seed: int = option(0, "sampling seed; the same seed, inputs and batch size give the same samples")

@@ -29,9 +29,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
+
+if TYPE_CHECKING:  # loaded on first use (module __getattr__): vLLM is optional
+    from .generate_vllm import VLLMGenerator
 
 __all__ = [
     "Generation", "HFGenerator", "VLLMGenerator", "generate", "generate_samples", "load_generator",
