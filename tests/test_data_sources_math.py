@@ -1,7 +1,7 @@
 """Tests of deft.data.sources_math: math rows (``math``): NuminaMath-CoT-style ``problem`` /
 ``solution`` ending in ``\boxed{...}``; the prompt gets :data:`MATH_PROMPT_SUFFIX`, the response is
 the worked solution, ``answer`` the content of the last ``\boxed{}``
-(:func:`deft.eval.extract.extract_boxed`, the one parser of gold answers and predictions). Also the
+(:func:`deft.text.extract_boxed`, the one parser of gold answers and predictions). Also the
 helpers the file-based sources share: :func:`sample` (a seeded sample), :func:`pick` (a mapped or
 aliased column) and :func:`rows_to_records`."""
 
