@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/deft demo --out $(OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The fast tests against the lowest version of every dependency that pyproject.toml admits (periodic, not in
 # CI: see docs/testing.md), in its own virtual environment .venv-min/. torch stays at 2.13.0, the one CPU build

@@ -29,6 +29,7 @@ import pytest
 import torch
 
 from deft.train import train
+from distributed_helpers import free_port
 from train_step_helpers import (check_step, independent_step, sgd_config, tokenized_examples,
                                 write_records)
 
@@ -83,7 +84,8 @@ def test_two_processes_one_sgd_step_is_minus_the_gradient(tiny_model_dir, tmp_pa
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+        [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port()), "--multi_gpu",
+         "--num_processes", "2", "--num_machines",
          "1", "--mixed_precision", "no", "--dynamo_backend", "no",
          *_sgd_flags(tiny_model_dir, data, out, objective, "--batch-size", "1", "--grad-accum", "2",
                      "--loss-normalization", normalization)],

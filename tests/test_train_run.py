@@ -18,6 +18,7 @@ from deft.train import load_config, train
 from deft.train.run import build_examples
 from deft.train.rundir import latest_checkpoint
 
+from distributed_helpers import free_port
 from train_options_helpers import _csv, _quiet
 from train_run_helpers import cfg_for
 
@@ -144,7 +145,8 @@ def test_two_processes_through_accelerate_match_one(tiny_model_dir, figfont_reco
                     "--output-dir", str(one)], check=True, env=env, capture_output=True)
     two = tmp_path / "two"
     launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port()), "--multi_gpu",
+         "--num_processes", "2",
          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "deft.cli.main", "train",
          *common, "--batch-size", "2", "--output-dir", str(two)], env=env, capture_output=True, text=True)
     assert launched.returncode == 0, launched.stderr[-3000:]

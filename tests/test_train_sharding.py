@@ -9,7 +9,8 @@ and the LM head, a rank with no loss token, frozen models (reference, teacher, p
 SIGKILL after a sharded checkpoint followed by ``--resume``, and are compared with one process.
 
 Each engine's jobs run in one launch (``distributed_jobs.py``), shared by the tests of that engine;
-all tests here run in one xdist group, so two launches never compete for the two cores.
+``make test`` distributes whole files over its workers (``--dist loadfile``), so this file's launches
+run one after the other, and every launch takes a free port.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from distributed_helpers import run_jobs, tail
 from tiny_models import save_tiny_model_dir
 from train_step_helpers import check_moved, check_step, independent_step, tokenized_examples, write_records
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributed")]
+pytestmark = pytest.mark.slow
 
 SHARDED = ["fsdp2", "fsdp2_full", "zero3", "zero3_init"]
 ENGINES = ["ddp", "zero2", *SHARDED]
