@@ -27,6 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/deft demo --out $(OUT)
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The fast tests against the lowest version of every dependency that pyproject.toml admits (periodic, not in

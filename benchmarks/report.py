@@ -61,9 +61,9 @@ TARGETS = {
         ("ref >= 10x more mem", "m_ref", ">=", 10.0, lambda r, s: s.get("ref_target")),
     ],
 }
-RATIO_TITLES = {"t_floor": "fused / floor time", "t_floor_cpu": "fused / floor CPU time", "m_budget": "fused mem / budget",
-                "t_ref": "ref / fused time",
-                "m_ref": "ref / fused mem", "t_liger_nll": "fused / liger nll time", "m_liger": "fused / liger mem"}
+RATIO_TITLES = {"t_floor": "fused / floor time", "t_floor_cpu": "fused / floor CPU time",
+                "m_budget": "fused mem / budget", "t_ref": "ref / fused time", "m_ref": "ref / fused mem",
+                "t_liger_nll": "fused / liger nll time", "m_liger": "fused / liger mem"}
 
 
 def _ok(rec):
@@ -297,13 +297,14 @@ TRAIN_STEP_TARGETS = [("deftsft/deft", "trl/nll", "time", 1.05), ("deftsft/deft"
 
 
 def train_step_summary(report: dict) -> dict:
-    """A ``train_step.py`` results dict, per case: median over rounds of the median step, max peak; paired ratios from the
-    interleaved run; the targets."""
+    """A ``train_step.py`` results dict, per case: median over rounds of the median step, max peak; paired
+    ratios from the interleaved run; the targets."""
     cases = {}
     for key in report["cases"]:
         ok = [r for r in report["records"] if r["case"] == key and r["status"] == "ok"]
         bad = [r for r in report["records"] if r["case"] == key and r["status"] != "ok"]
-        cases[key] = {"time_s": statistics.median(r["time_s"] for r in ok), "peak_bytes": max(r["peak_bytes"] for r in ok),
+        cases[key] = {"time_s": statistics.median(r["time_s"] for r in ok),
+                      "peak_bytes": max(r["peak_bytes"] for r in ok),
                       "loss_first": ok[0]["loss_first"]} if ok else {"status": bad[-1]["status"] if bad else "n/a",
                                                                       "note": bad[-1].get("note", "") if bad else ""}
     inter = (report.get("interleaved") or {}).get("steps")
@@ -313,7 +314,9 @@ def train_step_summary(report: dict) -> dict:
             return statistics.median(x / y for x, y in zip(inter[a], inter[b])), "paired"
         ca, cb = cases.get(a, {}), cases.get(b, {})
         field = "time_s" if what == "time" else "peak_bytes"
-        return (ca[field] / cb[field], "medians" if what == "time" else "peaks") if field in ca and field in cb else (None, "-")
+        if field not in ca or field not in cb:
+            return None, "-"
+        return ca[field] / cb[field], "medians" if what == "time" else "peaks"
 
     targets = []
     for a, b, what, limit in TRAIN_STEP_TARGETS:
@@ -345,7 +348,8 @@ def render_train_step(report: dict) -> str:
           f"(FigFont, sha256 {b['sha256_16']}), {b['loss_tokens']} loss tokens; {report['warmup']} warm-up + "
           f"{report['repeats']} timed steps per case, {report['rounds']} round(s); "
           + (f"load average {min(loads):.1f}-{max(loads):.1f}." if loads else ""), "",
-          "| case | step s | tokens/s | interleaved step s | / trl/nll time | peak MiB | / trl/dft peak | loss, step 1 |",
+          "| case | step s | tokens/s | interleaved step s | / trl/nll time | peak MiB | / trl/dft peak "
+          "| loss, step 1 |",
           "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for key, c in s["cases"].items():
         if "time_s" not in c:

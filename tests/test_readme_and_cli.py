@@ -80,3 +80,12 @@ def test_console_script_help_and_errors():
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert "valid objectives" in bad.stderr
+
+
+def test_make_test_runs_ruff_on_the_whole_tree_before_the_tests():
+    """The style check is part of the README's test command (configured in pyproject.toml)."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ntest: ", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    assert [line.strip() for line in recipe][:2] == ["$(PY) -m ruff check .",
+                                                    "$(PY) -m pytest -q -n 2 --dist loadfile"]
+    assert "[tool.ruff]" in (ROOT / "pyproject.toml").read_text()
