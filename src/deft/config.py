@@ -33,7 +33,8 @@ from typing import Any, Callable, Mapping, Optional, Union, get_args, get_origin
 import yaml
 
 __all__ = ["ConfigError", "option", "load_config", "add_config_flags", "config_from_args", "config_to_dict",
-           "check_device", "field_help", "help_suffix", "alias_map", "settings_hash", "parse_pairs", "CHECKS"]
+           "check_device", "field_help", "help_suffix", "alias_map", "settings_hash", "parse_pairs", "read_yaml",
+           "explicit_fields", "was_loaded", "split_list", "split_specs", "CHECKS", "SPLITTERS"]
 
 
 class ConfigError(ValueError):
@@ -70,17 +71,60 @@ CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
 }
 
 
+def split_list(text: str) -> list[str]:
+    """``"wandb, tensorboard,"`` -> ``["wandb", "tensorboard"]``: comma-separated items, stripped,
+    blanks dropped."""
+    return [item.strip() for item in str(text).split(",") if item.strip()]
+
+
+_SPEC_PARAM = re.compile(r"^\s*[A-Za-z_]\w*\s*=")
+
+
+def split_specs(text: str) -> list[str]:
+    """Comma-separated objective specs whose own parameters are comma-separated too:
+    ``"power:alpha=0.3,nll,eaft:k=20,gamma=1"`` -> ``["power:alpha=0.3", "nll", "eaft:k=20,gamma=1"]``.
+
+    An item of the form ``key=value`` (an identifier, then ``=``) continues the previous spec when
+    that spec has parameters (``name:...``); anything else starts a new spec. A mask such as
+    ``nll[p>=0.1]`` starts a spec (its ``=`` follows a bracket, not an identifier)."""
+    specs: list[str] = []
+    for item in split_list(text):
+        if specs and ":" in specs[-1] and _SPEC_PARAM.match(item):
+            specs[-1] = f"{specs[-1]},{item}"
+        else:
+            specs.append(item)
+    return specs
+
+
+# how a list field splits one string: ``option(..., split=NAME)``
+SPLITTERS: dict[str, Callable[[str], list[str]]] = {
+    "comma": split_list,
+    "specs": split_specs,
+    "none": lambda text: [text.strip()] if text.strip() else [],
+}
+
+
 def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: Optional[tuple] = None,
            check: Union[str, Callable[[Any], Optional[str]], None] = None, flag: bool = True,
-           allow_inf: bool = False):
+           allow_inf: bool = False, split: str = "comma", nargs: Optional[str] = None):
     """A config field: ``default``, one ``help`` text (used by ``--help`` and the docs), alternative
     names (``aliases``: accepted in YAML, ``key=value`` and as ``--flags``), allowed ``choices``, a
     range ``check`` (a name in :data:`CHECKS` or ``value -> error or None``). ``flag=False`` keeps a
-    field out of the command line (YAML only). Float fields must be finite unless ``allow_inf``."""
+    field out of the command line (YAML only). Float fields must be finite unless ``allow_inf``.
+
+    A field typed ``list[str]`` / ``list[int]`` / ``list[float]`` is a list once loaded: it accepts a
+    YAML list, a comma-separated string (from YAML, ``key=value`` or its ``--flag``, which may be
+    repeated) or both; ``split`` names how a string splits (:data:`SPLITTERS`: ``comma``, ``specs`` for
+    objective specs with their own comma-separated parameters, ``none`` for a single item), items are
+    stripped, blanks dropped and each converted to the item type; the string ``none`` is the empty
+    list. ``choices`` and a named ``check`` apply to every item, a callable ``check`` to the whole list.
+    ``nargs="+"`` lets the ``--flag`` take several space-separated values."""
     if isinstance(check, str) and check not in CHECKS:
         raise KeyError(f"unknown check {check!r}; known: {', '.join(CHECKS)}")
+    if split not in SPLITTERS:
+        raise KeyError(f"unknown split {split!r}; known: {', '.join(SPLITTERS)}")
     meta = {"help": help, "aliases": tuple(aliases), "choices": choices, "check": check, "flag": flag,
-            "allow_inf": allow_inf}
+            "allow_inf": allow_inf, "split": split, "nargs": nargs}
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -109,12 +153,50 @@ def field_help(cls) -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in fields(cls)}
 
 
+def _item_kind(kind) -> Optional[type]:
+    """The item type of a list field's type (``list[int]`` -> int, bare ``list`` -> str), else None."""
+    if kind in (list, tuple):
+        return str
+    if get_origin(kind) in (list, tuple):
+        args = [a for a in get_args(kind) if a is not Ellipsis]
+        return args[0] if args else str
+    return None
+
+
 def _convert(cls, name: str, raw: Any, where: str) -> Any:
     kind, optional = _base_type(cls, name)
+    item_kind = _item_kind(kind)
+    if item_kind is not None:
+        if optional and raw is None:
+            return None
+        split = {f.name: f for f in fields(cls)}[name].metadata.get("split", "comma")
+        return _convert_list(name, raw, item_kind, SPLITTERS[split], where)
     if raw is None or (optional and isinstance(raw, str) and raw.strip().lower() in ("none", "null", "~", "")):
         if optional:
             return None
         raise ConfigError(f"{where}: '{name}' needs a value")
+    return _convert_scalar(kind, name, raw, where)
+
+
+def _convert_list(name: str, raw: Any, item_kind: type, split: Callable[[str], list[str]], where: str) -> list:
+    """A list field's value: strings split (by ``split``) and stripped, nested lists (a repeated
+    ``--flag``) flattened, blanks dropped, every item converted to ``item_kind``."""
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "null", "~")):
+        return []
+    if isinstance(raw, dict):
+        raise ConfigError(f"{where}: '{name}' must be a list or a comma-separated string, got {raw!r}")
+    items: list = []
+    for part in raw if isinstance(raw, (list, tuple)) else [raw]:
+        if isinstance(part, (list, tuple)):
+            items.extend(_convert_list(name, part, item_kind, split, where))
+        elif isinstance(part, str):
+            items.extend(split(part))
+        elif part is not None:
+            items.append(part)
+    return [_convert_scalar(item_kind, name, item, where) for item in items]
+
+
+def _convert_scalar(kind, name: str, raw: Any, where: str) -> Any:
     try:
         if kind is bool:
             if isinstance(raw, bool):
@@ -141,10 +223,6 @@ def _convert(cls, name: str, raw: Any, where: str) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             return float(raw)
-        if get_origin(kind) in (list, tuple) or kind in (list, tuple):
-            if isinstance(raw, str):
-                return [x.strip() for x in raw.split(",") if x.strip()]
-            return list(raw)
         if isinstance(raw, (dict, list)):
             raise ValueError
         return str(raw)
@@ -158,20 +236,35 @@ def _article(label: str) -> str:
 
 
 def _check_value(cls, f, value: Any, where: str) -> None:
+    """Finiteness, ``choices`` and ``check`` of one field; a list's items are checked one by one
+    (a callable ``check`` sees the whole list)."""
     if value is None:
         return
+    meta = f.metadata
+    check = meta.get("check")
+    if isinstance(value, list):
+        for item in value:
+            _check_item(f, item, CHECKS.get(check) if isinstance(check, str) else None, where)
+        rule = check if callable(check) else None
+    else:
+        _check_item(f, value, None, where)
+        rule = CHECKS[check] if isinstance(check, str) else check
+    if rule is not None:
+        problem = rule(value)
+        if problem:
+            raise ConfigError(f"{where}: '{f.name}' {problem}, got {value!r}")
+
+
+def _check_item(f, value: Any, rule: Optional[Callable[[Any], Optional[str]]], where: str) -> None:
     meta = f.metadata
     if isinstance(value, float) and not math.isfinite(value) and not meta.get("allow_inf"):
         raise ConfigError(f"{where}: '{f.name}' must be a finite number, got {value!r}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{where}: '{f.name}' must be one of {', '.join(map(str, choices))}, got {value!r}")
-    check = meta.get("check")
-    rule = CHECKS[check] if isinstance(check, str) else check
-    if rule is not None:
-        problem = rule(value)
-        if problem:
-            raise ConfigError(f"{where}: '{f.name}' {problem}, got {value!r}")
+    problem = rule(value) if rule is not None else None
+    if problem:
+        raise ConfigError(f"{where}: '{f.name}' {problem}, got {value!r}")
 
 
 def _unknown(cls, key: str, where: str, command: str) -> ConfigError:
@@ -202,7 +295,9 @@ def apply_overrides(cfg, overrides: Mapping[str, Any], where: str = "command lin
     return dataclasses.replace(cfg, **values)
 
 
-def _read_yaml(path: str) -> dict:
+def read_yaml(path: str) -> dict:
+    """The mapping in the YAML file ``path``; a missing file, bad UTF-8, bad YAML (with its line) or a
+    non-mapping is a one-line :class:`ConfigError` naming the file."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -230,7 +325,7 @@ def load_config(cls, path: Optional[str] = None, overrides: Optional[Mapping[str
     explicit: set[str] = set()
     names = alias_map(cls)
     if path:
-        data = _read_yaml(path)
+        data = read_yaml(path)
         cfg = apply_overrides(cfg, data, where=str(path))
         explicit |= {names[str(k)] if str(k) in names else str(k) for k in data}
     if overrides:
@@ -247,8 +342,15 @@ def load_config(cls, path: Optional[str] = None, overrides: Optional[Mapping[str
 
 
 def explicit_fields(cfg) -> frozenset:
-    """The field names the user set (file, pairs or flags) when ``cfg`` was loaded."""
+    """The field names the user set (file, pairs or flags) when ``cfg`` was loaded (empty for a
+    config built directly)."""
     return getattr(cfg, "_explicit", frozenset())
+
+
+def was_loaded(cfg) -> bool:
+    """Whether ``cfg`` came from :func:`load_config` (converted, checked and validated), rather than
+    being built directly from the class."""
+    return hasattr(cfg, "_explicit")
 
 
 def config_to_dict(cfg) -> dict:
@@ -319,7 +421,9 @@ def help_suffix(help_text: str, default: Any, choices: Optional[tuple] = None) -
     shown = [str(c) for c in choices or () if c is not None]
     says_default = re.search(r"\bdefault\b", help_text, re.I) is not None
     parts = ["|".join(shown)] if shown else []
-    if not says_default and default is not None and default != "" and default != []:
+    if isinstance(default, (list, tuple)):  # a list default is said as it is typed: a,b,c
+        default = ",".join(map(str, default))
+    if not says_default and default is not None and default != "":
         parts.append(f"default {default}")
     return f" ({'; '.join(parts)})" if parts else ""
 
@@ -329,7 +433,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, *, config_file: bool 
     """Add ``--flag`` options for every field of ``cls`` (aliases too; ``--x/--no-x`` for booleans),
     with the field's help and default. ``config_file`` adds ``--config FILE``; ``pairs`` adds
     trailing ``key=value`` overrides. Unset flags are absent from the parsed namespace so that a YAML
-    file's values are not overwritten by defaults."""
+    file's values are not overwritten by defaults. A list field's flag may be repeated (its values are
+    joined) and takes several values with ``nargs="+"``."""
     if config_file:
         parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                             help="YAML file of options (keys are the option names, with underscores)")
@@ -354,10 +459,11 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, *, config_file: bool 
                 parser.add_argument(*hidden, dest=f.name, action="store_true", default=argparse.SUPPRESS,
                                     help=argparse.SUPPRESS)
         else:
+            many = {"action": "append", "nargs": f.metadata.get("nargs")} if _item_kind(kind) is not None else {}
             parser.add_argument(*shown, dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
-                                help=help_text + suffix)
+                                help=help_text + suffix, **many)
             if hidden:
-                parser.add_argument(*hidden, dest=f.name, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                parser.add_argument(*hidden, dest=f.name, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **many)
 
 
 def config_from_args(cls, args: argparse.Namespace, *, extra: Optional[Mapping[str, Any]] = None):

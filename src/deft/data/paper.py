@@ -156,7 +156,7 @@ def figfont_paper_records(split: str = "train", *, n: int | None = None, start: 
     end of the split). Records: system :data:`FIGFONT_PAPER_SYSTEM`, prompt the question, response
     and answer the word, task ``figfont``."""
     from ..io import json_safe
-    from .sources_rg import _rg_dataset
+    from .sources_rg import rg_dataset
 
     if split not in FIGFONT_PAPER_SPLITS:
         raise ValueError(f"--split {split!r}: the paper's FigFont has the splits train and test")
@@ -168,7 +168,7 @@ def figfont_paper_records(split: str = "train", *, n: int | None = None, start: 
         raise ValueError(f"--n must be positive (got {n})")
     import json
 
-    ds = _rg_dataset("figlet_font", json.dumps(FIGFONT_PAPER_ARGS, sort_keys=True), PAPER_SEED, hi)
+    ds = rg_dataset("figlet_font", json.dumps(FIGFONT_PAPER_ARGS, sort_keys=True), PAPER_SEED, hi)
     for idx in range(lo + start, end):
         entry = ds[idx]
         meta = json_safe(entry.get("metadata") or {})

@@ -67,7 +67,9 @@ def parse_task_args(items: Iterable[str] | Mapping | None) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=32)
-def _rg_dataset(name: str, args_json: str, seed: int, size: int):
+def rg_dataset(name: str, args_json: str, seed: int, size: int):
+    """The reasoning-gym dataset ``name`` built with the JSON-encoded ``args_json``, ``seed`` and
+    ``size`` (cached: the arguments are hashable strings and numbers)."""
     import reasoning_gym
 
     args = json.loads(args_json)
@@ -104,7 +106,7 @@ def rg_records(
         raise ValueError(f"--n must be positive (got {n})")
     args = dict(task_args or {})
     budget = n * (TEST_BUCKETS if split == "test" else 2) * 2 + 64
-    ds = _rg_dataset(task, json.dumps(args, sort_keys=True), seed, budget)
+    ds = rg_dataset(task, json.dumps(args, sort_keys=True), seed, budget)
     label = label or f"rg:{task}"
     found = 0
     for idx in range(budget):
@@ -156,7 +158,7 @@ def rg_score(record: Mapping, answer: str | None) -> float:
     if not task:
         raise ValueError(f"record {record.get('id', '')!r} is not from a reasoning-gym task (no task / metadata)")
     args = info.get("args") or (FIGFONT_SETTINGS if task == "figlet_font" else {})
-    ds = _rg_dataset(task, json.dumps(args, sort_keys=True), int(info.get("seed", 0)), 1)
+    ds = rg_dataset(task, json.dumps(args, sort_keys=True), int(info.get("seed", 0)), 1)
     prompt = record.get("prompt")
     if prompt is None and record.get("messages"):
         prompt = next((m["content"] for m in reversed(record["messages"]) if m["role"] == "user"), "")

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import ConfigError, explicit_fields, load_config, option
+from ..config import ConfigError, explicit_fields, load_config, option, was_loaded
 from .benchmarks import DEFAULT_EVAL_SEED
 
 __all__ = ["BACKENDS", "DTYPES", "EvalConfig", "PAPER_PRESETS", "TEMPLATES", "make_config", "preset", "regime_of"]
@@ -93,8 +93,8 @@ class EvalConfig:
     progress: bool = option(True, "show progress bars")
 
     def validate(self) -> "EvalConfig":
-        """Cross-field checks; returns the config with the benchmark list split on commas."""
-        names = [b.strip() for item in self.benchmark for b in str(item).split(",") if b.strip()]
+        """Cross-field checks (the benchmark list was split on commas when loaded)."""
+        names = self.benchmark
         if self.resume and self.overwrite:
             raise ConfigError("'resume' and 'overwrite' contradict each other: pass one of them")
         if self.resume and not self.out:
@@ -110,7 +110,7 @@ class EvalConfig:
                               "record file, or --heldout FILE")
         if self.temperature is not None and 0 < self.temperature < 1e-5:
             raise ConfigError(f"temperature: {self.temperature} is too small for sampling; use 0 for greedy")
-        return dataclasses.replace(self, benchmark=names)
+        return self
 
 
 def regime_of(benchmark: str) -> str:
@@ -165,7 +165,13 @@ def make_config(cfg: "EvalConfig | str | None", benchmarks=None, options: dict |
     if isinstance(cfg, EvalConfig):
         if benchmarks or options:
             raise TypeError("pass options either in the EvalConfig or as keywords, not both")
-        return cfg if hasattr(cfg, "_explicit") else cfg.validate()  # load_config validated it already
+        if was_loaded(cfg):
+            return cfg  # load_config converted, checked and validated it already
+        # built directly: load the values that differ from the defaults, converted and checked like flags
+        defaults = EvalConfig()
+        options = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                   if getattr(cfg, f.name) != getattr(defaults, f.name)}
+        return load_config(EvalConfig, None, options, where="EvalConfig")
     overrides = {_RENAMED.get(k, k): v for k, v in options.items() if v is not None}
     if cfg is not None:
         overrides["model"] = cfg

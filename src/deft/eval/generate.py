@@ -174,7 +174,9 @@ def _trim_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def _check_options(k: int, temperature: float, top_p: float, max_new_tokens: int, batch_size: int) -> None:
+def check_options(k: int, temperature: float, top_p: float, max_new_tokens: int, batch_size: int) -> None:
+    """Raise a one-line ``ValueError`` for sampling options no backend can use (``k >= 1``,
+    ``temperature >= 0``, ``0 < top_p <= 1``, positive token budget and batch size)."""
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k (samples per problem) must be an integer >= 1; got {k!r}")
     if not (temperature >= 0.0):
@@ -213,7 +215,7 @@ def generate_samples(model, tokenizer, prompts: Sequence[Prompt], *, k: int = 1,
     ``extra_stop_token_ids`` are added to :func:`stop_token_ids`. ``progress`` shows a progress bar
     (problems/s) on stderr, titled ``desc``.
     """
-    _check_options(k, temperature, top_p, max_new_tokens, batch_size)
+    check_options(k, temperature, top_p, max_new_tokens, batch_size)
     from transformers import GenerationConfig
 
     ids = render_prompts(tokenizer, prompts, template)
@@ -354,7 +356,7 @@ GeneratorFn = Callable[..., list[list[Generation]]]
 
 def __getattr__(name: str):
     # the vLLM backend lives in its own module, which builds on this one
-    if name in ("VLLMGenerator", "_import_vllm"):
+    if name in ("VLLMGenerator", "import_vllm"):
         from . import generate_vllm
 
         return getattr(generate_vllm, name)

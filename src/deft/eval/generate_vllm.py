@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .generate import DTYPES, Generation, Prompt, _check_options, render_prompts, stop_token_ids
+from .generate import DTYPES, Generation, Prompt, check_options, render_prompts, stop_token_ids
 
-__all__ = ["VLLMGenerator"]
+__all__ = ["VLLMGenerator", "import_vllm"]
 
 _VLLM_MISSING = "vLLM is not installed; pip install vllm or use --backend hf"
 
 
-def _import_vllm():
+def import_vllm():
+    """The ``vllm`` module, or a one-line ``ValueError`` saying how to install it."""
     try:
         import vllm
     except ImportError:
@@ -39,7 +40,7 @@ class VLLMGenerator:
              **llm_kwargs: Any) -> "VLLMGenerator":
         """``vllm.LLM(model=<local directory or hub id>)`` for ``spec`` (a GGUF spec is converted
         once to a cached HF directory, see :func:`deft.model.loading.materialize`)."""
-        vllm = _import_vllm()
+        vllm = import_vllm()
         from ..model import load_tokenizer
         from ..model.loading import materialize
 
@@ -55,8 +56,8 @@ class VLLMGenerator:
                  max_new_tokens: int = 512, batch_size: int = 8, seed: int = 0, template: str = "auto",
                  stop: Sequence[str] | None = None, extra_stop_token_ids: Sequence[int] = (),
                  progress: bool = True, desc: str | None = None) -> list[list[Generation]]:
-        _check_options(k, temperature, top_p, max_new_tokens, batch_size)  # batch_size: vLLM schedules itself
-        vllm = _import_vllm()
+        check_options(k, temperature, top_p, max_new_tokens, batch_size)  # batch_size: vLLM schedules itself
+        vllm = import_vllm()
         ids = render_prompts(self.tokenizer, prompts, template)
         eos = stop_token_ids(self.tokenizer) + [int(t) for t in extra_stop_token_ids]
         sample = temperature > 0.0

@@ -232,9 +232,9 @@ def _check_early(cfg: EvalConfig, backend) -> None:
     if cfg.template not in template_names():
         raise ValueError(f"unknown template {cfg.template!r}; use one of {', '.join(template_names())}")
     if cfg.backend == "vllm" and not callable(backend):
-        from .generate import _import_vllm
+        from .generate_vllm import import_vllm
 
-        _import_vllm()  # fail before reading data or loading anything
+        import_vllm()  # fail before reading data or loading anything
 
 
 def evaluate(cfg: EvalConfig | str | None = None, benchmarks: Sequence[str] | str | None = None, *,

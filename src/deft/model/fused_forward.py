@@ -37,8 +37,6 @@ from .parts import check_fusable, decoder_output, full_shape, last_hidden, lm_pa
 __all__ = ["FusedLossConfig", "FusedOutput", "patch_fused_loss", "unpatch_fused_loss", "lm_parts",
            "check_fusable", "is_patched", "fused_extras"]
 
-_unwrap = unwrap  # former private name
-
 
 @dataclass
 class FusedLossConfig:

@@ -58,10 +58,10 @@ def run_grid(path: str, *, log: Callable = print) -> str:
     ``benchmarks`` and optional ``train`` / ``eval`` option mappings, ``seeds``, ``heldout``,
     ``forgetting``, ``base``. Every cell's runs are validated before the first one starts. Writes one
     experiment folder per (model, dataset) under ``out`` and ``out/results.md`` with all tables."""
-    from ..config import _read_yaml
+    from ..config import read_yaml
     from ..io import atomic_write_text
 
-    grid = _read_yaml(path)
+    grid = read_yaml(path)
     cells = _grid_configs(grid, str(path))
     train = dict(grid.get("train") or {})
     for _, cfg in cells:

@@ -65,9 +65,10 @@ def sample_records(path, n: Optional[int] = None, seed: int = 0, *,
 def patched_for(model, objective: str, chunk_size: Optional[int] = None):
     """Patch ``model``'s forward to return ``objective``'s fused loss and statistics for the
     duration of the block; an earlier patch (e.g. a trainer's) is restored afterwards."""
-    from ..model.fused_forward import _unwrap, is_patched, patch_fused_loss, unpatch_fused_loss
+    from ..model.fused_forward import is_patched, patch_fused_loss, unpatch_fused_loss
+    from ..model.parts import unwrap
 
-    base = _unwrap(model)
+    base = unwrap(model)
     previous = getattr(base, "_deft_config", None) if is_patched(base) else None
     patch_fused_loss(model, objective, chunk_size=chunk_size)
     try:
