@@ -3,7 +3,15 @@ differences between methods."""
 
 import pytest
 
-from deft.analysis.intervals import mean_interval, paired_difference, t_quantile
+from deft.analysis.intervals import (
+    holm,
+    mean_interval,
+    outside_noise,
+    paired_difference,
+    paired_p_value,
+    t_quantile,
+    t_two_sided_p,
+)
 from deft.recipes.compare import parse_seeds
 
 
@@ -19,3 +27,62 @@ def test_intervals_on_fixed_numbers():
     assert parse_seeds("0, 1,2") == [0, 1, 2]
     with pytest.raises(ValueError):
         parse_seeds("0,0")
+
+
+def _t_tail_by_quadrature(t: float, df: int, steps: int = 20000) -> float:
+    """``P(|T| >= t)`` by Simpson's rule on the density over [0, t] (an independent check of the
+    closed forms): ``1 - 2 ∫_0^t Γ((ν+1)/2) / (√(νπ) Γ(ν/2)) (1 + x²/ν)^(-(ν+1)/2) dx``."""
+    import math
+
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+
+    def f(x):
+        return c * (1 + x * x / df) ** (-(df + 1) / 2)
+
+    h = t / steps
+    s = f(0) + f(t) + sum((4 if i % 2 else 2) * f(i * h) for i in range(1, steps))
+    return 1 - 2 * s * h / 3
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 5, 8, 11, 30])
+@pytest.mark.parametrize("t", [0.3, 1.0, 2.5, 7.0])
+def test_t_p_value_matches_the_integral_of_the_density(t, df):
+    assert t_two_sided_p(t, df) == pytest.approx(_t_tail_by_quadrature(t, df), abs=1e-9)
+    assert t_two_sided_p(-t, df) == t_two_sided_p(t, df)
+
+
+def test_t_p_value_on_hand_computed_values():
+    import math
+
+    assert t_two_sided_p(0.0, 5) == pytest.approx(1.0)
+    assert t_two_sided_p(1.0, 1) == pytest.approx(0.5)  # Cauchy: 1 - (2/π) atan(1)
+    assert t_two_sided_p(2.0, 2) == pytest.approx(1 - 2 / math.sqrt(6))  # df 2: 1 - |t| / √(2 + t²)
+    assert t_two_sided_p(float("inf"), 3) == 0.0
+    for df in range(1, 31):  # the 95% quantiles of the table are where p = 0.05 (table rounded to 3 decimals)
+        assert t_two_sided_p(t_quantile(df), df) == pytest.approx(0.05, abs=1e-4)
+    with pytest.raises(ValueError):
+        t_two_sided_p(1.0, 0)
+
+
+def test_paired_p_value_agrees_with_the_interval():
+    # differences 2, 3, 1: mean 2, s 1, t = 2 / (1/√3) = 2√3, df 2 -> p = 1 - 2√3 / √14
+    a, b = {0: 3.0, 1: 5.0, 2: 4.0}, {0: 1.0, 1: 2.0, 2: 3.0}
+    assert paired_p_value(a, b) == pytest.approx(1 - 2 * 3 ** 0.5 / 14 ** 0.5)
+    assert (paired_p_value(a, b) < 0.05) == outside_noise(paired_difference(a, b))
+    noisy = {0: 1.1, 1: 2.9, 2: 3.0}  # differences 0.1, 0.9, 0.0: inside the noise, and p says so too
+    assert paired_p_value(noisy, b) > 0.05 and not outside_noise(paired_difference(noisy, b))
+    assert paired_p_value({0: 1.0, 1: 1.0}, {0: 1.0, 1: 1.0}) == 1.0  # all differences 0
+    assert paired_p_value({0: 2.0, 1: 2.0}, {None: 1.0}) == 0.0  # identical non-zero differences
+    assert paired_p_value({0: 2.0}, {0: 1.0}) is None  # one seed: no test
+
+
+def test_holm_on_a_hand_computed_family():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == []
+    adjusted = holm([0.001, 0.012, 0.013, 0.2])
+    assert [p < 0.05 for p in adjusted] == [True, True, True, False]  # Bonferroni (x4) keeps only the first
+    assert [4 * p < 0.05 for p in [0.001, 0.012, 0.013, 0.2]] == [True, True, False, False]
+    with pytest.raises(ValueError):
+        holm([1.5])
