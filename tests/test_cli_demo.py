@@ -24,14 +24,14 @@ def test_every_flag_has_help_and_the_defaults_are_the_make_demo_job():
         assert action.help, action.dest
     cfg = config_from_args(DemoConfig, args)
     assert (cfg.model, cfg.objectives, cfg.steps, cfg.batch_size, cfg.n, cfg.heldout_size) == (
-        "smollm2-135m", "nll,p,deft", 8, 6, 16, 24)
+        "smollm2-135m", ["nll", "p", "deft"], 8, 6, 16, 24)
 
 
 def test_flags_and_their_aliases_reach_the_config():
     _, args = _parse("--max-steps", "3", "--eval-size", "0", "--objectives", "nll,cayley", "--lr", "1e-3",
                      "--output-dir", "x/y")
     cfg = config_from_args(DemoConfig, args)
-    assert (cfg.steps, cfg.n, cfg.objectives, cfg.lr, cfg.out) == (3, 0, "nll,cayley", 1e-3, "x/y")
+    assert (cfg.steps, cfg.n, cfg.objectives, cfg.lr, cfg.out) == (3, 0, ["nll", "cayley"], 1e-3, "x/y")
 
 
 @pytest.mark.parametrize("argv,message", [

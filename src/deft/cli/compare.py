@@ -40,7 +40,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..recipes.compare import compare, run_grid
+    from ..recipes.compare import compare
+    from ..recipes.grid import run_grid
 
     if getattr(args, "protocol", None) == "paper":
         print(_paper_cell(args))

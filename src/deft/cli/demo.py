@@ -3,26 +3,10 @@ model on FigFont puzzles, fine-tune several objectives, measure learning and for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..config import add_config_flags, config_from_args
+from ..recipes.demo import DemoConfig
 
-from ..config import add_config_flags, config_from_args, option
-
-
-@dataclass
-class DemoConfig:
-    """Every option of ``deft demo``."""
-
-    COMMAND = "demo"
-    out: str = option("runs/demo", "output folder", aliases=("output_dir",))
-    model: str = option("smollm2-135m", "model to fine-tune (default: the embedded smollm2-135m)")
-    objectives: str = option("nll,p,deft", "comma-separated objective specs")
-    steps: int = option(8, "optimizer steps per objective", aliases=("max_steps",), check="positive")
-    batch_size: int = option(6, "puzzles per step", check="positive")
-    lr: float = option(2e-4, "peak learning rate", check="positive")
-    n: int = option(16, "held-out puzzles answered greedily for exact match / Jaro-Winkler (0 skips)",
-                    aliases=("eval_size",), check="non_negative")
-    heldout_size: int = option(24, "held-out puzzles for the teacher-forced held-out NLL", check="positive")
-    seed: int = option(0, "seed of data, training and evaluation")
+__all__ = ["DemoConfig", "add_parser", "run"]  # DemoConfig lives in deft.recipes.demo
 
 
 def add_parser(subparsers) -> None:
@@ -40,10 +24,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Parse :class:`DemoConfig` and run :func:`deft.recipes.demo.demo`."""
     from ..recipes.demo import demo
 
     cfg = config_from_args(DemoConfig, args)
-    demo(out=cfg.out, model=cfg.model, objectives=[s.strip() for s in cfg.objectives.split(",") if s.strip()],
+    demo(out=cfg.out, model=cfg.model, objectives=cfg.objectives,
          steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_size=cfg.n, heldout_size=cfg.heldout_size,
          seed=cfg.seed)
     return 0

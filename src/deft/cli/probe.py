@@ -2,45 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 from ..analysis.probe import CONFLICT_ENTROPY, CONFLICT_P, STRONG_FOCUS, WEAK_FOCUS
-from ..config import add_config_flags, config_from_args, option
+from ..config import add_config_flags, config_from_args
+from ..recipes.probe import ProbeConfig
 
-
-@dataclass
-class ProbeConfig:
-    """Every option of ``deft probe``."""
-
-    COMMAND = "probe"
-    model: str = option("smollm2-135m", "model: 'smollm2-135m' (embedded), a model folder (e.g. a run's final/), a "
-                        ".gguf file or an HF hub id")
-    data: Optional[str] = option(None, "record file written by 'deft data' (.jsonl/.json/.parquet)")
-    n: int = option(256, "number of records to sample (0 = all)", check="non_negative")
-    seed: int = option(0, "seed of the record sample")
-    batch_size: int = option(8, "records per forward pass", check="positive")
-    max_length: int = option(1024, "maximum tokens per record, as in training", check="positive")
-    template: str = option("auto", "prompt format: auto (the tokenizer's chat template, else plain), chat, or a plain "
-                           "template name")
-    device: Optional[str] = option(None, "torch device (default: cuda when available, else cpu)")
-    dtype: str = option("float32", "model weights dtype (the loss is computed in fp32 either way)",
-                        choices=("float32", "bfloat16", "float16"))
-    gates: str = option("deft,eaft", "comma-separated objectives whose per-token gate is stored for the "
-                        "gradient-landscape plot (one extra forward pass each after the first; 'none' for none)")
-    out: Optional[str] = option(None, "folder for probe.json and token_stats.npz (default: print only)",
-                                aliases=("output_dir",))
-    json: bool = option(False, "print the probe.json content instead of the text summary")
-    progress: bool = option(True, "show a progress bar with the time left")
-    skip_invalid: bool = option(False, "leave invalid records out (counted) instead of stopping at the first one")
-
-    def validate(self) -> "ProbeConfig":
-        from ..config import ConfigError, check_device
-
-        if not self.data:
-            raise ConfigError("pass --data FILE (records written by 'deft data')")
-        check_device(self.device)
-        return self
+__all__ = ["ProbeConfig", "add_parser", "run"]  # ProbeConfig lives in deft.recipes.probe
 
 
 def add_parser(subparsers) -> None:
@@ -64,19 +30,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Parse :class:`ProbeConfig` and call :func:`deft.recipes.probe.probe`; print its summary."""
     import json
-
-    import torch
 
     from ..analysis.probe import format_summary
     from ..recipes.probe import probe
 
     cfg = config_from_args(ProbeConfig, args)
-    gates = [] if cfg.gates.strip().lower() in ("", "none") else [g.strip() for g in cfg.gates.split(",") if g.strip()]
-    summary = probe(cfg.model, cfg.data, n=cfg.n or None, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                    template=cfg.template, seed=cfg.seed, device=cfg.device, dtype=getattr(torch, cfg.dtype),
-                    gates=gates, out=cfg.out, progress=cfg.progress,
-                    skip_invalid=cfg.skip_invalid)
+    summary = probe(cfg)
     print(json.dumps(summary, indent=1) if cfg.json else format_summary(summary))
     if cfg.out:
         print(f"wrote {cfg.out}/probe.json and {cfg.out}/token_stats.npz; next: 'deft plot --probes {cfg.out}'")

@@ -42,15 +42,11 @@ from typing import Callable, Optional
 from ..config import ConfigError, option
 from .jobs import Job, Ledger, reason, record_inputs, stored
 
-__all__ = ["CompareConfig", "run_name", "parse_seeds", "plan_runs", "compare", "run_grid", "validate_grid"]
+__all__ = ["CompareConfig", "run_name", "parse_seeds", "plan_runs", "compare"]
 
 
-def _check_seeds(value) -> Optional[str]:
-    try:
-        parse_seeds(value)
-    except ValueError as err:
-        return str(err)
-    return None
+def _check_seeds(seeds: list) -> Optional[str]:
+    return "must be distinct integers" if len(set(seeds)) != len(seeds) else None
 
 
 @dataclass
@@ -61,9 +57,10 @@ class CompareConfig:
     model: str = option("smollm2-135m", "model to fine-tune: the embedded 'smollm2-135m', a local HF folder, a .gguf "
                         "file or an HF hub id")
     data: Optional[str] = option(None, "training records (from 'deft data')", aliases=("train", "train_data"))
-    objectives: str = option("nll,p,cayley,deft,eaft", "comma-separated objective specs")
-    benchmark: Optional[str] = option(None, "benchmark(s) as in 'deft eval', comma-separated (e.g. figfont, "
-                                      "rg:word_sorting, math500)", aliases=("benchmarks",))
+    objectives: list[str] = option(["nll", "p", "cayley", "deft", "eaft"], "comma-separated objective specs",
+                                   split="specs")
+    benchmark: list[str] = option([], "benchmark(s) as in 'deft eval', comma-separated (e.g. figfont, "
+                                  "rg:word_sorting, math500)", aliases=("benchmarks",))
     n: Optional[int] = option(None, "problems generated for figfont / rg:<task> benchmarks",
                               aliases=("eval_size", "size"), check="positive")
     scorer: Optional[str] = option(None, "scorer of record-file benchmarks (see 'deft eval --help')")
@@ -77,7 +74,7 @@ class CompareConfig:
                                     "heldout_mean_p (teacher-forced, response tokens) and the Figure 1 shares")
     forgetting: bool = option(True, "measure drift_kl and retained_nll on the base model's greedy answers to "
                               "shipped general prompts (generated once, cached in OUT/ood.jsonl)")
-    seeds: Optional[str] = option(None, "comma-separated training seeds, e.g. 0,1,2: every cell is the mean over "
+    seeds: list[int] = option([], "comma-separated training seeds, e.g. 0,1,2: every cell is the mean over "
                                   "seeds with its 95-percent interval", check=_check_seeds)
     base: bool = option(True, "evaluate the base model (its row comes first)")
     out: str = option("runs/compare", "experiment folder", aliases=("output_dir",))
@@ -115,17 +112,14 @@ def run_name(spec: str) -> str:
 
 
 def parse_seeds(text) -> list[int]:
-    """``"0,1,2"`` -> ``[0, 1, 2]`` (distinct integers)."""
-    if text is None:
-        return []
-    items = [s.strip() for s in str(text).split(",") if s.strip()]
+    """``"0,1,2"`` (or a list) -> ``[0, 1, 2]``: the ``seeds`` option as :class:`CompareConfig` loads it
+    (distinct integers; ``ValueError`` otherwise)."""
+    from ..config import apply_overrides
+
     try:
-        seeds = [int(s) for s in items]
-    except ValueError:
-        raise ValueError(f"must be comma-separated integers, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"must be distinct comma-separated integers, got {text!r}")
-    return seeds
+        return apply_overrides(CompareConfig(), {"seeds": text}, where="seeds").seeds
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
 
 
 # settings that say where and how verbosely a run writes, not what it computes
@@ -166,17 +160,16 @@ def plan_runs(cfg: CompareConfig, train_options: Optional[dict] = None) -> dict:
 
     out = Path(cfg.out)
     specs = []
-    for s in (x.strip() for x in cfg.objectives.split(",")):
-        if s:
-            try:
-                specs.append(parse_objective(s).spec)
-            except (KeyError, ValueError) as err:
-                raise ValueError(f"--objectives: {str(err).strip(chr(39))}") from None
+    for s in cfg.objectives:
+        try:
+            specs.append(parse_objective(s).spec)
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"--objectives: {str(err).strip(chr(39))}") from None
     names = [run_name(s) for s in specs]
     if not specs or len(set(names)) != len(names):
-        raise ValueError(f"--objectives must be distinct objective specs, got {cfg.objectives!r}")
-    seeds = parse_seeds(cfg.seeds) or [None]
-    benchmarks = [b.strip() for b in (cfg.benchmark or "").split(",") if b.strip()]
+        raise ValueError(f"--objectives must be distinct objective specs, got {','.join(cfg.objectives)!r}")
+    seeds = cfg.seeds or [None]
+    benchmarks = list(cfg.benchmark)
     _check_inputs(cfg, benchmarks)
     eval_kw = _eval_kw(cfg)
     eval_inputs = {"data_dir": cfg.data_dir}
@@ -387,16 +380,3 @@ def format_plan(plan: dict, cfg: CompareConfig) -> str:
         lines.append(f"  {job.label:<40} {job.hash[:12]}  {status}")
     return "\n".join(lines)
 
-
-def run_grid(path: str, *, log: Callable = print) -> str:
-    """See :func:`deft.recipes.grid.run_grid`."""
-    from .grid import run_grid as _run_grid
-
-    return _run_grid(path, log=log)
-
-
-def validate_grid(grid: dict, where: str = "grid") -> tuple[list, dict]:
-    """See :func:`deft.recipes.grid.validate_grid`."""
-    from .grid import validate_grid as _validate_grid
-
-    return _validate_grid(grid, where)

@@ -18,9 +18,29 @@ in this regime) visibly slows its learning compared with NLL and DEFT.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["demo"]
+from ..config import option
+
+__all__ = ["DemoConfig", "demo"]
+
+
+@dataclass
+class DemoConfig:
+    """Every option of ``deft demo`` (the keywords of :func:`demo`, ``n`` standing for ``eval_size``)."""
+
+    COMMAND = "demo"
+    out: str = option("runs/demo", "output folder", aliases=("output_dir",))
+    model: str = option("smollm2-135m", "model to fine-tune (default: the embedded smollm2-135m)")
+    objectives: list[str] = option(["nll", "p", "deft"], "comma-separated objective specs", split="specs")
+    steps: int = option(8, "optimizer steps per objective", aliases=("max_steps",), check="positive")
+    batch_size: int = option(6, "puzzles per step", check="positive")
+    lr: float = option(2e-4, "peak learning rate", check="positive")
+    n: int = option(16, "held-out puzzles answered greedily for exact match / Jaro-Winkler (0 skips)",
+                    aliases=("eval_size",), check="non_negative")
+    heldout_size: int = option(24, "held-out puzzles for the teacher-forced held-out NLL", check="positive")
+    seed: int = option(0, "seed of data, training and evaluation")
 
 
 def _stats_table(name: str, rows: list[dict]) -> str:
@@ -57,7 +77,7 @@ def demo(*, out: str = "runs/demo", model: str = "smollm2-135m", objectives=("nl
     from ..analysis.training_curves import read_metrics
     from ..config import load_config
     from .compare import CompareConfig, compare, run_name
-    from .probe import probe
+    from .probe import ProbeConfig, probe
 
     hf_logging.disable_progress_bar()
     root = Path(out)
@@ -66,12 +86,13 @@ def demo(*, out: str = "runs/demo", model: str = "smollm2-135m", objectives=("nl
     train = _figfont(steps * batch_size, seed, "train", root / "data" / "figfont_train.jsonl")
     heldout = _figfont(heldout_size, seed, "test", root / "data" / "figfont_heldout.jsonl")
     print(f"[1/4] probe: how well does {model} already predict FigFont answers? ({train})", flush=True)
-    summary = probe(model, train, n=min(32, steps * batch_size), gates=("deft",), out=root / "probe")
+    summary = probe(load_config(ProbeConfig, None, dict(model=model, data=str(train), n=min(32, steps * batch_size),
+                                                        gates=["deft"], out=str(root / "probe"), progress=False)))
     print(format_summary(summary))
     print(f"\n[2/4] fine-tune {', '.join(specs)}: {steps} steps of {batch_size} puzzles, lr {lr:g}, seed {seed}",
           flush=True)
     cfg = load_config(CompareConfig, None, dict(
-        model=model, data=str(train), objectives=",".join(specs), heldout=str(heldout), out=str(root),
+        model=model, data=str(train), objectives=specs, heldout=str(heldout), out=str(root),
         benchmark="figfont" if eval_size else None, n=eval_size or None, max_new_tokens=12))
     table = compare(cfg, dict(max_steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_length=512),
                     log=lambda msg: print(f"  {msg}", flush=True))

@@ -41,13 +41,13 @@ def _grid_configs(grid: dict, where: str) -> list[tuple[str, CompareConfig]]:
     cells = []
     for model in models:
         for data_name, data_path in datasets.items():
-            overrides = {"model": model, "data": str(data_path), "objectives": ",".join(grid["objectives"]),
-                         "benchmark": ",".join(grid["benchmarks"]),
+            overrides = {"model": model, "data": str(data_path), "objectives": grid["objectives"],
+                         "benchmark": grid["benchmarks"],
                          "out": str(out / run_name(model) / run_name(data_name)),
                          "base": grid.get("base", True), **dict(grid.get("eval") or {})}
             for key in ("seeds", "heldout", "forgetting"):
                 if key in grid:
-                    overrides[key] = ",".join(map(str, grid[key])) if isinstance(grid[key], list) else grid[key]
+                    overrides[key] = grid[key]
             cells.append((f"{model} x {data_name}", load_config(CompareConfig, None, overrides, where=where)))
     return cells
 
