@@ -63,13 +63,16 @@ LIGER_OBJECTIVES = {"nll", "dft"}
 
 # ------------------------------------------------------------------ inside a case interpreter
 
-def floor_step(hidden, weight, labels, chunk: int):
+def floor_step(hidden, weight, labels, chunk: int, teacher_hidden=None):
     """The three products in ``chunk``-row chunks over the loss tokens; ``step.out`` keeps the
-    gradients alive until the next step, as ``.grad`` would."""
+    gradients alive until the next step, as ``.grad`` would. With ``teacher_hidden`` (an objective
+    that needs a teacher, e.g. kd) a fourth product, the teacher's logits ``h_t W^T`` of the chunk,
+    which such an objective cannot avoid either."""
     import torch
 
     keep = (labels != IGNORE_INDEX).nonzero().squeeze(1)
     h, w = hidden.detach().index_select(0, keep), weight.detach()
+    ht = None if teacher_hidden is None else teacher_hidden.detach().index_select(0, keep)
 
     def step():
         step.out = None
@@ -78,6 +81,8 @@ def floor_step(hidden, weight, labels, chunk: int):
         for s in range(0, h.shape[0], chunk):
             hc = h[s:s + chunk]
             z = hc @ w.T
+            if ht is not None:
+                z.sub_(ht[s:s + chunk] @ w.T)  # the teacher's logits, used as the objective would use them
             torch.mm(z, w, out=dh[s:s + chunk])
             dw.addmm_(z.T, hc) if z.dtype == dw.dtype else dw.add_((z.T @ hc).float())
             del z
@@ -116,7 +121,8 @@ def build_step(case: dict, hidden, weight, labels, teacher_hidden):
         return lambda: reference_loss(objective, hidden, weight, labels, teacher_hidden)
     if method == "floor":
         m = int((labels != IGNORE_INDEX).sum())
-        return floor_step(hidden, weight, labels, case.get("chunk_size") or auto_chunk_size(m, *weight.shape[::-1]))
+        return floor_step(hidden, weight, labels, case.get("chunk_size") or auto_chunk_size(m, *weight.shape[::-1]),
+                          teacher_hidden)
     if method == "liger":
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
@@ -139,7 +145,8 @@ def measure(case: dict, hidden, weight, labels, teacher_hidden) -> dict:
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     step = build_step(case, hidden, weight, labels, teacher_hidden)
     paired = case.get("paired_floor") and case["method"] in IMPL_OF
-    floor = build_step(dict(case, method="floor"), hidden, weight, labels, None) if paired else None
+    # the paired floor does the products the case's objective cannot avoid (kd: the teacher's logits too)
+    floor = build_step(dict(case, method="floor"), hidden, weight, labels, teacher_hidden) if paired else None
     gc.collect()
     sync()
     if cuda:

@@ -62,8 +62,13 @@ TARGETS = {
     ],
 }
 RATIO_TITLES = {"t_floor": "fused / floor time", "t_floor_cpu": "fused / floor CPU time",
-                "m_budget": "fused mem / budget", "t_ref": "ref / fused time", "m_ref": "ref / fused mem",
+                "m_budget": "fused mem / budget", "t_ref": "ref / fused time", "t_ref_cpu": "ref / fused CPU time",
+                "m_ref": "ref / fused mem",
                 "t_liger_nll": "fused / liger nll time", "m_liger": "fused / liger mem"}
+
+
+# ratios shown without a target: CPU seconds, which other processes' load barely moves
+UNJUDGED = ("t_floor_cpu", "t_ref_cpu")
 
 
 def _ok(rec):
@@ -115,6 +120,7 @@ def analyse_shape(shape: dict, records: list, objectives: list, device: str, ite
             "t_floor_cpu": best.get("paired_cpu_ratio") if _ok(best) else None,  # no target: the load's witness
             "m_budget": _ratio(bm, budget),
             "t_ref": _ratio(recs["reference"]["time_s"] if _ok(recs["reference"]) else None, bt),
+            "t_ref_cpu": _ratio(_cpu(recs["reference"]), _cpu(best)),
             "m_ref": _ratio(recs["reference"]["peak_bytes"] if _ok(recs["reference"]) else None, bm),
             "t_liger_nll": _ratio(bt, liger_nll["time_s"] if _ok(liger_nll) else None),
             "m_liger": _ratio(bm, liger["peak_bytes"] if _ok(liger) else None),
@@ -124,6 +130,11 @@ def analyse_shape(shape: dict, records: list, objectives: list, device: str, ite
         row["verdicts"] = verdicts(row, shape, device)
         rows.append(row)
     return rows
+
+
+def _cpu(rec):
+    """Median CPU seconds of a case's timed iterations (CPU runs), or None."""
+    return statistics.median(rec["cpu_times_s"]) if _ok(rec) and rec.get("cpu_times_s") else None
 
 
 def best_fused(fused, compiled):
@@ -157,7 +168,7 @@ def markdown_table(shape: dict, rows: list, methods: list, device: str, itemsize
     some row of this shape has that target)."""
     H, V, N = shape["H"], shape["V"], shape["N"]
     keys = [k for k in RATIO_TITLES if any(k in r["verdicts"] for r in rows)
-            or (k == "t_floor_cpu" and any(r["ratios"][k] is not None for r in rows))]
+            or (k in UNJUDGED and any(r["ratios"][k] is not None for r in rows))]
     cols = [m for m in ("fused", "compiled", "plain", "reference", "floor", "liger") if m in methods]
     budget, chunk = rows[0]["budget"], rows[0]["chunk"]
     lines = [f"### {TITLES.get(shape['name'], shape['name'])}: H={H}, V={V}, N={N}", "",
@@ -215,7 +226,8 @@ def render(report: dict) -> tuple[str, list]:
            + ("the cases of a shape in one interpreter; " if report.get("settings", {}).get("group") == "shape"
               else "one interpreter per case; ")
            + f"peak = {'max_memory_allocated' if device == 'cuda' else 'peak RSS'} above the inputs. `floor` = the "
-           "three matrix products alone. In the ratios, fused = the faster of `fused` (eager gate step) and "
+           "three matrix products alone (for `kd` also the teacher's logits, a fourth product it cannot avoid). "
+           "In the ratios, fused = the faster of `fused` (eager gate step) and "
            "`compiled` where both ran; fused / floor time is paired within each case." + load_note(report), ""]
     summary = []
     for shape in report["shapes"]:
@@ -242,23 +254,26 @@ def _ratio_rows(report: dict) -> dict:
     return out
 
 
-COMPARED = ("t_floor", "t_floor_cpu", "m_budget", "t_ref")
+COMPARED = ("t_floor", "t_floor_cpu", "m_budget", "t_ref", "t_ref_cpu")
 
 
-def compare_reports(new: dict, old: dict, old_name: str = "committed") -> str:
+def compare_reports(new: dict, old: dict, old_name: str = "committed", markdown: bool = False) -> str:
     """This run's ratios beside another results dict's, per shape and objective (``-`` where that
-    one has no such case): the regression check of ``make bench``. Only ratios are compared:
-    each was measured side by side within its own run."""
+    one has no such case): the regression check of ``make bench``, as text or (``markdown``) a
+    table. Only ratios are compared: each was measured side by side within its own run."""
     mine, theirs = _ratio_rows(new), _ratio_rows(old)
-    lines = [f"ratios now / in {old_name} ({old.get('environment', {}).get('date', '?')[:10]}, "
-             f"{old.get('environment', {}).get('cpu', '?')}):",
-             f"{'shape':>10} {'objective':>16} {'fused/floor':>17} {'fused/floor CPU':>17} {'mem/budget':>17} "
-             f"{'ref/fused time':>17}"]
-    for (shape, objective), values in mine.items():
-        before = theirs.get((shape, objective), (None,) * len(COMPARED))
-        cells = [f"{fx(a, '{:.2f}x'):>7} / {fx(b, '{:.2f}x'):>7}" for a, b in zip(values, before)]
-        lines.append(f"{shape:>10} {objective:>16} " + " ".join(f"{c:>17}" for c in cells))
-    return "\n".join(lines)
+    titles = ["fused / floor", "fused / floor CPU", "mem / budget", "ref / fused time", "ref / fused CPU"]
+    rows = [(shape, objective, [f"{fx(a, '{:.2f}x')} / {fx(b, '{:.2f}x')}"
+                                for a, b in zip(values, theirs.get((shape, objective), (None,) * len(COMPARED)))])
+            for (shape, objective), values in mine.items()]
+    if markdown:
+        lines = ["| shape | objective | " + " | ".join(f"{t}: now / {old_name}" for t in titles) + " |",
+                 "|---|---|" + "---:|" * len(titles)]
+        return "\n".join(lines + [f"| {s} | {o} | " + " | ".join(cells) + " |" for s, o, cells in rows])
+    env = old.get("environment", {})
+    lines = [f"ratios now / in {old_name} ({env.get('date', '?')[:10]}, {env.get('cpu', '?')}):",
+             f"{'shape':>10} {'objective':>16} " + " ".join(f"{t:>17}" for t in titles)]
+    return "\n".join(lines + [f"{s:>10} {o:>16} " + " ".join(f"{c:>17}" for c in cells) for s, o, cells in rows])
 
 
 def csv_text(records: list) -> str:
