@@ -12,6 +12,10 @@ Figure 1's scatter puts ``Δp`` on x and ``ΔL`` on y: forgotten tokens lie in t
 quadrant (Q2), learned tokens in the lower-right one (Q4). Its bars show the shares of learned and
 forgotten tokens and of each split by confidence (hatched: high confidence). All shares here are
 fractions of all tokens, so ``learned = learned_high + learned_low``.
+
+:func:`class_metrics` splits held-out tokens into ``content`` and ``end`` (end-of-turn / template)
+tokens (:mod:`deft.eval.heldout` says which is which) and gives each class its NLL and mean
+target probability, and the content tokens their learned / forgotten shares.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from typing import Mapping
 
 import torch
 
-__all__ = ["DEFAULT_THRESHOLD", "HIGH_CONFIDENCE", "token_changes", "learning_shares", "plot_learning"]
+__all__ = ["DEFAULT_THRESHOLD", "HIGH_CONFIDENCE", "TOKEN_CLASSES", "token_changes", "learning_shares",
+           "probability_summary", "class_metrics", "plot_learning"]
 
 DEFAULT_THRESHOLD = 0.01
 HIGH_CONFIDENCE = 0.5
+TOKEN_CLASSES = ("content", "end")  # response tokens carrying the answer; end-of-turn / template tokens
 
 
 def token_changes(before: Mapping, after: Mapping) -> dict:
@@ -72,6 +78,45 @@ def learning_shares(p_before: torch.Tensor, p_after: torch.Tensor, threshold: fl
         "forgotten_high": share(forgotten & confident),
         "forgotten_low": share(forgotten & ~confident),
     }
+
+
+def probability_summary(logp: torch.Tensor) -> dict:
+    """``{"nll", "mean_p", "tokens"}`` of target log-probabilities ``logp`` ``[N]``:
+    ``nll = mean(-log p)`` (nats per token), ``mean_p = mean(p)``, both ``None`` when ``N = 0``."""
+    x = logp.double()
+    n = x.numel()
+    return {"nll": float(-x.mean()) if n else None, "mean_p": float(x.exp().mean()) if n else None, "tokens": n}
+
+
+def class_metrics(logp: torch.Tensor, is_end: torch.Tensor, base_logp: torch.Tensor | None = None,
+                  threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Held-out metrics per token class, content first.
+
+    Args:
+        logp: ``[N]`` target log-probabilities under the model.
+        is_end: ``[N]`` bool, ``True`` for end-of-turn / template tokens, ``False`` for content.
+        base_logp: ``[N]`` the same tokens under the base model; adds ``content_learned`` and
+            ``content_forgotten`` (:func:`learning_shares` of the content tokens, fractions of
+            them; ``None`` without content tokens).
+
+    Returns:
+        ``{"content_nll", "content_mean_p", "content_tokens", "end_nll", "end_mean_p", "end_tokens"}``
+        (:func:`probability_summary` of each class), plus the shares with ``base_logp``.
+    """
+    if logp.shape != is_end.shape or (base_logp is not None and base_logp.shape != logp.shape):
+        raise ValueError(f"logp, is_end and base_logp must have one shape, got {tuple(logp.shape)}, "
+                         f"{tuple(is_end.shape)} and {None if base_logp is None else tuple(base_logp.shape)}")
+    is_end = is_end.bool()
+    out = {}
+    for name, mask in zip(TOKEN_CLASSES, (~is_end, is_end)):
+        out.update({f"{name}_{k}": v for k, v in probability_summary(logp[mask]).items()})
+    if base_logp is not None:
+        content = ~is_end
+        shares = learning_shares(base_logp[content].double().exp(), logp[content].double().exp(), threshold)
+        some = bool(content.any())
+        out["content_learned"] = shares["learned"] if some else None
+        out["content_forgotten"] = shares["forgotten"] if some else None
+    return out
 
 
 def plot_learning(before: Mapping, after: Mapping, path, threshold: float = DEFAULT_THRESHOLD,

@@ -6,8 +6,11 @@ or ``{seed: such a mapping}`` for a method run with several seeds.
 
 Columns: each benchmark's metrics in percent (FigFont: exact match and Jaro-Winkler, paper Table
 3; others: Average@k, Tables 1-2), ``Avg`` (their unweighted mean, per seed), then the token-level
-metrics ``heldout_nll``, ``heldout_mean_p``, ``drift_kl``, ``retained_nll`` (see
-:mod:`deft.eval.heldout`), and ``seeds`` (how many seeds a row averages). Every cell is the mean
+metrics of :mod:`deft.eval.heldout` (:data:`HELDOUT_COLUMNS`), led by the content tokens:
+``content_nll``, ``content_mean_p``, ``content learned %``, ``content forgotten %``, then
+``end_mean_p`` (end-of-turn / template tokens), ``drift_kl``, ``retained_nll`` and the all-token
+``heldout_nll``, ``heldout_mean_p``, ``learned %``, ``forgotten %``; a token-level column shows
+only when some method has it. Last, ``seeds`` (how many seeds a row averages). Every cell is the mean
 over seeds with its 95% interval (:mod:`deft.analysis.intervals`).
 
 Marks: in each column the best method is bold and the second underlined (direction-aware: lower
@@ -48,11 +51,18 @@ class Column:
 
 
 HELDOUT_COLUMNS = (
-    Column("heldout", "heldout_nll", "heldout_nll", False, 1.0, 4),
-    Column("heldout", "heldout_mean_p", "heldout_mean_p", True, 1.0, 4),
+    # content tokens lead: end-of-turn tokens are learned first and dominate all-token metrics
+    # (deft.eval.heldout); the Figure 1 shares (percent) count tokens whose p rose / fell by > 0.01
+    Column("heldout", "content_nll", "content_nll", False, 1.0, 4),
+    Column("heldout", "content_mean_p", "content_mean_p", True, 1.0, 4),
+    Column("heldout", "content_learned", "content learned %", True, 100.0, 1),
+    Column("heldout", "content_forgotten", "content forgotten %", False, 100.0, 1),
+    Column("heldout", "end_mean_p", "end_mean_p", True, 1.0, 4),
     Column("heldout", "drift_kl", "drift_kl", False, 1.0, 4),
     Column("heldout", "retained_nll", "retained_nll", False, 1.0, 4),
-    # the paper's Figure 1 shares: held-out tokens whose p rose / fell by more than 0.01 (percent)
+    # all response tokens, as before the split (same titles, for readers of older tables)
+    Column("heldout", "heldout_nll", "heldout_nll", False, 1.0, 4),
+    Column("heldout", "heldout_mean_p", "heldout_mean_p", True, 1.0, 4),
     Column("heldout", "learned", "learned %", True, 100.0, 1),
     Column("heldout", "forgotten", "forgotten %", False, 100.0, 1),
 )
@@ -174,9 +184,11 @@ def _main_rows(table: Table) -> tuple[list[Column], list[tuple[str, list[tuple[s
 
 def _footnote(table: Table) -> str:
     several = any(table.seeds(m) > 1 for m in table.methods)
-    return ("Accuracies in percent; heldout_nll, retained_nll in nats per token (lower is better), drift_kl "
-            "= KL(base || tuned) in nats per token (lower: less forgetting); learned % / forgotten %: held-out "
-            "tokens whose probability rose / fell by more than 0.01 from the base model (paper Figure 1). "
+    return ("Accuracies in percent; content_*: held-out content tokens (the response text), end_mean_p: "
+            "end-of-turn / template tokens, heldout_*, learned %, forgotten %: all response tokens; NLLs in nats "
+            "per token (lower is better), drift_kl = KL(base || tuned) in nats per token (lower: less "
+            "forgetting); learned % / forgotten %: held-out tokens whose probability rose / fell by more than "
+            "0.01 from the base model (paper Figure 1). "
             + ("Cells are means over seeds ± the 95% interval (t-distribution). Bold: best, underlined: "
                "second, marked only where the paired difference to the next method is outside the noise "
                "(its 95% interval excludes 0)." if several else

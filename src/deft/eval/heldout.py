@@ -17,6 +17,33 @@ logits at the previous position):
   held-out tokens whose ``p`` rose (learned) or fell (forgotten) by more than 0.01 from the base
   model to the tuned one, split by the base model's confidence (``p_base >= 0.5``).
 
+**Token classes.** Every scored response token is either ``content`` (it carries text of the
+response) or ``end`` (end-of-turn / template: what the template adds around the response text,
+such as the tokenizer's EOS, ``<|im_end|>``, ``<|eot_id|>``, ``<end_of_turn>`` or a closing tag).
+Nothing is hard-coded; the rule (:func:`end_token_flags`) compares the response text with its
+tokenisation in context:
+
+* chat templates, fast tokenizers: the templated conversation is tokenised with character offsets
+  and the response text (as written, else stripped: templates often trim it) is located after the
+  prompt; a response token is ``content`` when its characters overlap the response text, ``end`` otherwise
+  (so a template's closing tokens, special or not, are ``end``; a token that merges the last
+  characters of the response with template text counts as ``content``);
+* plain templates: the response is tokenised alone and deft appends EOS, the one ``end`` token;
+* otherwise (a slow tokenizer without offsets, or a template that rewrites the response text so
+  that it cannot be found): the special tokens (:func:`deft.data.special_token_ids`) that close
+  the response are ``end``, the rest ``content``.
+
+Truncation keeps a prefix of the response tokens, so a truncated record keeps the flags of that
+prefix. The metrics of each class (:func:`deft.analysis.learning.class_metrics`) are reported
+beside the all-token ones, and **content is the headline**: end-of-turn tokens are a large share
+of short responses (a third of them in FigFont answers) and are learned first, so an objective
+that only learns to stop can look as good as one that learns the answers on all-token metrics:
+
+* ``content_nll``, ``content_mean_p``, ``content_tokens``: the metrics above on content tokens;
+* ``end_nll``, ``end_mean_p``, ``end_tokens``: on end-of-turn / template tokens;
+* with a base model, ``content_learned`` and ``content_forgotten``: the Figure 1 shares among the
+  content tokens (fractions of the content tokens).
+
 The out-of-domain set needs no download: :func:`general_records` answers the shipped prompts with
 the base model (greedy) and the recipe caches the result (:mod:`deft.recipes.compare`).
 Memory: the ``[B, T, V]`` logits of one batch per model (``batch_size`` records).
@@ -28,8 +55,8 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
-__all__ = ["GENERAL_PROMPTS", "token_logprobs", "heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll",
-           "heldout_metrics", "general_records", "read_records",
+__all__ = ["GENERAL_PROMPTS", "token_logprobs", "token_logprobs_by_class", "end_token_flags", "heldout_nll",
+           "heldout_mean_p", "drift_kl", "retained_nll", "heldout_metrics", "general_records", "read_records",
            "check_heldout_inputs", "eval_heldout"]
 
 # General prompts unrelated to any training task of the paper (math, medicine, letter puzzles):
@@ -85,22 +112,93 @@ def read_records(records) -> list[tuple[str, dict]]:
     return rows
 
 
-def _batches(tokenizer, records, *, batch_size: int, max_length: int, template: str) -> Iterator[dict]:
-    from ..data import RecordTokenizer, collate
+def _chat_end_flags(tokenizer, messages: list[dict], full) -> list[bool] | None:
+    """``end`` flags of the response tokens of ``full`` (the untruncated chat-templated example) by
+    character offsets (see the module docstring); ``None`` when offsets cannot tell."""
+    from ..data import IGNORE_INDEX
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if not getattr(tokenizer, "is_fast", False):
+        return None
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    if list(enc["input_ids"]) != list(full.input_ids):  # not the text the view tokenised: no offsets to trust
+        return None
+    offsets = enc["offset_mapping"]
+    span = [i for i, lab in enumerate(full.labels) if lab != IGNORE_INDEX]
+    content = messages[-1]["content"]
+    if not content:
+        return [True] * len(span)
+    # the response as written, else stripped (templates often trim it)
+    for answer in dict.fromkeys((content, content.strip())):
+        start = text.find(answer, offsets[span[0]][0]) if answer else -1
+        if start >= 0:
+            break
+    else:  # the template rewrote the response text
+        return None
+    stop = start + len(answer)
+    return [not (offsets[i][0] < stop and offsets[i][1] > start) for i in span]
+
+
+def _closing_special_flags(full, special: set) -> list[bool]:
+    """``end`` flags by the fallback rule: the special tokens that close the response."""
+    from ..data import IGNORE_INDEX
+
+    ids = [t for t, lab in zip(full.input_ids, full.labels) if lab != IGNORE_INDEX]
+    content = len(ids)
+    while content > 0 and ids[content - 1] in special:
+        content -= 1
+    return [i >= content for i in range(len(ids))]
+
+
+def end_token_flags(tokenizer, record, *, template: str = "auto", view=None) -> list[bool]:
+    """One flag per response token of ``record`` (untruncated, in order): ``True`` for an
+    end-of-turn / template token, ``False`` for a content token (the rule of the module
+    docstring). ``view``: a :class:`deft.data.RecordTokenizer` without ``max_length`` to reuse.
+    A truncated record's response tokens are a prefix of these, and so are its flags."""
+    from ..data import RecordTokenizer, record_messages, special_token_ids
+
+    view = view or RecordTokenizer(tokenizer, template=template)
+    full = view(record)
+    n = full.num_loss_tokens
+    if view.template != "chat":  # the response tokenised alone, then EOS (deft.data.tokenize)
+        return [i == n - 1 for i in range(n)]
+    messages = record_messages(record)
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    flags = _chat_end_flags(tokenizer, messages[:last + 1], full)
+    return flags if flags is not None else _closing_special_flags(full, special_token_ids(tokenizer))
+
+
+def _examples(tokenizer, records, *, max_length: int, template: str, classes: bool) -> list[tuple]:
+    """``[(example, end flags or None)]`` of the records with response tokens after tokenisation."""
+    from ..data import RecordTokenizer
+
     view = RecordTokenizer(tokenizer, template=template, max_length=max_length)
-    examples = []
+    full = RecordTokenizer(tokenizer, template=template) if classes else None
+    out = []
     for where, rec in read_records(records):
         ex = view(rec, where)
         if ex is not None and ex.num_loss_tokens > 0:
-            examples.append(ex)
-    if not examples:
+            flags = end_token_flags(tokenizer, rec, view=full)[:ex.num_loss_tokens] if classes else None
+            out.append((ex, flags))
+    if not out:
         raise ValueError(f"no record has response tokens after tokenisation (max_length={max_length})")
+    return out
+
+
+def _batches(tokenizer, records, *, batch_size: int, max_length: int, template: str,
+             classes: bool = False) -> Iterator[tuple[dict, torch.Tensor | None]]:
+    """``(collated batch, end flags [N] bool or None)`` per ``batch_size`` records; the flags
+    follow the batch's response positions in row-major order, as :func:`_response_log_probs`."""
+    from ..data import collate
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    examples = _examples(tokenizer, records, max_length=max_length, template=template, classes=classes)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for start in range(0, len(examples), batch_size):
-        yield collate(examples[start:start + batch_size], pad)
+        chunk = examples[start:start + batch_size]
+        flags = torch.tensor([f for _, fl in chunk for f in fl], dtype=torch.bool) if classes else None
+        yield collate([ex for ex, _ in chunk], pad), flags
 
 
 def _response_log_probs(model, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,13 +211,31 @@ def _response_log_probs(model, batch: Mapping) -> tuple[torch.Tensor, torch.Tens
     return torch.log_softmax(logits[:, :-1][keep].float(), dim=-1), labels[keep]
 
 
+def token_logprobs_by_class(model, tokenizer, records, *, batch_size: int = 4, max_length: int = 1024,
+                            template: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log P[y] [N] fp32, is_end [N] bool)``, both on the CPU, of every response token of
+    ``records`` (a path or record dicts) in record order: :func:`token_logprobs` and beside it the
+    token classes of the module docstring (``True``: end-of-turn / template, ``False``: content)."""
+    out, flags = [], []
+    with torch.no_grad():
+        for batch, is_end in _batches(tokenizer, records, batch_size=batch_size, max_length=max_length,
+                                      template=template, classes=True):
+            logp, labels = _response_log_probs(model, batch)
+            out.append(logp.gather(1, labels[:, None]).squeeze(1).cpu())
+            flags.append(is_end)
+    logp, is_end = torch.cat(out), torch.cat(flags)
+    if logp.shape != is_end.shape:  # the flags follow the batch's label positions; a mismatch is a bug
+        raise RuntimeError(f"{logp.numel()} scored tokens but {is_end.numel()} token classes")
+    return logp, is_end
+
+
 def token_logprobs(model, tokenizer, records, *, batch_size: int = 4, max_length: int = 1024,
                    template: str = "auto") -> torch.Tensor:
     """``log P[y]`` ``[N]`` (fp32, CPU) of every response token of ``records`` (a path or record
     dicts), in record order."""
     out = []
     with torch.no_grad():
-        for batch in _batches(tokenizer, records, batch_size=batch_size, max_length=max_length, template=template):
+        for batch, _ in _batches(tokenizer, records, batch_size=batch_size, max_length=max_length, template=template):
             logp, labels = _response_log_probs(model, batch)
             out.append(logp.gather(1, labels[:, None]).squeeze(1).cpu())
     return torch.cat(out)
@@ -147,7 +263,8 @@ def drift_kl(base_model, model, tokenizer, records, *, batch_size: int = 4, max_
     both models must share ``tokenizer``'s vocabulary."""
     total, count = 0.0, 0
     with torch.no_grad():
-        for batch in _batches(tokenizer, records, batch_size=batch_size, max_length=max_length, template=template):
+        for batch, _ in _batches(tokenizer, records, batch_size=batch_size, max_length=max_length,
+                                 template=template):
             base_logp, _ = _response_log_probs(base_model, batch)
             logp, _ = _response_log_probs(model, batch)
             if base_logp.shape != logp.shape:
@@ -169,21 +286,27 @@ def heldout_metrics(model, tokenizer, records, base_model=None, *, ood_records=N
         records: held-out records of the training distribution (path or record dicts).
         base_model: the model before fine-tuning (same tokenizer); adds the Figure 1 shares
             (``learned``, ``forgotten``, ``learned_high``, ``learned_low``, ``forgotten_high``,
-            ``forgotten_low``, fractions of the held-out tokens) and, with ``ood_records``, ``drift_kl``.
+            ``forgotten_low``, fractions of the held-out tokens; ``content_learned`` and
+            ``content_forgotten``, fractions of the content tokens) and, with ``ood_records``,
+            ``drift_kl``.
         ood_records: out-of-domain records whose responses are the base model's greedy answers
             (:func:`general_records`); gives ``retained_nll`` (and ``drift_kl`` with ``base_model``).
 
     Returns:
-        ``{"heldout_nll", "heldout_mean_p", "heldout_tokens", ...}`` as floats / ints.
+        ``{"content_nll", "content_mean_p", "content_tokens", "end_nll", "end_mean_p", "end_tokens",
+        "heldout_nll", "heldout_mean_p", "heldout_tokens", ...}`` as floats / ints; a class
+        without tokens has ``None`` for its NLL and mean p.
     """
-    from ..analysis.learning import learning_shares
+    from ..analysis.learning import class_metrics, learning_shares
 
     kw = dict(batch_size=batch_size, max_length=max_length, template=template)
-    logp = token_logprobs(model, tokenizer, records, **kw).double()
-    out = {"heldout_nll": float(-logp.mean()), "heldout_mean_p": float(logp.exp().mean()),
-           "heldout_tokens": int(logp.numel())}
-    if base_model is not None:
-        base_logp = token_logprobs(base_model, tokenizer, records, **kw).double()
+    logp, is_end = token_logprobs_by_class(model, tokenizer, records, **kw)
+    logp = logp.double()
+    base_logp = token_logprobs(base_model, tokenizer, records, **kw).double() if base_model is not None else None
+    out = class_metrics(logp, is_end, base_logp, threshold=threshold)  # content first: the headline
+    out.update({"heldout_nll": float(-logp.mean()), "heldout_mean_p": float(logp.exp().mean()),
+                "heldout_tokens": int(logp.numel())})
+    if base_logp is not None:
         shares = learning_shares(base_logp.exp(), logp.exp(), threshold=threshold)
         out.update({k: shares[k] for k in ("learned", "forgotten", "learned_high", "learned_low",
                                            "forgotten_high", "forgotten_low")})

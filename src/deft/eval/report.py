@@ -57,13 +57,22 @@ def format_table(results: dict, *, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
-# held-out metrics in print order: (key, label, format)
+# held-out metrics in print order: (key, label, format); content tokens lead (deft.eval.heldout:
+# end-of-turn tokens are learned first and would otherwise dominate the all-token numbers)
 HELDOUT_LINES = (
-    ("heldout_nll", "held-out NLL (nats/token, lower: learned more)", "{:.4f}"),
-    ("heldout_mean_p", "held-out mean target probability", "{:.4f}"),
-    ("heldout_tokens", "held-out response tokens", "{:d}"),
-    ("learned", "tokens learned (p up by > 0.01 from the base model)", "{:.1%}"),
-    ("forgotten", "tokens forgotten (p down by > 0.01)", "{:.1%}"),
+    ("content_nll", "content NLL (nats/token, lower: learned more)", "{:.4f}"),
+    ("content_mean_p", "content mean target probability", "{:.4f}"),
+    ("content_learned", "content tokens learned (p up by > 0.01 from the base)", "{:.1%}"),
+    ("content_forgotten", "content tokens forgotten (p down by > 0.01)", "{:.1%}"),
+    ("content_tokens", "content response tokens", "{:d}"),
+    ("end_mean_p", "end-of-turn / template mean target probability", "{:.4f}"),
+    ("end_nll", "end-of-turn / template NLL (nats/token)", "{:.4f}"),
+    ("end_tokens", "end-of-turn / template response tokens", "{:d}"),
+    ("heldout_nll", "all tokens: held-out NLL (nats/token)", "{:.4f}"),
+    ("heldout_mean_p", "all tokens: held-out mean target probability", "{:.4f}"),
+    ("heldout_tokens", "all tokens: held-out response tokens", "{:d}"),
+    ("learned", "all tokens: learned (p up by > 0.01 from the base model)", "{:.1%}"),
+    ("forgotten", "all tokens: forgotten (p down by > 0.01)", "{:.1%}"),
     ("learned_high", "  learned, base p >= 0.5", "{:.1%}"),
     ("learned_low", "  learned, base p < 0.5", "{:.1%}"),
     ("forgotten_high", "  forgotten, base p >= 0.5", "{:.1%}"),
@@ -76,9 +85,12 @@ HELDOUT_LINES = (
 
 def format_heldout(metrics: dict, *, title: str | None = None) -> str:
     """The ``"heldout"`` entry of :func:`~deft.eval.runner.evaluate` results (see
-    :func:`deft.eval.heldout.eval_heldout`), one metric per line."""
+    :func:`deft.eval.heldout.eval_heldout`), one metric per line: content tokens first, then
+    end-of-turn / template tokens, then all tokens and the forgetting metrics; ``-`` for a metric
+    without tokens (``None``)."""
     lines = [title] if title else []
     for key, label, fmt in HELDOUT_LINES:
         if key in metrics:
-            lines.append(f"{label:<58} {fmt.format(metrics[key])}")
+            value = "-" if metrics[key] is None else fmt.format(metrics[key])
+            lines.append(f"{label:<58} {value}")
     return "\n".join(lines)
