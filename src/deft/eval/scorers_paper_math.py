@@ -13,7 +13,14 @@ Pipeline for one sample (:func:`score_math_paper`):
    removing commas, ``50%`` read as 0.5): equal when the prediction is within relative tolerance
    1e-4 of ``gold/100``, ``gold`` or ``gold*100``; bracket-insensitive text; tuples/intervals part by
    part; ``x=5`` against ``5``; then symbolic equality, for which deft uses ``math-verify`` where the
-   harness uses latex2sympy/sympy (the one intended difference; see the module tests' data note).
+   harness uses latex2sympy/sympy (the one intended difference; see the module tests' data note);
+   last, the harness's numeric rule: both parsed answers evaluated to numbers (sympy's ``evalf``, the
+   harness's ``N``) are equal when ``math.isclose(gold, pred, rel_tol=1e-4)`` (``0.3333`` = ``\\frac{1}{3}``,
+   ``1.4142`` = ``\\sqrt{2}``, ``0.333`` != ``\\frac{1}{3}``). Complex, infinite or non-numeric values are
+   never equal. Answers naming pi or e (``\\pi``, ``e``) are not evaluated, because the harness's LaTeX
+   parser reads them as plain symbols (``3.1416`` != ``\\pi`` there); ``\\log`` without a base is the
+   natural logarithm and text with a bare ``%`` is not parsed, as there. Each parse, comparison and
+   evaluation gets 3 s.
 
 The normalisation reproduces the harness's quirks on purpose (``--protocol paper`` only): stand-alone
 unit words are deleted, including single letters such as ``a``, ``t``, ``s``, ``m`` (``\\frac{a}{b}``
@@ -230,19 +237,73 @@ def _choice(pred: str) -> str:
     return (letters[-1] if letters else pred.strip().strip(".")).rstrip(".").rstrip("/")
 
 
+# a LaTeX command name (``\\frac``, ``\\exp``), skipped when looking for the letter e
+_COMMAND = re.compile(r"\\[A-Za-z]+")
+# a ``%`` with no backslash before it, which none of the harness's parsers reads
+_BARE_PERCENT = re.compile(r"(?<!\\)%")
+# ``\\log`` with no base, which the harness's LaTeX parser reads as the natural logarithm
+_BARE_LOG = re.compile(r"\\log(?![_A-Za-z])")
+
+
+def _names_constant(text: str) -> bool:
+    """Whether ``text`` names pi or e: the harness's LaTeX parser reads ``\\pi``, ``π``, ``e`` and
+    ``E`` as plain symbols, so a value that names them has no number there (``\\exp(1)`` has)."""
+    if "\\pi" in _COMMAND.findall(text) or "π" in text:
+        return True
+    return bool(re.search("[eE]", _COMMAND.sub("", text)))
+
+
+def _number(expr) -> float | None:
+    """The value of a parsed answer as a finite real ``float`` (sympy's ``evalf``, the harness's
+    ``N``), or ``None`` for what has no such value: free symbols, sets, matrices, equations,
+    complex or infinite values, and floats that overflow."""
+    import sympy
+
+    if not isinstance(expr, sympy.Expr) or expr.free_symbols:
+        return None
+    value = expr.doit().evalf()  # doit: math-verify keeps parts such as ``\\%``'s 1/100 unevaluated
+    if not (value.is_Number and value.is_real and value.is_finite):
+        return None
+    x = float(value)
+    return x if math.isfinite(x) else None
+
+
+def _numeric_equal(p_expr, g_expr, timeout: int | None) -> bool:
+    """The harness's last symbolic test: both values as numbers, equal within relative 1e-4
+    (``math.isclose(gold, pred, rel_tol=1e-4)``), each evaluation within ``timeout`` seconds."""
+    from math_verify.utils import timeout as time_limit
+
+    p_num = time_limit(timeout)(_number)(p_expr)
+    g_num = time_limit(timeout)(_number)(g_expr) if p_num is not None else None
+    return g_num is not None and math.isclose(g_num, p_num, rel_tol=1e-4)
+
+
 def _symbolic_equal(pred: str, gold: str) -> bool:
-    """Symbolic equality with math-verify (the harness uses latex2sympy / sympy here)."""
+    """Symbolic equality with math-verify (the harness uses latex2sympy / sympy here), then the
+    harness's numeric rule (:func:`_numeric_equal`) where neither side names pi or e
+    (:func:`_names_constant`). As in the harness, text with a bare ``%`` is not parsed and ``\\log``
+    without a base is the natural logarithm."""
     from math_verify import parse, verify
     from math_verify.parser import ExprExtractionConfig, LatexExtractionConfig
 
     from .scorers_math import timeout_seconds
 
+    if _BARE_PERCENT.search(pred) or _BARE_PERCENT.search(gold):
+        return False
+    # math-verify reads a bare \log as base 10
+    pred, gold = _BARE_LOG.sub(r"\\ln", pred), _BARE_LOG.sub(r"\\ln", gold)
     config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     t = timeout_seconds(3.0)  # the harness gives each comparison 3 s
     try:
         g = parse("$" + gold + "$", extraction_config=config, parsing_timeout=t)
         p = parse("$" + pred + "$", extraction_config=config, parsing_timeout=t)
-        return bool(g and p and verify(g, p, timeout_seconds=t))
+        if not (g and p):
+            return False
+        if verify(g, p, timeout_seconds=t):
+            return True
+        if _names_constant(pred) or _names_constant(gold):
+            return False
+        return _numeric_equal(p[0], g[0], t)
     except Exception:  # noqa: BLE001 - what cannot be compared is not equal
         log.debug("symbolic comparison failed", exc_info=True)
         return False
