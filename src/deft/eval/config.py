@@ -41,7 +41,7 @@ class EvalConfig:
     map: list[str] = option([], "record columns for record files, KEY=COLUMN comma-separated (e.g. "
                             "prompt=question,answer=solution)")
     data_dir: Optional[str] = option(None, "directory holding <name>/test.jsonl for the math benchmarks")
-    scorer: Optional[str] = option(None, "scorer(s) for record files, listed under 'scorers' below (deft eval --help) "
+    scorer: list[str] = option([], "scorer(s) for record files, listed under 'scorers' below (deft eval --help) "
                                    "and by deft.eval.list_scorers(); several comma-separated, the first is primary")
     protocol: str = option("deft", "deft (default: chat templates, deft's scorers) or paper (the reference code's "
                            "literal prompts, scorers and decoding: math k=16 at temperature 1 reporting acc and "

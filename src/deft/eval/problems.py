@@ -27,11 +27,8 @@ PAPER_FIGFONT_TEST_START = 40_000
 PAPER_FIGFONT_TEST_SIZE = 5_000
 
 
-def _scorer_names(scorer: str | Sequence[str] | None) -> tuple[str, ...]:
-    if scorer is None:
-        return ()
-    names = [s.strip() for s in (scorer.split(",") if isinstance(scorer, str) else scorer)]
-    names = [s for s in names if s]
+def _scorer_names(names: Sequence[str]) -> tuple[str, ...]:
+    """The distinct scorer names of ``EvalConfig.scorer`` (a list once loaded), each checked."""
     for s in names:
         check_scorer(s)
     return tuple(dict.fromkeys(names))

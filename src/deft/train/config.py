@@ -29,8 +29,7 @@ REPORTERS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "
 OLD_POLICY_REFRESH = 16  # psft: optimizer steps between refreshes of the old policy (deft train and DeftSFTTrainer)
 
 
-def _check_report_to(value: str) -> Optional[str]:
-    names = [r.strip() for r in value.split(",") if r.strip()]
+def _check_report_to(names: list[str]) -> Optional[str]:
     unknown = [n for n in names if n not in ("none", *REPORTERS)]
     if unknown:
         return f"must be none or a comma-separated list of {', '.join(REPORTERS)} (unknown: {', '.join(unknown)})"
@@ -102,8 +101,8 @@ class TrainConfig:
     template: str = option("auto", "prompt format: auto (the tokenizer's chat template, else plain), chat, paper "
                            "(the reference's literal prompts; the family from --model or --model-key, or "
                            "paper:qwen|llama|deepseek), or a plain template name")
-    map: Optional[str] = option(None, "column mapping for your records, KEY=COLUMN[,KEY=COLUMN...], e.g. "
-                                "prompt=question,response=answer")
+    map: list[str] = option([], "column mapping for your records, KEY=COLUMN[,KEY=COLUMN...], e.g. "
+                            "prompt=question,response=answer")
     all_turns: bool = option(False, "train on every assistant turn of multi-turn records, not only the last")
     packing: bool = option(False, "pack several examples per row (position ids restart per example)")
     skip_invalid: bool = option(False, "drop invalid records (reported as a count) instead of stopping")
@@ -116,8 +115,8 @@ class TrainConfig:
     lora_rank: int = option(0, "LoRA rank; 0 = full fine-tuning", aliases=("lora_r",), check="non_negative")
     lora_alpha: int = option(16, "LoRA alpha", check="positive")
     lora_dropout: float = option(0.0, "LoRA dropout", check="ratio")
-    target_modules: str = option("all-linear", "LoRA target modules: all-linear or a comma-separated list "
-                                 "(q_proj,v_proj)", aliases=("lora_target_modules",))
+    target_modules: list[str] = option(["all-linear"], "LoRA target modules: all-linear or a comma-separated list "
+                                       "(q_proj,v_proj)", aliases=("lora_target_modules",))
     reference_model: Optional[str] = option(None, "reference model for sft_kl/asft (default: the initial model; "
                                             "with LoRA the adapter is disabled)")
     teacher_model: Optional[str] = option(None, "teacher model for kd/kd_hybrid/target_sft (same vocabulary)")
@@ -133,8 +132,8 @@ class TrainConfig:
     eval_steps: int = option(0, "evaluate --eval-data every N steps (0: only at the end)", check="non_negative")
     logging_steps: int = option(1, "progress-bar refresh period in steps (metrics.jsonl gets every step)",
                                 check="positive")
-    report_to: str = option("none", "experiment trackers: none, tensorboard, wandb, mlflow (comma-separated)",
-                            check=_check_report_to)
+    report_to: list[str] = option([], "experiment trackers, comma-separated: tensorboard, wandb, mlflow "
+                                  "(default: none)", check=_check_report_to)
     resume: bool = option(False, "continue from the latest complete checkpoint in the output folder")
     resume_from_checkpoint: Optional[str] = option(None, "continue from this checkpoint folder (implies --resume)")
     overwrite: bool = option(False, "delete the output folder's previous run before starting",
@@ -183,8 +182,8 @@ class TrainConfig:
         return apply_preset(cfg, explicit)
 
 
-def _check_trackers(report_to: str) -> None:
-    for name in (r.strip() for r in report_to.split(",")):
+def _check_trackers(report_to: list[str]) -> None:
+    for name in report_to:
         if name in REPORTERS:
             module, extra = REPORTERS[name]
             if importlib.util.find_spec(module) is None:

@@ -74,7 +74,7 @@ def build_examples(cfg: TrainConfig, tokenizer, source: str, log=print):
     from ..data.dataset import tokenize_to_dataset
     from ..data.records import parse_key_map
 
-    key_map = parse_key_map([m for m in (cfg.map or "").split(",") if m.strip()])
+    key_map = parse_key_map(cfg.map)
     dataset, report = tokenize_to_dataset(source, tokenizer, key_map=key_map or None, template=cfg.resolved_template(),
                                           max_length=cfg.max_length, truncation=cfg.truncation,
                                           all_turns=cfg.all_turns, skip_invalid=cfg.skip_invalid)
@@ -196,8 +196,7 @@ def _with_lora(cfg: TrainConfig, model):
     """``model`` wrapped by a PEFT LoRA adapter as ``cfg`` asks (``lora_rank`` > 0)."""
     from peft import LoraConfig, get_peft_model
 
-    targets = cfg.target_modules if cfg.target_modules == "all-linear" else [
-        m.strip() for m in cfg.target_modules.split(",") if m.strip()]
+    targets = "all-linear" if cfg.target_modules == ["all-linear"] else cfg.target_modules
     return get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                             target_modules=targets, task_type="CAUSAL_LM"))
 
@@ -260,7 +259,7 @@ def _settings_changes(run: _Run) -> tuple[list[str], list[str]]:
     path = run.out / "config.yaml"
     if not path.exists():
         return [], []
-    old = yaml.safe_load(path.read_text()) or {}
+    old = _as_loaded(yaml.safe_load(path.read_text()) or {}, str(path))
     new = config_to_dict(run.cfg)
     changed = [k for k in new if k in old and old[k] != new[k] and k not in ("resume", "resume_from_checkpoint")]
     text = {k: f"{k} {old[k]!r} -> {new[k]!r}" for k in changed}
@@ -269,6 +268,22 @@ def _settings_changes(run: _Run) -> tuple[list[str], list[str]]:
     extend = ("max_steps", "epochs") if run.cfg.lr_scheduler == "constant" == old.get("lr_scheduler") else ()
     computed = [text[k] for k in changed if (k not in _NOT_HASHED or k in ("data", "eval_data")) and k not in extend]
     return computed, [text[k] for k in changed if text[k] not in computed]
+
+
+def _as_loaded(old: dict, where: str) -> dict:
+    """The values of an earlier run's ``config.yaml`` converted as options are now (a comma string of
+    an earlier version becomes the list it means), so that only real changes count."""
+    from dataclasses import fields
+
+    from ..config import apply_overrides
+
+    names = {f.name for f in fields(TrainConfig)}
+    known = {k: v for k, v in old.items() if k in names}
+    try:
+        converted = config_to_dict(apply_overrides(TrainConfig(), known, where=where))
+    except ValueError:
+        return old  # compared as written: every differing value is reported
+    return {**old, **{k: converted[k] for k in known}}
 
 
 def _check_resumed_settings(run: _Run) -> None:
@@ -306,8 +321,8 @@ def _write_start(run: _Run) -> None:
 
 
 def _trackers(cfg: TrainConfig) -> list[str]:
-    """The experiment trackers of ``report_to`` (comma-separated, spaces allowed; ``none`` = none)."""
-    return [name.strip() for name in cfg.report_to.split(",") if name.strip() not in ("", "none")]
+    """The experiment trackers of ``report_to`` (a list once loaded; ``none`` = none)."""
+    return [name for name in cfg.report_to if name != "none"]
 
 
 def _training_args(run: _Run):
