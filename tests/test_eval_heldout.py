@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from deft.cli.main import main
-from deft.eval.heldout import (drift_kl, general_records, heldout_mean_p, heldout_metrics, heldout_nll, retained_nll,
-                               token_logprobs)
+from deft.eval.heldout import (drift_kl, end_token_flags, general_records, heldout_mean_p, heldout_metrics, heldout_nll,
+                               retained_nll, token_logprobs, token_logprobs_by_class)
 
 RECORDS = [
     {"prompt": "Spell cat.", "response": "c a t"},
@@ -104,6 +104,120 @@ def test_training_on_the_heldout_set_lowers_heldout_nll_and_shows_learned_tokens
     assert same["learned"] == same["forgotten"] == 0.0 and same["drift_kl"] == pytest.approx(0.0, abs=1e-6)
 
 
+# --- token classes: content vs end-of-turn / template ---------------------------------------------
+def _split(tok, rec, **kw):
+    """``(content text, end text)``: the labelled tokens of ``rec`` decoded by class."""
+    from deft.data import RecordTokenizer
+
+    ex = RecordTokenizer(tok, **kw)(rec)
+    ids = [t for t, lab in zip(ex.input_ids, ex.labels) if lab != -100]
+    flags = end_token_flags(tok, rec, **kw)
+    assert len(flags) == len(ids)
+    return tok.decode([t for t, f in zip(ids, flags) if not f]), tok.decode([t for t, f in zip(ids, flags) if f])
+
+
+def _tokenizer_with(template, *specials):
+    from tiny_models import build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    if specials:
+        tok.add_special_tokens({"additional_special_tokens": list(specials)})
+    tok.chat_template = template
+    return tok
+
+
+def _turns(body):
+    """A chat template writing each message as ``body`` (a Jinja expression of ``m``)."""
+    return ("{% for m in messages %}{{ " + body + " }}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def test_chatml_end_of_turn_is_the_only_end_token(tiny_tokenizer):
+    for rec in RECORDS:
+        assert _split(tiny_tokenizer, rec) == (rec["response"], "<|im_end|>")
+    # spaces the response itself has are content, not template
+    assert _split(tiny_tokenizer, {"prompt": "x", "response": "  spaced  "}) == ("  spaced  ", "<|im_end|>")
+
+
+def test_a_template_that_trims_the_response_and_closes_with_its_own_token():
+    # Gemma's shape: the response is trimmed and closed by <end_of_turn> (a special token this
+    # tokenizer gets here: nothing in the rule names it)
+    tok = _tokenizer_with(_turns("'<|im_start|>' + m['role'] + '\\n' + (m['content'] | trim) + '<end_of_turn>\\n'"),
+                          "<end_of_turn>")
+    assert _split(tok, {"prompt": "Say hi.", "response": "  Hello there  "}) == ("Hello there", "<end_of_turn>")
+
+
+def test_text_the_template_writes_after_the_response_is_end_special_or_not():
+    tok = _tokenizer_with(_turns("'<|im_start|>' + m['role'] + '\\n' + m['content'] + '\\n</answer><|im_end|>\\n'"))
+    assert _split(tok, {"prompt": "Spell cat.", "response": "c a t"}) == ("c a t", "\n</answer><|im_end|>")
+
+
+def test_a_template_that_rewrites_the_response_falls_back_to_the_closing_special_tokens():
+    tok = _tokenizer_with(_turns("'<|im_start|>' + m['role'] + '\\n' + (m['content'] | upper) + '</answer><|im_end|>'"))
+    assert _split(tok, {"prompt": "Spell cat.", "response": "c a t"}) == ("C A T</answer>", "<|im_end|>")
+
+
+def test_a_plain_template_has_one_end_token_the_eos(tiny_tokenizer):
+    for rec in RECORDS:
+        assert _split(tiny_tokenizer, rec, template="plain") == (rec["response"], tiny_tokenizer.eos_token)
+
+
+def test_token_classes_follow_the_scored_tokens_through_batches_and_truncation(tiny):
+    model, tok = tiny
+    logp, is_end = token_logprobs_by_class(model, tok, RECORDS, batch_size=2)
+    assert torch.equal(logp, token_logprobs(model, tok, RECORDS, batch_size=2))
+    want = [f for rec in RECORDS for f in end_token_flags(tok, rec)]
+    assert is_end.tolist() == want and sum(want) == len(RECORDS)
+    # max_length 5 keeps the first token and 4 response tokens (of 6 or more): no end-of-turn left
+    logp, is_end = token_logprobs_by_class(model, tok, RECORDS, max_length=5)
+    assert logp.numel() == 4 * len(RECORDS) and not is_end.any()
+    # max_length 7 keeps all 6 tokens of "c a t<|im_end|>": the flags of a kept end token survive
+    logp, is_end = token_logprobs_by_class(model, tok, RECORDS[:1], max_length=7)
+    assert is_end.tolist() == [False] * 5 + [True]
+
+
+def test_content_and_end_metrics_match_a_record_by_record_computation(tiny):
+    model, tok = tiny
+    ref = torch.tensor(_reference_logps(model, tok, RECORDS), dtype=torch.float64)
+    end = torch.tensor([f for rec in RECORDS for f in end_token_flags(tok, rec)])
+    m = heldout_metrics(model, tok, RECORDS, batch_size=3)
+    assert m["content_tokens"] == int((~end).sum()) and m["end_tokens"] == int(end.sum()) == len(RECORDS)
+    assert m["content_tokens"] + m["end_tokens"] == m["heldout_tokens"]
+    assert m["content_nll"] == pytest.approx(float(-ref[~end].mean()), rel=1e-5)
+    assert m["content_mean_p"] == pytest.approx(float(ref[~end].exp().mean()), rel=1e-5)
+    assert m["end_nll"] == pytest.approx(float(-ref[end].mean()), rel=1e-5)
+    assert m["end_mean_p"] == pytest.approx(float(ref[end].exp().mean()), rel=1e-5)
+    assert list(m)[:3] == ["content_nll", "content_mean_p", "content_tokens"]  # content leads results.json
+
+
+def test_a_model_that_only_learned_to_stop_shows_no_content_learning(tiny_model_dir, tiny):
+    """The -p objective's failure in the model-weak regime: all-token mean p rises to about the
+    end-of-turn share while the content tokens learn nothing; only the class split shows it."""
+    from deft.data import RecordTokenizer, collate
+    from deft.model import load_model
+
+    base, tok = tiny
+    tuned = load_model(str(tiny_model_dir))
+    batch = collate([RecordTokenizer(tok, max_length=1024)(r, "t") for r in RECORDS], tok.pad_token_id)
+    end_only = batch["labels"].masked_fill(batch["labels"] != tok.convert_tokens_to_ids("<|im_end|>"), -100)
+    opt = torch.optim.Adam(tuned.parameters(), lr=1e-2)
+    for _ in range(20):
+        loss = tuned(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=end_only).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tuned.eval()
+    m = heldout_metrics(tuned, tok, RECORDS, base_model=base)
+    b = heldout_metrics(base, tok, RECORDS)
+    share = m["end_tokens"] / m["heldout_tokens"]
+    assert m["end_mean_p"] > 0.9 and m["heldout_mean_p"] == pytest.approx(share, abs=0.02)
+    assert m["heldout_mean_p"] > 10 * b["heldout_mean_p"]  # all tokens: looks like learning
+    assert m["content_mean_p"] <= b["content_mean_p"] and m["content_nll"] >= b["content_nll"]  # it is not
+    assert m["learned"] == pytest.approx(share) and m["content_learned"] == 0.0
+    assert m["heldout_nll"] * m["heldout_tokens"] == pytest.approx(
+        m["content_nll"] * m["content_tokens"] + m["end_nll"] * m["end_tokens"])
+
+
 def test_general_records_are_greedy_answers_and_bad_records_are_located(tiny):
     model, tok = tiny
     from deft.eval.generate import generate
@@ -180,6 +294,18 @@ def test_heldout_alone_writes_the_metrics_of_the_model(tmp_path, capsys, tiny_mo
     assert res["heldout"]["heldout_tokens"] == want["heldout_tokens"] > 0
     assert "learned" not in res["heldout"] and "drift_kl" not in res["heldout"]
     assert f"{want['heldout_nll']:.4f}" in stdout and "held-out NLL" in stdout
+    for key in ("content_nll", "content_mean_p", "end_nll", "end_mean_p"):
+        assert res["heldout"][key] == pytest.approx(want[key], rel=1e-6), key
+    assert res["heldout"]["end_tokens"] == len(HELDOUT) and res["heldout"]["content_tokens"] == want["content_tokens"]
+    assert list(res["heldout"])[:2] == ["content_nll", "content_mean_p"]
+    # the printed report leads with the content tokens, then end-of-turn, then all tokens
+    lines = stdout.splitlines()
+    assert lines[0].startswith("model ") and lines[1].startswith("content NLL")
+    assert lines[1].split()[-1] == f"{want['content_nll']:.4f}"
+    assert lines[2].startswith("content mean target probability")
+    labels = [line.split("  ")[0] for line in lines]
+    assert labels.index("end-of-turn / template mean target probability") < labels.index(
+        "all tokens: held-out NLL (nats/token)")
     assert res["_config"]["heldout"] == str(heldout_file)
 
 
@@ -196,11 +322,13 @@ def test_base_model_and_forgetting_add_shares_drift_and_retained_nll(tmp_path, c
     ood = general_records(base, tok)
     assert all(set(r["response"]) <= set("ab ") for r in ood)
     want = heldout_metrics(tuned, tok, HELDOUT, base_model=base, ood_records=ood)
-    for key in ("heldout_nll", "learned", "forgotten", "learned_high", "forgotten_low", "drift_kl", "retained_nll"):
+    for key in ("heldout_nll", "learned", "forgotten", "learned_high", "forgotten_low", "drift_kl", "retained_nll",
+                "content_nll", "content_learned", "content_forgotten", "end_mean_p"):
         assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-12), key
     assert got["drift_kl"] > 0.01  # different weights: the predictions differ
     assert got["ood_answers"] == len(ood) > 0
-    assert "drift KL" in stdout and "tokens learned" in stdout
+    assert "drift KL" in stdout and "content tokens learned" in stdout
+    assert stdout.index("content tokens learned") < stdout.index("all tokens: learned")
 
 
 def test_the_base_model_against_itself_learns_forgets_and_drifts_nothing(tmp_path, capsys, answering_model_dir,
@@ -211,6 +339,7 @@ def test_the_base_model_against_itself_learns_forgets_and_drifts_nothing(tmp_pat
     assert code == 0, err
     got = json.loads((tmp_path / "e" / "results.json").read_text())["heldout"]
     assert got["learned"] == 0.0 and got["forgotten"] == 0.0
+    assert got["content_learned"] == 0.0 and got["content_forgotten"] == 0.0
     assert got["drift_kl"] == pytest.approx(0.0, abs=1e-6) and got["ood_answers"] > 0
 
 
