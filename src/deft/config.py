@@ -106,7 +106,8 @@ SPLITTERS: dict[str, Callable[[str], list[str]]] = {
 
 def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: Optional[tuple] = None,
            check: Union[str, Callable[[Any], Optional[str]], None] = None, flag: bool = True,
-           allow_inf: bool = False, split: str = "comma", nargs: Optional[str] = None):
+           allow_inf: bool = False, split: str = "comma", nargs: Optional[str] = None,
+           metavar: Optional[str] = None):
     """A config field: ``default``, one ``help`` text (used by ``--help`` and the docs), alternative
     names (``aliases``: accepted in YAML, ``key=value`` and as ``--flags``), allowed ``choices``, a
     range ``check`` (a name in :data:`CHECKS` or ``value -> error or None``). ``flag=False`` keeps a
@@ -118,13 +119,14 @@ def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: O
     objective specs with their own comma-separated parameters, ``none`` for a single item), items are
     stripped, blanks dropped and each converted to the item type; the string ``none`` is the empty
     list. ``choices`` and a named ``check`` apply to every item, a callable ``check`` to the whole list.
-    ``nargs="+"`` lets the ``--flag`` take several space-separated values."""
+    ``nargs="+"`` lets the ``--flag`` take several space-separated values; ``metavar`` names the
+    flag's value in ``--help`` (default: the field name in capitals)."""
     if isinstance(check, str) and check not in CHECKS:
         raise KeyError(f"unknown check {check!r}; known: {', '.join(CHECKS)}")
     if split not in SPLITTERS:
         raise KeyError(f"unknown split {split!r}; known: {', '.join(SPLITTERS)}")
     meta = {"help": help, "aliases": tuple(aliases), "choices": choices, "check": check, "flag": flag,
-            "allow_inf": allow_inf, "split": split, "nargs": nargs}
+            "allow_inf": allow_inf, "split": split, "nargs": nargs, "metavar": metavar}
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -460,8 +462,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, *, config_file: bool 
                                     help=argparse.SUPPRESS)
         else:
             many = {"action": "append", "nargs": f.metadata.get("nargs")} if _item_kind(kind) is not None else {}
-            parser.add_argument(*shown, dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
-                                help=help_text + suffix, **many)
+            parser.add_argument(*shown, dest=f.name, default=argparse.SUPPRESS,
+                                metavar=f.metadata.get("metavar") or f.name.upper(), help=help_text + suffix, **many)
             if hidden:
                 parser.add_argument(*hidden, dest=f.name, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **many)
 

@@ -6,27 +6,49 @@ is ``p``; no formula is duplicated here. Objectives whose gate depends on the wh
 distribution (``deft``, ``eaft``) are evaluated for two shapes of the non-target mass:
 ``flat`` (spread evenly over the other ``V - 1`` tokens) and ``peaked`` (all of it on one
 alternative token, the "confident conflict" shape).
+
+:class:`CurvesConfig` holds the options of ``deft curves`` and :func:`write_curves` does its work;
+torch and the objectives load on first use, so that ``deft curves --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
-import torch
+from ..config import option
 
-from ..fused import token_loss
-from ..objectives import REGISTRY, parse_objective
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["synthetic_logits", "gate_curves", "write_curves_csv", "plot_curves", "default_curve_objectives"]
+__all__ = ["CurvesConfig", "synthetic_logits", "gate_curves", "write_curves_csv", "plot_curves",
+           "default_curve_objectives", "all_curves", "write_curves"]
 
 SHAPES = ("flat", "peaked")
+
+
+def _at_least_two(v: int) -> Optional[str]:
+    return None if v >= 2 else "must be at least 2"
+
+
+@dataclass
+class CurvesConfig:
+    """Every option of ``deft curves`` (:func:`write_curves`)."""
+
+    COMMAND = "curves"
+    objectives: list[str] = option([], "comma-separated objective specs (default: every objective that needs no "
+                                   "reference, teacher or old policy)", split="specs")
+    vocab_size: int = option(1024, "vocabulary size of the synthetic rows", check=_at_least_two)
+    out: str = option("runs/curves", "output directory")
 
 
 def synthetic_logits(p: torch.Tensor, vocab_size: int, shape: str = "flat") -> torch.Tensor:
     """Logits ``[len(p), V]`` whose softmax puts ``p`` on token 0 and ``1 - p`` elsewhere:
     evenly over tokens ``1..V-1`` (``flat``) or on token 1 alone (``peaked``, the rest ~0)."""
+    import torch
+
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
     p = p.double().clamp(1e-12, 1 - 1e-12)
@@ -42,6 +64,8 @@ def synthetic_logits(p: torch.Tensor, vocab_size: int, shape: str = "flat") -> t
 
 def default_curve_objectives() -> list[str]:
     """Objectives whose gate depends only on the model itself (no reference/teacher/old policy)."""
+    from ..objectives import REGISTRY
+
     return [name for name, d in REGISTRY.items() if not (d.needs - {"batch"})]
 
 
@@ -56,6 +80,11 @@ def gate_curves(
     ``gate`` is ``s`` in ``dL/dz_y = -s (1 - p)`` as reported by the objective's own
     implementation, ``signal`` is ``W = s (1 - p)``.
     """
+    import torch
+
+    from ..fused import token_loss
+    from ..objectives import parse_objective
+
     if p is None:
         p = torch.logspace(-4, 0, 161)[:-1]
     logits = synthetic_logits(p, vocab_size, shape)
@@ -113,6 +142,8 @@ def plot_curves(curves: dict, path: Path, title: str = "Gate s(p) and learning s
 def all_curves(objectives=None, vocab_size: int = 1024) -> dict:
     """Curves for every objective with the ``flat`` shape, plus ``peaked`` for the objectives
     whose gate depends on the distribution's shape."""
+    import torch
+
     curves = {}
     for shape in SHAPES:
         for spec, c in gate_curves(objectives, vocab_size=vocab_size, shape=shape).items():
@@ -124,3 +155,14 @@ def all_curves(objectives=None, vocab_size: int = 1024) -> dict:
     return curves
 
 
+
+
+def write_curves(cfg: CurvesConfig, log=print) -> dict:
+    """``cfg.out``/curves.png and curves.csv with the curves of ``cfg.objectives`` (:func:`all_curves`);
+    returns the curves."""
+    curves = all_curves(cfg.objectives or None, vocab_size=cfg.vocab_size)
+    out = Path(cfg.out)
+    write_curves_csv(curves, out / "curves.csv")
+    plot_curves(curves, out / "curves.png")
+    log(f"wrote {out / 'curves.png'} and {out / 'curves.csv'} ({len(curves)} curves)")
+    return curves

@@ -29,10 +29,39 @@ import base64
 import html
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
-__all__ = ["parse_labelled", "resolve_probe", "build_report"]
+from ..config import option
+
+__all__ = ["PlotConfig", "parse_labelled", "resolve_probe", "build_report", "plot_report"]
+
+
+@dataclass
+class PlotConfig:
+    """Every option of ``deft plot`` (:func:`plot_report`)."""
+
+    COMMAND = "plot"
+    results: Optional[str] = option(None, "a 'deft compare' or 'deft demo' --out folder (or its table.json): the "
+                                    "page leads with its results table, the cells and intervals the terminal table "
+                                    "shows, best per column marked", metavar="DIR")
+    runs: list[str] = option([], "'deft train' output directories with metrics.jsonl (comma-separated or repeated; "
+                             "NAME=DIR to label a run)", metavar="DIR[,DIR...]")
+    probes: list[str] = option([], "'deft probe --out' directories, or their token_stats.npz/.pt files (NAME=PATH "
+                               "to label one; several after one flag)", split="none", nargs="+", metavar="PROBE")
+    before: Optional[str] = option(None, "probe of the earlier checkpoint for the learning/forgetting figure (with "
+                                   "--after)", metavar="PROBE")
+    after: Optional[str] = option(None, "probe of the later checkpoint on the same records (with --before)",
+                                  metavar="PROBE")
+    objectives: list[str] = option(["nll", "p", "eaft", "cayley", "deft"], "comma-separated objectives of the "
+                                   "gradient-landscape panels", split="specs")
+    curve_objectives: list[str] = option([], "comma-separated objectives of the gate-curve figure (default: every "
+                                         "objective that needs no reference, teacher or old policy)", split="specs")
+    threshold: float = option(0.01, "|change in p| above which a token counts as learned or forgotten",
+                              check="non_negative")
+    max_points: int = option(20000, "tokens drawn per scatter panel, sampled with a fixed seed", check="positive")
+    out: str = option("runs/plots", "output directory for the PNGs and index.html", metavar="DIR")
 
 
 def parse_labelled(items: Iterable[str]) -> dict[str, str]:
@@ -216,3 +245,27 @@ def build_report(
             f"</head><body><h1>{heading}</h1>{body}</body></html>\n")
     index = atomic_write_text(out / "index.html", page)
     return {"figures": figures, "notes": notes, "index": str(index), "learning": learning}
+
+
+def plot_report(cfg: PlotConfig, log=print) -> dict:
+    """``deft plot``: :func:`build_report` of the inputs of ``cfg``, led by the results table of
+    ``cfg.results`` (:func:`deft.analysis.tables.read_tables`); ``log`` gets the notes, the files
+    written and the learning/forgetting shares. Returns :func:`build_report`'s result."""
+    from .tables import read_tables
+
+    table = read_tables(cfg.results) if cfg.results else {"results": None, "title": "", "reference": "nll"}
+    result = build_report(cfg.out, runs=parse_labelled(cfg.runs), probes=parse_labelled(cfg.probes),
+                          before=cfg.before, after=cfg.after, objectives=cfg.objectives,
+                          curve_objectives=cfg.curve_objectives or None, threshold=cfg.threshold,
+                          max_points=cfg.max_points, results=table["results"], results_title=table["title"],
+                          reference=table["reference"])
+    for note in result["notes"]:
+        log(f"note: {note}")
+    names = ", ".join(name for name, _ in result["figures"])
+    led = " (led by the results table)" if table["results"] else ""
+    log(f"wrote {names} and index.html{led} to {cfg.out}")
+    if result["learning"]:
+        s = result["learning"]
+        log(f"learning: {s['learned']:.1%} learned, {s['forgotten']:.1%} forgotten "
+            f"(high confidence: {s['learned_high']:.1%} / {s['forgotten_high']:.1%})")
+    return result

@@ -7,8 +7,10 @@ from ..train.config import TrainConfig
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "train", help="fine-tune a causal LM with any objective (fused loss, LoRA, accelerate)",
+    from .main import add_verb_parser
+
+    p = add_verb_parser(
+        subparsers, "train",
         description="Fine-tune a causal LM on records with a token-level objective. Options come from --config "
                     "FILE (YAML), then key=value pairs, then --flags (later wins); the HF TrainingArguments / TRL "
                     "names (learning_rate, num_train_epochs, per_device_train_batch_size, ...) are accepted too. "
