@@ -106,3 +106,45 @@ def test_tables_are_saved_with_their_inputs_and_read_back(tmp_path):
     (tmp_path / "other.json").write_text("[1]")
     with pytest.raises(ValueError, match="not a results table"):
         read_tables(tmp_path / "other.json")
+
+
+def _classes(content_nll, content_p, end_p, all_p, learned=None, forgotten=None):
+    h = {"content_nll": content_nll, "content_mean_p": content_p, "end_mean_p": end_p, "end_nll": 0.1,
+         "heldout_nll": 0.7 * content_nll, "heldout_mean_p": all_p, "drift_kl": 0.5, "retained_nll": 1.0}
+    if learned is not None:
+        h.update(content_learned=learned, content_forgotten=forgotten, learned=learned + 0.3, forgotten=forgotten)
+    return {**_ff(0.0, 0.3), "heldout": h}
+
+
+# the replication's pattern: p's all-token mean p matches the others, on end-of-turn tokens alone
+CLASSES = {"Base": _classes(6.0, 0.05, 0.01, 0.04), "nll": _classes(3.0, 0.30, 0.90, 0.45, 0.40, 0.10),
+           "p": _classes(9.0, 0.01, 0.99, 0.30, 0.02, 0.50), "deft": _classes(3.5, 0.32, 0.95, 0.46, 0.45, 0.08)}
+TOKEN_TITLES = ["content_nll", "content_mean_p", "content learned %", "content forgotten %", "end_mean_p", "drift_kl",
+                "retained_nll", "heldout_nll", "heldout_mean_p", "learned %", "forgotten %"]
+
+
+def test_content_token_columns_lead_and_are_marked_per_column():
+    md = format_markdown(build_table(CLASSES))
+    lines = md.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == ["Method", "figfont EM", "figfont JW", "Avg", *TOKEN_TITLES, "seeds"]
+    rows = {line.split(" | ")[0][2:]: dict(zip(header[1:], line.strip(" |").split(" | ")[1:]))
+            for line in lines[2:] if line.startswith("| ")}
+    assert rows["nll"]["content_nll"] == "**3.0000**" and rows["deft"]["content_nll"] == "<u>3.5000</u>"
+    assert rows["deft"]["content_mean_p"] == "**0.3200**" and rows["p"]["content_mean_p"] == "0.0100"
+    assert rows["deft"]["content learned %"] == "**45.0**" and rows["Base"]["content learned %"] == "-"
+    assert rows["deft"]["content forgotten %"] == "**8.0**" and rows["p"]["content forgotten %"] == "50.0"
+    assert rows["p"]["end_mean_p"] == "**0.9900**"  # p wins only the end-of-turn column
+    assert "content_*" in md and "end-of-turn" in md  # the footnote says what the classes are
+
+
+def test_saved_tables_carry_the_content_columns(tmp_path):
+    write_tables(CLASSES, tmp_path, title="m on d")
+    head = (tmp_path / "results.csv").read_text().splitlines()
+    assert head[0].split(",")[:15] == ["method", "figfont EM", "figfont JW", "Avg", *TOKEN_TITLES]
+    p_row = dict(zip(head[0].split(","), next(r for r in head[1:] if r.startswith("p,")).split(",")))
+    assert float(p_row["content_mean_p"]) == 0.01 and float(p_row["end_mean_p"]) == 0.99
+    assert float(p_row["content forgotten %"]) == 50.0
+    saved = read_tables(tmp_path)["results"]
+    assert saved["p"]["heldout"]["content_nll"] == 9.0
+    assert "| content_nll | content_mean_p |" in (tmp_path / "results.md").read_text()

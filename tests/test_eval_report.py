@@ -36,3 +36,20 @@ def test_medical_rows_per_source_and_their_mean(tmp_path, protocol, shape):
         first = backend.calls[0]
         assert isinstance(first["prompts"][0], RawPrompt) and first["prompts"][0].startswith("<|im_start|>system")
         assert first["max_new_tokens"] == 8000 and first["temperature"] == 0.0 and first["k"] == 1
+
+
+def test_heldout_report_leads_with_content_tokens_and_shows_a_class_without_tokens_as_a_dash():
+    from deft.eval.report import format_heldout
+
+    metrics = {"heldout_nll": 2.5, "heldout_mean_p": 0.2978, "heldout_tokens": 108, "end_tokens": 32,
+               "end_mean_p": 0.99, "end_nll": 0.01, "content_tokens": 76, "content_nll": 3.5,
+               "content_mean_p": 0.0064, "learned": 0.3, "content_learned": 0.01, "content_forgotten": None}
+    lines = format_heldout(metrics, title="t").splitlines()
+    assert lines[0] == "t"
+    assert [line.split()[0] for line in lines[1:5]] == ["content"] * 4
+    assert lines[1].startswith("content NLL") and lines[1].endswith(" 3.5000")
+    assert lines[2].endswith(" 0.0064") and lines[3].endswith(" 1.0%") and lines[4].endswith(" -")
+    labels = [line[:58].strip() for line in lines[1:]]
+    assert labels.index("end-of-turn / template mean target probability") < labels.index(
+        "all tokens: held-out mean target probability")
+    assert next(line for line in lines if line.startswith("all tokens: held-out mean")).endswith(" 0.2978")
