@@ -53,6 +53,29 @@ def test_summary_regenerates_byte_for_byte_from_the_committed_files(summ):
     assert summ.summary_text().encode("utf-8") == (HERE / "summary.md").read_bytes()
 
 
+def test_collect_rebuilds_the_committed_per_seed_files_from_run_folders(summ, tmp_path):
+    """--collect reads deft compare's evaluation folders (results.json with its _config, heldout.json
+    with its metrics); run folders laid out from the committed numbers give those numbers back."""
+    import json
+
+    for name in summ.REGIMES:
+        committed = json.loads((HERE / name / "per_seed.json").read_text())
+        ev = tmp_path / "runs" / name / "eval"
+        for method, runs in committed.items():
+            for seed, res in ({"": runs} if method == "Base" else runs).items():
+                folder = ev / "base" if method == "Base" else ev / method / f"seed{seed}"
+                folder.mkdir(parents=True)
+                results = {k: v for k, v in res.items() if k != "heldout"}
+                (folder / "results.json").write_text(json.dumps({**results, "_config": {"model": "x"}}))
+                (folder / "heldout.json").write_text(json.dumps({"metrics": res["heldout"], "tokens": []}))
+        (ev / "deft" / "seed9").mkdir()  # an evaluation that never finished: no held-out metrics, skipped
+    summ.collect(tmp_path / "runs", tmp_path / "out")
+    for name in summ.REGIMES:
+        assert (tmp_path / "out" / name / "per_seed.json").read_bytes() == (HERE / name / "per_seed.json").read_bytes()
+    with pytest.raises(SystemExit, match="no <regime>/eval folder"):
+        summ.collect(tmp_path / "nowhere", tmp_path / "out")
+
+
 def test_summary_marks_follow_the_holm_correction(regimes):
     for reg in regimes.values():
         n, star, degree = reg.family_counts()

@@ -251,9 +251,9 @@ def _read_run(folder: Path) -> dict:
     return res
 
 
-def collect(run_root: Path) -> None:
+def collect(run_root: Path, dest: Path = HERE) -> None:
     """Copy every evaluation's per-seed numbers under ``run_root/<regime>/eval`` (the base model,
-    measured once, and ``<method>/seed<k>`` of every method there) into ``<regime>/per_seed.json``."""
+    measured once, and ``<method>/seed<k>`` of every method there) into ``dest/<regime>/per_seed.json``."""
     from deft.io import atomic_write_text
 
     found = False
@@ -268,8 +268,8 @@ def collect(run_root: Path) -> None:
             seeds = {s: r for s, r in seeds.items() if r.get("heldout")}
             if seeds:
                 data[method_dir.name] = seeds
-        atomic_write_text(HERE / name / "per_seed.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
-        print(f"wrote {HERE / name / 'per_seed.json'}")
+        atomic_write_text(dest / name / "per_seed.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {dest / name / 'per_seed.json'}")
     if not found:
         _fail(f"{run_root}: no <regime>/eval folder (regimes: {', '.join(REGIMES)}); pass run.sh's RUN folder")
 
