@@ -18,6 +18,12 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, tiny_model_dir):
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert header[0] == "method" and {"heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll",
                                       "seeds"} <= set(header)
+    # content tokens lead the token-level columns; end-of-turn tokens come second
+    assert header[4:9] == ["content_nll", "content_mean_p", "content learned %", "content forgotten %", "end_mean_p"]
+    lines = (tmp_path / "results.csv").read_text().splitlines()[1:]
+    rows = {r.split(",")[0]: dict(zip(header, r.split(","))) for r in lines}
+    assert float(rows["deft"]["content_nll"]) > 0 and rows["deft"]["content learned %"] != ""
+    assert "| content_nll | content_mean_p | content learned % |" in out
     assert (tmp_path / "runs" / "deft" / "final" / "model.safetensors").exists()
     # the report page leads with the table the terminal printed, every objective's row, figures inlined
     page = ReportPage((tmp_path / "report" / "index.html").read_text(encoding="utf-8"))
