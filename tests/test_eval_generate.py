@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from deft.data import RecordTokenizer
-from deft.eval.generate import Generation, generate, generate_samples, load_generator, render_prompts, stop_token_ids
+from deft.eval.generate import Generation, generate, generate_samples, render_prompts, stop_token_ids
+from deft.eval.runner import load_generator
 
 from eval_generate_helpers import PROMPTS
 

@@ -1,7 +1,8 @@
 """Tests of deft.eval.generate_vllm: the vLLM generation backend, behind the same call as
 :class:`deft.eval.generate.HFGenerator`."""
 
-from deft.eval.generate import Generation, load_generator, render_prompts
+from deft.eval.generate import Generation, render_prompts
+from deft.eval.runner import load_generator
 
 from eval_generate_helpers import PROMPTS
 
@@ -33,7 +34,7 @@ def test_vllm_backend_renders_like_hf_and_maps_outputs(monkeypatch, tiny_model_d
 
     from transformers import AutoTokenizer
 
-    from deft.eval.generate import VLLMGenerator
+    from deft.eval.generate_vllm import VLLMGenerator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)  # the tokenizer saved with the model
 

@@ -46,14 +46,15 @@ class DataConfig:
                                    "prompts per model family)", choices=("deft", "paper"))
     model_key: Optional[str] = option(None, "the paper's model key (e.g. qwen-2.5-math-1.5b): the prompt family of "
                                             "--protocol paper math/medical")
-    task_args: list = option([], "parameters of the reasoning-gym task config (KEY=VALUE, values read as JSON), e.g. "
-                                 "max_word_len=7", flag=False)
-    part: list = option([], "a mix component SPEC=PROPORTION: figfont, rg:TASK, math:FILE, medical:FILE or a record "
-                            "file", flag=False)
-    map: list = option([], "read KEY from another column, KEY=COLUMN, e.g. prompt=question (math: problem/solution/"
-                           "answer/id; medical: question/options/answer_idx/answer/reasoning/id; paper math: question/"
-                           "answer; paper medical: question/response/answer; files: record keys and completion)",
-                       aliases=("key_map",), flag=False)
+    # a JSON value or a file name may hold a comma: these items are never split
+    task_args: list[str] = option([], "parameters of the reasoning-gym task config (KEY=VALUE, values read as JSON), "
+                                  "e.g. max_word_len=7", flag=False, split="none")
+    part: list[str] = option([], "a mix component SPEC=PROPORTION: figfont, rg:TASK, math:FILE, medical:FILE or a "
+                             "record file", flag=False, split="none")
+    map: list[str] = option([], "read KEY from another column, KEY=COLUMN, e.g. prompt=question (math: "
+                            "problem/solution/answer/id; medical: question/options/answer_idx/answer/reasoning/id; "
+                            "paper math: question/answer; paper medical: question/response/answer; files: record keys "
+                            "and completion)", aliases=("key_map",), flag=False)
     system: str = option("default", "system prompt for generated tasks: 'default' is the task's own (figfont's asks "
                                     "for the word only), 'none' none, any other text is the prompt")
     prompt_suffix: str = option("default", "text appended to math/medical prompts: 'default' is 'Please reason step "

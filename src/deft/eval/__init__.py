@@ -43,8 +43,8 @@ __all__ = [
 # generation and the end-to-end evaluation import torch: loaded on first use, so that the
 # command line's --help and the scorers stay light
 _LAZY = {
-    "Generation": "generate", "HFGenerator": "generate", "VLLMGenerator": "generate", "generate": "generate",
-    "generate_samples": "generate", "load_generator": "generate", "render_prompts": "generate",
+    "Generation": "generate", "HFGenerator": "generate", "VLLMGenerator": "generate_vllm", "generate": "generate",
+    "generate_samples": "generate", "load_generator": "runner", "render_prompts": "generate",
     "stop_token_ids": "generate", "load_problems": "problems", "default_max_new_tokens": "runner",
     "evaluate": "runner",
 }

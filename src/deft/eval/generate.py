@@ -1,4 +1,4 @@
-"""Generation backends for evaluation: HF ``generate`` (default, works on CPU) and vLLM.
+"""Generation for evaluation: HF ``generate`` (default, works on CPU); vLLM in :mod:`.generate_vllm`.
 
 * :func:`render_prompts` — prompt token ids exactly as training builds them
   (:class:`deft.data.RecordTokenizer`): the chat template with ``add_generation_prompt=True``
@@ -8,8 +8,9 @@
   ``<|eot_id|>``, ``<end_of_turn>``, ...) and the model's own ``generation_config`` EOS ids.
 * :func:`generate` — ``k`` samples per prompt as text; :func:`generate_samples` the same with
   token counts and whether each sample stopped on its own (:class:`Generation`).
-* :class:`HFGenerator` / :class:`VLLMGenerator` and :func:`load_generator` — a loaded model
-  behind one call signature, used by :func:`deft.eval.runner.evaluate`.
+* :class:`HFGenerator` — a loaded model behind the call signature that
+  :class:`deft.eval.generate_vllm.VLLMGenerator` shares; :func:`deft.eval.runner.load_generator`
+  loads either by name for :func:`deft.eval.runner.evaluate`.
 
 HF generation runs in batches with the KV cache and left padding; prompts are sorted by length
 (longest first) and results returned in the input order. Temperature 0 is greedy decoding
@@ -29,16 +30,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 import torch
 
-if TYPE_CHECKING:  # loaded on first use (module __getattr__): vLLM is optional
-    from .generate_vllm import VLLMGenerator
-
 __all__ = [
-    "Generation", "HFGenerator", "VLLMGenerator", "generate", "generate_samples", "load_generator",
-    "render_prompts", "stop_token_ids",
+    "Generation", "HFGenerator", "generate", "generate_samples", "render_prompts", "stop_token_ids",
 ]
 
 Prompt = Union[str, Sequence[dict]]
@@ -339,25 +336,4 @@ class HFGenerator:
         return generate_samples(self.model, self.tokenizer, prompts, **options)
 
 
-def load_generator(spec: str, *, backend: str = "hf", dtype: str = "auto", seed: int = 0,
-                   trust_remote_code: bool = False) -> "HFGenerator | VLLMGenerator":
-    """A loaded generation backend: ``hf`` (transformers, default) or ``vllm`` (when installed;
-    otherwise ``ValueError`` saying how to get it)."""
-    if backend == "hf":
-        return HFGenerator.load(spec, dtype=dtype, trust_remote_code=trust_remote_code)
-    if backend == "vllm":
-        from .generate_vllm import VLLMGenerator
-
-        return VLLMGenerator.load(spec, dtype=dtype, seed=seed, trust_remote_code=trust_remote_code)
-    raise ValueError(f"unknown backend {backend!r}; use hf or vllm")
-
-
 GeneratorFn = Callable[..., list[list[Generation]]]
-
-def __getattr__(name: str):
-    # the vLLM backend lives in its own module, which builds on this one
-    if name in ("VLLMGenerator", "import_vllm"):
-        from . import generate_vllm
-
-        return getattr(generate_vllm, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -49,7 +49,7 @@ from .heldout import check_heldout_inputs
 from .report import format_heldout, format_table
 from .scorers import extracted_answer, get_scorer
 
-__all__ = ["default_max_new_tokens", "evaluate", "format_table", "load_problems"]
+__all__ = ["default_max_new_tokens", "evaluate", "format_table", "load_generator", "load_problems"]
 
 def default_max_new_tokens(problems: Sequence[Problem]) -> int:
     """The default generation budget of a benchmark: its primary scorer's declared ``max_new_tokens``
@@ -209,9 +209,25 @@ def _finish(results: dict, groups: dict[str, list[str]]) -> dict:
 # ---------------------------------------------------------------- evaluate
 
 
+def load_generator(spec: str, *, backend: str = "hf", dtype: str = "auto", seed: int = 0,
+                   trust_remote_code: bool = False):
+    """A loaded generation backend: ``hf`` (:class:`deft.eval.generate.HFGenerator`, transformers,
+    default) or ``vllm`` (:class:`deft.eval.generate_vllm.VLLMGenerator`, when installed; otherwise
+    ``ValueError`` saying how to get it)."""
+    from .generate import HFGenerator
+
+    if backend == "hf":
+        return HFGenerator.load(spec, dtype=dtype, trust_remote_code=trust_remote_code)
+    if backend == "vllm":
+        from .generate_vllm import VLLMGenerator
+
+        return VLLMGenerator.load(spec, dtype=dtype, seed=seed, trust_remote_code=trust_remote_code)
+    raise ValueError(f"unknown backend {backend!r}; use hf or vllm")
+
+
 def _load_generator(cfg: EvalConfig, backend, model, tokenizer):
     """``(generator, backend name, load seconds)``."""
-    from .generate import HFGenerator, load_generator
+    from .generate import HFGenerator
 
     if callable(backend):
         return backend, getattr(backend, "name", type(backend).__name__), 0.0

@@ -43,8 +43,8 @@ class PaperCellConfig:
     regime: Optional[str] = option(None, "the paper's regime: math (Table 1), medical (Table 2) or figfont (Table 3)",
                                    choices=(None, *REFERENCE_CELLS))
     model_key: Optional[str] = option(None, "the reference's model key, e.g. qwen-2.5-1.5b (see the regime's keys)")
-    objectives: list = option(list(DEFAULT_OBJECTIVES), "objectives as the reference names them (original, p, "
-                              "Cayley_Trans, DEFT, ...), EAFT, or deft specs; comma-separated")
+    objectives: list[str] = option(list(DEFAULT_OBJECTIVES), "objectives as the reference names them (original, p, "
+                                   "Cayley_Trans, DEFT, ...), EAFT, or deft specs; comma-separated", split="specs")
     out: str = option("runs/paper", "the cell's folder", aliases=("output_dir",))
     n_gpus: int = option(1, "processes sharing the global batch of 256 (1, 2, 4, 8, ...)", check="positive")
     model: Optional[str] = option(None, "model to fine-tune instead of the key's hub id (the prompts stay the key's)")
@@ -55,8 +55,11 @@ class PaperCellConfig:
     math_eval_dir: Optional[str] = option(None, "folder of <benchmark>/test.jsonl for the math benchmarks",
                                           aliases=("data_dir",))
     base: bool = option(True, "also evaluate the base model (the tables' Base row)")
-    train: list = option([], "deft train options for every run, KEY=VALUE (e.g. max_steps=4)", flag=False)
-    eval: list = option([], "deft eval options for every model, KEY=VALUE (e.g. n=8)", flag=False)
+    # an option value may hold a comma (an objective's parameters): these items are never split
+    train: list[str] = option([], "deft train options for every run, KEY=VALUE (e.g. max_steps=4)", flag=False,
+                              split="none")
+    eval: list[str] = option([], "deft eval options for every model, KEY=VALUE (e.g. n=8)", flag=False,
+                             split="none")
     dry_run: bool = option(False, "print the plan and stop")
 
     def validate(self) -> None:
