@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -134,3 +135,96 @@ def test_help_suffix_says_choices_and_default_once():
     assert help_suffix("regime", None, (None, "math", "figfont")) == " (math|figfont)"
     assert help_suffix("columns", []) == "" and help_suffix("text", "") == ""
     assert help_suffix("flag", False) == " (default False)"
+
+
+@dataclass
+class _Lists:
+    COMMAND = "demo"
+    names: list[str] = option(["a", "b"], "names", aliases=("name",))
+    seeds: list[int] = option([], "seeds", check="non_negative")
+    specs: list[str] = option(["nll"], "objective specs", split="specs")
+    whole: list[str] = option([], "items kept whole", split="none", nargs="+")
+    picks: list[str] = option([], "choices per item", choices=("x", "y"))
+    extra: Optional[list[str]] = option(None, "None unless given")
+
+
+def test_list_options_take_yaml_lists_comma_strings_and_repeated_flags(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("names: [' p ', q]\nseeds: '0, 1,2'\nspecs:\n  - power:alpha=0.3,beta=1\n  - nll\n")
+    cfg = load_config(_Lists, str(config))
+    assert (cfg.names, cfg.seeds, cfg.specs) == (["p", "q"], [0, 1, 2], ["power:alpha=0.3,beta=1", "nll"])
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, _Lists, pairs=True)
+    args = parser.parse_args(["seeds=3, 4", "--names", "a,b", "--name", " c ", "--whole", "x,y", " z ",
+                              "--specs", "eaft:k=20, gamma=1,nll[p>=0.1], deft"])
+    cfg = config_from_args(_Lists, args)
+    assert cfg.names == ["a", "b", "c"] and cfg.seeds == [3, 4] and cfg.whole == ["x,y", "z"]
+    assert cfg.specs == ["eaft:k=20,gamma=1", "nll[p>=0.1]", "deft"]
+    assert cfg.extra is None and load_config(_Lists, None, {"extra": "u,"}).extra == ["u"]
+    assert load_config(_Lists, None, {"names": "none"}).names == [] and load_config(_Lists).names == ["a", "b"]
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("seeds", "1,x", "'seeds' must be an integer, got 'x'"),
+    ("seeds", "1,-2", "'seeds' must be zero or positive, got -2"),
+    ("picks", "x, z", "'picks' must be one of x, y, got 'z'"),
+    ("names", {"a": 1}, "'names' must be a list or a comma-separated string"),
+])
+def test_list_items_are_converted_and_checked_one_by_one(key, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(_Lists, None, {key: value})
+
+
+def test_split_specs_keeps_an_objective_s_own_parameters():
+    from deft.config import split_specs
+
+    assert split_specs("power:alpha=0.3,nll, eaft:k=20,gamma=1 ,") == ["power:alpha=0.3", "nll", "eaft:k=20,gamma=1"]
+    assert split_specs("nll[p>=0.1],p[p<=0.5],OnlyTopP-0.1") == ["nll[p>=0.1]", "p[p<=0.5]", "OnlyTopP-0.1"]
+    assert split_specs("k=2,nll") == ["k=2", "nll"]  # nothing to continue: left for the objective parser to refuse
+
+
+def _list_fields():
+    """(config class, field) for every list option of every command."""
+    import dataclasses
+
+    from deft.analysis.curves import CurvesConfig
+    from deft.analysis.report import PlotConfig
+    from deft.config import item_type
+    from deft.data.config import DataConfig
+    from deft.eval.config import EvalConfig
+    from deft.recipes.compare import CompareConfig
+    from deft.recipes.demo import DemoConfig
+    from deft.recipes.paper_run import PaperCellConfig
+    from deft.recipes.probe import ProbeConfig
+    from deft.train.config import TrainConfig
+
+    classes = (TrainConfig, EvalConfig, DataConfig, CompareConfig, ProbeConfig, DemoConfig, PlotConfig, CurvesConfig,
+               PaperCellConfig)
+    return [(cls, f) for cls in classes for f in dataclasses.fields(cls) if item_type(cls, f.name) is not None]
+
+
+# a value each list option accepts, written with spaces and a trailing comma, and its items; options
+# whose items may hold commas (split="none") keep each string whole, stripped
+_SAMPLES = {"report_to": ("wandb, tensorboard ,", ["wandb", "tensorboard"]),
+            "seeds": ("0, 1 ,", [0, 1]),
+            "map": ("prompt=question, answer=solution ,", ["prompt=question", "answer=solution"]),
+            "task_args": (" words=[1, 2] ", ["words=[1, 2]"]),
+            "part": (" figfont=0.5 ", ["figfont=0.5"]),
+            "probes": (" base=runs/probe ", ["base=runs/probe"]),
+            "train": (" objective=eaft:k=20,gamma=1 ", ["objective=eaft:k=20,gamma=1"]), "eval": (" n=8 ", ["n=8"])}
+
+
+def test_every_list_option_is_listed_with_a_sample_or_splits_on_commas():
+    for cls, f in _list_fields():
+        assert f.name in _SAMPLES or f.metadata["split"] != "none", f"{cls.__name__}.{f.name}: add a sample"
+
+
+@pytest.mark.parametrize("cls,f", _list_fields(), ids=lambda x: getattr(x, "__name__", getattr(x, "name", "")))
+def test_every_list_option_is_a_clean_list_once_loaded(cls, f):
+    from deft.config import apply_overrides
+
+    text, expected = _SAMPLES.get(f.name, ("nll, deft ,", ["nll", "deft"]))
+    cfg = apply_overrides(cls(), {f.name: text}, where="test")
+    assert getattr(cfg, f.name) == expected, f"{cls.__name__}.{f.name}"
+    cfg = apply_overrides(cls(), {f.name: [text]}, where="test")  # a repeated flag or a YAML list
+    assert getattr(cfg, f.name) == expected, f"{cls.__name__}.{f.name}"

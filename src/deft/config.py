@@ -34,7 +34,7 @@ import yaml
 
 __all__ = ["ConfigError", "option", "load_config", "add_config_flags", "config_from_args", "config_to_dict",
            "check_device", "field_help", "help_suffix", "alias_map", "settings_hash", "parse_pairs", "read_yaml",
-           "explicit_fields", "was_loaded", "split_list", "split_specs", "CHECKS", "SPLITTERS"]
+           "explicit_fields", "was_loaded", "item_type", "split_list", "split_specs", "CHECKS", "SPLITTERS"]
 
 
 class ConfigError(ValueError):
@@ -163,6 +163,12 @@ def _item_kind(kind) -> Optional[type]:
         args = [a for a in get_args(kind) if a is not Ellipsis]
         return args[0] if args else str
     return None
+
+
+def item_type(cls, name: str) -> Optional[type]:
+    """The item type of the list field ``name`` of ``cls`` (``list[int]`` -> int), None for a field
+    that is not a list."""
+    return _item_kind(_base_type(cls, name)[0])
 
 
 def _convert(cls, name: str, raw: Any, where: str) -> Any:
