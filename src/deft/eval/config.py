@@ -76,8 +76,10 @@ class EvalConfig:
     dtype: str = option("auto", "model weights dtype (auto: bfloat16 on a GPU, float32 on CPU)", choices=DTYPES)
     trust_remote_code: bool = option(False, "allow the model repository's own code (only for models you trust)")
     heldout: Optional[str] = option(None, "held-out records of the training distribution (a record file, as for "
-                                    "'deft train'): adds heldout_nll and heldout_mean_p, teacher-forced over their "
-                                    "response tokens (learning), under the key 'heldout' of results.json")
+                                    "'deft train'): adds NLL and mean target probability, teacher-forced over their "
+                                    "response tokens (learning), on content tokens first (content_nll, "
+                                    "content_mean_p), then end-of-turn / template tokens (end_nll, end_mean_p) and "
+                                    "all tokens (heldout_nll, heldout_mean_p), under the key 'heldout' of results.json")
     base_model: Optional[str] = option(None, "the model before fine-tuning (same tokenizer): with --heldout adds the "
                                        "paper's Figure 1 shares (tokens learned / forgotten by confidence); needed "
                                        "by --forgetting")

@@ -70,8 +70,10 @@ class CompareConfig:
                                           check="non_negative")
     max_new_tokens: Optional[int] = option(None, "generation budget (default: per benchmark)", check="positive")
     data_dir: Optional[str] = option(None, "folder of <benchmark>/test.jsonl files for math benchmarks")
-    heldout: Optional[str] = option(None, "held-out records of the training distribution: heldout_nll and "
-                                    "heldout_mean_p (teacher-forced, response tokens) and the Figure 1 shares")
+    heldout: Optional[str] = option(None, "held-out records of the training distribution: NLL, mean target "
+                                    "probability (teacher-forced, response tokens) and the Figure 1 shares, on "
+                                    "content tokens first (content_*), then end-of-turn tokens (end_mean_p) and all "
+                                    "tokens (heldout_nll, heldout_mean_p)")
     forgetting: bool = option(True, "measure drift_kl and retained_nll on the base model's greedy answers to "
                               "shipped general prompts (generated once, cached in OUT/ood.jsonl)")
     seeds: list[int] = option([], "comma-separated training seeds, e.g. 0,1,2: every cell is the mean over "
