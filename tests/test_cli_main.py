@@ -153,3 +153,17 @@ def test_one_declaration_registers_a_verb(capsys):
     finally:
         unregister_verb("hello")
     assert "hello" not in SUBCOMMANDS
+
+
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_each_verb_module_takes_its_summary_from_the_declaration(name, monkeypatch):
+    import importlib
+
+    from deft.cli.main import VERBS, Verb
+
+    verb = VERBS[name]
+    monkeypatch.setitem(VERBS, name, Verb(name, f"declared summary of {name}", verb.module))
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    importlib.import_module(verb.module).add_parser(subparsers)  # without build_parser's own correction
+    assert [a.help for a in subparsers._choices_actions] == [f"declared summary of {name}"]

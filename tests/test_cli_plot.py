@@ -35,3 +35,32 @@ def test_plot_cli_errors(args, needle, probes, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
     assert not (tmp_path / "o" / "index.html").exists()
+
+
+def test_plot_flags_reach_plot_config_as_lists():
+    import argparse
+
+    from deft.analysis.report import PlotConfig
+    from deft.cli.plot import add_parser
+    from deft.config import config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["plot", "--runs", "a=r/a, r/b", "--runs", "r/c", "--probes", "p1", "x=p2",
+                              "--objectives", "nll, power:alpha=0.3,beta=1", "--max-points", "5"])
+    cfg = config_from_args(PlotConfig, args)
+    assert cfg.runs == ["a=r/a", "r/b", "r/c"] and cfg.probes == ["p1", "x=p2"]
+    assert cfg.objectives == ["nll", "power:alpha=0.3,beta=1"] and cfg.curve_objectives == []
+    assert (cfg.threshold, cfg.max_points, cfg.out) == (0.01, 5, "runs/plots")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--threshold", "-0.1"], "'threshold' must be zero or positive, got -0.1"),
+    (["--max-points", "0"], "'max_points' must be positive, got 0"),
+    (["--max-points", "many"], "'max_points' must be an integer"),
+])
+def test_plot_bad_values_are_one_line_before_any_figure(args, needle, tmp_path, capsys):
+    assert main(["plot", *args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+    assert not (tmp_path / "o").exists()
