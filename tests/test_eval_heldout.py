@@ -162,6 +162,22 @@ def test_a_plain_template_has_one_end_token_the_eos(tiny_tokenizer):
         assert _split(tiny_tokenizer, rec, template="plain") == (rec["response"], tiny_tokenizer.eos_token)
 
 
+def test_figfont_answers_under_the_embedded_tokenizer_end_with_one_end_of_turn_token(smollm2_tokenizer):
+    """The replication's model-weak held-out set (32 FigFont puzzles, seed 1, test split) under
+    SmolLM2's own chat template (with its default system prompt): every answer's tokens are
+    content, and the one end token is ``<|im_end|>``; short answers make it a large share."""
+    from deft.data.sources import source_records
+
+    records = [rec for _, rec in source_records("figfont", n=32, seed=1, split="test")]
+    ends = total = 0
+    for rec in records:
+        content, end = _split(smollm2_tokenizer, rec)
+        assert (content, end) == (rec["response"], "<|im_end|>")
+        flags = end_token_flags(smollm2_tokenizer, rec)
+        total, ends = total + len(flags), ends + sum(flags)
+    assert ends == len(records) == 32 and ends / total > 0.2
+
+
 def test_token_classes_follow_the_scored_tokens_through_batches_and_truncation(tiny):
     model, tok = tiny
     logp, is_end = token_logprobs_by_class(model, tok, RECORDS, batch_size=2)
