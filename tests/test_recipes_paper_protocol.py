@@ -78,3 +78,18 @@ def test_given_training_records(tmp_path):
     records.write_text('{"prompt": "q", "response": "a"}\n')
     plan = plan_paper_cell("figfont", "qwen-2.5-7b", ["DEFT"], train_data=str(records))
     assert [s.kind for s in plan.steps] == ["train", "eval", "eval"]  # existing records: no data step
+
+
+def test_a_cell_is_planned_from_its_config_and_the_keyword_form_gives_the_same_plan():
+    from deft.config import load_config
+    from deft.recipes.paper_protocol import PaperCellConfig, plan_to_dict
+
+    cfg = load_config(PaperCellConfig, None, {"regime": "figfont", "model_key": "qwen-2.5-1.5b", "out": "runs/x",
+                                              "objectives": "original, DEFT", "base": "false",
+                                              "train": ["max_steps=4"], "eval": ["n=8"]})
+    plan = plan_paper_cell(cfg)
+    assert [s.name for s in plan.steps] == ["train records", "original", "DEFT", "original", "DEFT"]  # no base
+    assert [s.settings.max_steps for s in plan.steps if s.kind == "train"] == [4, 4]
+    keywords = plan_paper_cell("figfont", "qwen-2.5-1.5b", ["original", "DEFT"], out="runs/x", evaluate_base=False,
+                               train_overrides={"max_steps": 4}, eval_overrides={"n": 8})
+    assert plan_to_dict(keywords) == plan_to_dict(plan)

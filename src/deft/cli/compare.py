@@ -64,7 +64,8 @@ def _paper_cell(args) -> str:
     """``--protocol paper``: one cell of the paper's Tables 1-3 (its own options, YAML or flags)."""
     from dataclasses import fields
 
-    from ..recipes.paper_run import PaperCellConfig, paper_cell_main
+    from ..recipes.paper_protocol import PaperCellConfig
+    from ..recipes.paper_run import paper_cell_main
 
     names = {f.name for f in fields(PaperCellConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and k not in ("train", "eval")}

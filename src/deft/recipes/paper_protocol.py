@@ -23,7 +23,8 @@ Facts taken from the reference (verified in its sources):
 * Data: math ``gaotang/numina-cot-subset-67k``, medical ``gaotang/medical_sft_processed``,
   figfont reasoning-gym items 0-39,999 at seed 42 (``deft data figfont --protocol paper``).
 
-:func:`plan_paper_cell` builds the whole recipe of a cell (:class:`PaperPlan`): the ``deft data``
+:class:`PaperCellConfig` holds the options of a cell; :func:`plan_paper_cell` builds its whole
+recipe (:class:`PaperPlan`): the ``deft data``
 configs, one validated :class:`~deft.train.config.TrainConfig` per objective and the ``deft eval``
 settings of the base model and every run; :func:`format_plan` prints it.
 """
@@ -33,11 +34,13 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
+
+from ..config import ConfigError, option, parse_pairs
 
 __all__ = ["PAPER_MODELS", "REFERENCE_CELLS", "REGIME_PRESETS", "TRAINER_DEFAULTS", "DEFAULT_OBJECTIVES",
-           "REFERENCE_OBJECTIVES", "PaperPlan", "PlanStep", "reference_objective", "paper_train_options",
-           "plan_paper_cell", "format_plan", "plan_to_dict"]
+           "REFERENCE_OBJECTIVES", "PaperCellConfig", "PaperPlan", "PlanStep", "reference_objective",
+           "paper_train_options", "option_pairs", "plan_paper_cell", "format_plan", "plan_to_dict"]
 
 from ..data.paper import PAPER_MODELS
 
@@ -242,32 +245,99 @@ def _launcher(n_gpus: int) -> list[str]:
     return ["accelerate", "launch", "--multi_gpu", "--num_processes", str(n_gpus), "-m", "deft.cli.main"]
 
 
-def plan_paper_cell(regime: str, model_key: str, objectives: Sequence[str] = DEFAULT_OBJECTIVES, *,
-                    out: str = "runs/paper", n_gpus: int = 1, model: Optional[str] = None,
-                    train_data: Optional[str] = None, data_input: Optional[str] = None, data_n: Optional[int] = None,
-                    medical_eval: str = "data/m1_eval_data_processed.json", math_eval_dir: Optional[str] = None,
-                    evaluate_base: bool = True, train_overrides: Optional[dict] = None,
-                    eval_overrides: Optional[dict] = None) -> PaperPlan:
+def option_pairs(value) -> list:
+    """A mapping of options as ``KEY=VALUE`` strings (booleans written ``true`` / ``false``), as
+    :class:`PaperCellConfig`'s ``train`` / ``eval`` hold them; a list passes through."""
+    if isinstance(value, dict):
+        return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items()]
+    return value
+
+
+@dataclass
+class PaperCellConfig:
+    """Options of one paper cell (``deft compare --protocol paper``, a YAML file, or
+    :func:`plan_paper_cell`)."""
+
+    COMMAND = "compare"
+
+    regime: Optional[str] = option(None, "the paper's regime: math (Table 1), medical (Table 2) or figfont (Table 3)",
+                                   choices=(None, *REFERENCE_CELLS))
+    model_key: Optional[str] = option(None, "the reference's model key, e.g. qwen-2.5-1.5b (see the regime's keys)")
+    objectives: list[str] = option(list(DEFAULT_OBJECTIVES), "objectives as the reference names them (original, p, "
+                                   "Cayley_Trans, DEFT, ...), EAFT, or deft specs; comma-separated", split="specs")
+    out: str = option("runs/paper", "the cell's folder", aliases=("output_dir",))
+    n_gpus: int = option(1, "processes sharing the global batch of 256 (1, 2, 4, 8, ...)", check="positive")
+    model: Optional[str] = option(None, "model to fine-tune instead of the key's hub id (the prompts stay the key's)")
+    train_data: Optional[str] = option(None, "existing training records (default: built by deft data --protocol paper)")
+    data_input: Optional[str] = option(None, "math/medical source rows: file or hub id (default: the reference's)")
+    data_n: Optional[int] = option(None, "keep only the first N training records (default: all)", check="positive")
+    medical_eval: str = option("data/m1_eval_data_processed.json", "the m1 medical evaluation file")
+    math_eval_dir: Optional[str] = option(None, "folder of <benchmark>/test.jsonl for the math benchmarks",
+                                          aliases=("data_dir",))
+    base: bool = option(True, "also evaluate the base model (the tables' Base row)")
+    # an option value may hold a comma (an objective's parameters): these items are never split
+    train: list[str] = option([], "deft train options for every run, KEY=VALUE (e.g. max_steps=4)", flag=False,
+                              split="none")
+    eval: list[str] = option([], "deft eval options for every model, KEY=VALUE (e.g. n=8)", flag=False,
+                             split="none")
+    dry_run: bool = option(False, "print the plan and stop")
+
+    def validate(self) -> None:
+        """Regime and model key are required; the objectives must parse."""
+        if not self.regime or not self.model_key:
+            raise ConfigError("--protocol paper needs --regime (math, medical or figfont) and --model-key")
+        for name in self.objectives:
+            reference_objective(name)
+        parse_pairs(self.train)
+        parse_pairs(self.eval)
+
+
+def plan_paper_cell(cfg: Union[PaperCellConfig, str], model_key: Optional[str] = None,
+                    objectives: Sequence[str] = DEFAULT_OBJECTIVES, *, out: str = "runs/paper", n_gpus: int = 1,
+                    model: Optional[str] = None, train_data: Optional[str] = None, data_input: Optional[str] = None,
+                    data_n: Optional[int] = None, medical_eval: str = "data/m1_eval_data_processed.json",
+                    math_eval_dir: Optional[str] = None, evaluate_base: bool = True,
+                    train_overrides: Optional[dict] = None, eval_overrides: Optional[dict] = None) -> PaperPlan:
+    """The whole recipe of one cell of Tables 1-3 (see :func:`_plan`) from its
+    :class:`PaperCellConfig`. For scripts, ``cfg`` may instead be the regime, followed by the model
+    key, the objectives and the cell's options as keywords (``evaluate_base`` for ``base``,
+    ``train_overrides`` / ``eval_overrides`` mappings for ``train`` / ``eval``)::
+
+        plan_paper_cell("figfont", "qwen-2.5-1.5b", ["original", "DEFT"], out="runs/paper/ff")
+    """
+    if not isinstance(cfg, PaperCellConfig):
+        cfg = PaperCellConfig(regime=cfg, model_key=model_key, objectives=list(objectives), out=out, n_gpus=n_gpus,
+                              model=model, train_data=train_data, data_input=data_input, data_n=data_n,
+                              medical_eval=medical_eval, math_eval_dir=math_eval_dir, base=evaluate_base,
+                              train=option_pairs(dict(train_overrides or {})),
+                              eval=option_pairs(dict(eval_overrides or {})))
+    return _plan(cfg)
+
+
+def _plan(cfg: PaperCellConfig) -> PaperPlan:
     """The whole recipe of one cell of Tables 1-3: the training records (``deft data REGIME
     --protocol paper`` writing ``train_data``, default ``out/data/train.jsonl``; skipped when
     ``train_data`` names existing records), one ``deft train``
     per objective with the reference's presets (:func:`paper_train_options`; each a TrainConfig
     built and validated by :func:`deft.train.config.load_config`, under ``out/runs/<name>``) and one
-    ``deft eval --protocol paper`` for the base model and every run (``out/eval/<name>``).
+    ``deft eval --protocol paper`` for the base model (``base``) and every run (``out/eval/<name>``).
 
     ``objectives`` are the reference's names (``original``, ``p``, ``Cayley_Trans``, ``DEFT``, ...),
     ``EAFT`` or deft specs. ``n_gpus`` processes share the global batch of 256. ``model`` replaces
     the key's hub id (e.g. a local copy; the prompt family stays the key's). ``data_input`` is the
     math/medical source (default: the reference's hub dataset), ``data_n`` keeps its first
     records (default: all; the whole FigFont train split), ``medical_eval`` the m1 evaluation
-    file, ``math_eval_dir`` the folder of ``<benchmark>/test.jsonl``. ``train_overrides`` /
-    ``eval_overrides`` change single options (e.g. ``max_steps`` for a smoke test). Bad regime,
+    file, ``math_eval_dir`` the folder of ``<benchmark>/test.jsonl``. ``train`` / ``eval``
+    (``KEY=VALUE``) change single options (e.g. ``max_steps`` for a smoke test). Bad regime,
     model key, objective or option: ``ValueError`` naming the valid ones."""
     from ..data.paper import require_family
     from ..train.config import load_config as load_train_config
     from .compare import run_name
     from .paper_tables import REGIME_TABLE
 
+    regime, model_key, objectives, n_gpus = cfg.regime, cfg.model_key, cfg.objectives, cfg.n_gpus
+    train_data, medical_eval, math_eval_dir = cfg.train_data, cfg.medical_eval, cfg.math_eval_dir
+    train_overrides, eval_overrides = parse_pairs(cfg.train), parse_pairs(cfg.eval)
     _check_cell(regime, model_key)
     if not objectives:
         raise ValueError(f"--objectives: none given; e.g. {','.join(DEFAULT_OBJECTIVES)}")
@@ -277,8 +347,8 @@ def plan_paper_cell(regime: str, model_key: str, objectives: Sequence[str] = DEF
     if len(set(names)) != len(names):
         raise ValueError(f"--objectives: {', '.join(n for n, _ in specs)} name the same objective twice")
     hub_model = PAPER_MODELS[model_key]
-    model = model or hub_model
-    root = Path(out)
+    model = cfg.model or hub_model
+    root = Path(cfg.out)
     options = paper_train_options(regime, model_key, n_gpus=n_gpus)
     options.update(train_overrides or {})
     steps, notes = [], []
@@ -286,9 +356,9 @@ def plan_paper_cell(regime: str, model_key: str, objectives: Sequence[str] = DEF
         records = train_data
     else:
         records = train_data or str(root / "data" / "train.jsonl")  # built there when absent
-        steps.append(_data_step(regime, model_key, records, data_input, data_n))
+        steps.append(_data_step(regime, model_key, records, cfg.data_input, cfg.data_n))
     evals = []
-    if evaluate_base:
+    if cfg.base:
         evals.append(("base", model))
     for (given, spec), name in zip(specs, names):
         run_dir = root / "runs" / name

@@ -22,61 +22,14 @@ import io
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import ConfigError, load_config, option, parse_pairs
+from ..config import ConfigError, load_config
 from ..io import atomic_write_text
-from .paper_protocol import DEFAULT_OBJECTIVES, REFERENCE_CELLS, PaperPlan, plan_paper_cell, reference_objective
+from .paper_protocol import PaperCellConfig, PaperPlan, option_pairs, plan_paper_cell, reference_objective
 
-__all__ = ["PaperCellConfig", "load_paper_cell", "plan_from_config", "measured_table", "run_paper_cell",
-           "paper_cell_main"]
-
-
-@dataclass
-class PaperCellConfig:
-    """Options of one paper cell (``deft compare --protocol paper``, or a YAML file)."""
-
-    COMMAND = "compare"
-
-    regime: Optional[str] = option(None, "the paper's regime: math (Table 1), medical (Table 2) or figfont (Table 3)",
-                                   choices=(None, *REFERENCE_CELLS))
-    model_key: Optional[str] = option(None, "the reference's model key, e.g. qwen-2.5-1.5b (see the regime's keys)")
-    objectives: list[str] = option(list(DEFAULT_OBJECTIVES), "objectives as the reference names them (original, p, "
-                                   "Cayley_Trans, DEFT, ...), EAFT, or deft specs; comma-separated", split="specs")
-    out: str = option("runs/paper", "the cell's folder", aliases=("output_dir",))
-    n_gpus: int = option(1, "processes sharing the global batch of 256 (1, 2, 4, 8, ...)", check="positive")
-    model: Optional[str] = option(None, "model to fine-tune instead of the key's hub id (the prompts stay the key's)")
-    train_data: Optional[str] = option(None, "existing training records (default: built by deft data --protocol paper)")
-    data_input: Optional[str] = option(None, "math/medical source rows: file or hub id (default: the reference's)")
-    data_n: Optional[int] = option(None, "keep only the first N training records (default: all)", check="positive")
-    medical_eval: str = option("data/m1_eval_data_processed.json", "the m1 medical evaluation file")
-    math_eval_dir: Optional[str] = option(None, "folder of <benchmark>/test.jsonl for the math benchmarks",
-                                          aliases=("data_dir",))
-    base: bool = option(True, "also evaluate the base model (the tables' Base row)")
-    # an option value may hold a comma (an objective's parameters): these items are never split
-    train: list[str] = option([], "deft train options for every run, KEY=VALUE (e.g. max_steps=4)", flag=False,
-                              split="none")
-    eval: list[str] = option([], "deft eval options for every model, KEY=VALUE (e.g. n=8)", flag=False,
-                             split="none")
-    dry_run: bool = option(False, "print the plan and stop")
-
-    def validate(self) -> None:
-        """Regime and model key are required; the objectives must parse."""
-        if not self.regime or not self.model_key:
-            raise ConfigError("--protocol paper needs --regime (math, medical or figfont) and --model-key")
-        for name in self.objectives:
-            reference_objective(name)
-        parse_pairs(self.train)
-        parse_pairs(self.eval)
-
-
-def _pairs(value) -> list:
-    """A YAML mapping of options as KEY=VALUE strings (lists pass through)."""
-    if isinstance(value, dict):
-        return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items()]
-    return value
+__all__ = ["load_paper_cell", "plan_from_config", "measured_table", "run_paper_cell", "paper_cell_main"]
 
 
 def load_paper_cell(path: Optional[str] = None, overrides: Optional[dict] = None) -> PaperCellConfig:
@@ -95,18 +48,15 @@ def load_paper_cell(path: Optional[str] = None, overrides: Optional[dict] = None
             raise ConfigError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config file must be a mapping of option: value")
-        values = {k: _pairs(v) if k in ("train", "eval") else v for k, v in data.items()}
+        values = {k: option_pairs(v) if k in ("train", "eval") else v for k, v in data.items()}
     values.update(overrides or {})
     where = f"{path} (with the command line)" if path and overrides else str(path or "command line")
     return load_config(PaperCellConfig, None, values, where=where)
 
 
 def plan_from_config(cfg: PaperCellConfig) -> PaperPlan:
-    """The plan of a loaded cell config."""
-    return plan_paper_cell(cfg.regime, cfg.model_key, cfg.objectives, out=cfg.out, n_gpus=cfg.n_gpus,
-                           model=cfg.model, train_data=cfg.train_data, data_input=cfg.data_input, data_n=cfg.data_n,
-                           medical_eval=cfg.medical_eval, math_eval_dir=cfg.math_eval_dir, evaluate_base=cfg.base,
-                           train_overrides=parse_pairs(cfg.train), eval_overrides=parse_pairs(cfg.eval))
+    """The plan of a loaded cell config (:func:`deft.recipes.paper_protocol.plan_paper_cell`)."""
+    return plan_paper_cell(cfg)
 
 
 def _metric(row: dict, names: tuple[str, ...]) -> Optional[float]:
