@@ -32,5 +32,23 @@ def test_compare_with_seeds_and_heldout_end_to_end(tiny_model_dir, figfont_recor
                 for s in (0, 1)]
     assert float(rows["nll"][nll]) == pytest.approx(sum(m["heldout_nll"] for m in per_seed) / 2, rel=1e-5)
     assert 0 <= per_seed[0]["learned"] <= 1
+    # content tokens lead the token-level columns; each cell is the mean of the seeds' content metrics
+    assert head[head.index("Avg") + 1:head.index("Avg") + 3] == ["content_nll", "content_mean_p"]
+    assert float(rows["nll"][head.index("content_nll")]) == pytest.approx(
+        sum(m["content_nll"] for m in per_seed) / 2, rel=1e-5)
+    assert per_seed[0]["end_tokens"] == 4 and per_seed[0]["content_tokens"] > 4  # one <|im_end|> per record
     md = (out / "results.md").read_text()
     assert "Paired difference to `nll`" in md and "| deft |" in md
+
+
+def test_held_out_jobs_saved_before_the_token_classes_are_redone(tiny_model_dir, figfont_records, tmp_path):
+    """The held-out jobs' settings name the content / end-of-turn metrics, so a measurement saved
+    without them (another hash) is redone rather than reused; forgetting-only jobs are unchanged."""
+    from deft.config import load_config
+    from deft.recipes.compare import CompareConfig, plan_runs
+
+    base = dict(model=str(tiny_model_dir), data=str(figfont_records), objectives="nll", out=str(tmp_path))
+    plan = plan_runs(load_config(CompareConfig, None, dict(base, heldout=str(figfont_records))))
+    assert all(job.settings["token_classes"] is True for job in plan["heldout"].values())
+    plan = plan_runs(load_config(CompareConfig, None, base))
+    assert plan["heldout"] and all("token_classes" not in job.settings for job in plan["heldout"].values())
