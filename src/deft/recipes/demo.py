@@ -5,8 +5,10 @@
 2. **Fine-tune** each objective (default ``nll``, ``p``, ``deft``) on the same puzzles, seed and
    hyper-parameters (``deft compare``), printing the token statistics of every step.
 3. **Evaluate**: held-out NLL and mean target probability on puzzles not trained on (learning),
-   drift KL and retained NLL on the base model's answers to general prompts (forgetting), and
-   greedy exact match / Jaro-Winkler on held-out puzzles (the paper's Table 3 metrics).
+   on the answers' content tokens first, the end-of-turn token apart (a short answer's end-of-turn
+   token is about a third of its tokens and is learned first, :mod:`deft.eval.heldout`), drift KL
+   and retained NLL on the base model's answers to general prompts (forgetting), and greedy exact
+   match / Jaro-Winkler on held-out puzzles (the paper's Table 3 metrics).
 4. **Report**: the table, the training curves (Figure 5 view), the gate curves (Eq. 7) and an
    HTML page (``deft plot``) in the output folder that leads with the same table, figures inlined.
 
