@@ -152,6 +152,13 @@ def test_text_the_template_writes_after_the_response_is_end_special_or_not():
     assert _split(tok, {"prompt": "Spell cat.", "response": "c a t"}) == ("c a t", "\n</answer><|im_end|>")
 
 
+def test_text_the_template_writes_before_the_response_in_the_turn_is_not_content():
+    # Qwen3's shape: an empty thinking block opens the assistant turn after the generation prompt
+    think = "('<think></think>' if m['role'] == 'assistant' else '')"
+    tok = _tokenizer_with(_turns(f"'<|im_start|>' + m['role'] + '\\n' + {think} + m['content'] + '<|im_end|>'"))
+    assert _split(tok, {"prompt": "Spell cat.", "response": "c a t"}) == ("c a t", "<think></think><|im_end|>")
+
+
 def test_a_template_that_rewrites_the_response_falls_back_to_the_closing_special_tokens():
     tok = _tokenizer_with(_turns("'<|im_start|>' + m['role'] + '\\n' + (m['content'] | upper) + '</answer><|im_end|>'"))
     assert _split(tok, {"prompt": "Spell cat.", "response": "c a t"}) == ("C A T</answer>", "<|im_end|>")
