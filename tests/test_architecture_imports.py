@@ -170,9 +170,6 @@ def test_no_module_imports_a_private_name_of_another():
 KNOWN_CYCLES = {
     ("deft.eval.benchmarks", "deft.eval.medical"):
         "medical.py builds benchmarks.Problem; benchmarks._medical_reader imports read_medical",
-    ("deft.objectives.base", "deft.objectives.needs", "deft.objectives.registry"):
-        "Objective.spec asks registry.reference_alias, _Inputs reads needs.NEEDS, needs.objective_inputs "
-        "parses with the registry",
 }
 
 

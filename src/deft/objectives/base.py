@@ -30,7 +30,17 @@ from typing import Callable, Optional
 import torch
 
 __all__ = ["Param", "PerTokenLoss", "CrossEntropyTargets", "Tokens", "Dists", "ObjectiveDef", "Objective",
-           "deformed_log_loss", "Terms", "Target"]
+           "deformed_log_loss", "Terms", "Target", "REFERENCE_PREFIXES", "reference_alias"]
+
+#: the reference repository's name prefixes -> (objective, mask side, parameter name): ``GeneralFamily-a``
+#: is ``power`` with ``alpha=a``, ``Only*-tau`` a probability mask normalised by the selected tokens
+REFERENCE_PREFIXES = {
+    "GeneralFamily-": ("power", None, "alpha"),
+    "OnlyTopP-": ("p", "top", None),
+    "OnlyBottomP-": ("p", "bottom", None),
+    "OnlyTopLogP-": ("nll", "top", None),
+    "OnlyBottomLogP-": ("nll", "bottom", None),
+}
 
 
 @dataclass(frozen=True)
@@ -346,8 +356,6 @@ class Objective:
     def spec(self) -> str:
         """Canonical spec string, parseable back to an equal objective."""
         if self.normalizer == "selected":  # only the reference aliases normalise by the selected tokens
-            from .registry import reference_alias
-
             return reference_alias(self)
         out = self.name
         if self.values:
@@ -385,3 +393,11 @@ class Objective:
 # former names, kept so that objectives written against them still register
 Terms = PerTokenLoss
 Target = CrossEntropyTargets
+
+
+def reference_alias(objective: Objective) -> str:
+    """The reference-code name (``OnlyTopP-0.1``) of an objective normalised by its selected tokens."""
+    for prefix, (target, side, _) in REFERENCE_PREFIXES.items():
+        if side is not None and objective.mask is not None and (target, side) == (objective.name, objective.mask[0]):
+            return f"{prefix}{objective.mask[1]}"
+    raise ValueError(f"objective '{objective.name}' with normalizer 'selected' has no reference name")

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["Need", "NEEDS", "SOURCES", "register_need", "objective_inputs", "missing_error"]
+__all__ = ["Need", "NEEDS", "SOURCES", "register_need", "missing_error"]
 
 SOURCES = ("model", "label_logprobs", "batch", "statistic")
 
@@ -100,18 +100,6 @@ register_need(Need("teacher", "a teacher model's distribution (same vocabulary)"
 register_need(Need("old_logprobs", "old-policy log-probabilities of the labels", "label_logprobs", "old_logprobs",
                    patch_arg="old_policy", default="a frozen snapshot of the model, refreshed during training"))
 register_need(Need("batch", "the mean target probability over the call's loss tokens", "statistic", "batch_mean_p"))
-
-
-def objective_inputs(objective) -> list[Need]:
-    """The :class:`Need` entries of an objective (spec, :class:`Objective` or definition) that
-    someone must provide: every need but engine statistics. The trainer loads one frozen model
-    per ``"model"`` / ``"label_logprobs"`` entry."""
-    from .registry import parse_objective
-
-    definition = getattr(objective, "definition", objective)
-    if isinstance(objective, str):
-        definition = parse_objective(objective).definition
-    return [NEEDS[name] for name in sorted(definition.needs) if NEEDS[name].source != "statistic"]
 
 
 def missing_error(spec: str, need: Need, where: str) -> ValueError:

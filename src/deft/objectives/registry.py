@@ -18,11 +18,11 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterable, Union
 
-from .base import Objective, ObjectiveDef, Param
-from .needs import NEEDS
+from .base import REFERENCE_PREFIXES, Objective, ObjectiveDef, Param
+from .needs import NEEDS, Need
 
 __all__ = ["REGISTRY", "register", "parse_objective", "list_objectives", "objective_names", "describe_mask",
-           "MASKS_HELP"]
+           "objective_inputs", "MASKS_HELP"]
 
 MASKS_HELP = (
     "Masks: 'obj[p>=tau]' / 'obj[p<=tau]' train a gate objective only on tokens with sg(p) >= tau / <= tau; "
@@ -35,13 +35,6 @@ REGISTRY: dict[str, ObjectiveDef] = {}
 KINDS = ("gate", "distribution", "autograd")
 
 _ALIASES = {"original": "nll", "logp": "nll", "Cayley_Trans": "cayley_floor", "DEFT": "deft"}
-_PREFIX_ALIASES = {  # reference name prefix -> (objective, mask side, parameter name)
-    "GeneralFamily-": ("power", None, "alpha"),
-    "OnlyTopP-": ("p", "top", None),
-    "OnlyBottomP-": ("p", "bottom", None),
-    "OnlyTopLogP-": ("nll", "top", None),
-    "OnlyBottomLogP-": ("nll", "bottom", None),
-}
 _MASK = re.compile(r"^(?P<base>.*)\[\s*p\s*(?P<op>>=|<=)\s*(?P<tau>[^\]]+)\]\s*$")
 
 
@@ -114,14 +107,6 @@ def list_objectives() -> dict[str, str]:
     return out
 
 
-def reference_alias(objective: Objective) -> str:
-    """The reference-code name (``OnlyTopP-0.1``) of an objective normalised by its selected tokens."""
-    for prefix, (target, side, _) in _PREFIX_ALIASES.items():
-        if side is not None and objective.mask is not None and (target, side) == (objective.name, objective.mask[0]):
-            return f"{prefix}{objective.mask[1]}"
-    raise ValueError(f"objective '{objective.name}' with normalizer 'selected' has no reference name")
-
-
 def describe_mask(objective: Objective) -> str:
     """One line on an objective's probability mask and what its mean divides by ("" if none)."""
     if objective.mask is None:
@@ -133,7 +118,7 @@ def describe_mask(objective: Objective) -> str:
 
 
 def _valid_names() -> str:
-    aliases = list(_ALIASES) + [p + "<x>" for p in _PREFIX_ALIASES]
+    aliases = list(_ALIASES) + [p + "<x>" for p in REFERENCE_PREFIXES]
     return f"valid objectives: {', '.join(REGISTRY)}; reference aliases: {', '.join(aliases)}"
 
 
@@ -170,7 +155,7 @@ def parse_objective(spec: Union[str, Objective], **overrides) -> Objective:
     name = name.strip()
     raw_params: dict[str, object] = {}
     normalizer = "tokens"
-    for prefix, (target, side, pname) in _PREFIX_ALIASES.items():
+    for prefix, (target, side, pname) in REFERENCE_PREFIXES.items():
         if name.startswith(prefix):
             value = name[len(prefix):]
             if side is None:
@@ -206,3 +191,13 @@ def parse_objective(spec: Union[str, Objective], **overrides) -> Objective:
     if mask is not None and d.kind != "gate":
         raise ValueError(f"objective '{spec}': a probability mask only wraps gate objectives, not '{name}'")
     return Objective(d, bound, mask, normalizer)
+
+
+def objective_inputs(objective) -> list[Need]:
+    """The :class:`~deft.objectives.needs.Need` entries of an objective (spec, :class:`Objective` or
+    definition) that someone must provide: every need but engine statistics. The trainer loads one
+    frozen model per ``"model"`` / ``"label_logprobs"`` entry."""
+    definition = getattr(objective, "definition", objective)
+    if isinstance(objective, str):
+        definition = parse_objective(objective).definition
+    return [NEEDS[name] for name in sorted(definition.needs) if NEEDS[name].source != "statistic"]
