@@ -165,23 +165,9 @@ def test_no_module_imports_a_private_name_of_another():
     assert not problems, "private names taken across modules (make them public):\n  " + "\n  ".join(problems)
 
 
-# cycles still to be broken, each with where its edges are; the test fails for any other cycle, and
-# when one of these is gone (so that it leaves this list)
-KNOWN_CYCLES = {
-    ("deft.eval.benchmarks", "deft.eval.medical"):
-        "medical.py builds benchmarks.Problem; benchmarks._medical_reader imports read_medical",
-}
-
-
 def test_the_modules_of_each_package_import_each_other_without_a_cycle():
-    found = [c for c in cycles(import_graph()) if tuple(c) not in KNOWN_CYCLES]
+    found = cycles(import_graph())
     assert not found, "import cycles inside a package:\n  " + "\n  ".join(" <-> ".join(c) for c in found)
-
-
-def test_the_known_cycles_are_current():
-    found = {tuple(c) for c in cycles(import_graph())}
-    gone = [" <-> ".join(c) for c in KNOWN_CYCLES if c not in found]
-    assert not gone, f"no longer a cycle, remove from KNOWN_CYCLES: {', '.join(gone)}"
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:

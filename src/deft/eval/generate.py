@@ -79,7 +79,7 @@ def render_prompts(tokenizer, prompts: Sequence[Prompt], template: str = "auto")
     """Token ids of each prompt as the model saw prompts in training.
 
     A prompt is a list of chat messages (``role``/``content``, not ending with an assistant turn),
-    a string (one user turn) or a :class:`~deft.eval.benchmarks.RawPrompt` (literal text, tokenised
+    a string (one user turn) or a :class:`~deft.eval.problem.RawPrompt` (literal text, tokenised
     as it is with the tokenizer's BOS, as vLLM does). ``template`` is ``auto``, ``chat``, ``plain`` or ``qa``
     (:func:`deft.data.resolve_template`). The result equals the ``prompt_ids`` of the same
     conversation tokenised for training by :class:`deft.data.RecordTokenizer`.
@@ -87,7 +87,7 @@ def render_prompts(tokenizer, prompts: Sequence[Prompt], template: str = "auto")
     from ..data.records import RecordError
     from ..data.tokenize import RecordTokenizer
 
-    from .benchmarks import RawPrompt
+    from .problem import RawPrompt
 
     rt = RecordTokenizer(tokenizer, template=template)
     out = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .benchmarks import MATH_PROMPT_SUFFIX, Problem
+from .problem import MATH_PROMPT_SUFFIX, Problem
 
 __all__ = ["MEDICAL_PREFIX", "read_medical"]
 
@@ -71,7 +71,7 @@ def _problem(path: Path, source: str, number: int, item, scorer: str) -> Problem
 def read_medical(path: str | Path, *, scorer: str = "mcq", limit: int | None = None) -> dict[str, list[Problem]]:
     """``{source: problems}`` from an m1 evaluation file (see the module docstring); ``limit``
     keeps the first problems of each source. Each problem's prompt is the item's ``prompt``, a
-    newline and :data:`~deft.eval.benchmarks.MATH_PROMPT_SUFFIX`."""
+    newline and :data:`~deft.eval.problem.MATH_PROMPT_SUFFIX`."""
     path = Path(path)
     out: dict[str, list[Problem]] = {}
     for source, items in _load(path).items():
