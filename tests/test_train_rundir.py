@@ -220,3 +220,23 @@ def test_a_constant_learning_rate_run_may_be_resumed_for_longer(tiny_model_dir, 
     train(cfg_for(tiny_model_dir, figfont_records, out, max_steps=3, resume=True, **kw), log=said.append)
     assert any("max_steps 2 -> 3" in line for line in said), said
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r] == [1, 2, 3]
+
+
+def test_a_run_started_when_list_options_were_comma_strings_resumes(tiny_model_dir, figfont_records, tmp_path):
+    """An earlier version wrote ``target_modules: all-linear``, ``report_to: none`` and ``map: null`` to
+    config.yaml; they mean the lists loaded now, so the run resumes, while a real change is refused."""
+    import yaml
+
+    kw = dict(max_steps=4, save_steps=2, lr_scheduler="constant", warmup_ratio=0.0)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_for(tiny_model_dir, figfont_records, out, **kw), callbacks=[_Crash(2)], **QUIET)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["target_modules"] == ["all-linear"] and saved["report_to"] == [] and saved["map"] == []
+    (out / "config.yaml").write_text(yaml.safe_dump({**saved, "target_modules": "q_proj, v_proj"}))
+    with pytest.raises(ValueError, match=r"target_modules \['q_proj', 'v_proj'\] -> \['all-linear'\]"):
+        train(cfg_for(tiny_model_dir, figfont_records, out, resume=True, **kw), **QUIET)
+    (out / "config.yaml").write_text(yaml.safe_dump({**saved, "target_modules": "all-linear", "report_to": "none",
+                                                     "map": None}))
+    summary = train(cfg_for(tiny_model_dir, figfont_records, out, resume=True, **kw), **QUIET)
+    assert summary["steps"] == 4

@@ -314,6 +314,18 @@ def plan_paper_cell(cfg: Union[PaperCellConfig, str], model_key: Optional[str] =
     return _plan(cfg)
 
 
+def _typed_train_options(overrides: dict) -> dict:
+    """``deft train`` options given as ``KEY=VALUE`` text, by their field names and converted to the
+    fields' types (``"4"`` -> 4), so that the plan computes with them; a bad value is a one-line error."""
+    from ..config import alias_map, apply_overrides
+    from ..train.config import TrainConfig
+
+    typed = apply_overrides(TrainConfig(), overrides, where="train option")  # unknown names are refused here
+    names = alias_map(TrainConfig)
+    fields = [names.get(k) or names[k.replace("-", "_")] for k in overrides]
+    return {name: getattr(typed, name) for name in fields}
+
+
 def _plan(cfg: PaperCellConfig) -> PaperPlan:
     """The whole recipe of one cell of Tables 1-3: the training records (``deft data REGIME
     --protocol paper`` writing ``train_data``, default ``out/data/train.jsonl``; skipped when
@@ -350,7 +362,7 @@ def _plan(cfg: PaperCellConfig) -> PaperPlan:
     model = cfg.model or hub_model
     root = Path(cfg.out)
     options = paper_train_options(regime, model_key, n_gpus=n_gpus)
-    options.update(train_overrides or {})
+    options.update(_typed_train_options(train_overrides))
     steps, notes = [], []
     if train_data and Path(train_data).is_file():
         records = train_data
