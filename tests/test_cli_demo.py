@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from deft.cli.demo import DemoConfig, add_parser
+from deft.cli.demo import add_parser
+from deft.recipes.demo import DemoConfig
 from deft.cli.main import main
 from deft.config import config_from_args
 

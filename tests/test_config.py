@@ -194,7 +194,7 @@ def _list_fields():
     from deft.eval.config import EvalConfig
     from deft.recipes.compare import CompareConfig
     from deft.recipes.demo import DemoConfig
-    from deft.recipes.paper_run import PaperCellConfig
+    from deft.recipes.paper_protocol import PaperCellConfig
     from deft.recipes.probe import ProbeConfig
     from deft.train.config import TrainConfig
 
