@@ -148,3 +148,17 @@ def test_saved_tables_carry_the_content_columns(tmp_path):
     saved = read_tables(tmp_path)["results"]
     assert saved["p"]["heldout"]["content_nll"] == 9.0
     assert "| content_nll | content_mean_p |" in (tmp_path / "results.md").read_text()
+
+
+def test_truncated_share_follows_each_accuracy_unmarked_and_outside_the_average():
+    def ff(em, jw, cut):
+        return {"figfont": {"exact": em, "jaro_winkler": jw, "k": 1, "truncated": cut}}
+
+    table = build_table({"Base": ff(0.0, 0.30, 1.0), "nll": ff(0.25, 0.60, 0.5), "p": ff(0.0, 0.0, 0.0)})
+    titles = [c.title for c in table.columns]
+    assert titles[:4] == ["figfont EM", "figfont JW", "figfont truncated %", "Avg"]
+    assert table.cell("Base", "figfont truncated %") == (pytest.approx(100.0), None, 1)
+    assert table.cell("nll", "Avg") == (pytest.approx(42.5), None, 1)  # the accuracies only
+    md = format_markdown(table)
+    # p truncates least but gets no mark: the share describes the answers, it does not rank them
+    assert "| p | 0.00 | 0.00 | 0.0 |" in md and "| Base | 0.00 | <u>30.00</u> | 100.0 |" in md

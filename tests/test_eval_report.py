@@ -53,3 +53,12 @@ def test_heldout_report_leads_with_content_tokens_and_shows_a_class_without_toke
     assert labels.index("end-of-turn / template mean target probability") < labels.index(
         "all tokens: held-out mean target probability")
     assert next(line for line in lines if line.startswith("all tokens: held-out mean")).endswith(" 0.2978")
+
+
+def test_results_table_shows_the_truncated_share_beside_the_accuracy():
+    res = {"figfont": {"n": 4, "k": 1, "average_at_k": 0.25, "stderr": 0.1, "exact": 0.25,
+                       "jaro_winkler": 0.5, "truncated": 0.75}}
+    header, _, row = format_table(res).splitlines()
+    assert header.split()[-1] == "truncated" and row.split()[-1] == "75.0"
+    assert "truncated" not in format_table({"figfont": {k: v for k, v in res["figfont"].items()
+                                                        if k != "truncated"}})

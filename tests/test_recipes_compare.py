@@ -27,9 +27,9 @@ def test_compare_end_to_end_reuses_unchanged_and_redoes_changed(tiny_model_dir, 
     for method in ("Base", "deft"):
         assert f"| {method} |" in md
     csv_head = (tmp_path / "results.csv").read_text().splitlines()[0]
-    assert csv_head.startswith("method,figfont EM,figfont JW,Avg,content_nll,content_mean_p,content learned %,"
-                               "content forgotten %,end_mean_p,drift_kl,retained_nll,heldout_nll,heldout_mean_p,"
-                               "learned %,forgotten %,seeds")
+    assert csv_head.startswith("method,figfont EM,figfont JW,figfont truncated %,Avg,content_nll,content_mean_p,"
+                               "content learned %,content forgotten %,end_mean_p,drift_kl,retained_nll,"
+                               "heldout_nll,heldout_mean_p,learned %,forgotten %,seeds")
     assert (tmp_path / "results.csv").read_text().splitlines()[1].startswith("Base,")
     assert (tmp_path / "training_curves.png").exists() and (tmp_path / "gate_curves.png").exists()
     recorded = json.loads((tmp_path / "runs" / "deft" / "inputs.json").read_text())

@@ -19,7 +19,8 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, tiny_model_dir):
     assert header[0] == "method" and {"heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll",
                                       "seeds"} <= set(header)
     # content tokens lead the token-level columns; end-of-turn tokens come second
-    assert header[4:9] == ["content_nll", "content_mean_p", "content learned %", "content forgotten %", "end_mean_p"]
+    assert header[1:5] == ["figfont EM", "figfont JW", "figfont truncated %", "Avg"]  # the share beside accuracy
+    assert header[5:10] == ["content_nll", "content_mean_p", "content learned %", "content forgotten %", "end_mean_p"]
     lines = (tmp_path / "results.csv").read_text().splitlines()[1:]
     rows = {r.split(",")[0]: dict(zip(header, r.split(","))) for r in lines}
     assert float(rows["deft"]["content_nll"]) > 0 and rows["deft"]["content learned %"] != ""

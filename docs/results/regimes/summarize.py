@@ -119,16 +119,6 @@ class Regime:
         return len(marks), marks.count("*"), marks.count("°")
 
 
-def _truncated(data: dict, bench: str) -> dict:
-    """``{method: {seed: percent of answers that hit the token limit}}`` of one benchmark."""
-    out = {}
-    for m, runs in data.items():
-        runs = {None: runs} if m == "Base" else runs
-        out[m] = {s: (None if (r.get(bench) or {}).get("truncated") is None else 100.0 * r[bench]["truncated"])
-                  for s, r in runs.items()}
-    return out
-
-
 def analyse(name: str, data: dict, probe: dict) -> Regime:
     """Tables, paired differences and the Holm-corrected family of one regime."""
     from deft.analysis.intervals import holm, paired_difference, paired_p_value
@@ -138,20 +128,12 @@ def analyse(name: str, data: dict, probe: dict) -> Regime:
     methods = [m for m in METHODS if m in data]
     values = {m: dict(table.values[m]) for m in table.methods}
     titles, tested = [], []
-    benches = []
-    for c in table.columns:
+    for c in table.columns:  # accuracies, each followed by its truncated share (descriptive, not tested)
         if c.group in ("heldout", "_avg"):
             continue
         titles.append(c.title)
-        tested.append(c.title)
-        if c.group not in benches:
-            benches.append(c.group)
-    for bench in benches:  # the truncation row goes after the benchmark's last accuracy
-        row = f"{bench}{TRUNCATED}"
-        last = max(i for i, c in enumerate(table.columns) if c.group == bench)
-        titles.insert(titles.index(table.columns[last].title) + 1, row)
-        for m, v in _truncated(data, bench).items():
-            values[m][row] = v
+        if c.judged:
+            tested.append(c.title)
     for t in TOKEN_METRICS:
         if any(table.cell(m, t) for m in methods):
             titles.append(t)

@@ -5,8 +5,9 @@ Input: ``{method: results}`` where ``results`` is one ``results.json`` mapping o
 or ``{seed: such a mapping}`` for a method run with several seeds.
 
 Columns: each benchmark's metrics in percent (FigFont: exact match and Jaro-Winkler, paper Table
-3; others: Average@k, Tables 1-2), ``Avg`` (their unweighted mean, per seed), then the token-level
-metrics of :mod:`deft.eval.heldout` (:data:`HELDOUT_COLUMNS`), led by the content tokens:
+3; others: Average@k, Tables 1-2), each followed by its ``truncated %`` (answers that hit the token
+limit; descriptive: never marked, not averaged), ``Avg`` (the accuracies' unweighted mean, per
+seed), then the token-level metrics of :mod:`deft.eval.heldout` (:data:`HELDOUT_COLUMNS`), led by the content tokens:
 ``content_nll``, ``content_mean_p``, ``content learned %``, ``content forgotten %``, then
 ``end_mean_p`` (end-of-turn / template tokens), ``drift_kl``, ``retained_nll`` and the all-token
 ``heldout_nll``, ``heldout_mean_p``, ``learned %``, ``forgotten %``; a token-level column shows
@@ -48,6 +49,7 @@ class Column:
     higher_better: bool = True
     scale: float = 100.0
     decimals: int = 2
+    judged: bool = True  # False: descriptive (a benchmark's truncated share): no marks, not in Avg
 
 
 HELDOUT_COLUMNS = (
@@ -80,6 +82,8 @@ def table_columns(results: dict) -> list[Column]:
             cols += [Column(bench, "exact", f"{bench} EM"), Column(bench, "jaro_winkler", f"{bench} JW")]
         else:
             cols.append(Column(bench, "average_at_k", f"{bench} Avg@{res.get('k', 1)}"))
+        if "truncated" in res:  # beside every accuracy: answers cut by the token limit score as they stand
+            cols.append(Column(bench, "truncated", f"{bench} truncated %", False, 100.0, 1, judged=False))
     return cols
 
 
@@ -127,7 +131,7 @@ def build_table(results_by_method: dict) -> Table:
             for c in acc:
                 v = (res.get(c.group) or {}).get(c.key)
                 row[c.title][seed] = None if v is None else c.scale * float(v)
-                if v is not None:
+                if v is not None and c.judged:
                     present.append(c.scale * float(v))
             row["Avg"][seed] = sum(present) / len(present) if present else None
             for c in HELDOUT_COLUMNS:
@@ -139,6 +143,8 @@ def build_table(results_by_method: dict) -> Table:
 
 def _marks(table: Table, col: Column) -> dict[str, str]:
     """``{method: "best" | "second"}`` for one column (see the module docstring)."""
+    if not col.judged:
+        return {}
     cells = {m: table.cell(m, col.title) for m in table.methods}
     ranked = sorted((m for m in table.methods if cells[m] is not None),
                     key=lambda m: cells[m][0], reverse=col.higher_better)

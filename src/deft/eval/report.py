@@ -25,22 +25,25 @@ def _rows(results: dict) -> list[tuple[str, dict]]:
 
 def format_table(results: dict, *, title: str | None = None) -> str:
     """A plain-text table of :func:`~deft.eval.runner.evaluate` results: benchmark, n, k,
-    Average@k ± standard error, Pass@k, Maj@k and the secondary metrics present, as the scorers
+    Average@k ± standard error, Pass@k, Maj@k, the secondary metrics present, as the scorers
     declare them (``report_columns`` of :func:`~deft.eval.scorers.register_scorer`; figfont's exact and
     jaro_winkler; under ``--protocol paper`` the reference's names: math ``acc`` and ``mean_acc``,
-    figfont ``score``, ``normalized_score``, ``jaro_winkler_similarity``); values in percent. Medical
+    figfont ``score``, ``normalized_score``, ``jaro_winkler_similarity``), and ``truncated`` (the share of
+    answers that hit the token limit) when the results have it; values in percent. Medical
     sources are rows of their own, followed by their mean; the average row closes the table when
     there are several top-level benchmarks."""
     rows = _rows(results)
     extra = [c for c in report_columns() if any(c in r for _, r in rows)]  # the scorers' declared columns
-    header = ["benchmark", "n", "k", "avg@k ± se", "pass@k", "maj@k", *extra]
+    cut = ["truncated"] if any("truncated" in r for _, r in rows) else []  # beside every accuracy
+    header = ["benchmark", "n", "k", "avg@k ± se", "pass@k", "maj@k", *extra, *cut]
     table = [header]
     for name, r in rows:
         avg = f"{_pct(r.get('average_at_k'))} ± {_pct(r.get('stderr'))}"
         k = r.get("k")
         label = f"  {name}" if "group" in r else name
         table.append([label, str(r.get("n", "-")), "-" if k is None else str(k), avg,
-                      _pct(r.get("pass_at_k")), _pct(r.get("maj_at_k")), *(_pct(r.get(e)) for e in extra)])
+                      _pct(r.get("pass_at_k")), _pct(r.get("maj_at_k")), *(_pct(r.get(e)) for e in extra),
+                      *(_pct(r.get(c)) for c in cut)])
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
 
     def fmt(row):
