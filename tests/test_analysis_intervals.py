@@ -5,6 +5,7 @@ import pytest
 
 from deft.analysis.intervals import (
     holm,
+    paired_bootstrap,
     mean_interval,
     outside_noise,
     paired_difference,
@@ -86,3 +87,54 @@ def test_holm_on_a_hand_computed_family():
     assert [4 * p < 0.05 for p in [0.001, 0.012, 0.013, 0.2]] == [True, True, False, False]
     with pytest.raises(ValueError):
         holm([1.5])
+
+
+def test_paired_bootstrap_identical_scores_give_no_difference():
+    a = {f"p{i}": i % 2 for i in range(20)}
+    d = paired_bootstrap(a, dict(a), n_resamples=500, seed=0)
+    assert (d.mean, d.low, d.high, d.p, d.n) == (0.0, 0.0, 0.0, 1.0, 20)
+    assert not d.excludes_zero()
+
+
+def test_paired_bootstrap_constant_shift_excludes_zero():
+    b = {f"p{i}": 0.25 * (i % 3) for i in range(30)}
+    a = {k: v + 0.5 for k, v in b.items()}
+    d = paired_bootstrap(a, b, n_resamples=999, seed=1)
+    assert d.mean == pytest.approx(0.5) and d.low == pytest.approx(0.5) and d.high == pytest.approx(0.5)
+    assert d.excludes_zero() and d.p == pytest.approx(2 / 1000)  # no resample at or below 0: 2 (0 + 1) / (B + 1)
+    assert holm([d.p, 1.0]) == [pytest.approx(4 / 1000), 1.0]
+
+
+def test_paired_bootstrap_hand_checkable_mixed_case_and_determinism():
+    # differences: +1 on 3 problems, 0 on 1, -1 on 0: mean 0.75; every resample's mean is >= 0, some are 0
+    a = {"w": 1, "x": 1, "y": 1, "z": 0}
+    b = {"w": 0, "x": 0, "y": 0, "z": 0}
+    d = paired_bootstrap(a, b, n_resamples=2000, seed=7)
+    assert d.mean == 0.75 and 0.0 <= d.low <= 0.75 <= d.high == 1.0
+    # P(a resample has only 'z') = (1/4)^4: about 8 of 2000 at 0, so p = 2 (8 + 1) / 2001 is small but not 2/2001
+    assert 2 / 2001 < d.p < 0.05
+    assert paired_bootstrap(a, b, n_resamples=2000, seed=7) == d
+    assert paired_bootstrap(b, a, n_resamples=2000, seed=7).mean == -0.75
+    # a noisy difference around 0: the interval covers 0 and p is large
+    a = {i: i % 2 for i in range(40)}
+    b = {i: (i // 2) % 2 for i in range(40)}
+    d = paired_bootstrap(a, b, n_resamples=1000, seed=0)
+    assert d.mean == 0.0 and d.low < 0.0 < d.high and d.p > 0.5
+
+
+def test_paired_bootstrap_averages_seeds_per_problem_first():
+    a = {"p1": [1.0, 0.0], "p2": [1.0, 1.0]}  # per-problem means 0.5 and 1.0
+    b = {"p1": 0.5, "p2": [0.0]}
+    d = paired_bootstrap(a, b, n_resamples=200, seed=0)
+    assert d.mean == pytest.approx(0.5) and d.low == pytest.approx(0.0) and d.high == pytest.approx(1.0)
+
+
+def test_paired_bootstrap_refuses_unequal_problem_sets_and_bad_scores():
+    with pytest.raises(ValueError, match=r"same problems.*1 only in the first \(e.g. \['c'\]\), 0 only in the second"):
+        paired_bootstrap({"a": 1, "c": 0}, {"a": 1})
+    with pytest.raises(ValueError, match="no problems"):
+        paired_bootstrap({}, {})
+    with pytest.raises(ValueError, match=r"a\['x'\] must be a score"):
+        paired_bootstrap({"x": None}, {"x": 1})
+    with pytest.raises(ValueError, match="n_resamples must be >= 1"):
+        paired_bootstrap({"x": 1}, {"x": 1}, n_resamples=0)
