@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from deft.analysis.intervals import paired_bootstrap
 from deft.cli.main import main
 
 
@@ -14,6 +15,7 @@ def test_compare_with_seeds_and_heldout_end_to_end(tiny_model_dir, figfont_recor
     heldout.write_text("\n".join(figfont_records.read_text().splitlines()[:4]) + "\n")
     args = ["compare", "--model", str(tiny_model_dir), "--data", str(figfont_records), "--objectives", "nll,deft",
             "--heldout", str(heldout), "--seeds", "0,1", "--out", str(tmp_path / "s"),
+            "--benchmark", "figfont", "--n", "3", "--max-new-tokens", "4",
             "max_steps=2", "batch_size=4", "max_length=256", "lr=1e-2", "warmup_ratio=0"]
     assert main(args) == 0
     out = tmp_path / "s"
@@ -39,6 +41,24 @@ def test_compare_with_seeds_and_heldout_end_to_end(tiny_model_dir, figfont_recor
     assert per_seed[0]["end_tokens"] == 4 and per_seed[0]["content_tokens"] > 4  # one <|im_end|> per record
     md = (out / "results.md").read_text()
     assert "Paired difference to `nll`" in md and "| deft |" in md
+    # per problem: each objective's figfont EM per problem, averaged over its seeds, paired with nll's
+    paired = json.loads((out / "table.json").read_text())["paired"]
+    cell = paired["rows"]["deft"]["figfont"]
+    assert (cell["n"], cell["seeds"], cell["scorer"]) == (3, 2, "exact") and set(paired["rows"]) == {"deft"}
+
+    def per_problem(method):
+        by_id = {}
+        for s in (0, 1):
+            for line in (out / "eval" / method / f"seed{s}" / "generations.jsonl").read_text().splitlines():
+                rec = json.loads(line)
+                by_id.setdefault(rec["id"], []).append(rec["scores"]["exact"])
+        return by_id
+
+    expected = paired_bootstrap(per_problem("deft"), per_problem("nll"), n_resamples=paired["n_resamples"])
+    assert (cell["mean"], cell["low"], cell["high"], cell["p"]) == (expected.mean, expected.low, expected.high,
+                                                                    expected.p)
+    assert "Paired per problem (bootstrap) difference to `nll`" in md
+    assert f"| deft | {100 * expected.mean:+.2f} [{100 * expected.low:+.2f}, {100 * expected.high:+.2f}]" in md
 
 
 def test_held_out_jobs_saved_before_the_token_classes_are_redone(tiny_model_dir, figfont_records, tmp_path):

@@ -7,7 +7,8 @@ Layout of an experiment folder::
     OUT/runs/<objective>[/seed<s>]/  deft train output (metrics.jsonl, final/, inputs.json)
     OUT/eval/<base|objective>[/seed<s>]/  deft eval output (results.json, heldout.json, inputs.json)
     OUT/ood.jsonl                    the base model's greedy answers to general prompts (forgetting set)
-    OUT/results.md, results.csv      methods as rows (base first), metrics as columns, seeds, intervals
+    OUT/results.md, results.csv      methods as rows (base first), metrics as columns, seeds, intervals;
+                                     results.md adds per-problem paired bootstrap differences to nll
     OUT/table.json                   the results behind the table ('deft plot --results OUT' puts it in a report)
     OUT/training_curves.png          token statistics of every run over training (Figure 5 view)
     OUT/gate_curves.png              gate s(p) and signal W(p) of the compared objectives
@@ -290,7 +291,7 @@ def compare(cfg: CompareConfig, train_options: Optional[dict] = None, *, log: Ca
     markdown table. ``train_options`` are ``deft train`` options (``max_steps``, ``lr``, ...)."""
     from ..analysis.tables import write_tables
     from ..io import atomic_write_json
-    from .measure import heldout_results
+    from .measure import add_paired_differences, heldout_results
 
     plan = plan_runs(cfg, train_options)  # every check happens here, before any model loads
     out = Path(cfg.out)
@@ -319,6 +320,7 @@ def compare(cfg: CompareConfig, train_options: Optional[dict] = None, *, log: Ca
     ordered = {m: results[m] for m in (["Base"] if "Base" in results else []) + plan["specs"] if m in results}
     md = write_tables({m: (r[None] if list(r) == [None] else r) for m, r in ordered.items()}, out,
                       title=f"{cfg.model} on {Path(cfg.data).name}")
+    md = add_paired_differences(out, md, {key: job.folder for key, job in plan["eval"].items()}, log=log)
     _plots(plan, runs, out, cfg.model)
     return md
 

@@ -5,6 +5,10 @@ when its model or inputs change.
 ``OUT/ood.jsonl``: the base model's greedy answers to :data:`deft.eval.heldout.GENERAL_PROMPTS`
 (generated once per base model; ``OUT/ood.inputs.json`` records for which). ``OUT/eval/<name>/
 heldout.json``: ``{"hash", "settings", "metrics"}``.
+
+:func:`add_paired_differences` adds to ``OUT/results.md`` and ``OUT/table.json`` (key ``"paired"``)
+each objective's per-problem paired bootstrap difference to the reference objective on every
+benchmark (:mod:`deft.analysis.paired`), read from the evaluations' ``generations.jsonl``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Callable, Optional
 
-__all__ = ["OOD_MAX_NEW_TOKENS", "ood_records", "heldout_results"]
+__all__ = ["OOD_MAX_NEW_TOKENS", "ood_records", "heldout_results", "add_paired_differences"]
 
 OOD_MAX_NEW_TOKENS = 48
 
@@ -89,3 +93,32 @@ def heldout_results(cfg, jobs: dict, runs: dict, *, log: Callable = print) -> di
                                                         "metrics": results[key]})
         del model
     return results
+
+
+def add_paired_differences(out: Path, md: str, eval_folders: dict, *, reference: str = "nll",
+                           log: Callable = print) -> str:
+    """Append the per-problem paired bootstrap differences to ``reference``
+    (:func:`deft.analysis.paired.paired_differences`) to ``out/results.md`` and store them under
+    ``"paired"`` in ``out/table.json``, both atomically; return the markdown. ``eval_folders``:
+    ``(method, seed)`` -> evaluation folder. Without ``reference`` or another objective nothing
+    changes; unreadable per-sample scores are reported in one line and leave the tables as they are."""
+    from ..analysis.paired import format_paired, paired_differences
+    from ..analysis.tables import TABLE_FILE
+    from ..io import atomic_write_json, atomic_write_text
+
+    folders: dict = {}
+    for (method, seed), folder in eval_folders.items():
+        folders.setdefault(method, {})[seed] = Path(folder)
+    try:
+        paired = paired_differences(folders, reference)
+    except (OSError, ValueError) as err:
+        log(f"paired per-problem differences skipped: {err}")
+        return md
+    text = format_paired(paired)
+    if not text:
+        return md
+    md = md + "\n" + text
+    atomic_write_text(Path(out) / "results.md", md)
+    table = json.loads((Path(out) / TABLE_FILE).read_text(encoding="utf-8"))
+    atomic_write_json(Path(out) / TABLE_FILE, dict(table, paired=paired))
+    return md
