@@ -146,3 +146,15 @@ def test_paper_protocol_cli_on_a_tiny_model(tmp_path, capsys, tiny_model_dir):
     code = main(["eval", "--model", str(plain), "--benchmark", "figfont", "--protocol", "paper"])
     _, err = capsys.readouterr()
     assert code == 2 and "--prompt-family" in err and err.count("\n") == 1
+
+
+def test_help_names_every_heldout_metric_the_report_prints(capsys):
+    from deft.eval.report import HELDOUT_LINES
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    # the help names learned_high as "learned / forgotten (_high, _low ..."
+    missing = [key for key, _, _ in HELDOUT_LINES
+               if key not in text and not (key.endswith(("_high", "_low")) and key.rsplit("_", 1)[0] in text)]
+    assert not missing, f"deft eval --help does not name {missing}"

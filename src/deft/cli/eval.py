@@ -27,9 +27,12 @@ finished samples are reused and counted; other settings need --overwrite):
                       averages, truncated; an "average" row; _config with the settings_hash
   generations.jsonl   every sample: benchmark, id, sample, prompt, reference, text, answer, scores
   eval.json           the resolved settings and their hash
-  results.json "heldout" (with --heldout / --forgetting): heldout_nll, heldout_mean_p, heldout_tokens;
-                      with --base-model the Figure 1 shares learned / forgotten (_high, _low: base p
-                      >= 0.5 or < 0.5); with --forgetting drift_kl, retained_nll and ood_answers
+  results.json "heldout" (with --heldout / --forgetting): content tokens first (the response text):
+                      content_nll, content_mean_p, content_tokens; end-of-turn / template tokens:
+                      end_nll, end_mean_p, end_tokens; all response tokens: heldout_nll,
+                      heldout_mean_p, heldout_tokens; with --base-model the Figure 1 shares
+                      content_learned / content_forgotten and learned / forgotten (_high, _low: base
+                      p >= 0.5 or < 0.5); with --forgetting drift_kl, retained_nll and ood_answers
 
 examples:
   deft eval --benchmark figfont --limit 64
