@@ -107,3 +107,22 @@ def test_strong_set_script_writes_kept_records_and_counts(tiny_tokenizer, tmp_pa
     with pytest.raises(SystemExit):
         script.main([str(model_dir), "0", "train", "0", str(out)])
     assert "N must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_strong_set_every_answer_rebuilds_the_committed_rule(tiny_tokenizer, tmp_path, capsys):
+    """--every-answer (what run.sh uses for the committed tables): the first N/2 problems per task,
+    every non-empty answer kept, wrong ones included; no counts file."""
+    model_dir = tmp_path / "bigram"
+    _bigram_model(tiny_tokenizer, {"Ċ": "1", "1": "<|im_end|>"}).save_pretrained(model_dir)
+    tiny_tokenizer.save_pretrained(model_dir)
+    spec = importlib.util.spec_from_file_location("strong_set", STRONG_SET)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "strong.train.jsonl"
+    script.main([str(model_dir), "4", "train", "0", str(out), "--every-answer", "--max-new-tokens", "8"])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and all(r["response"] == "1" for r in rows)
+    assert not (tmp_path / "strong.train.meta.json").exists()
+    assert "wrote 4 records (0 empty answers dropped)" in capsys.readouterr().out
+    run_sh = (STRONG_SET.parent / "run.sh").read_text()
+    assert run_sh.count("--every-answer --max-new-tokens 64") == 2  # the committed set's rule and cap

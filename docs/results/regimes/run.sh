@@ -24,8 +24,12 @@ make_data() {  # name, source: training (seed 0, split train) and held-out (seed
   local name=$1 source=$2
   mkdir -p $RUN/data
   if [ "$source" = self ]; then
-    [ -f $RUN/data/$name.train.jsonl ] || $PYTHON $HERE/strong_set.py smollm2-135m 64 train 0 $RUN/data/$name.train.jsonl
-    [ -f $RUN/data/$name.heldout.jsonl ] || $PYTHON $HERE/strong_set.py smollm2-135m 32 test 1 $RUN/data/$name.heldout.jsonl
+    # the committed tables were measured on every non-empty answer at 64 tokens (--every-answer); the
+    # default rule (complete and correct answers only) is the one to use for new measurements
+    [ -f $RUN/data/$name.train.jsonl ] || $PYTHON $HERE/strong_set.py smollm2-135m 64 train 0 \
+      $RUN/data/$name.train.jsonl --every-answer --max-new-tokens 64
+    [ -f $RUN/data/$name.heldout.jsonl ] || $PYTHON $HERE/strong_set.py smollm2-135m 32 test 1 \
+      $RUN/data/$name.heldout.jsonl --every-answer --max-new-tokens 64
   else
     [ -f $RUN/data/$name.train.jsonl ] || $DEFT data "$source" --n 64 --seed 0 --split train --out $RUN/data/$name.train.jsonl
     [ -f $RUN/data/$name.heldout.jsonl ] || $DEFT data "$source" --n 32 --seed 1 --split test --out $RUN/data/$name.heldout.jsonl

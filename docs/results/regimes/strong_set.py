@@ -16,8 +16,13 @@ were kept. The training and held-out files use disjoint seeds (0 and 1) and the 
 Writes ``OUT.jsonl`` (atomically) and beside it ``OUT.meta.json``: the counts (drawn, cut, empty,
 wrong, correct, kept, per task too) and the settings.
 
+``--every-answer`` rebuilds the set of the committed replication (``run.sh``) instead: the first
+N/2 problems of each task, every non-empty greedy answer kept whether cut or wrong, at
+``--max-new-tokens`` (64 there). Its flaws are why the default rule exists (see README.md, "What
+this replication cannot show").
+
 Usage: python docs/results/regimes/strong_set.py MODEL N SPLIT SEED OUT.jsonl
-       [--max-new-tokens 256] [--max-draw M] [--batch-size 8]
+       [--max-new-tokens 256] [--max-draw M] [--batch-size 8] [--every-answer]
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ def _args(argv=None) -> argparse.Namespace:
                     help="generation cap; an answer that reaches it is dropped as cut")
     ap.add_argument("--max-draw", type=int, default=None, help="most problems to answer (default 16 N)")
     ap.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
+    ap.add_argument("--every-answer", action="store_true",
+                    help="the committed replication's set: the first N/2 problems per task, every non-empty answer "
+                         "kept (cut or wrong too)")
     args = ap.parse_args(argv)
     for name in ("n", "max_new_tokens", "batch_size") + (("max_draw",) if args.max_draw is not None else ()):
         if getattr(args, name) < 1:
@@ -80,6 +88,8 @@ def main(argv=None) -> None:
     from deft.model import load_model, load_tokenizer
 
     args = _args(argv)
+    if args.every_answer:
+        return every_answer(args)
     max_draw = args.max_draw or 16 * args.n
     records = prompts(args.split, args.seed, max_draw)  # bad task settings fail here, before the model loads
     model, tokenizer = load_model(args.model), load_tokenizer(args.model)
@@ -97,6 +107,28 @@ def main(argv=None) -> None:
     print(f"kept {len(kept)} of {counts['drawn']} answers drawn{short}: {counts['cut']} cut at "
           f"{args.max_new_tokens} tokens, {counts['empty']} empty, {counts['wrong']} wrong; "
           f"wrote {args.out} and {meta}")
+
+
+def every_answer(args) -> None:
+    """The committed replication's set: the first N/2 problems of each task in task order, answered
+    greedily (:func:`deft.eval.heldout.general_records`), every non-empty answer kept."""
+    from deft.data import write_jsonl
+    from deft.data.records import RecordError
+    from deft.data.sources import source_records
+    from deft.eval.heldout import general_records
+    from deft.model import load_model, load_tokenizer
+
+    prompts = []
+    for task in TASKS:
+        for where, rec in source_records(task, n=args.n // len(TASKS), seed=args.seed, split=args.split):
+            if isinstance(rec, RecordError):
+                raise SystemExit(f"{where}: {rec}")
+            prompts.append(rec["prompt"])
+    model, tokenizer = load_model(args.model), load_tokenizer(args.model)
+    model.eval()
+    records = general_records(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens)
+    write_jsonl([dict(r, source="self-answers") for r in records], args.out)
+    print(f"wrote {len(records)} records ({len(prompts) - len(records)} empty answers dropped) to {args.out}")
 
 
 if __name__ == "__main__":
