@@ -54,3 +54,28 @@ def test_token_weights_scale_the_gate_and_the_statistics_report_it():
     torch.testing.assert_close(loss.double(), ((1 - p) * weights.double() * keep).sum(), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(stats["p"][keep].double(), p[keep], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(stats["gate"][keep].double(), (p * weights.double())[keep], rtol=1e-5, atol=1e-7)
+
+
+def test_eager_log_p_keeps_its_digits_when_the_logits_are_large():
+    """Logits near ±1e4 (fp32 spacing there ~1e-3): the eager step's ``log p = log P_y`` is read
+    from the softmax of the shifted logits, so the loss ``-log p`` keeps fp32's relative precision;
+    ``z_y - lse`` would lose the digits that cancel (an error of ~3e-4 on ``-log p ≈ 1``)."""
+    z = torch.tensor([[10000.0, 10000.5, 9999.0, 9990.0], [-8000.0, -8001.25, -7999.5, -8003.0],
+                      [0.5, 1.0, -1.0, 2.0]], dtype=torch.float64)
+    y = torch.tensor([0, 1, 3])
+    want = torch.logsumexp(z, -1) - z[torch.arange(3), y]  # float64
+    loss = deft.fused_token_loss(z.float(), torch.eye(4), y, "nll", reduction="none", impl="eager")
+    torch.testing.assert_close(loss.double(), want, rtol=1e-6, atol=0.0)
+
+
+def test_chunk_tokens_statistics_are_keyword_only():
+    """``ChunkTokens(logp, lse, *, probs=..., logits=..., known=..., inputs=...)``: which of ``P`` or ``z``
+    a chunk hands over is always named, never taken from a position."""
+    import inspect
+
+    from deft.fused.gate import ChunkTokens
+
+    params = list(inspect.signature(ChunkTokens).parameters.values())
+    assert [p.name for p in params[:2]] == ["logp", "lse"]
+    assert [p.kind for p in params[:2]] == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * 2
+    assert {p.kind for p in params[2:]} == {inspect.Parameter.KEYWORD_ONLY}

@@ -6,8 +6,8 @@ from one pass over the chunk's logits ``z [n, V]``, done by the plan's implement
 (:mod:`.compiled`):
 
 * ``"eager"``: the softmax is written over ``z`` in its fp32 buffer, so the chunk holds one
-  ``[n, V]`` buffer. ``log p = log P_y`` (``lse = z_y - log p``; rows whose ``P_y`` is below the
-  smallest normal fp32 number take ``lse`` from their logits, formed again). ``Σ_v P_v²``, the
+  ``[n, V]`` buffer. ``log p = log P_y`` (rows whose ``P_y`` is below the smallest normal fp32
+  number take ``log p = z_y - lse`` from their logits, formed again). ``Σ_v P_v²``, the
   entropy ``-Σ_v P_v log P_v`` and the top-k entropy are read from ``P`` when the objective or
   the statistics ask for them. The step returns ``P - δ_y`` (the label's entry lowered by one,
   in place) and ``coef = s * token weight * upstream scale`` ``[n]``, which the chunk loop applies
@@ -84,15 +84,13 @@ def _eager_tokens(ctx: ChunkContext) -> ChunkTokens:
     """Softmax over the chunk's fp32 logits, in place; ``log p`` from ``P_y``."""
     z, y = ctx.logits, ctx.labels
     label_logits = z.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-    probs = softmax_into(z, z)  # no max pass of its own: lse comes from the label's probability
+    probs = softmax_into(z, z)  # no max pass of its own: log p comes from the label's probability
     p = probs.gather(-1, y.unsqueeze(-1)).squeeze(-1)
     logp = p.log()
-    lse = label_logits - logp
-    low = (p < _TINY).nonzero().squeeze(-1)
-    if low.numel():  # rare (p < 1e-38): these rows' logsumexp from their logits, formed again
-        lse[low] = torch.logsumexp(ctx.logits_of(low), dim=-1)
-        logp[low] = label_logits[low] - lse[low]
-    return ChunkTokens(logp, lse, probs=probs, inputs=ctx.inputs())
+    low = p < _TINY
+    if low.any():  # rare (p < 1e-38): log p = z_y - lse, these rows' logits formed again
+        logp[low] = label_logits[low] - torch.logsumexp(ctx.logits_of(low), dim=-1)
+    return ChunkTokens(logp, None, probs=probs, inputs=ctx.inputs())  # the statistics read P: no lse
 
 
 def _compiled_tokens(ctx: ChunkContext) -> ChunkTokens:
