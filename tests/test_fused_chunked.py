@@ -146,3 +146,72 @@ def test_fused_input_errors(kwargs, match):
     c = make_case()
     with pytest.raises(ValueError, match=match):
         deft.fused_token_loss(c["h"], c["w"], c["y"], **kwargs)
+
+
+# ------------------------------------- dW += g^T h with bf16/fp16 operands (accumulate_weight_grad)
+@pytest.mark.parametrize("device,version,asked", [
+    ("cuda", (2, 12), True), ("cuda", (2, 13), True), ("cuda", (3, 0), True),
+    ("cuda", (2, 11), False), ("cuda", (1, 13), False),
+    ("cpu", (2, 12), False), ("cpu", (3, 0), False), ("meta", (2, 13), False), ("xpu", (2, 13), False),
+])
+def test_the_fp32_output_gemm_is_asked_for_on_cuda_from_torch_2_12(device, version, asked):
+    """The rule of the weight gradient's GEMM: CUDA with torch >= 2.12 (the first release whose
+    out_dtype GEMM takes ``out=``); every other device and every earlier torch: no such GEMM."""
+    from deft.fused.chunked import _fp32_out_gemm
+
+    assert _fp32_out_gemm(torch.device(device), version) is asked
+
+
+def test_a_missing_fp32_output_gemm_falls_back_to_the_temporary_product(monkeypatch):
+    """Where the fp32-output GEMM is asked for but missing, ``dW += g^T h`` goes through the
+    temporary product instead: the CPU has no such kernel (NotImplementedError, a RuntimeError),
+    and a build before its ``out=`` form rejects the arguments (TypeError; stood for here by an
+    ``addmm`` with that earlier signature, as this torch has the later one)."""
+    from deft.fused.chunked import _add_low_precision_product
+
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(6, 5, generator=gen).bfloat16()
+    h = torch.randn(6, 3, generator=gen).bfloat16()
+    start = torch.randn(5, 3, generator=gen)
+    want = start.clone()
+    _add_low_precision_product(want, g, h, fp32_out=False)
+    torch.testing.assert_close(want.double(), start.double() + g.double().T @ h.double(), rtol=1e-2, atol=1e-2)
+
+    dw = start.clone()
+    _add_low_precision_product(dw, g, h, fp32_out=True)  # the CPU's refusal
+    assert torch.equal(dw, want)
+
+    addmm = torch.addmm
+
+    def addmm_without_out_dtype(input, mat1, mat2, *, beta=1, alpha=1, out=None):
+        return addmm(input, mat1, mat2, beta=beta, alpha=alpha, out=out)
+
+    monkeypatch.setattr(torch, "addmm", addmm_without_out_dtype)
+    dw = start.clone()
+    _add_low_precision_product(dw, g, h, fp32_out=True)
+    assert torch.equal(dw, want)
+
+
+def test_the_cpu_is_never_asked_for_an_fp32_output_gemm():
+    """bf16 on a CPU: each chunk's ``dW`` share goes straight through the temporary product, without
+    first calling a GEMM the CPU lacks (a failed call and its exception per chunk)."""
+    from torch.overrides import TorchFunctionMode
+
+    class OutDtypeCalls(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.count = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            self.count += "out_dtype" in kwargs
+            return func(*args, **kwargs)
+
+    c = make_case(seed=6, dtype=torch.bfloat16)
+    w = c["w"].clone().requires_grad_(True)
+    with OutDtypeCalls() as calls:
+        deft.fused_token_loss(c["h"], w, c["y"], "nll", chunk_size=8).backward()
+    assert calls.count == 0
+    want = w.detach().clone().requires_grad_(True)
+    deft.token_loss(c["h"] @ want.T, c["y"], "nll", reduction="sum").backward()
+    torch.testing.assert_close(w.grad.double(), want.grad.double(), rtol=5e-2, atol=5e-2)

@@ -66,20 +66,34 @@ class RunResult:
     selected: Optional[int]
 
 
+def _fp32_out_gemm(device: torch.device, version: tuple = _TORCH_VERSION) -> bool:
+    """Whether ``addmm`` is asked to write a bf16/fp16 product straight into an fp32 ``out=`` on
+    ``device``: CUDA from torch ``version`` 2.12 (earlier out_dtype GEMMs lack the out= form; the
+    CPU has no such kernel, so it is not asked there)."""
+    return device.type == "cuda" and version >= (2, 12)
+
+
+def _add_low_precision_product(dw: torch.Tensor, g: torch.Tensor, h: torch.Tensor, *, fp32_out: bool) -> None:
+    """``dW += g^T h`` for ``g``, ``h`` in a lower precision than ``dw``: one GEMM with fp32 output
+    where ``fp32_out`` (no ``[V, H]`` temporary), else (or if that GEMM fails) through a temporary
+    product in ``g``'s dtype."""
+    if fp32_out:
+        try:
+            torch.addmm(dw, g.T, h, out_dtype=dw.dtype, out=dw)
+            return
+        except (TypeError, RuntimeError):  # a build without the out= form, a backend without the kernel
+            pass
+    dw += (g.T @ h).float()
+
+
 def accumulate_weight_grad(dw: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> None:
     """``dW += g^T h`` into the fp32 ``dw`` ``[V, H]``: bf16 operands are multiplied in bf16 with
     fp32 output where the backend offers it (CUDA, torch >= 2.12: no ``[V, H]`` temporary),
     else through a temporary product."""
     if g.dtype == dw.dtype:
         dw.addmm_(g.T, h)
-        return
-    if dw.is_cuda and _TORCH_VERSION >= (2, 12):  # earlier out_dtype GEMMs lack the out= form
-        try:
-            torch.addmm(dw, g.T, h, out_dtype=dw.dtype, out=dw)
-            return
-        except (TypeError, RuntimeError):
-            pass
-    dw += (g.T @ h).float()
+    else:
+        _add_low_precision_product(dw, g, h, fp32_out=_fp32_out_gemm(dw.device))
 
 
 def _operand(result: ChunkResult, dtype: torch.dtype):
