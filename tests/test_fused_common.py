@@ -133,3 +133,26 @@ def test_every_label_ignored_normalises_safely(engine):
     assert stats["num_tokens"] == 0
     (total / max(stats["num_tokens"], 1)).backward()
     assert total.item() == 0.0 and torch.all(h.grad == 0)
+
+
+def test_one_sum_proves_a_tensor_finite_or_sends_it_to_the_exact_check():
+    """The first stage of check_finite: a tensor's sum proves it finite (True) when the sum is finite,
+    or -inf where -inf is allowed; a +inf or NaN sum (or -inf not allowed) sends it to the exact check.
+    Half-precision tensors are summed in fp32 (60000 + 60000 overflows fp16, not fp32) and the others
+    in their own dtype (1e300 + 1e300 overflows fp32, not fp64), so finite values rarely need the
+    exact check."""
+    from deft.fused.common import _sum_proves_finite, check_finite
+
+    inf = float("inf")
+
+    def proves(values, dtype=torch.float32, allowed=False):
+        return bool(_sum_proves_finite(torch.tensor(values, dtype=dtype), allowed))
+
+    assert proves([6e4, 6e4], torch.float16) and proves([6e4, 6e4], torch.float16, allowed=True)
+    assert proves([1e300, 1e300], torch.float64)
+    assert proves([1.0, 2.0], allowed=True) and proves([1.0, -inf], allowed=True)
+    assert not proves([1.0, -inf]) and not proves([1.0, inf], allowed=True) and not proves([-inf, inf], allowed=True)
+    assert not proves([1.0, float("nan")], allowed=True)
+    # +inf alone in a tensor allowed -inf (a +inf sum) is still counted
+    raises("^bias has 1 NaN or \\+inf value", check_finite, {"bias": torch.tensor([0.0, inf, 1.0])},
+           allow_neg_inf=["bias"])
