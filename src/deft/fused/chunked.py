@@ -73,7 +73,7 @@ def _fp32_out_gemm(device: torch.device, version: tuple = _TORCH_VERSION) -> boo
     return device.type == "cuda" and version >= (2, 12)
 
 
-def _add_low_precision_product(dw: torch.Tensor, g: torch.Tensor, h: torch.Tensor, *, fp32_out: bool) -> None:
+def _add_low_precision_product(dw: torch.Tensor, g: torch.Tensor, h: torch.Tensor, fp32_out: bool) -> None:
     """``dW += g^T h`` for ``g``, ``h`` in a lower precision than ``dw``: one GEMM with fp32 output
     where ``fp32_out`` (no ``[V, H]`` temporary), else (or if that GEMM fails) through a temporary
     product in ``g``'s dtype."""
