@@ -7,6 +7,9 @@ chunks, ignored labels, a bias, token weights). The eager step is the oracle end
 fp64 plain loss for the bf16 error budget.
 """
 
+import inspect
+import warnings
+
 import pytest
 import torch
 
@@ -129,6 +132,25 @@ def test_a_step_that_fails_to_compile(monkeypatch):
     for a, b in zip(out[:4], want[:4]):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert len(compiled.FAILED) == 1 and resolve_impl("auto", "cpu") == "eager"
+
+
+def test_the_fallback_report_names_the_callers_line(monkeypatch):
+    """The warning of a step that failed to compile under "auto" points at the line that called
+    ``fused_token_loss`` (the caller's code), not at a line inside deft."""
+    def broken(name):
+        raise RuntimeError("no compiler here")
+
+    c = make_case(seed=7)
+    monkeypatch.setattr(compiled, "compiled", broken)
+    monkeypatch.setattr(compiled, "FAILED", [])
+    monkeypatch.setitem(compiled.AUTO, "cpu", "compile")  # as on a CUDA device
+    h = c["h"].clone().requires_grad_(True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        deft.fused_token_loss(h, c["w"], c["y"], "deft", bias=c["b"], chunk_size=8, impl="auto").backward()
+    reports = [(w.filename, w.lineno) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert reports == [(__file__, line)]
 
 
 def test_impl_choice_and_errors(monkeypatch):

@@ -1,10 +1,13 @@
 """Tests of deft.fused.context: the in-place row kernels of the chunk loop (logits, softmax, log-sum-exp,
-log-softmax written into a given buffer) against torch's own functions, including logits far apart."""
+log-softmax written into a given buffer) against torch's own functions, including logits far apart; the
+entropy of probabilities row block by row block; the plan's logits dtype."""
+
+import warnings
 
 import pytest
 import torch
 
-from deft.fused.context import log_softmax_into, logits_into, softmax_and_lse_into, softmax_into
+from deft.fused.context import log_softmax_into, logits_into, probs_entropy, softmax_and_lse_into, softmax_into
 
 
 def _logits():
@@ -51,3 +54,58 @@ def test_logits_into_are_fp32_h_w_t_plus_b(dtype, with_bias):
     into = logits_into(h, w, b, out)
     assert into.data_ptr() == out.data_ptr()
     torch.testing.assert_close(into.double(), expect, **tol)
+
+
+def _entropy(probs):
+    """``-Σ_v P_v log P_v`` per row in fp64, ``0 log 0 = 0``."""
+    p = probs.double()
+    return -torch.where(p > 0, p * p.clamp_min(1e-300).log(), torch.zeros_like(p)).sum(-1)
+
+
+def test_probs_entropy_over_several_row_blocks_without_warnings():
+    """2053 rows of V 1024 are three blocks of 1024 rows (4 MiB of fp32 each), the last one of 5:
+    every row's entropy lands in its own place (a certain row: 0; a row with zeros: 0 log 0 = 0),
+    and no output is resized on the way (torch warns when an ``out=`` tensor is)."""
+    g = torch.Generator().manual_seed(2)
+    probs = torch.softmax(torch.randn(2053, 1024, generator=g) * 3, -1)
+    probs[1500] = 0.0
+    probs[1500, 7] = 1.0
+    probs[2050, :512] = 0.0
+    probs[2050] /= probs[2050].sum()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = probs_entropy(probs)
+    assert got.dtype == torch.float32 and got.shape == (2053,)
+    torch.testing.assert_close(got.double(), _entropy(probs), rtol=1e-5, atol=1e-6)
+    assert got[1500].item() == 0.0
+
+
+@pytest.mark.parametrize("rows, vocab", [(0, 7), (3, 0), (6, 4), (1048577, 1)])
+def test_probs_entropy_of_edge_shapes(rows, vocab):
+    """No rows: an empty result; an empty vocabulary: 0 per row (an empty sum); V = 4; a one-token
+    vocabulary (P = 1, entropy 0) over more rows than one block holds (4 MiB / 4 bytes = 1048576)."""
+    g = torch.Generator().manual_seed(3)
+    probs = torch.softmax(torch.randn(rows, vocab, generator=g), -1) if vocab > 1 else torch.ones(rows, vocab)
+    got = probs_entropy(probs)
+    assert got.dtype == torch.float32 and got.shape == (rows,)
+    torch.testing.assert_close(got.double(), _entropy(probs), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, impl, dtype, want", [
+    ("nll", "compile", torch.bfloat16, torch.bfloat16),
+    ("nll", "eager", torch.bfloat16, torch.float32),
+    ("gem", "compile", torch.bfloat16, torch.float32),
+    ("nll", "compile", torch.float32, torch.float32),
+])
+def test_plan_logits_dtype_is_the_products_only_for_the_compiled_gate_step(name, impl, dtype, want):
+    """The chunk's logits (and the buffers of the chunk loop and of the statistics pass) are fp32,
+    except for a gate objective's compiled step, which keeps them in the products' dtype."""
+    from deft.fused.prepare import prepare
+    from deft.objectives import parse_objective
+
+    g = torch.Generator().manual_seed(4)
+    h, w = torch.randn(5, 6, generator=g).to(dtype), torch.randn(9, 6, generator=g).to(dtype)
+    call = prepare(parse_objective(name), h, w, torch.tensor([1, 2, 3, 4, 5]), bias=None, ignore_index=-100,
+                   reduction="sum", chunk_size=None, named={}, inputs=None, token_weights=None, want_stats=False,
+                   check_inputs=True, impl=impl)
+    assert call.plan.impl == impl and call.plan.logits_dtype == want
