@@ -45,6 +45,19 @@ def test_targets_that_alias_the_workspace_or_are_not_normalised(custom_target):
         torch.testing.assert_close(fused[4]["gate"], plain[4]["gate"], rtol=1e-4, atol=1e-5)
 
 
+def test_a_small_weight_target_that_is_not_normalised_is_corrected(custom_target):
+    """A target term of weight 1e-3 and mass 1.9 (no label term, so it is the whole gradient): its
+    excess mass (0.9e-3 per row, below any fixed threshold) is corrected like a large one."""
+    from deft.objectives import Target
+
+    small = custom_target("test_small_heavy",
+                          lambda d: Target(label=0.0, dists=((1e-3, d.teacher_logP + math.log(1.9)),)))
+    c = make_case(n=97, seed=5)
+    fused, plain = run_fused(c, small, chunk_size=40), run_plain(c, small)
+    for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
+        torch.testing.assert_close(fused[i], plain[i], rtol=1e-4, atol=1e-7, msg=f"{what}")
+
+
 @pytest.mark.parametrize("name", ["gem", "target_sft", "sft_kl", "kd_hybrid", "asft"])
 def test_masked_vocabulary_entries_give_finite_losses(name):
     """Logits of -inf (a masked vocabulary entry, never a label): 0 log 0 = 0. Masked in the
