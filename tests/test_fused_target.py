@@ -58,6 +58,49 @@ def test_a_small_weight_target_that_is_not_normalised_is_corrected(custom_target
         torch.testing.assert_close(fused[i], plain[i], rtol=1e-4, atol=1e-7, msg=f"{what}")
 
 
+def test_an_excess_just_above_rounding_relative_to_its_weight_is_corrected(custom_target):
+    """Weight 0.5, mass 1.0015: the excess (7.5e-4 per row) is 1.5e-3 of the weight, above the
+    rounding level of a normalised sum, so it is corrected (and the gradient is the plain one)."""
+    from deft.objectives import Target
+
+    name = custom_target("test_half_heavy",
+                         lambda d: Target(label=0.0, dists=((0.5, d.teacher_logP + math.log(1.0015)),)))
+    c = make_case(n=97, seed=8)
+    fused, plain = run_fused(c, name, chunk_size=40), run_plain(c, name)
+    for i, what in enumerate(("dhidden", "dweight", "dbias"), 1):
+        torch.testing.assert_close(fused[i], plain[i], rtol=1e-5, atol=2e-6, msg=what)
+
+
+def test_a_normalised_target_costs_no_correction_pass(custom_target):
+    """A target whose distributions sum to 1 (up to rounding), including rows where every weight
+    is 0, is not corrected: the engine forms no second ``exp`` over the ``[n, V]`` logits."""
+    from torch.overrides import TorchFunctionMode
+
+    from deft.objectives import Target
+
+    class ExpCalls(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.count = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.count += func is torch.exp and args[0].dim() == 2
+            return func(*args, **(kwargs or {}))
+
+    def target(d):
+        w = (torch.arange(d.logits.shape[0]) % 2).float()  # every other row: no distribution term
+        return Target(label=1.0 - w, dists=((w, d.teacher_logP),))
+
+    name = custom_target("test_half_kd", target)
+    c = make_case(n=61, seed=9)
+    with ExpCalls() as calls:
+        fused = run_fused(c, name, chunk_size=20)
+    assert calls.count == 0
+    plain = run_plain(c, name)
+    for i, what in enumerate(("loss", "dhidden", "dweight", "dbias")):
+        torch.testing.assert_close(fused[i], plain[i], rtol=1e-4, atol=1e-5, msg=what)
+
+
 @pytest.mark.parametrize("name", ["gem", "target_sft", "sft_kl", "kd_hybrid", "asft"])
 def test_masked_vocabulary_entries_give_finite_losses(name):
     """Logits of -inf (a masked vocabulary entry, never a label): 0 log 0 = 0. Masked in the
