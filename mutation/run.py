@@ -153,8 +153,14 @@ class Server:
         return " ".join(shlex.quote(a) for a in args)
 
     def close(self) -> None:
+        """Ask the server to stop; one that has not exited a minute later (a loaded machine, a child
+        still running) is killed, so the next group still runs."""
         subprocess.run([sys.executable, str(FORKSERVER), "stop", self.socket], check=False)
-        self.proc.wait(timeout=60)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _definition_lines(path: Path, names: list[str]) -> list[range]:
