@@ -31,7 +31,6 @@ PENDING: dict[str, dict[str, str]] = {
         "docs/benchmarks/train_step_cuda.md": "written by the GPU run the document describes",
         "benchmarks/.gpu_bundle/": "a folder the GPU run's bundling step creates",
     },
-    "docs/testing.md": {"src/deft/fused/kernel.py": "the mutation report names a module since renamed"},
 }
 
 _CODE = re.compile(r"`([^`\n]+)`")
