@@ -344,6 +344,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bench", action="store_true",
                     help="make bench: the short paired regression run (options it sets: "
                          + "; ".join(f"{k} {v}" for k, v in BENCH.items()) + "), compared with --against")
+    ap.add_argument("--note", action="append", default=[], metavar="TEXT",
+                    help="a line on how the run was made (pinning, other work on the machine) for the report; "
+                         "repeatable")
     ap.add_argument("--against", default=None, metavar="RESULTS",
                     help="print the ratios beside those of this results JSON (--bench: default "
                          f"{COMMITTED.relative_to(ROOT)})")
@@ -403,9 +406,10 @@ def main(argv=None) -> int:
             raise SystemExit(f"--update: device, dtype, threads or seed differ from {out}")
         report.setdefault("updates", []).append({"command": command, "date": env["date"]})
         merge_lists(report, shapes, objectives, methods)
+        report["notes"] = report.get("notes", []) + args.note
     else:
         report = {"command": command, "environment": env, "shapes": shapes, "objectives": objectives,
-                  "methods": methods, "records": [], "settings": settings}
+                  "methods": methods, "records": [], "settings": settings, "notes": args.note}
     for shape in shapes:
         new = run_shape(shape, objectives, methods, args, base)
         done = {(r["shape"], r["objective"], r["method"]) for r in new}

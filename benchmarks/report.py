@@ -229,6 +229,7 @@ def render(report: dict) -> tuple[str, list]:
            "three matrix products alone (for `kd` also the teacher's logits, a fourth product it cannot avoid). "
            "In the ratios, fused = the faster of `fused` (eager gate step) and "
            "`compiled` where both ran; fused / floor time is paired within each case." + load_note(report), ""]
+    md += [f"- {note}" for note in report.get("notes", [])] + ([""] if report.get("notes") else [])
     summary = []
     for shape in report["shapes"]:
         objectives = [o for o in report["objectives"]]
