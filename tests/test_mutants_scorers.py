@@ -146,3 +146,91 @@ def test_gsm8k_reference_is_reduced_to_its_number_before_comparing():
     # (|2.50001 - 2.5| / 2.5 = 4e-6); math-verify alone would round to 6 decimals and refuse it
     assert score_math("\\boxed{2.50001}", "Half of 5 is 2.5.\n#### 2.5") == 1.0
     assert score_math("\\boxed{2.51}", "Half of 5 is 2.5.\n#### 2.5") == 0.0
+
+
+# ---------------------------------------------------------------- the scorer registry
+
+
+def _ignore(prediction, reference):
+    return 0.0
+
+
+def test_a_declaration_cannot_be_changed_after_registration():
+    # the registry hands out its own declarations: a caller must not be able to edit one in place
+    import dataclasses
+
+    from deft.eval.scorers import get_scorer
+
+    decl, _ = get_scorer("math")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decl.max_new_tokens = 1
+
+
+def test_a_scorer_without_extractor_reads_the_stripped_prediction():
+    from deft.eval.scorers import register_scorer, unregister_scorer
+
+    decl = register_scorer("plain_test_scorer", _ignore, "test only")
+    try:
+        assert decl.extract("  the answer \n") == "the answer"
+        assert extracted_answer("plain_test_scorer", " x ") == "x"
+        assert decl.extract(" \n ") is None  # nothing but blanks: no answer
+    finally:
+        unregister_scorer("plain_test_scorer")
+
+
+@pytest.mark.parametrize("name", ["", "a:b", ":"])
+def test_a_scorer_name_must_be_non_empty_and_colon_free(name):
+    from deft.eval.scorers import SCORER_REGISTRY, register_scorer
+
+    with pytest.raises(ValueError, match="a non-empty name without ':'"):
+        register_scorer(name, _ignore, "test only")
+    assert name not in SCORER_REGISTRY
+
+
+@pytest.mark.parametrize("name", ["math:x", "exact:foo", "nosuch:x"])
+def test_an_argument_after_a_scorer_that_takes_none_is_unknown(name):
+    # only a scorer declared with argument= (rg) takes a ':<arg>' part
+    with pytest.raises(ValueError, match=rf"unknown scorer '{name}'; valid scorers: "):
+        check_scorer(name)
+
+
+def test_paper_summaries_average_the_score_grid():
+    from deft.eval.scorers import get_scorer
+
+    # two problems, three samples: per-problem means 1/3 and 1, Average@k = 2/3
+    grid = [[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    for name, key in [("exact_paper", "score"), ("exact_normalized_paper", "normalized_score"),
+                      ("jaro_winkler_paper", "jaro_winkler_similarity"), ("mcq_paper", "acc")]:
+        out = get_scorer(name)[0].reference_summary(grid)
+        assert out == {key: pytest.approx(2 / 3)}
+    # fractional sample scores (Jaro-Winkler): means 0.25 and 0.75, Average@k = 0.5
+    assert get_scorer("jaro_winkler_paper")[0].reference_summary([[0.5, 0.0], [1.0, 0.5]]) == {
+        "jaro_winkler_similarity": pytest.approx(0.5)}
+
+
+def test_math_paper_summary_is_per_sample_index():
+    from deft.eval.scorers import get_scorer
+
+    summary = get_scorer("math_paper")[0].reference_summary
+    # columns (sample index j, mean over problems): 1, 1/2, 0; acc is column 0, mean_acc their mean 1/2
+    out = summary([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    assert out["acc"] == pytest.approx(1.0)
+    assert out["all_acc"] == pytest.approx([1.0, 0.5, 0.0])
+    assert out["mean_acc"] == pytest.approx(0.5)
+    # one problem (a one-row grid) with fractional scores: columns 0.5 and 0, mean_acc 0.25
+    out = summary([[0.5, 0.0]])
+    assert out == {"acc": pytest.approx(0.5), "all_acc": pytest.approx([0.5, 0.0]), "mean_acc": pytest.approx(0.25)}
+
+
+@pytest.mark.parametrize("scorer, budget", [
+    ("math", 2048), ("mcq", 2048), ("exact", 32), ("jaro_winkler", 32), ("rg:countdown", 1024),
+    ("exact_paper", 32), ("exact_normalized_paper", 32), ("jaro_winkler_paper", 32), ("math_paper", 2048),
+    ("mcq_paper", 2048),
+])
+def test_default_generation_budget_follows_the_primary_scorer(scorer, budget):
+    # the budgets runner.default_max_new_tokens documents: 2048 math/multiple choice, 32 figfont, 1024 rg
+    from deft.eval.problem import Problem
+    from deft.eval.runner import default_max_new_tokens
+
+    problem = Problem(benchmark="b", id="0", prompt="p", reference="r", scorers=(scorer, "exact"))
+    assert default_max_new_tokens([problem]) == budget
