@@ -188,3 +188,29 @@ def test_symbolic_comparison_gets_three_seconds(record_calls):
     seen = record_calls(scorers_math, "timeout_seconds")
     assert math_equal_paper("2x+1", "1+2x") is True
     assert seen == [3.0]
+
+
+# --- the harness's numeric rule: only a finite real number has a value (_number's docstring) ---
+def test_number_of_what_has_no_finite_real_value_is_none():
+    import sympy
+
+    from deft.eval.scorers_paper_math import _number
+
+    x, y = sympy.symbols("x y")
+    assert _number(sympy.Rational(3, 4)) == 0.75
+    assert _number(sympy.sqrt(2)) == pytest.approx(2 ** 0.5)
+    # d/dx y has free symbols, so no value, although doit() would turn it into the number 0
+    assert _number(sympy.Derivative(y, x)) is None
+    assert _number(sympy.zoo) is None             # a Number, but neither real nor finite
+    assert _number(sympy.I) is None               # finite, but not real
+    assert _number(1 + 2 * sympy.I) is None
+    assert _number(sympy.oo) is None              # real, not finite
+    assert _number(sympy.FiniteSet(1, 2)) is None  # a set is not an expression
+    # real and finite (sin of a real part) but with no number: f is an unknown function
+    assert _number(sympy.sin(sympy.re(sympy.Function("f")(1)))) is None
+
+
+@pytest.mark.parametrize("pred, gold", [("\\", "1"), ("1", "\\"), ("\\", "\\\\")])
+def test_answer_that_does_not_parse_is_not_equal(pred, gold):
+    # math-verify finds nothing in "$\$" (parse returns []): what cannot be compared is not equal
+    assert math_equal_paper(pred, gold) is False
