@@ -80,13 +80,19 @@ def test_self_answer_set_draws_until_n_complete_correct_answers(tiny_tokenizer):
     assert kept == [] and counts["empty"] == 5
 
 
-def test_strong_set_script_writes_kept_records_and_counts(tiny_tokenizer, tmp_path, capsys):
+def _strong_set_script(tiny_tokenizer, tmp_path):
+    """``(strong_set.py as a module, a saved bigram model answering '1' then end of turn)``."""
     model_dir = tmp_path / "bigram"
     _bigram_model(tiny_tokenizer, {"Ċ": "1", "1": "<|im_end|>"}).save_pretrained(model_dir)
     tiny_tokenizer.save_pretrained(model_dir)
     spec = importlib.util.spec_from_file_location("strong_set", STRONG_SET)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script, model_dir
+
+
+def test_strong_set_script_writes_kept_records_and_counts(tiny_tokenizer, tmp_path, capsys):
+    script, model_dir = _strong_set_script(tiny_tokenizer, tmp_path)
     out = tmp_path / "strong.train.jsonl"
     script.main([str(model_dir), "2", "train", "0", str(out), "--max-draw", "40", "--max-new-tokens", "8",
                  "--batch-size", "4"])
@@ -112,12 +118,7 @@ def test_strong_set_script_writes_kept_records_and_counts(tiny_tokenizer, tmp_pa
 def test_strong_set_every_answer_rebuilds_the_committed_rule(tiny_tokenizer, tmp_path, capsys):
     """--every-answer (what run.sh uses for the committed tables): the first N/2 problems per task,
     every non-empty answer kept, wrong ones included; no counts file."""
-    model_dir = tmp_path / "bigram"
-    _bigram_model(tiny_tokenizer, {"Ċ": "1", "1": "<|im_end|>"}).save_pretrained(model_dir)
-    tiny_tokenizer.save_pretrained(model_dir)
-    spec = importlib.util.spec_from_file_location("strong_set", STRONG_SET)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script, model_dir = _strong_set_script(tiny_tokenizer, tmp_path)
     out = tmp_path / "strong.train.jsonl"
     script.main([str(model_dir), "4", "train", "0", str(out), "--every-answer", "--max-new-tokens", "8"])
     rows = [json.loads(line) for line in out.read_text().splitlines()]
