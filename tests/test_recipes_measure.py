@@ -72,3 +72,22 @@ def test_held_out_jobs_saved_before_the_token_classes_are_redone(tiny_model_dir,
     assert all(job.settings["token_classes"] is True for job in plan["heldout"].values())
     plan = plan_runs(load_config(CompareConfig, None, base))
     assert plan["heldout"] and all("token_classes" not in job.settings for job in plan["heldout"].values())
+
+
+def test_eval_batch_size_reaches_every_evaluation_and_its_hash(tiny_model_dir, figfont_records, tmp_path):
+    """--eval-batch-size is an evaluation setting (greedy answers may differ with the batch in the last
+    bits): it is passed to every evaluation and changes their hashes, not the training runs'."""
+    from deft.config import load_config
+    from deft.recipes.compare import CompareConfig, plan_runs
+
+    base = dict(model=str(tiny_model_dir), data=str(figfont_records), objectives="nll", out=str(tmp_path),
+                benchmark="figfont")
+    default = plan_runs(load_config(CompareConfig, None, base))
+    batched = plan_runs(load_config(CompareConfig, None, dict(base, eval_batch_size="32")))
+    assert all("batch_size" not in job.settings["eval"] for job in default["eval"].values())
+    assert all(job.settings["eval"]["batch_size"] == 32 for job in batched["eval"].values())
+    assert {k: j.hash for k, j in default["eval"].items()}.keys() == batched["eval"].keys()
+    assert all(default["eval"][k].hash != batched["eval"][k].hash for k in default["eval"])
+    assert [j.hash for *_, j, _ in default["train"]] == [j.hash for *_, j, _ in batched["train"]]
+    with pytest.raises(Exception, match="eval_batch_size"):
+        load_config(CompareConfig, None, dict(base, eval_batch_size="0"))

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from deft.analysis.summary import Section, section_tables
+from deft.analysis.summary import analyse as analyse_section
 
 HERE = Path(__file__).resolve().parent
 REGIMES = ("strong", "intermediate", "weak")
@@ -70,86 +72,14 @@ def read_per_seed(regime: str) -> dict:
     return out
 
 
-@dataclass
-class Comparison:
-    """Paired difference of one objective to NLL on one metric: ``diff`` = (mean, 95% half-width, n),
-    ``p`` the paired t-test p-value, ``p_holm`` its Holm-adjusted value within the regime's family."""
-
-    diff: tuple
-    p: Optional[float]
-    p_holm: Optional[float] = None
-
-    @property
-    def marker(self) -> str:
-        """``*`` survives the correction, ``°`` outside the noise uncorrected only, else empty."""
-        from deft.analysis.intervals import outside_noise
-
-        if self.p_holm is not None and self.p_holm < ALPHA:
-            return "*"
-        return "°" if outside_noise(self.diff) else ""
-
-
-@dataclass
-class Regime:
-    """One regime's numbers: ``values[method][title] = {seed: value}`` (display units), the row
-    ``titles`` in table order, which of them are ``tested`` (in the family), the ``comparisons``
-    ``{(method, title): Comparison}`` and the probe summary."""
-
-    name: str
-    probe: dict
-    methods: list
-    values: dict
-    titles: list
-    tested: list
-    comparisons: dict
-
-    def cell(self, method: str, title: str) -> Optional[tuple]:
-        """``(mean, half-width or None, n)`` or ``None`` when the method has no value."""
-        from deft.analysis.intervals import mean_interval
-
-        v = [x for x in self.values[method].get(title, {}).values() if x is not None]
-        if not v:
-            return None
-        mean, half = mean_interval(v)
-        return mean, half, len(v)
-
-    def family_counts(self) -> tuple[int, int, int]:
-        """``(comparisons in the family, surviving Holm, outside the noise uncorrected only)``."""
-        marks = [c.marker for (_, t), c in self.comparisons.items() if t in self.tested]
-        return len(marks), marks.count("*"), marks.count("°")
+# the generic machinery (means, paired differences, Holm) lives in the package: deft.analysis.summary
+Regime = Section  # one regime is one section of the summary
 
 
 def analyse(name: str, data: dict, probe: dict) -> Regime:
     """Tables, paired differences and the Holm-corrected family of one regime."""
-    from deft.analysis.intervals import holm, paired_difference, paired_p_value
-    from deft.analysis.tables import build_table
-
-    table = build_table(data)
-    methods = [m for m in METHODS if m in data]
-    values = {m: dict(table.values[m]) for m in table.methods}
-    titles, tested = [], []
-    for c in table.columns:  # accuracies, each followed by its truncated share (descriptive, not tested)
-        if c.group in ("heldout", "_avg"):
-            continue
-        titles.append(c.title)
-        if c.judged:
-            tested.append(c.title)
-    for t in TOKEN_METRICS:
-        if any(table.cell(m, t) for m in methods):
-            titles.append(t)
-            tested.append(t)
-    comparisons = {}
-    for m in methods:
-        if m == REFERENCE:
-            continue
-        for t in titles:
-            d = paired_difference(values[m][t], values[REFERENCE][t])
-            if d is not None:
-                comparisons[(m, t)] = Comparison(d, paired_p_value(values[m][t], values[REFERENCE][t]))
-    family = [k for k in comparisons if k[1] in tested and comparisons[k].p is not None]
-    for k, adj in zip(family, holm([comparisons[k].p for k in family])):
-        comparisons[k].p_holm = adj
-    return Regime(name, probe, methods, values, titles, tested, comparisons)
+    return analyse_section(name, data, probe, methods=METHODS, token_metrics=TOKEN_METRICS, reference=REFERENCE,
+                           alpha=ALPHA)
 
 
 def load(name: str) -> Regime:
@@ -157,42 +87,11 @@ def load(name: str) -> Regime:
     return analyse(name, read_per_seed(name), read_json(HERE / name / "probe" / "probe.json"))
 
 
-def decimals(title: str) -> int:
-    """4 decimals for the token-level metrics (nats, probabilities), 1 for percentages."""
-    return 4 if title in ("heldout_nll", "heldout_mean_p", "drift_kl", "retained_nll") else 1
-
-
-def _fmt(cell: Optional[tuple], dec: int, sign: bool = False) -> str:
-    if cell is None:
-        return "-"
-    mean, half = cell[0], cell[1]
-    return f"{mean:{'+' if sign else ''}.{dec}f}" + ("" if half is None else f" ± {half:.{dec}f}")
-
-
 def regime_section(reg: Regime) -> list[str]:
     """Markdown of one regime: header, means table, differences table."""
-    probe, methods = reg.probe, reg.methods
-    n, star, deg = reg.family_counts()
-    others = [m for m in methods if m != REFERENCE]
-    lines = [f"### Model-{reg.name}: probe mean focus {probe['mean_focus']:.3f}, mean p {probe['mean_p']:.3f}, "
-             f"verdict **{probe['regime']}**", "",
-             "| metric | Base | " + " | ".join(LABELS[m] for m in methods) + " |",
-             "|---|---:|" + "---:|" * len(methods)]
-    for t in reg.titles:
-        dec = decimals(t)
-        lines.append(f"| {t} | {_fmt(reg.cell('Base', t), dec)} | "
-                     + " | ".join(_fmt(reg.cell(m, t), dec) for m in methods) + " |")
-    lines += ["", f"Paired difference to NLL (method - NLL, mean ± 95% interval over seeds). Family: {n} "
-              f"comparisons ({len(others)} objectives x {len(reg.tested)} metrics); {star} survive Holm (`*`), "
-              f"{deg} more are outside the noise uncorrected only (`°`):", "",
-              "| metric | " + " | ".join(LABELS[m] for m in others) + " |", "|---|" + "---:|" * len(others)]
-    for t in reg.titles:
-        cells = []
-        for m in others:
-            c = reg.comparisons.get((m, t))
-            cells.append("-" if c is None else _fmt(c.diff, decimals(t), sign=True) + c.marker)
-        lines.append(f"| {t} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    probe = reg.probe
+    return [f"### Model-{reg.name}: probe mean focus {probe['mean_focus']:.3f}, mean p {probe['mean_p']:.3f}, "
+            f"verdict **{probe['regime']}**", ""] + section_tables(reg, LABELS) + [""]
 
 
 HEADER = """# Regime replication: summary tables

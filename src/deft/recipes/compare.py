@@ -70,6 +70,10 @@ class CompareConfig:
     temperature: Optional[float] = option(None, "sampling temperature (default: 0 for k=1, else 1)",
                                           check="non_negative")
     max_new_tokens: Optional[int] = option(None, "generation budget (default: per benchmark)", check="positive")
+    eval_batch_size: Optional[int] = option(None, "sequences generated together in each evaluation (default as in "
+                                            "'deft eval': 64 on a GPU, 8 on CPU; greedy answers can differ with it "
+                                            "in the last bits, so it is part of the evaluation's settings)",
+                                            check="positive")
     data_dir: Optional[str] = option(None, "folder of <benchmark>/test.jsonl files for math benchmarks")
     heldout: Optional[str] = option(None, "held-out records of the training distribution: NLL, mean target "
                                     "probability (teacher-forced, response tokens) and the Figure 1 shares, on "
@@ -152,6 +156,8 @@ def _eval_kw(cfg: CompareConfig) -> dict:
             kw[key] = getattr(cfg, key)
     if cfg.n is not None:
         kw["size"] = cfg.n
+    if cfg.eval_batch_size is not None:
+        kw["batch_size"] = cfg.eval_batch_size
     return kw
 
 
