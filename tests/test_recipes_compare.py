@@ -93,3 +93,28 @@ def test_bad_inputs_are_refused_before_any_model_loads(tiny_model_dir, figfont_r
         err = capsys.readouterr().err
         assert match in err and err.count("\n") == 1, (extra, err)
     assert not (tmp_path / "o" / "runs").exists()
+
+
+def test_an_interrupted_evaluation_with_other_settings_is_redone(tiny_model_dir, figfont_records, tmp_path, capsys):
+    """An evaluation killed before it finished leaves samples but no results; when the comparison
+    comes back with other evaluation settings, those samples are dropped and the evaluation redone
+    (the evaluation folder's own guard would refuse them), and --resume says it will redo it."""
+    args = _args(tiny_model_dir, figfont_records, tmp_path, "max_steps=1", "batch_size=2", "max_length=256",
+                 "--no-base", objectives="nll")
+    assert main(args) == 0
+    folder = tmp_path / "eval" / "nll"
+    for name in ("results.json", "inputs.json"):  # as after a kill: eval.json and generations.jsonl stay
+        (folder / name).unlink()
+    capsys.readouterr()
+    changed = [a.replace("4", "5") if a == "4" else a for a in args]  # --max-new-tokens 4 -> 5
+    assert main(changed + ["--resume"]) == 2
+    assert "nll: evaluation (an unfinished evaluation with other settings)" in capsys.readouterr().err
+    assert main(changed) == 0
+    out = capsys.readouterr().out
+    assert "nll: evaluation: redoing (an unfinished evaluation with other settings)" in out
+    assert json.loads((folder / "results.json").read_text())["_config"]["max_new_tokens"] == 5
+    # an evaluation interrupted with the same settings continues
+    (folder / "results.json").unlink()
+    (folder / "inputs.json").unlink()
+    assert main(changed) == 0
+    assert "redoing" not in capsys.readouterr().out

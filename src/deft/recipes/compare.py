@@ -272,7 +272,15 @@ def _train(job: Job, options: dict, out: Path, ledger: Ledger, log: Callable) ->
     record_inputs(job)
 
 
-def _evaluation(job: Job, model_path: str, benchmarks: list, eval_kw: dict, log: Callable) -> dict:
+def _unfinished_elsewhere(job: Job, out: Path, ledger: Ledger) -> bool:
+    """An interrupted evaluation in ``job``'s folder that was started for other settings or inputs
+    (or by a version that kept no ledger entry): its samples cannot be continued."""
+    partial = any((job.folder / name).exists() for name in ("eval.json", "generations.jsonl", "results.partial.json"))
+    return partial and ledger.get(job, out) != job.hash
+
+
+def _evaluation(job: Job, model_path: str, benchmarks: list, eval_kw: dict, log: Callable, out: Path,
+                ledger: Ledger) -> dict:
     from ..eval.runner import evaluate
 
     record = stored(job.folder)
@@ -280,11 +288,13 @@ def _evaluation(job: Job, model_path: str, benchmarks: list, eval_kw: dict, log:
     if done.exists() and record.get("hash") == job.hash:
         log(f"{job.label} already done, inputs unchanged ({done})")
         return json.loads(done.read_text())
-    redo = job.folder.exists() and bool(done.exists() or record)
+    redo = job.folder.exists() and bool(done.exists() or record or _unfinished_elsewhere(job, out, ledger))
     if redo:  # the evaluation folder's own guard would refuse other settings: this is a deliberate redo
-        log(f"{job.label}: redoing ({reason(job, record)})")
+        why = reason(job, record) if record else "an unfinished evaluation with other settings"
+        log(f"{job.label}: redoing ({why})")
         for name in ("results.json", "results.partial.json", "generations.jsonl", "inputs.json"):
             (job.folder / name).unlink(missing_ok=True)
+    ledger.started(job, out)
     log(f"{job.label} on {', '.join(benchmarks)} ...")
     result = evaluate(model_path, benchmarks, out_dir=str(job.folder), **eval_kw,
                       **({"overwrite": True} if redo else {}))
@@ -312,14 +322,16 @@ def compare(cfg: CompareConfig, train_options: Optional[dict] = None, *, log: Ca
     eval_kw = _eval_kw(cfg)
     results: dict = {}
     if ("Base", None) in plan["eval"]:
-        results["Base"] = {None: _evaluation(plan["eval"][("Base", None)], cfg.model, plan["benchmarks"], eval_kw, log)}
+        results["Base"] = {None: _evaluation(plan["eval"][("Base", None)], cfg.model, plan["benchmarks"], eval_kw, log,
+                                           out, ledger)}
     runs = {}
     for spec, seed, job, options in plan["train"]:
         _train(job, options, out, ledger, log)
         key = (spec, seed if len(plan["seeds"]) > 1 else None)
         runs[key] = job.folder
         if key in plan["eval"]:
-            res = _evaluation(plan["eval"][key], str(job.folder / "final"), plan["benchmarks"], eval_kw, log)
+            res = _evaluation(plan["eval"][key], str(job.folder / "final"), plan["benchmarks"], eval_kw, log, out,
+                             ledger)
             results.setdefault(spec, {})[key[1]] = res
     for key, metrics in heldout_results(cfg, plan["heldout"], runs, log=log).items():
         results.setdefault(key[0], {}).setdefault(key[1], {})["heldout"] = metrics
@@ -347,6 +359,8 @@ def _status(job: Job, out: Path, ledger: Ledger) -> str:
         return "continue" if same and not finished else "redo: " + reason(job, record)
     if record or (job.folder / "results.json").exists():
         return "redo: " + reason(job, record)
+    if _unfinished_elsewhere(job, out, ledger):
+        return "redo: an unfinished evaluation with other settings"
     return "continue" if (job.folder / "generations.jsonl").exists() else "new"
 
 
