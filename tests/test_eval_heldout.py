@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from deft.cli.main import main
-from deft.eval.heldout import (drift_kl, end_token_flags, general_records, heldout_mean_p, heldout_metrics, heldout_nll,
-                               retained_nll, token_logprobs, token_logprobs_by_class)
+from deft.eval.heldout import (content_by_record, drift_kl, end_token_flags, general_records, heldout_mean_p,
+                               heldout_metrics, heldout_nll, retained_nll, token_logprobs, token_logprobs_by_class,
+                               token_logprobs_by_record)
 
 RECORDS = [
     {"prompt": "Spell cat.", "response": "c a t"},
@@ -183,6 +184,33 @@ def test_figfont_answers_under_the_embedded_tokenizer_end_with_one_end_of_turn_t
         flags = end_token_flags(smollm2_tokenizer, rec)
         total, ends = total + len(flags), ends + sum(flags)
     assert ends == len(records) == 32 and ends / total > 0.2
+
+
+def test_per_record_content_sums_recover_the_pooled_metrics_and_each_record(tiny):
+    """Each token is owned by its record (through batches of 2 with padding); the per-record content
+    sums are each record's own reference log-probabilities, and pooled they give content_nll / mean p."""
+    model, tok = tiny
+    logp, is_end, record = token_logprobs_by_record(model, tok, RECORDS, batch_size=2)
+    lengths = [len(end_token_flags(tok, rec)) for rec in RECORDS]
+    assert record.tolist() == [i for i, n in enumerate(lengths) for _ in range(n)]
+    sums = content_by_record(logp, is_end, record)
+    for i, rec in enumerate(RECORDS):
+        ref = torch.tensor(_reference_logps(model, tok, [rec]), dtype=torch.float64)
+        content = ref[:-1]  # the last token of each record is its <|im_end|>
+        assert sums["content_tokens"][i] == content.numel()
+        assert sums["content_logp_sum"][i] == pytest.approx(float(content.sum()), abs=1e-4)
+        assert sums["content_p_sum"][i] == pytest.approx(float(content.exp().sum()), abs=1e-5)
+    m = heldout_metrics(model, tok, RECORDS, batch_size=2, per_record=True)
+    pooled = m["per_record"]
+    assert -sum(pooled["content_logp_sum"]) / sum(pooled["content_tokens"]) == pytest.approx(m["content_nll"])
+    assert sum(pooled["content_p_sum"]) / sum(pooled["content_tokens"]) == pytest.approx(m["content_mean_p"])
+    assert "per_record" not in heldout_metrics(model, tok, RECORDS, batch_size=2)
+    # a record without content tokens keeps its place with zero sums
+    none = content_by_record(torch.tensor([-1.0, -2.0, -3.0]), torch.tensor([False, True, False]),
+                             torch.tensor([0, 1, 2]))
+    assert none == {"content_logp_sum": [-1.0, 0.0, -3.0], "content_p_sum": pytest.approx([math.exp(-1), 0.0,
+                                                                                           math.exp(-3)]),
+                    "content_tokens": [1, 0, 1]}
 
 
 def test_token_classes_follow_the_scored_tokens_through_batches_and_truncation(tiny):

@@ -69,9 +69,11 @@ def test_held_out_jobs_saved_before_the_token_classes_are_redone(tiny_model_dir,
 
     base = dict(model=str(tiny_model_dir), data=str(figfont_records), objectives="nll", out=str(tmp_path))
     plan = plan_runs(load_config(CompareConfig, None, dict(base, heldout=str(figfont_records))))
-    assert all(job.settings["token_classes"] is True for job in plan["heldout"].values())
+    assert all(job.settings["token_classes"] is True and job.settings["per_record"] is True
+               for job in plan["heldout"].values())
     plan = plan_runs(load_config(CompareConfig, None, base))
-    assert plan["heldout"] and all("token_classes" not in job.settings for job in plan["heldout"].values())
+    assert plan["heldout"] and all("token_classes" not in job.settings and "per_record" not in job.settings
+                                   for job in plan["heldout"].values())
 
 
 def test_eval_batch_size_reaches_every_evaluation_and_its_hash(tiny_model_dir, figfont_records, tmp_path):

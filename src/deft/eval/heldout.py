@@ -57,7 +57,8 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
-__all__ = ["GENERAL_PROMPTS", "token_logprobs", "token_logprobs_by_class", "end_token_flags", "heldout_nll",
+__all__ = ["GENERAL_PROMPTS", "token_logprobs", "token_logprobs_by_class", "token_logprobs_by_record",
+           "content_by_record", "end_token_flags", "heldout_nll",
            "heldout_mean_p", "drift_kl", "retained_nll", "heldout_metrics", "general_records", "read_records",
            "check_heldout_inputs", "eval_heldout"]
 
@@ -213,22 +214,54 @@ def _response_log_probs(model, batch: Mapping) -> tuple[torch.Tensor, torch.Tens
     return torch.log_softmax(logits[:, :-1][keep].float(), dim=-1), labels[keep]
 
 
-def token_logprobs_by_class(model, tokenizer, records, *, batch_size: int = 4, max_length: int = 1024,
-                            template: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log P[y] [N] fp32, is_end [N] bool)``, both on the CPU, of every response token of
-    ``records`` (a path or record dicts) in record order: :func:`token_logprobs` and beside it the
-    token classes of the module docstring (``True``: end-of-turn / template, ``False``: content)."""
-    out, flags = [], []
+def token_logprobs_by_record(model, tokenizer, records, *, batch_size: int = 4, max_length: int = 1024,
+                             template: str = "auto") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(log P[y] [N] fp32, is_end [N] bool, record [N] int64)``, on the CPU, of every response
+    token of ``records`` (a path or record dicts) in record order: :func:`token_logprobs_by_class`
+    and beside it the index of each token's record among the records that have response tokens
+    (``0 .. R-1``, in file order)."""
+    out, flags, owner = [], [], []
+    first = 0
     with torch.no_grad():
         for batch, is_end in _batches(tokenizer, records, batch_size=batch_size, max_length=max_length,
                                       template=template, classes=True):
             logp, labels = _response_log_probs(model, batch)
             out.append(logp.gather(1, labels[:, None]).squeeze(1).cpu())
             flags.append(is_end)
-    logp, is_end = torch.cat(out), torch.cat(flags)
-    if logp.shape != is_end.shape:  # the flags follow the batch's label positions; a mismatch is a bug
-        raise RuntimeError(f"{logp.numel()} scored tokens but {is_end.numel()} token classes")
+            per_row = (batch["labels"][:, 1:] != -100).sum(1)  # response tokens of each record, row-major
+            owner.append(torch.repeat_interleave(torch.arange(first, first + len(per_row)), per_row))
+            first += len(per_row)
+    logp, is_end, record = torch.cat(out), torch.cat(flags), torch.cat(owner)
+    if not logp.shape == is_end.shape == record.shape:  # both follow the batch's label positions: else a bug
+        raise RuntimeError(f"{logp.numel()} scored tokens but {is_end.numel()} token classes and {record.numel()} "
+                           "record indices")
+    return logp, is_end, record
+
+
+def token_logprobs_by_class(model, tokenizer, records, *, batch_size: int = 4, max_length: int = 1024,
+                            template: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log P[y] [N] fp32, is_end [N] bool)``, both on the CPU, of every response token of
+    ``records`` (a path or record dicts) in record order: :func:`token_logprobs` and beside it the
+    token classes of the module docstring (``True``: end-of-turn / template, ``False``: content)."""
+    logp, is_end, _ = token_logprobs_by_record(model, tokenizer, records, batch_size=batch_size,
+                                               max_length=max_length, template=template)
     return logp, is_end
+
+
+def content_by_record(logp: torch.Tensor, is_end: torch.Tensor, record: torch.Tensor) -> dict:
+    """Per-record sums over the **content** tokens, the unit a bootstrap over held-out records
+    resamples: ``{"content_logp_sum", "content_p_sum", "content_tokens"}``, lists of length ``R``
+    (records with response tokens, in order; a record without content tokens has sums 0 and count
+    0). ``content_nll = -Σ_r logp_sum_r / Σ_r tokens_r`` and ``content_mean_p = Σ_r p_sum_r /
+    Σ_r tokens_r`` recover the pooled metrics."""
+    n = int(record.max()) + 1 if record.numel() else 0
+    content = ~is_end.bool()
+    idx = record[content]
+    lp = logp.double()[content]
+    sums = torch.zeros(n, dtype=torch.float64).index_add_(0, idx, lp)
+    psums = torch.zeros(n, dtype=torch.float64).index_add_(0, idx, lp.exp())
+    counts = torch.zeros(n, dtype=torch.int64).index_add_(0, idx, torch.ones_like(idx))
+    return {"content_logp_sum": sums.tolist(), "content_p_sum": psums.tolist(), "content_tokens": counts.tolist()}
 
 
 def token_logprobs(model, tokenizer, records, *, batch_size: int = 4, max_length: int = 1024,
@@ -281,7 +314,8 @@ def drift_kl(base_model, model, tokenizer, records, *, batch_size: int = 4, max_
 
 
 def heldout_metrics(model, tokenizer, records, base_model=None, *, ood_records=None, batch_size: int = 4,
-                    max_length: int = 1024, template: str = "auto", threshold: float = 0.01) -> dict:
+                    max_length: int = 1024, template: str = "auto", threshold: float = 0.01,
+                    per_record: bool = False) -> dict:
     """Learning and forgetting metrics of ``model`` (see the module docstring).
 
     Args:
@@ -293,6 +327,8 @@ def heldout_metrics(model, tokenizer, records, base_model=None, *, ood_records=N
             ``drift_kl``.
         ood_records: out-of-domain records whose responses are the base model's greedy answers
             (:func:`general_records`); gives ``retained_nll`` (and ``drift_kl`` with ``base_model``).
+        per_record: add ``"per_record"``: the content tokens' sums per held-out record
+            (:func:`content_by_record`), for a bootstrap over records.
 
     Returns:
         ``{"content_nll", "content_mean_p", "content_tokens", "end_nll", "end_mean_p", "end_tokens",
@@ -302,7 +338,7 @@ def heldout_metrics(model, tokenizer, records, base_model=None, *, ood_records=N
     from ..analysis.learning import class_metrics, learning_shares
 
     kw = dict(batch_size=batch_size, max_length=max_length, template=template)
-    logp, is_end = token_logprobs_by_class(model, tokenizer, records, **kw)
+    logp, is_end, record = token_logprobs_by_record(model, tokenizer, records, **kw)
     logp = logp.double()
     base_logp = token_logprobs(base_model, tokenizer, records, **kw).double() if base_model is not None else None
     out = class_metrics(logp, is_end, base_logp, threshold=threshold)  # content first: the headline
@@ -312,6 +348,8 @@ def heldout_metrics(model, tokenizer, records, base_model=None, *, ood_records=N
         shares = learning_shares(base_logp.exp(), logp.exp(), threshold=threshold)
         out.update({k: shares[k] for k in ("learned", "forgotten", "learned_high", "learned_low",
                                            "forgotten_high", "forgotten_low")})
+    if per_record:
+        out["per_record"] = content_by_record(logp, is_end, record)
     if ood_records is not None:
         ood = token_logprobs(model, tokenizer, ood_records, **kw).double()
         out["retained_nll"] = float(-ood.mean())

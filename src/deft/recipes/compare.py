@@ -184,8 +184,9 @@ def plan_runs(cfg: CompareConfig, train_options: Optional[dict] = None) -> dict:
     eval_inputs = {"data_dir": cfg.data_dir}
     heldout_inputs = {"heldout": cfg.heldout}
     measure = dict(heldout=cfg.heldout is not None, forgetting=cfg.forgetting)
-    if cfg.heldout:  # content / end-of-turn metrics (deft.eval.heldout): measurements saved without them are redone
-        measure["token_classes"] = True
+    if cfg.heldout:  # content / end-of-turn metrics and per-record content sums (deft.eval.heldout): measurements
+        measure["token_classes"] = True  # saved without them are redone
+        measure["per_record"] = True
     plan = {"specs": specs, "seeds": seeds, "benchmarks": benchmarks, "train": [], "eval": {}, "heldout": {}}
     base_model = {"model": cfg.model}
     if cfg.base and benchmarks:

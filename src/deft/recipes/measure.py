@@ -4,7 +4,8 @@ when its model or inputs change.
 
 ``OUT/ood.jsonl``: the base model's greedy answers to :data:`deft.eval.heldout.GENERAL_PROMPTS`
 (generated once per base model; ``OUT/ood.inputs.json`` records for which). ``OUT/eval/<name>/
-heldout.json``: ``{"hash", "settings", "metrics"}``.
+heldout.json``: ``{"hash", "settings", "metrics"}`` (with a held-out set, ``metrics["per_record"]`` holds the
+content tokens' sums per record, :func:`deft.eval.heldout.content_by_record`).
 
 :func:`add_paired_differences` adds to ``OUT/results.md`` and ``OUT/table.json`` (key ``"paired"``)
 each objective's per-problem paired bootstrap difference to the reference objective on every
@@ -51,7 +52,7 @@ def _measure(model, base, tokenizer, heldout, ood) -> dict:
 
     if heldout is not None:
         return heldout_metrics(model, tokenizer, heldout, base_model=None if model is base else base,
-                               ood_records=ood)
+                               ood_records=ood, per_record=True)
     metrics = {}
     if ood is not None:
         metrics["retained_nll"] = heldout_nll(model, tokenizer, ood)
