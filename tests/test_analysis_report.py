@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from deft.analysis.paired import format_paired
 from deft.analysis.tables import write_tables
 from deft.cli.main import main
 
@@ -55,12 +56,19 @@ def _results():
             "deft": {0: ff(0.0, 0.25, 5.2), 1: ff(0.1, 0.27, 5.0), 2: ff(0.05, 0.26, 5.3)}}
 
 
+PAIRED = {"reference": "nll", "n_resamples": 1000, "seed": 0, "unit": "fraction", "rows": {
+    m: {"figfont": {"scorer": "exact", "mean": d, "low": d - 0.1, "high": d + 0.05, "p": 0.2, "p_holm": 0.4, "n": 16,
+                    "seeds": 3}} for m, d in (("p", -0.0625), ("deft", 0.125))}}
+
+
 @pytest.fixture(scope="module")
 def report(run_dir, tmp_path_factory):
     """``(report folder, the terminal table)``: ``deft plot --results`` of a comparison folder whose
     results.md is what ``deft compare`` printed."""
     compare = tmp_path_factory.mktemp("compare")
     terminal = write_tables(_results(), compare, title="smollm2-135m on figfont.jsonl")  # what compare prints
+    table = json.loads((compare / "table.json").read_text())  # ... and the per-problem table compare adds
+    (compare / "table.json").write_text(json.dumps(dict(table, paired=PAIRED)))
     out = tmp_path_factory.mktemp("report")
     assert main(["plot", "--results", str(compare), "--runs", f"deft={run_dir}", "--curve-objectives", "nll,deft",
                  "--out", str(out)]) == 0
@@ -83,6 +91,10 @@ def test_the_page_leads_with_the_terminal_table_and_is_self_contained(report):
     assert "±" in table[2][1][0]  # intervals over the three seeds
     assert page.tables["differences"] == markdown_rows(terminal.split("Paired difference", 1)[1])
     assert page.order.index("table.results") < page.order.index("img")  # the table first, then the figures
+    # the per-problem paired bootstrap table of the comparison, with the cells results.md shows
+    assert page.tables["paired"] == markdown_rows(format_paired(PAIRED))
+    assert page.tables["paired"][2][1][0].startswith("+12.50 [+2.50, +17.50]* p=0.4")
+    assert page.order.index("table.results") < page.order.index("table.paired") < page.order.index("img")
     assert page.refs and all(ref.startswith("data:image/png;base64,") for ref in page.refs)
     assert not list(out.glob(".*.tmp"))  # written atomically, nothing left over
 

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from claims_helpers import CLAIM, check_claims
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "docs" / "results" / "regimes"
@@ -124,71 +125,6 @@ def test_every_count_the_readmes_state_is_true(summ):
             assert (int(a), int(b)) == (n_obj, n_seeds), path
             found += 1
     assert found >= 2
-
-
-NUMBER = r"(?P<num>[+-]?\d+(?:\.\d+)?)(?P<pct>%?)(?: ± (?P<half>\d+(?:\.\d+)?))?(?P<mark>[*°]?)"
-CLAIM = re.compile(rf"(?:{NUMBER})?<!--(?P<body>[^>]*?)-->")
-
-
-def _fmt_like(value: float, written: str) -> str:
-    dec = len(written.split(".")[1]) if "." in written else 0
-    return f"{value:{'+' if written[0] in '+-' else ''}.{dec}f}"
-
-
-def check_claims(text: str, regimes: dict) -> tuple[int, list[str]]:
-    """``(claims checked, problems)`` of every claim annotation in ``text`` (module docstring)."""
-    problems, count = [], 0
-    for match in CLAIM.finditer(text):
-        body = match.group("body").strip()
-        if "|" not in body:
-            continue  # an ordinary comment
-        count += 1
-        fields = body.split("|")
-        if len(fields) not in (3, 4) or fields[0] not in regimes:
-            problems.append(f"malformed claim <!--{body}-->")
-            continue
-        reg, what, metric = regimes[fields[0]], fields[1], fields[2]
-        verdict = fields[3] if len(fields) == 4 else None
-        num = match.group("num")
-        if what == "probe":
-            got = [reg.probe[metric]]
-        elif what == "family":
-            got = [reg.family_counts()[("comparisons", "survive", "uncorrected").index(metric)]]
-        elif what.endswith("-nll"):
-            metrics = reg.tested if metric == "all" else [metric]
-            comps = [reg.comparisons.get((what[:-4], t)) for t in metrics]
-            if None in comps:
-                problems.append(f"<!--{body}-->: no such comparison")
-                continue
-            if verdict is not None and any(c.marker != verdict.replace("~", "") for c in comps):
-                problems.append(f"<!--{body}-->: verdict is {[c.marker or '~' for c in comps]}")
-            if num is not None:
-                c = comps[0]
-                got = [c.diff[0], c.diff[1]]
-                if match.group("mark") and match.group("mark") != c.marker:
-                    problems.append(f"{match.group(0)}: marker is {c.marker or 'none'}")
-            elif verdict is None:
-                problems.append(f"<!--{body}-->: neither a number nor a verdict")
-        elif "@" in what:  # one seed's value
-            method, seed = what.split("@")
-            got = [reg.values.get(method, {}).get(metric, {}).get(int(seed)), None]
-            if got[0] is None or num is None:
-                problems.append(f"<!--{body}-->: no such value, or no number before it")
-                continue
-        else:
-            cell = reg.cell(what, metric)
-            if cell is None or num is None:
-                problems.append(f"<!--{body}-->: no such cell, or no number before it")
-                continue
-            got = [cell[0], cell[1]]
-        if num is None:
-            continue
-        if _fmt_like(got[0], num) != num:
-            problems.append(f"{match.group(0)}: the data say {_fmt_like(got[0], num)}")
-        half = match.group("half")
-        if half is not None and (got[1] is None or _fmt_like(got[1], half) != half):
-            problems.append(f"{match.group(0)}: the half-width is {got[1]}")
-    return count, problems
 
 
 def _checked_part(path: Path, start) -> str:

@@ -24,7 +24,7 @@ from typing import Mapping, Optional
 
 from .intervals import holm, paired_bootstrap
 
-__all__ = ["problem_scores", "paired_differences", "format_paired"]
+__all__ = ["problem_scores", "paired_differences", "format_paired", "format_paired_html"]
 
 
 def _primary_scorers(folder: Path) -> dict:
@@ -108,21 +108,13 @@ def paired_differences(folders: Mapping[str, Mapping], reference: str = "nll", *
     return {"reference": reference, "n_resamples": n_resamples, "seed": seed, "unit": "fraction", "rows": rows}
 
 
-def format_paired(paired: Optional[dict]) -> str:
-    """Markdown table of :func:`paired_differences`: per method and benchmark, the mean difference in
-    percentage points, its percentile 95% interval and the Holm-adjusted p-value; ``*`` where the
-    interval excludes 0. Empty for ``None`` or no rows."""
-    if not paired or not paired["rows"]:
-        return ""
-    ref = paired["reference"]
+def _paired_rows(paired: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """``(benchmarks, [(method, cell texts)])`` of :func:`paired_differences`, the cells of both
+    renderings."""
     benches: list = []
     for cells in paired["rows"].values():
         benches += [b for b in cells if b not in benches]
-    lines = [f"Paired per problem (bootstrap) difference to `{ref}` (method - {ref}), percentage points: mean "
-             f"[95% percentile interval] over problems ({paired['n_resamples']} resamples of the problems; a "
-             "problem's score is its primary scorer's mean over samples, averaged over seeds); p: two-sided "
-             "bootstrap p-value, Holm-adjusted over this table; * = interval excludes 0.", "",
-             "| Method | " + " | ".join(b for b in benches) + " |", "|---|" + "---:|" * len(benches)]
+    rows = []
     for method, cells in paired["rows"].items():
         texts = []
         for b in benches:
@@ -133,5 +125,42 @@ def format_paired(paired: Optional[dict]) -> str:
             star = "*" if c["low"] > 0 or c["high"] < 0 else ""
             texts.append(f"{100 * c['mean']:+.2f} [{100 * c['low']:+.2f}, {100 * c['high']:+.2f}]{star} "
                          f"p={c['p_holm']:.3g} ({c['scorer'] or 'score'}, n={c['n']}, seeds={c['seeds']})")
-        lines.append(f"| {method} | " + " | ".join(texts) + " |")
+        rows.append((method, texts))
+    return benches, rows
+
+
+def _paired_caption(paired: dict, code) -> str:
+    ref = paired["reference"]
+    return (f"Paired per problem (bootstrap) difference to {code(ref)} (method - {ref}), percentage points: mean "
+            f"[95% percentile interval] over problems ({paired['n_resamples']} resamples of the problems; a "
+            "problem's score is its primary scorer's mean over samples, averaged over seeds); p: two-sided "
+            "bootstrap p-value, Holm-adjusted over this table; * = interval excludes 0.")
+
+
+def format_paired(paired: Optional[dict]) -> str:
+    """Markdown table of :func:`paired_differences`: per method and benchmark, the mean difference in
+    percentage points, its percentile 95% interval and the Holm-adjusted p-value; ``*`` where the
+    interval excludes 0. Empty for ``None`` or no rows."""
+    if not paired or not paired["rows"]:
+        return ""
+    benches, rows = _paired_rows(paired)
+    lines = [_paired_caption(paired, lambda r: f"`{r}`"), "",
+             "| Method | " + " | ".join(b for b in benches) + " |", "|---|" + "---:|" * len(benches)]
+    lines += [f"| {method} | " + " | ".join(texts) + " |" for method, texts in rows]
     return "\n".join(lines) + "\n"
+
+
+def format_paired_html(paired: Optional[dict]) -> str:
+    """The table of :func:`format_paired` as HTML (``<table class="paired">``, the same cells, every
+    text escaped), after its caption; empty for ``None`` or no rows."""
+    import html
+
+    if not paired or not paired.get("rows"):
+        return ""
+    esc = html.escape
+    benches, rows = _paired_rows(paired)
+    parts = [f'<p>{esc(_paired_caption(paired, str))}</p><table class="paired"><thead><tr><th>Method</th>'
+             + "".join(f"<th>{esc(b)}</th>" for b in benches) + "</tr></thead><tbody>"]
+    parts += [f'<tr><th scope="row">{esc(m)}</th>' + "".join(f"<td>{esc(t)}</td>" for t in texts) + "</tr>"
+              for m, texts in rows]
+    return "".join(parts) + "</tbody></table>"

@@ -148,6 +148,7 @@ def build_report(
     results: Optional[Mapping] = None,
     results_title: str = "",
     reference: str = "nll",
+    paired: Optional[dict] = None,
 ) -> dict:
     """Write the PNGs the inputs allow and ``out/index.html`` showing them, led by the results table.
 
@@ -164,6 +165,8 @@ def build_report(
         results: ``{method: results or {seed: results}}`` of a comparison: the page opens with its
             table (:func:`deft.analysis.tables.format_html`, the cells of the terminal table) titled
             ``results_title``, and the paired differences to ``reference`` when that method is a row.
+        paired: the per-problem paired bootstrap table of the comparison
+            (:func:`deft.analysis.paired.paired_differences`), shown after the results table.
 
     Returns:
         ``{"figures": [(file name, caption)], "notes": [...], "index": path, "learning": shares or None}``.
@@ -174,6 +177,7 @@ def build_report(
     from .distribution import plot_distributions
     from .landscape import plot_landscape
     from .learning import plot_learning
+    from .paired import format_paired_html
     from .tables import build_table, format_html
     from .token_stats import load_token_stats
     from .training_curves import plot_training_curves, read_metrics
@@ -187,6 +191,7 @@ def build_report(
     pair = None if before is None else (resolve_probe(before)[0], resolve_probe(after)[0])
     # (the title heads the page)
     results_html = format_html(build_table(dict(results)), reference=reference) if results else ""
+    results_html += format_paired_html(paired) if results else ""
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,12 +258,13 @@ def plot_report(cfg: PlotConfig, log=print) -> dict:
     written and the learning/forgetting shares. Returns :func:`build_report`'s result."""
     from .tables import read_tables
 
-    table = read_tables(cfg.results) if cfg.results else {"results": None, "title": "", "reference": "nll"}
+    table = (read_tables(cfg.results) if cfg.results
+             else {"results": None, "title": "", "reference": "nll", "paired": None})
     result = build_report(cfg.out, runs=parse_labelled(cfg.runs), probes=parse_labelled(cfg.probes),
                           before=cfg.before, after=cfg.after, objectives=cfg.objectives,
                           curve_objectives=cfg.curve_objectives or None, threshold=cfg.threshold,
                           max_points=cfg.max_points, results=table["results"], results_title=table["title"],
-                          reference=table["reference"])
+                          reference=table["reference"], paired=table["paired"])
     for note in result["notes"]:
         log(f"note: {note}")
     names = ", ".join(name for name, _ in result["figures"])

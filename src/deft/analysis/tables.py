@@ -321,9 +321,10 @@ def write_tables(results_by_method: dict, out, *, title: str = "", reference: st
 
 
 def read_tables(path) -> dict:
-    """``{"title", "reference", "results"}`` as :func:`write_tables` saved them, from a folder that
-    holds ``table.json`` (``deft compare --out``, ``deft demo --out``) or the file itself; the
-    ``results`` go to :func:`build_table` unchanged. A missing or unreadable file raises a one-line
+    """``{"title", "reference", "results", "paired"}`` as :func:`write_tables` saved them, from a
+    folder that holds ``table.json`` (``deft compare --out``, ``deft demo --out``) or the file itself;
+    the ``results`` go to :func:`build_table` unchanged, ``paired`` is the per-problem bootstrap
+    table (:func:`deft.analysis.paired.paired_differences`) or ``None``. A missing or unreadable file raises a one-line
     ``FileNotFoundError`` / ``ValueError`` naming it."""
     path = Path(path)
     file = path / TABLE_FILE if path.is_dir() else path
@@ -336,5 +337,6 @@ def read_tables(path) -> dict:
         raise ValueError(f"{file}: not valid JSON ({err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise ValueError(f"{file}: not a results table (a mapping with 'results': {{method: results}})")
+    paired = data.get("paired")
     return {"title": str(data.get("title") or ""), "reference": str(data.get("reference") or "nll"),
-            "results": data["results"]}
+            "results": data["results"], "paired": paired if isinstance(paired, dict) else None}

@@ -108,7 +108,7 @@ def demo(*, out: str = "runs/demo", model: str = "smollm2-135m", objectives=("nl
     build_report(root / "report", runs={s: str(root / "runs" / run_name(s)) for s in specs},
                  probes={"base": str(root / "probe")}, before=None, after=None, objectives=specs,
                  curve_objectives=None, threshold=0.01, max_points=20000, results=saved["results"],
-                 results_title=saved["title"], reference=saved["reference"])
+                 results_title=saved["title"], reference=saved["reference"], paired=saved["paired"])
     print(f"wrote {root / 'results.md'}, {root / 'training_curves.png'}, {root / 'gate_curves.png'} and "
           f"{root / 'report' / 'index.html'} in {time.perf_counter() - start:.0f} s")
     return table
