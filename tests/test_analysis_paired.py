@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from deft.analysis.intervals import paired_bootstrap
+from deft.analysis.intervals import holm, paired_bootstrap
 from deft.analysis.paired import format_paired, paired_differences, problem_scores
 
 
@@ -47,12 +47,26 @@ def test_paired_differences_average_seeds_then_bootstrap_and_holm(tmp_path):
                                                                               4, 2, "exact")
     s = paired["rows"]["same"]["b"]
     assert (s["mean"], s["low"], s["high"], s["p"], s["p_holm"]) == (0.0, 0.0, 0.0, 1.0, 1.0)
-    assert d["p_holm"] == pytest.approx(min(1.0, 2 * d["p"]))  # the smaller of two p-values, times 2
+    # every further scorer of the benchmark is compared too ("other" = 1 - exact here: the mirror image)
+    o = paired["rows"]["deft"]["b other"]
+    assert o["scorer"] == "other" and o["mean"] == pytest.approx(-0.5) and o["n"] == 4
+    family = [paired["rows"][m][c] for m in ("deft", "same") for c in ("b", "b other")]
+    assert [c["p_holm"] for c in family] == pytest.approx(holm([c["p"] for c in family]))
+    assert set(paired_differences({"nll": ref, "deft": new}, "nll", every_scorer=False)["rows"]["deft"]) == {"b"}
     md = format_paired(paired)
     assert "Paired per problem (bootstrap) difference to `nll`" in md
     assert f"| deft | +50.00 [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]" in md
     assert "| same | +0.00 [+0.00, +0.00] p=1 (exact, n=4, seeds=2) |" in md
     assert paired_differences({"deft": new}, "nll") is None and format_paired(None) == ""
+
+
+def test_a_further_scorer_is_compared_only_where_every_sample_has_it(tmp_path):
+    folder = _eval_folder(tmp_path / "e", "b", [[1], [0]])
+    assert problem_scores(folder, every_scorer=True) == {"b": {"q0": 1.0, "q1": 0.0}, "b other": {"q0": 0.0, "q1": 1.0}}
+    lines = (folder / "generations.jsonl").read_text().splitlines()
+    (folder / "generations.jsonl").write_text(lines[0] + "\n" + lines[1].replace(', "other": 1', "") + "\n")
+    assert problem_scores(folder, every_scorer=True) == {"b": {"q0": 1.0, "q1": 0.0}}
+    assert problem_scores(folder) == {"b": {"q0": 1.0, "q1": 0.0}}
 
 
 def test_paired_differences_refuse_different_problem_sets(tmp_path):

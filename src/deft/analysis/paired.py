@@ -36,10 +36,12 @@ def _primary_scorers(folder: Path) -> dict:
     return {b: r["scorer"] for b, r in results.items() if isinstance(r, dict) and isinstance(r.get("scorer"), str)}
 
 
-def problem_scores(folder) -> dict[str, dict[str, float]]:
+def problem_scores(folder, *, every_scorer: bool = False) -> dict[str, dict[str, float]]:
     """``{benchmark: {problem id: score}}`` of one ``deft eval`` folder: each problem's mean over its
     samples of the benchmark's primary scorer (``results.json``; the first scorer of a sample
-    otherwise). Raises a one-line ``FileNotFoundError`` / ``ValueError`` naming the file (and line)."""
+    otherwise). With ``every_scorer``, each further scorer every sample of a benchmark carries adds
+    ``"<benchmark> <scorer>"`` (FigFont: ``figfont`` is exact match, ``figfont jaro_winkler`` the
+    similarity). Raises a one-line ``FileNotFoundError`` / ``ValueError`` naming the file (and line)."""
     folder = Path(folder)
     path = folder / "generations.jsonl"
     if not path.is_file():
@@ -55,30 +57,40 @@ def problem_scores(folder) -> dict[str, dict[str, float]]:
                 rec = json.loads(line)
                 bench, scores = str(rec["benchmark"]), rec["scores"]
                 scorer = primary.get(bench) or next(iter(scores))
-                samples[(bench, str(rec["id"]), int(rec["sample"]))] = float(scores[scorer])
+                row = {bench: float(scores[scorer])}
+                if every_scorer:
+                    row.update({f"{bench} {name}": float(v) for name, v in scores.items() if name != scorer})
+                samples[(bench, str(rec["id"]), int(rec["sample"]))] = row
             except (ValueError, KeyError, TypeError, StopIteration) as err:
                 raise ValueError(f"{path}:{lineno}: not a scored sample ({type(err).__name__}: {err}); re-run the "
                                  "evaluation into this folder (--resume keeps its finished samples)") from None
     by_problem: dict = {}
-    for (bench, pid, _), score in samples.items():
-        by_problem.setdefault(bench, {}).setdefault(pid, []).append(score)
-    return {b: {pid: sum(v) / len(v) for pid, v in probs.items()} for b, probs in by_problem.items()}
+    carried: dict = {}  # column -> (its benchmark, samples that carry it)
+    for (bench, pid, _), row in samples.items():
+        for column, score in row.items():
+            by_problem.setdefault(column, {}).setdefault(pid, []).append(score)
+            carried[column] = (bench, carried.get(column, (bench, 0))[1] + 1)
+    # a further scorer is compared only where every sample of its benchmark carries it
+    return {c: {pid: sum(v) / len(v) for pid, v in probs.items()} for c, probs in by_problem.items()
+            if carried[c][1] == carried[carried[c][0]][1]}
 
 
-def _method_scores(folders: Mapping) -> dict[str, dict[str, list[float]]]:
+def _method_scores(folders: Mapping, every_scorer: bool = False) -> dict[str, dict[str, list[float]]]:
     """``{benchmark: {problem id: [score per seed]}}`` of one method's evaluation folders."""
     out: dict = {}
     for folder in folders.values():
-        for bench, probs in problem_scores(folder).items():
+        for bench, probs in problem_scores(folder, every_scorer=every_scorer).items():
             for pid, score in probs.items():
                 out.setdefault(bench, {}).setdefault(pid, []).append(score)
     return out
 
 
 def paired_differences(folders: Mapping[str, Mapping], reference: str = "nll", *, n_resamples: int = 10000,
-                       seed: int = 0) -> Optional[dict]:
+                       seed: int = 0, every_scorer: bool = True) -> Optional[dict]:
     """Each method's per-problem paired bootstrap difference to ``reference`` on every benchmark both
-    were scored on (see the module docstring); the base model (``"Base"``) is not compared. ``None``
+    were scored on (see the module docstring), and with ``every_scorer`` on each further scorer of a
+    benchmark (:func:`problem_scores`; FigFont's Jaro-Winkler beside its exact match, which is 0
+    everywhere for a small model); the base model (``"Base"``) is not compared. ``None``
     when ``reference`` is absent or no other method is there. A benchmark whose problems differ
     between the two methods raises the bootstrap's ``ValueError`` (naming the benchmark)."""
     if reference not in folders:
@@ -86,14 +98,17 @@ def paired_differences(folders: Mapping[str, Mapping], reference: str = "nll", *
     others = [m for m in folders if m != reference and str(m).lower() != "base"]
     if not others:
         return None
-    ref = _method_scores(folders[reference])
+    ref = _method_scores(folders[reference], every_scorer)
     scorers = {}
     for folder in folders[reference].values():
         scorers.update(_primary_scorers(Path(folder)))
+    for column in ref:
+        if column not in scorers and " " in column:  # "<benchmark> <scorer>": a further scorer
+            scorers[column] = column.rsplit(" ", 1)[1]
     rows: dict = {}
     cells = []
     for method in others:
-        scores = _method_scores(folders[method])
+        scores = _method_scores(folders[method], every_scorer)
         for bench in [b for b in ref if b in scores]:
             try:
                 d = paired_bootstrap(scores[bench], ref[bench], n_resamples=n_resamples, seed=seed)
