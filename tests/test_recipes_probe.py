@@ -3,6 +3,8 @@ and summarise its regime."""
 
 import json
 
+import pytest
+
 from deft.analysis.token_stats import load_token_stats
 from deft.cli.main import main
 
@@ -21,3 +23,16 @@ def test_probe_cli_writes_json_and_token_stats(tiny_model_dir, figfont_records, 
     assert summary["regime"] == "weak"  # a random model: focus ~ 1/V
     st = load_token_stats(out / "token_stats.npz")
     assert st["p"].numel() == summary["tokens"] and "gate/deft" in st
+
+
+def test_gates_none_records_no_gate_and_none_stands_alone(tiny_model_dir, figfont_records):
+    """``--gates none`` (docs/results run scripts use it) means no gate, as the help says."""
+    from deft.config import ConfigError, load_config
+    from deft.recipes.probe import ProbeConfig
+
+    base = dict(model=str(tiny_model_dir), data=str(figfont_records))
+    assert load_config(ProbeConfig, None, dict(base, gates="none")).gates == []
+    assert load_config(ProbeConfig, None, dict(base, gates="NONE")).gates == []
+    assert load_config(ProbeConfig, None, dict(base, gates="deft,eaft")).gates == ["deft", "eaft"]
+    with pytest.raises(ConfigError, match="'none' stands alone"):
+        load_config(ProbeConfig, None, dict(base, gates="deft,none"))

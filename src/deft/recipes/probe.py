@@ -42,11 +42,15 @@ class ProbeConfig:
     skip_invalid: bool = option(False, "leave invalid records out (counted) instead of stopping at the first one")
 
     def validate(self) -> "ProbeConfig":
-        """A data file is required; the device must exist here."""
+        """A data file is required; the device must exist here; ``--gates none`` records no gate."""
         from ..config import ConfigError, check_device
 
         if not self.data:
             raise ConfigError("pass --data FILE (records written by 'deft data')")
+        if [g.lower() for g in self.gates] == ["none"]:
+            self.gates = []
+        elif any(g.lower() == "none" for g in self.gates):
+            raise ConfigError(f"--gates {','.join(self.gates)}: 'none' stands alone (no gate); drop it or the others")
         check_device(self.device)
         return self
 
