@@ -8,7 +8,8 @@ half-width, a written ``*`` / ``°`` its marker), ``probe`` for a field of the p
 ``family`` for the size of the section's corrected family (metric ``comparisons``), how many
 survive the correction (``survive``) or are outside the noise uncorrected only (``uncorrected``);
 and, where the section has per-problem tables, ``<objective>-nll@problems`` / ``<objective>-Base@problems``
-for the per-problem bootstrap difference (percentage points) on the benchmark named by ``metric``.
+for the per-problem bootstrap difference (percentage points) on the benchmark named by ``metric``,
+``<objective>-nll@records`` for the bootstrap over held-out records of a content metric.
 The optional verdict (``*``: survives the Holm correction, ``°``: outside the noise uncorrected
 only, ``~``: within the noise) is checked on its own, also without a number before the comment,
 where ``metric`` may be ``all`` (every tested metric of the section).
@@ -40,8 +41,9 @@ def check_claims(text: str, regimes: dict) -> tuple[int, list[str]]:
         reg, what, metric = regimes[fields[0]], fields[1], fields[2]
         verdict = fields[3] if len(fields) == 4 else None
         num = match.group("num")
-        if what.endswith("@problems"):
-            got, problem = _per_problem(reg, what[:-len("@problems")], metric, verdict)
+        if what.endswith(("@problems", "@records")):
+            pair, _, unit = what.partition("@")
+            got, problem = _bootstrap(reg, pair, unit, metric, verdict)
             if problem:
                 problems.append(f"<!--{body}-->: {problem}")
                 continue
@@ -93,15 +95,17 @@ def check_claims(text: str, regimes: dict) -> tuple[int, list[str]]:
 
 
 
-def _per_problem(sec, pair: str, bench: str, verdict):
-    """``([mean pp, None, marker], problem or None)`` of a per-problem bootstrap claim."""
+def _bootstrap(sec, pair: str, unit: str, metric: str, verdict):
+    """``([mean, None, marker], problem or None)`` of a bootstrap claim: per problem (percentage
+    points; ``metric`` is the benchmark) or per held-out record (``metric`` a content metric)."""
     method, _, ref = pair.partition("-")
-    table = (sec.extra or {}).get({"nll": "vs_nll", "Base": "vs_base"}.get(ref, ""))
-    d = None if table is None else table["rows"].get(method, {}).get(bench)
+    key = {("problems", "nll"): "vs_nll", ("problems", "Base"): "vs_base", ("records", "nll"): "records_vs_nll"}
+    table = (sec.extra or {}).get(key.get((unit, ref), ""))
+    d = None if table is None else table["rows"].get(method, {}).get(metric)
     if d is None:
-        return None, "no such per-problem difference"
-    p = table["p_holm"][(method, bench)]
+        return None, f"no such per-{unit[:-1]} difference"
+    p = table["p_holm"][(method, metric)]
     marker = "*" if p < 0.05 else "°" if d.excludes_zero() else ""
     if verdict is not None and marker != verdict.replace("~", ""):
         return None, f"verdict is {marker or '~'}"
-    return [100 * d.mean, None, marker], None
+    return [(100 if unit == "problems" else 1) * d.mean, None, marker], None

@@ -23,6 +23,7 @@ import pytest
 from deft.analysis.probe import (
     HEADLINE_METRIC,
     LEARNING_METRICS,
+    NONINFERIORITY_NATS,
     RECOMMENDATIONS,
     STRONG_FOCUS,
     WEAK_FOCUS,
@@ -88,3 +89,37 @@ def test_the_prediction_can_fail_on_this_data():
     strong = _replication("strong")
     assert _loses_to_nll(strong, "p", HEADLINE_METRIC)
     assert "p" not in RECOMMENDATIONS["strong"]["objectives"]
+
+
+V2 = RESULTS.parent / "v2"
+
+
+def _v2(section: str):
+    """A learning-rate section of evidence v2 (docs/results/v2/summarize.py's ``load``)."""
+    if "v2_summarize" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("v2_summarize", V2 / "summarize.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["v2_summarize"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["v2_summarize"].load(section)
+
+
+@pytest.mark.parametrize("section", ["lr2e-4", "lr5e-5"])
+def test_the_prediction_holds_on_evidence_v2_with_content_tokens_and_per_record_power(section):
+    """On new data (evidence v2: 128 training records, 256 held-out records, two learning rates) the
+    probe's verdict and what it predicts, as non-inferiority on the content tokens' NLL tested per
+    held-out record: no recommended objective's upper 95% bound exceeds NLL's by the margin."""
+    sec = _v2(section)
+    probe = json.loads((V2 / "probe" / "probe.json").read_text())
+    assert probe["regime"] == regime_of(probe["mean_focus"], probe["mean_p"]) == "intermediate"
+    rows = sec.extra["records_vs_nll"]["rows"]
+    tested = [m for m in RECOMMENDATIONS[probe["regime"]]["objectives"] if m != "nll" and m in sec.methods]
+    assert tested
+    assert [m for m in tested if rows[m]["content_nll"].high > NONINFERIORITY_NATS] == []
+
+
+def test_v2_is_why_deft_left_the_intermediate_recommendation():
+    # the prediction can fail on this data: DEFT's content NLL is worse by more than the margin
+    for section in ("lr2e-4", "lr5e-5"):
+        assert _v2(section).extra["records_vs_nll"]["rows"]["deft"]["content_nll"].low > NONINFERIORITY_NATS
+    assert "deft" not in RECOMMENDATIONS["intermediate"]["objectives"]
