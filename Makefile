@@ -28,7 +28,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The fast tests against the lowest version of every dependency that pyproject.toml admits (periodic, not in
 # CI: see docs/testing.md), in its own virtual environment .venv-min/. torch stays at 2.13.0, the one CPU build

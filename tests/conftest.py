@@ -89,17 +89,3 @@ def record_calls(monkeypatch):
         return calls
 
     return install
-
-
-# --- distribution over the workers of `make test` (pytest-xdist, --dist loadgroup) ----------------
-def pytest_collection_modifyitems(config, items):
-    """One xdist group per test file, as ``--dist loadfile`` would make (module fixtures are built
-    once), except that the real 2-process engine launches of tests/test_train_sharding.py form one
-    group per engine: a file of six launches would otherwise run on one worker while the other
-    waits at the end of the suite."""
-    for item in items:
-        group = item.nodeid.split("::")[0]
-        engine = getattr(getattr(item, "callspec", None), "params", {}).get("engine_run")
-        if engine is not None:
-            group += f"@{engine}"
-        item.add_marker(_pytest.mark.xdist_group(group))

@@ -87,29 +87,5 @@ def test_make_test_runs_ruff_on_the_whole_tree_before_the_tests():
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\ntest: ", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
     assert [line.strip() for line in recipe][:2] == ["$(PY) -m ruff check .",
-                                                    "$(PY) -m pytest -q -n 2 --dist loadgroup"]
+                                                    "$(PY) -m pytest -q -n 2 --dist loadfile"]
     assert "[tool.ruff]" in (ROOT / "pyproject.toml").read_text()
-
-
-def test_make_test_groups_every_file_and_each_sharding_engine():
-    """--dist loadgroup sends a group to one worker: every test carries its file's group, and the
-    engine launches of the sharding tests one group per engine (tests/conftest.py)."""
-    import conftest
-
-    class Item:  # the two attributes of a collected pytest item the hook reads, and add_marker
-        def __init__(self, nodeid, params=None):
-            self.nodeid, self.marks = nodeid, []
-            if params is not None:
-                self.callspec = type("CallSpec", (), {"params": params})()
-
-        def add_marker(self, mark):
-            self.marks.append(mark)
-
-    items = [Item("tests/test_train_sharding.py::test_x[zero2]", {"engine_run": "zero2"}),
-             Item("tests/test_train_sharding.py::test_y[zero3]", {"engine_run": "zero3"}),
-             Item("tests/test_train_sharding.py::test_z"), Item("tests/test_a.py::test_b[1]", {"n": 1})]
-    conftest.pytest_collection_modifyitems(None, items)
-    assert all(len(item.marks) == 1 and item.marks[0].name == "xdist_group" for item in items)
-    assert [item.marks[0].args[0] for item in items] == [
-        "tests/test_train_sharding.py@zero2", "tests/test_train_sharding.py@zero3", "tests/test_train_sharding.py",
-        "tests/test_a.py"]

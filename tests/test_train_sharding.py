@@ -9,9 +9,8 @@ and the LM head, a rank with no loss token, frozen models (reference, teacher, p
 SIGKILL after a sharded checkpoint followed by ``--resume``, and are compared with one process.
 
 Each engine's jobs run in one launch (``distributed_jobs.py``), shared by the tests of that engine;
-``make test`` (``--dist loadgroup``) keeps each engine's tests on one worker (``tests/conftest.py``
-groups them by engine, every other file by file), so two engines' launches may run at once on the
-two workers, and every launch takes a free port.
+``make test`` distributes whole files over its workers (``--dist loadfile``), so this file's launches
+run one after the other, and every launch takes a free port.
 """
 
 from __future__ import annotations
