@@ -15,7 +15,9 @@ only, ``~``: within the noise) is checked on its own, also without a number befo
 where ``metric`` may be ``all`` (every tested metric of the section).
 """
 
+import importlib.util
 import re
+import sys
 
 NUMBER = r"(?P<num>[+-]?\d+(?:\.\d+)?)(?P<pct>%?)(?: ± (?P<half>\d+(?:\.\d+)?))?(?P<mark>[*°]?)"
 CLAIM = re.compile(rf"(?:{NUMBER})?<!--(?P<body>[^>]*?)-->")
@@ -109,3 +111,14 @@ def _bootstrap(sec, pair: str, unit: str, metric: str, verdict):
     if verdict is not None and marker != verdict.replace("~", ""):
         return None, f"verdict is {marker or '~'}"
     return [(100 if unit == "problems" else 1) * d.mean, None, marker], None
+
+
+def load_script(name: str, path):
+    """A results folder's script (``summarize.py``: a script, not part of the package) as a module,
+    loaded once per session under ``name``."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

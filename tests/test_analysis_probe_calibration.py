@@ -13,12 +13,11 @@ outside the noise on the headline learning metric, and each avoided objective th
 to NLL outside the noise on some learning metric. A recommendation the replication contradicts
 fails here."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from claims_helpers import load_script
 
 from deft.analysis.probe import (
     HEADLINE_METRIC,
@@ -53,12 +52,7 @@ def test_thresholds_lie_between_the_measured_sets_with_a_margin():
 
 def _replication(regime: str):
     """The Holm-corrected comparisons of one regime (docs/results/regimes/summarize.py's ``load``)."""
-    if "regimes_summarize" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("regimes_summarize", RESULTS / "summarize.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["regimes_summarize"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["regimes_summarize"].load(regime)
+    return load_script("regimes_summarize", RESULTS / "summarize.py").load(regime)
 
 
 def _loses_to_nll(reg, method: str, metric: str) -> bool:
@@ -96,12 +90,7 @@ V2 = RESULTS.parent / "v2"
 
 def _v2(section: str):
     """A learning-rate section of evidence v2 (docs/results/v2/summarize.py's ``load``)."""
-    if "v2_summarize" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("v2_summarize", V2 / "summarize.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["v2_summarize"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["v2_summarize"].load(section)
+    return load_script("v2_summarize", V2 / "summarize.py").load(section)
 
 
 @pytest.mark.parametrize("section", ["lr2e-4", "lr5e-5"])

@@ -63,3 +63,15 @@ def test_cell_formats():
     assert format_cell(None, 4) == "-"
     assert format_cell((0.25, None, 1), 2) == "0.25"
     assert format_cell((0.25, 0.125, 3), 3, sign=True) == "+0.250 ± 0.125"
+
+
+def test_read_evaluation_drops_private_keys_and_adds_the_held_out_metrics(tmp_path):
+    import json
+
+    from deft.analysis.summary import read_evaluation
+
+    (tmp_path / "results.json").write_text(json.dumps({"figfont": {"exact": 0.5}, "_config": {"n": 2}}))
+    assert read_evaluation(tmp_path) == {"figfont": {"exact": 0.5}}
+    (tmp_path / "heldout.json").write_text(json.dumps({"hash": "h", "metrics": {"content_nll": 1.5}}))
+    assert read_evaluation(tmp_path) == {"figfont": {"exact": 0.5}, "heldout": {"content_nll": 1.5}}
+    assert read_evaluation(tmp_path / "missing") == {}

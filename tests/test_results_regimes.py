@@ -17,13 +17,11 @@
   results, a decimal number without an annotation fails the test.
 """
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
-from claims_helpers import CLAIM, check_claims
+from claims_helpers import CLAIM, check_claims, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "docs" / "results" / "regimes"
@@ -32,12 +30,7 @@ READMES = {HERE / "README.md": "## Results", ROOT / "docs" / "results" / "README
 
 def _summarize():
     """docs/results/regimes/summarize.py as a module (it is a script, not part of the package)."""
-    if "regimes_summarize" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("regimes_summarize", HERE / "summarize.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["regimes_summarize"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["regimes_summarize"]
+    return load_script("regimes_summarize", HERE / "summarize.py")
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,12 @@
   that matches the data at the precision written, and no decimal in its results goes unchecked.
 """
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
-from claims_helpers import CLAIM, check_claims
+from claims_helpers import CLAIM, check_claims, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "docs" / "results" / "v2"
@@ -24,12 +22,7 @@ HERE = ROOT / "docs" / "results" / "v2"
 
 def _summarize():
     """docs/results/v2/summarize.py as a module (it is a script, not part of the package)."""
-    if "v2_summarize" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("v2_summarize", HERE / "summarize.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["v2_summarize"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["v2_summarize"]
+    return load_script("v2_summarize", HERE / "summarize.py")
 
 
 @pytest.fixture(scope="module")

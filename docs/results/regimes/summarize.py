@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from deft.analysis.summary import Section, section_tables
+from deft.analysis.summary import Section, read_evaluation, section_tables
 from deft.analysis.summary import analyse as analyse_section
 
 HERE = Path(__file__).resolve().parent
@@ -122,16 +122,6 @@ def summary_text() -> str:
     return "\n".join(out)
 
 
-def _read_run(folder: Path) -> dict:
-    """results.json without its ``_config`` and heldout.json's metrics of one evaluation folder."""
-    res = {}
-    if (folder / "results.json").exists():
-        res = {k: v for k, v in json.loads((folder / "results.json").read_text()).items() if not k.startswith("_")}
-    if (folder / "heldout.json").exists():
-        res["heldout"] = json.loads((folder / "heldout.json").read_text())["metrics"]
-    return res
-
-
 def collect(run_root: Path, dest: Path = HERE) -> None:
     """Copy every evaluation's per-seed numbers under ``run_root/<regime>/eval`` (the base model,
     measured once, and ``<method>/seed<k>`` of every method there) into ``dest/<regime>/per_seed.json``."""
@@ -143,9 +133,9 @@ def collect(run_root: Path, dest: Path = HERE) -> None:
         if not ev.is_dir():
             continue
         found = True
-        data = {"Base": _read_run(ev / "base")}
+        data = {"Base": read_evaluation(ev / "base")}
         for method_dir in sorted(p for p in ev.iterdir() if p.is_dir() and p.name != "base"):
-            seeds = {f.name[4:]: _read_run(f) for f in sorted(method_dir.glob("seed*"))}
+            seeds = {f.name[4:]: read_evaluation(f) for f in sorted(method_dir.glob("seed*"))}
             seeds = {s: r for s, r in seeds.items() if r.get("heldout")}
             if seeds:
                 data[method_dir.name] = seeds

@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-from deft.analysis.summary import Section, analyse, section_tables
+from deft.analysis.summary import Section, analyse, read_evaluation, section_tables
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = {"lr2e-4": "intermediate-lr2e-4", "lr5e-5": "intermediate-lr5e-5"}  # section -> run.sh's folder
@@ -253,16 +253,6 @@ def summary_text() -> str:
     return "\n".join(out)
 
 
-def _read_eval(folder: Path) -> dict:
-    """results.json without its ``_config`` and heldout.json's metrics of one evaluation folder."""
-    res = {}
-    if (folder / "results.json").exists():
-        res = {k: v for k, v in json.loads((folder / "results.json").read_text()).items() if not k.startswith("_")}
-    if (folder / "heldout.json").exists():
-        res["heldout"] = json.loads((folder / "heldout.json").read_text())["metrics"]
-    return res
-
-
 def _screen(run_root: Path) -> dict:
     """screen.json from run.sh's screen evaluation (``RUN/screen``)."""
     results = json.loads((run_root / "screen" / "results.json").read_text())
@@ -290,13 +280,13 @@ def collect(run_root: Path, dest: Path = HERE) -> None:
         _fail(f"{base}: no finished base evaluation; pass run.sh's RUN folder (e.g. runs/v2) after it finished")
     for name, folder in SECTIONS.items():
         ev = run_root / folder / "eval"
-        seeds_data, problems = {"Base": _read_eval(base)}, {"Base": problem_scores(base)}
+        seeds_data, problems = {"Base": read_evaluation(base)}, {"Base": problem_scores(base)}
         records = {"Base": seeds_data["Base"]["heldout"].pop("per_record")}
         for method_dir in sorted(p for p in ev.iterdir() if p.is_dir() and p.name != "base"):
             done = {f.name[4:]: f for f in sorted(method_dir.glob("seed*"))
                     if (f / "results.json").exists() and (f / "heldout.json").exists()}
             if done:
-                seeds_data[method_dir.name] = {s: _read_eval(f) for s, f in done.items()}
+                seeds_data[method_dir.name] = {s: read_evaluation(f) for s, f in done.items()}
                 problems[method_dir.name] = {s: problem_scores(f) for s, f in done.items()}
                 records[method_dir.name] = {s: r["heldout"].pop("per_record")
                                             for s, r in seeds_data[method_dir.name].items()}

@@ -23,11 +23,13 @@ layout :func:`deft.analysis.tables.build_table` reads).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence
 
-__all__ = ["Comparison", "Section", "analyse", "decimals", "format_cell", "section_tables", "ALPHA",
-           "FOUR_DECIMALS"]
+__all__ = ["Comparison", "Section", "analyse", "decimals", "format_cell", "section_tables", "read_evaluation",
+           "ALPHA", "FOUR_DECIMALS"]
 
 ALPHA = 0.05
 # token-level metrics shown with 4 decimals (nats, probabilities); percentages get 1
@@ -164,3 +166,15 @@ def section_tables(sec: Section, labels: dict, *, unit: str = "seeds") -> list[s
             cells.append("-" if c is None else format_cell(c.diff, decimals(t), sign=True) + c.marker)
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return lines
+
+
+def read_evaluation(folder) -> dict:
+    """One evaluation folder as :func:`analyse` reads it: ``results.json`` without its ``_config``
+    (and other ``_`` keys), plus ``"heldout"``: ``heldout.json``'s metrics; either file may be absent."""
+    folder = Path(folder)
+    res = {}
+    if (folder / "results.json").exists():
+        res = {k: v for k, v in json.loads((folder / "results.json").read_text()).items() if not k.startswith("_")}
+    if (folder / "heldout.json").exists():
+        res["heldout"] = json.loads((folder / "heldout.json").read_text())["metrics"]
+    return res
