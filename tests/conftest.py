@@ -7,20 +7,34 @@ from tiny_models import tiny_model_dir, tiny_tokenizer  # noqa: E402,F401  (fixt
 
 
 # --- shared fixtures for the embedded model (smollm2-135m) -------------------------------------
-# One temporary deft cache per test session: the GGUF tokenizer is read once and the model is
-# converted at most once, whichever tests ask for them.
+# One temporary deft cache per test run, shared by the workers of ``pytest -n``: the GGUF tokenizer
+# is read and the model converted once, whichever tests and workers ask for them first.
 import time as _time
+from contextlib import contextmanager as _contextmanager
 
 import pytest as _pytest
 
 
 @_pytest.fixture(scope="session")
 def deft_cache_dir(tmp_path_factory):
-    """A session-wide temporary ``$DEFT_CACHE``; restored when the session ends."""
-    path = tmp_path_factory.mktemp("deft_cache")
+    """A temporary ``$DEFT_CACHE`` for the whole run (all its workers); restored when the session ends."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' base folders share their parent
+        root = root.parent
+    path = root / "deft_cache"
+    path.mkdir(exist_ok=True)
     with _pytest.MonkeyPatch.context() as mp:
         mp.setenv("DEFT_CACHE", str(path))
         yield path
+
+
+@_contextmanager
+def _first_load(cache):
+    """One worker at a time fills the shared cache (the others then read what it wrote)."""
+    from filelock import FileLock
+
+    with FileLock(str(cache) + ".lock"):
+        yield
 
 
 @_pytest.fixture(scope="session")
@@ -29,19 +43,22 @@ def smollm2_tokenizer(deft_cache_dir):
     from deft.model import load_tokenizer
 
     try:
-        return load_tokenizer("smollm2-135m")
+        with _first_load(deft_cache_dir):
+            return load_tokenizer("smollm2-135m")
     except FileNotFoundError as err:
         _pytest.skip(str(err))
 
 
 @_pytest.fixture(scope="session")
 def smollm2_first_load(deft_cache_dir):
-    """``(model, seconds)``: the embedded model loaded once with an empty cache (GGUF conversion)."""
+    """``(model, seconds)``: the embedded model loaded once per worker (converted from the GGUF by
+    the first worker to ask, read from the shared cache by the others)."""
     from deft.model import load_model
 
     start = _time.perf_counter()
     try:
-        model = load_model("smollm2-135m")
+        with _first_load(deft_cache_dir):
+            model = load_model("smollm2-135m")
     except FileNotFoundError as err:
         _pytest.skip(str(err))
     return model, _time.perf_counter() - start

@@ -8,7 +8,7 @@ backend; DeepSpeed with ``DS_ACCELERATOR=cpu``). The DeepSpeed configs partition
 (``stage3_param_persistence_threshold: 0``; by default DeepSpeed keeps parameters under 100k
 elements whole, which is every parameter of a tiny model, so nothing would be tested) and leave
 ``stage3_gather_16bit_weights_on_model_save`` off, so a correct save cannot lean on it.
-DeepSpeed builds its CPU communication op on first use, once per machine (torch's extension cache).
+The jobs leave DeepSpeed's CPU shared-memory op (inference only) unbuilt: see ``distributed_jobs.py``.
 """
 
 from __future__ import annotations
@@ -104,9 +104,10 @@ def launch(engine: str | Path, folder: Path, argv: list[str]) -> subprocess.Comp
     return subprocess.run(command, env=env, capture_output=True, text=True, cwd=folder)
 
 
-def run_jobs(engine: str, folder: Path, jobs: list[dict]) -> subprocess.CompletedProcess:
-    """Run ``jobs`` (see ``tests/distributed_jobs.py``) in one 2-process launch under ``engine``."""
-    path = folder / f"{engine}.jobs.json"
+def run_jobs(engine: str | Path, folder: Path, jobs: list[dict]) -> subprocess.CompletedProcess:
+    """Run ``jobs`` (see ``tests/distributed_jobs.py``) in one 2-process launch under ``engine``
+    (a name of :data:`ENGINES` or a config file)."""
+    path = folder / f"{Path(engine).stem}.jobs.json"
     path.write_text(json.dumps(jobs))
     return launch(engine, folder, [str(JOBS), str(path)])
 

@@ -11,6 +11,13 @@ jobs of the same engine. Jobs (JSON objects):
   ``save_model(OUT/final)``; the main process writes ``OUT/log_history.json`` and
   ``OUT/examples.json`` (the processed training rows: ``input_ids`` and ``labels``).
 * ``{"kind": "sft", ..., "expect_error": "IncompleteSaveError"}``: the job must raise that error.
+* ``{"kind": "cli", "argv": ["train", ...]}``: ``deft`` itself (``deft.cli.main.main``) in every
+  process; a non-zero exit code ends the launch with it.
+
+Under DeepSpeed the jobs leave its CPU shared-memory communication op unbuilt: DeepSpeed uses it
+only for inference's tensor-parallel all-reduce (training's collectives go through
+``torch.distributed``, gloo here, NCCL on GPUs), and building it costs a fresh machine about 45 s
+of compiler time.
 """
 
 import json
@@ -87,6 +94,22 @@ def run_sft(job):
             json.dump(rows, f)
 
 
+def run_cli(job):
+    from deft.cli.main import main
+
+    code = main(job["argv"])
+    if code:
+        raise SystemExit(code)
+
+
+def skip_deepspeed_shm_op():
+    """Mark DeepSpeed's CPU shared-memory op incompatible, so that its communication backend
+    starts without compiling it (see the module docstring)."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def allow_fsdp_on_cpu():
     """accelerate sets up FSDP only on accelerators: with ``use_cpu`` it falls back to DDP without a
     word (``distributed_type`` MULTI_CPU). torch's ``fully_shard`` runs on CPU over gloo, so the tests
@@ -114,10 +137,13 @@ def main(path):
         faulthandler.dump_traceback_later(hang, exit=True)
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
         allow_fsdp_on_cpu()
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        skip_deepspeed_shm_op()
+    runners = {"train": run_train, "sft": run_sft, "cli": run_cli}
     for job in json.loads(open(path).read()):
         expected = job.get("expect_error")
         try:
-            (run_train if job["kind"] == "train" else run_sft)(job)
+            runners[job["kind"]](job)
         except Exception as err:  # noqa: BLE001 - the expected error is checked by name
             if type(err).__name__ != expected:
                 raise

@@ -88,7 +88,7 @@ def test_math_benchmarks_on_tiny_model(tmp_path, capsys, tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_end_to_end_figfont_on_the_embedded_model(tmp_path, capsys, deft_cache_dir):
+def test_end_to_end_figfont_on_the_embedded_model(tmp_path, capsys, smollm2_first_load):
     out = tmp_path / "figfont"
     code, stdout, err = run(capsys, "--model", "smollm2-135m", "--benchmark", "figfont", "--limit", "4",
                             "--max-new-tokens", "8", "--out", str(out))

@@ -14,11 +14,11 @@ from deft.recipes.paper_tables import BENCHMARKS
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "paper"
 
 
-def _tiny_plan(tiny_model_dir, out):
+def _tiny_plan(tiny_model_dir, out, batch_size=2):
     from deft.recipes.paper_protocol import plan_paper_cell
 
     return plan_paper_cell("figfont", "qwen-2.5-1.5b", ["original", "DEFT"], out=str(out), model=str(tiny_model_dir),
-                           data_n=8, train_overrides={"max_steps": 2, "batch_size": 2, "grad_accum": 1,
+                           data_n=8, train_overrides={"max_steps": 2, "batch_size": batch_size, "grad_accum": 1,
                                                       "max_length": 512, "truncation": "left", "dtype": "float32",
                                                       "gradient_checkpointing": False},
                            eval_overrides={"n": 2, "batch_size": 2})
@@ -129,11 +129,11 @@ def test_cell_main_dry_run_from_flags_and_yaml():
 @pytest.mark.slow
 def test_figfont_cell_end_to_end_on_the_embedded_model(smollm2_first_load, tmp_path):
     """The paper's FigFont protocol for real on the embedded SmolLM2-135M: the reference's data items
-    and Qwen literal prompt, two training steps per objective, greedy evaluation of 5 new tokens with
-    the paper's scorers, and the published numbers beside the measured ones."""
+    and Qwen literal prompt, two training steps of one example per objective, greedy evaluation of 5
+    new tokens with the paper's scorers, and the published numbers beside the measured ones."""
     from deft.recipes.paper_run import run_paper_cell
 
-    md = run_paper_cell(_tiny_plan("smollm2-135m", tmp_path), log=lambda *_: None)
+    md = run_paper_cell(_tiny_plan("smollm2-135m", tmp_path, batch_size=1), log=lambda *_: None)
     for name in ("base", "nll", "deft"):
         res = json.loads((tmp_path / "eval" / name / "results.json").read_text())
         assert res["figfont"]["n"] == 2

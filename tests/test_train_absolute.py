@@ -20,16 +20,13 @@ processes), so the data order does not change the expected value. The logged ``l
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from deft.train import train
-from distributed_helpers import free_port
+from distributed_helpers import run_jobs, tail
 from train_step_helpers import (check_step, independent_step, sgd_config, tokenized_examples,
                                 write_records)
 
@@ -66,32 +63,40 @@ def test_one_sgd_step_with_micro_batch_normalisation_is_the_mean_of_means(tiny_m
 
 
 def _sgd_flags(model_dir, data, out, objective, *extra):
-    return ["-m", "deft.cli.main", "train", "--model", str(model_dir), "--data", str(data), "--out", str(out),
+    return ["train", "--model", str(model_dir), "--data", str(data), "--out", str(out),
             "--max-length", "128", "--seed", "3", "--no-progress", "--max-steps", "1", "--lr", "1",
             "--lr-scheduler", "constant", "--warmup-ratio", "0", "--weight-decay", "0", "--max-grad-norm", "0",
             "--optim", "sgd", "--objective", objective, *extra]
 
 
+TWO_PROCESS_CASES = [("nll", "tokens"), ("deft", "tokens"), ("deft", "micro_batch")]
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tiny_model_dir, tmp_path_factory):
+    """``deft train`` under ``accelerate launch`` (DDP over gloo, 2 processes), once per case of
+    :data:`TWO_PROCESS_CASES`, all in one launch: ``(data, {case: run folder})``."""
+    root = tmp_path_factory.mktemp("two_processes")
+    data = write_records(root / "data.jsonl", 4)
+    outs = {case: root / "_".join(case) for case in TWO_PROCESS_CASES}
+    jobs = [{"kind": "cli", "argv": _sgd_flags(tiny_model_dir, data, out, objective, "--batch-size", "1",
+                                              "--grad-accum", "2", "--loss-normalization", normalization)}
+            for (objective, normalization), out in outs.items()]
+    done = run_jobs("ddp", root, jobs)
+    assert done.returncode == 0, tail(done)
+    return data, outs
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("objective,normalization", [("nll", "tokens"), ("deft", "tokens"), ("deft", "micro_batch")])
-def test_two_processes_one_sgd_step_is_minus_the_gradient(tiny_model_dir, tmp_path, objective, normalization):
+@pytest.mark.parametrize("objective,normalization", TWO_PROCESS_CASES)
+def test_two_processes_one_sgd_step_is_minus_the_gradient(tiny_model_dir, two_process_runs, objective, normalization):
     """2 processes (gloo) x 2 micro-batches x 1 example of unequal token counts: the step's
     objective over all 4 examples (tokens: one global token count; micro_batch: the mean of the
     4 per-micro-batch means, averaged over processes)."""
-    data = write_records(tmp_path / "data.jsonl", 4)
+    data, outs = two_process_runs
     examples = tokenized_examples(tiny_model_dir, data)
     before, grads, logged = independent_step(tiny_model_dir, examples, objective, normalization=normalization)
-    out = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port()), "--multi_gpu",
-         "--num_processes", "2", "--num_machines",
-         "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-         *_sgd_flags(tiny_model_dir, data, out, objective, "--batch-size", "1", "--grad-accum", "2",
-                     "--loss-normalization", normalization)],
-        env=env, capture_output=True, text=True)
-    assert launched.returncode == 0, launched.stderr[-3000:]
-    check_step(out, before, grads, logged)
+    check_step(outs[objective, normalization], before, grads, logged)
     assert math.isfinite(logged["loss"])
 
 

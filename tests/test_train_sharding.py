@@ -216,13 +216,12 @@ def test_the_shipped_zero3_config_runs_deft_train_with_one_end_message_and_a_com
     """``deft train`` itself under ``examples/accelerate/deepspeed_zero3.yaml`` (partitioned
     initialisation), made to run on 2 CPU processes: one ``done`` line, no ``--resume`` hint from
     the other process, and a complete ``final/``."""
-    from distributed_helpers import cpu_variant, launch
+    from distributed_helpers import cpu_variant
 
     out = tmp_path / "run"
-    argv = ["-m", "deft.cli.main", "train", "--model", str(shared["model"]), "--data", str(shared["data"]),
-            "--out", str(out), "--max-steps", "1", "--batch-size", "1", "--no-progress", "--max-length", "128",
-            "--objective", "deft"]
-    done = launch(cpu_variant(EXAMPLES / "deepspeed_zero3.yaml", tmp_path), tmp_path, argv)
+    argv = ["train", "--model", str(shared["model"]), "--data", str(shared["data"]), "--out", str(out),
+            "--max-steps", "1", "--batch-size", "1", "--no-progress", "--max-length", "128", "--objective", "deft"]
+    done = run_jobs(cpu_variant(EXAMPLES / "deepspeed_zero3.yaml", tmp_path), tmp_path, [{"kind": "cli", "argv": argv}])
     assert done.returncode == 0, tail(done)
     assert done.stdout.count("done: 1 steps") == 1, done.stdout
     assert "--resume" not in done.stdout
