@@ -106,3 +106,13 @@ def record_calls(monkeypatch):
         return calls
 
     return install
+
+
+@_pytest.fixture
+def deft_steps_in_process(monkeypatch):
+    """The recipes run their ``deft`` steps in this process (the same command lines and logs,
+    without about 5 s of imports per fresh process); ``tests/test_recipes_steps.py`` runs real
+    steps in fresh processes."""
+    from deft.recipes import steps
+
+    monkeypatch.setattr(steps, "start", steps.in_this_process)

@@ -4,8 +4,12 @@ style table."""
 
 import json
 
+import pytest
+
 from deft.cli.main import main
 from deft.recipes.compare import run_name
+
+pytestmark = pytest.mark.usefixtures("deft_steps_in_process")  # steps in this process (conftest)
 
 
 def _args(tiny_model_dir, figfont_records, out, *extra, objectives="nll,deft"):

@@ -1,9 +1,12 @@
 """Tests of deft.recipes.demo: the main job of ``make demo``: a story in four steps on the embedded
 model (SmolLM2-135M-Instruct)."""
 
-from deft.cli.main import main
+import pytest
 
+from deft.cli.main import main
 from plot_helpers import ReportPage, markdown_rows
+
+pytestmark = pytest.mark.usefixtures("deft_steps_in_process")  # steps in this process (conftest)
 
 
 def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, tiny_model_dir):

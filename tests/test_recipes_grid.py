@@ -3,7 +3,11 @@
 
 import json
 
+import pytest
+
 from deft.cli.main import main
+
+pytestmark = pytest.mark.usefixtures("deft_steps_in_process")  # steps in this process (conftest)
 
 
 def test_grid_file(tiny_model_dir, figfont_records, tmp_path):

@@ -9,6 +9,8 @@ import pytest
 from deft.analysis.intervals import paired_bootstrap
 from deft.cli.main import main
 
+pytestmark = pytest.mark.usefixtures("deft_steps_in_process")  # steps in this process (conftest)
+
 
 def test_compare_with_seeds_and_heldout_end_to_end(tiny_model_dir, figfont_records, tmp_path, capsys):
     heldout = tmp_path / "heldout.jsonl"

@@ -68,6 +68,7 @@ def test_cell_config_errors(tmp_path):
     assert plan.steps[1].settings.max_steps == 3 and plan.n_gpus == 2
 
 
+@pytest.mark.usefixtures("deft_steps_in_process")
 def test_run_trains_for_real_and_keeps_finished_evaluations(tiny_model_dir, tmp_path):
     """Data and training run for real; evaluations already present (results.json) are not redone,
     and the table puts the paper's numbers beside them."""
@@ -105,6 +106,7 @@ def test_run_trains_for_real_and_keeps_finished_evaluations(tiny_model_dir, tmp_
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("deft.eval.config") is None,
                     reason="this deft eval has no --protocol paper")
+@pytest.mark.usefixtures("deft_steps_in_process")
 def test_figfont_cell_end_to_end(tiny_model_dir, tmp_path):
     from deft.recipes.paper_run import run_paper_cell
 
@@ -127,6 +129,7 @@ def test_cell_main_dry_run_from_flags_and_yaml():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("deft_steps_in_process")
 def test_figfont_cell_end_to_end_on_the_embedded_model(smollm2_first_load, tmp_path):
     """The paper's FigFont protocol for real on the embedded SmolLM2-135M: the reference's data items
     and Qwen literal prompt, two training steps of one example per objective, greedy evaluation of 5

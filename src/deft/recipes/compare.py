@@ -34,13 +34,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from ..config import ConfigError, option
+from . import steps
 from .jobs import Job, Ledger, reason, record_inputs, stored
 
 __all__ = ["CompareConfig", "run_name", "parse_seeds", "plan_runs", "compare"]
@@ -236,18 +235,12 @@ def _check_inputs(cfg: CompareConfig, benchmarks: list) -> None:
 
 
 def _train_in_subprocess(options: dict, run_dir: Path) -> None:
-    """Run ``deft train`` in a fresh process: each run starts with clean memory and a crash in
-    one run cannot take the comparison down with it. Its output goes to ``run_dir/train.log``."""
+    """Run ``deft train`` as a step (:mod:`.steps`: a fresh process). Its output goes to
+    ``run_dir/train.log``."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = run_dir.parent / f"{run_dir.name}.train.log"
     args = [f"{key}={value}" for key, value in options.items() if value is not None]
-    with open(log_path, "w") as log_file:
-        done = subprocess.run([sys.executable, "-m", "deft.cli.main", "train", *args],
-                              stdout=log_file, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        lines = log_path.read_text().strip().splitlines()
-        last = lines[-1] if lines else "no output"
-        raise ValueError(f"training {options.get('objective')} failed ({last}); see {log_path}")
+    steps.run_deft(["deft", "train", *args], log_path, f"training {options.get('objective')}")
     shutil.copy(log_path, run_dir / "train.log")
     log_path.unlink()
 

@@ -20,13 +20,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Optional
 
 from ..config import ConfigError, load_config
 from ..io import atomic_write_text
+from . import steps
 from .paper_protocol import PaperCellConfig, PaperPlan, option_pairs, plan_paper_cell, reference_objective
 
 __all__ = ["load_paper_cell", "plan_from_config", "measured_table", "run_paper_cell", "paper_cell_main"]
@@ -97,19 +96,6 @@ def measured_table(results_by_method: dict, regime: str) -> tuple[list[str], lis
     return [COLUMN_TITLES[regime][b] for b in benches], rows, list(results_by_method)
 
 
-def _run(argv: tuple[str, ...], log_path: Path, what: str) -> None:
-    """Run a ``deft`` command line in a fresh process (clean memory; one failure is contained)."""
-    args = list(argv)
-    if args[0] == "deft":
-        args = [sys.executable, "-m", "deft.cli.main", *args[1:]]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log_file:
-        done = subprocess.run(args, stdout=log_file, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        lines = log_path.read_text().strip().splitlines()
-        raise ValueError(f"{what} failed ({lines[-1] if lines else 'no output'}); see {log_path}")
-
-
 def run_paper_cell(plan: PaperPlan, *, log: Callable = print) -> str:
     """Execute ``plan`` (resumable, see the module docstring) and return the markdown table of the
     measured numbers with the paper's beside them."""
@@ -135,7 +121,7 @@ def run_paper_cell(plan: PaperPlan, *, log: Callable = print) -> str:
                 continue
             argv = step.argv + (("resume=true",) if (run_dir / "config.yaml").exists() else ())
             log(f"{step.name}: training ...")
-            _run(argv, run_dir / "train.log", f"training {step.name}")
+            steps.run_deft(list(argv), run_dir / "train.log", f"training {step.name}")
         else:
             target = Path(step.settings["out"])
             done = target / "results.json"
@@ -144,7 +130,7 @@ def run_paper_cell(plan: PaperPlan, *, log: Callable = print) -> str:
             else:
                 log(f"{step.name}: evaluating ...")
                 # the log sits beside the folder: deft eval refuses an --out holding files it did not write
-                _run(step.argv, target.with_name(target.name + ".log"), f"evaluating {step.name}")
+                steps.run_deft(list(step.argv), target.with_name(target.name + ".log"), f"evaluating {step.name}")
             label = "Base" if step.name == "base" else reference_objective(step.name)
             results[label] = json.loads(done.read_text())
     titles, rows, methods = measured_table(results, plan.regime)
