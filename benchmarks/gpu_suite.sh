@@ -84,8 +84,12 @@ fi
 OBJECTIVES=nll,p,dft,deft,cayley,eaft,label_smoothing,kd
 METHODS=fused,compiled,plain,reference,floor,liger
 if [ "$DRY" = 1 ]; then
+  # every method, on one objective of each kind (gate, gate with a batch statistic, distribution,
+  # teacher): each compiled case is a CPU compile, and every objective's compiled step is checked
+  # against the eager one by tests/test_fused_compiled.py
+  OBJECTIVES=nll,deft,label_smoothing,kd
   SHAPES="48x997x203"; FL_ARGS="--repeats 1 --warmup 1 --group shape --threads 2"
-  MODEL_SIZE=tiny; TS_ARGS="--seq-len 32 --batch-size 2 --prompt-len 8 --repeats 1 --warmup 0 --threads 2"
+  MODEL_SIZE=tiny; TS_ARGS="--seq-len 32 --batch-size 2 --prompt-len 8 --repeats 1 --warmup 0 --threads 2 --group all"
   FL_LIMIT=0; TS_LIMIT=0  # no limit: a dry run may be slow on a shared machine
 else
   SHAPES="qwen7b,qwen7b:N=32768:repeats=3,llama8b"; FL_ARGS="--repeats 5 --warmup 2"
@@ -102,6 +106,7 @@ say "== (a) exit $FL_RC after $(( $(date +%s) - T0 )) s"
 
 say "== (b) training step, random $MODEL_SIZE model, $DEVICE"
 MODEL_DIR="${TMPDIR:-/tmp}/deft_random_$MODEL_SIZE"
+[ "$DRY" = 1 ] && MODEL_DIR="$OUT_DIR/deft_random_$MODEL_SIZE"  # a dry run keeps everything under its --out
 "$PYTHON" benchmarks/random_model.py --size "$MODEL_SIZE" --out "$MODEL_DIR" --device "$DEVICE" $TOKENIZER 2>&1 \
   | grep -v "Writing model shards" | tee -a "$LOG"
 timeout "$TS_LIMIT" "$PYTHON" benchmarks/train_step.py --model "$MODEL_DIR" --device "$DEVICE" \

@@ -362,7 +362,8 @@ def render_train_step(report: dict) -> str:
           f"peft {env['peft']}; {env['cpu']}, {env['cpu_cores']} cores, {env['torch_threads']} torch threads, "
           f"{env['mem_total_gib']} GiB. Model `{report['model']}` fp32; batch {b['rows']} x {b['seq_len']} tokens "
           f"(FigFont, sha256 {b['sha256_16']}), {b['loss_tokens']} loss tokens; {report['warmup']} warm-up + "
-          f"{report['repeats']} timed steps per case, {report['rounds']} round(s); "
+          f"{report['repeats']} timed steps per case, {report['rounds']} round(s)"
+          + ("; every case in one process (peaks not isolated)" if report.get("group") == "all" else "") + "; "
           + (f"load average {min(loads):.1f}-{max(loads):.1f}." if loads else ""), "",
           "| case | step s | tokens/s | interleaved step s | / trl/nll time | peak MiB | / trl/dft peak "
           "| loss, step 1 |",

@@ -12,7 +12,10 @@ fp32 (default 4 rows x 512 FigFont tokens, the first quarter of each row without
 
 Each case runs in its own subprocess (``casekit``): its peak is the peak RSS (CPU;
 ``max_memory_allocated`` on CUDA) above a baseline taken once the model, AdamW with its state, the
-batch and any trainer exist. ``--interleave N`` adds one time-only subprocess running every case's
+batch and any trainer exist. ``--group all`` runs every case one after the other in a single
+subprocess, each on a freshly loaded model (one interpreter start instead of one per case: for
+quick checks such as the GPU suite's dry run; a case's peak may then include what an earlier case
+left allocated). ``--interleave N`` adds one time-only subprocess running every case's
 step in turn for N rounds on one model, so that time ratios are paired per round and load from
 other processes falls on both cases alike; time targets are judged on them when present.
 
@@ -34,7 +37,7 @@ from pathlib import Path
 
 from casekit import (  # benchmarks/casekit.py: per-case processes, memory readings, shared options
     MiB, RESULT_TAG, PeakMeter, add_run_args, child_env, command_line, environment_info, output_paths,
-    package_versions, run_case_process, terminate, trim_heap,
+    package_versions, run_case_process, run_cases, terminate, trim_heap,
 )
 from report import write_train_step  # benchmarks/report.py: the markdown report
 
@@ -246,6 +249,15 @@ def run_child(cfg: dict, timeout: float) -> dict:
     return res
 
 
+def run_group(cfgs: list, timeout: float, env: dict) -> list:
+    """Every case of ``cfgs`` in one subprocess (``--group all``); one result each, in order."""
+    load = os.getloadavg()[0]
+    results = run_cases(str(Path(__file__).resolve()), cfgs, timeout, env)
+    for res in results:
+        res["load"] = [round(load, 1), round(os.getloadavg()[0], 1)]
+    return results
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -260,15 +272,18 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1, help="run the case list this many times, alternating its order")
     ap.add_argument("--interleave", type=int, default=0, metavar="N", help="time-only interleaved rounds")
+    ap.add_argument("--group", default="case", choices=["case", "all"],
+                    help="case: one subprocess per case (isolated peaks); all: every case in one subprocess")
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--note", action="append", default=None, help="a line for the report (repeatable)")
     ap.add_argument("--render", default=None, metavar="JSON", help="only rebuild the markdown from a results file")
     add_run_args(ap, "train_step", timeout=1800.0)
     a = ap.parse_args(argv)
     if a._case is not None:
-        cfg = json.loads(a._case)
-        res = run_interleaved(cfg) if cfg["mode"] == "interleave" else run_memory_case(cfg)
-        print(RESULT_TAG + json.dumps(res), flush=True)
+        given = json.loads(a._case)
+        for cfg in given if isinstance(given, list) else [given]:  # a list: the cases of --group all
+            res = run_interleaved(cfg) if cfg["mode"] == "interleave" else run_memory_case(cfg)
+            print(RESULT_TAG + json.dumps(res), flush=True)
         return 0
     out, md_path = output_paths(a, "train_step")
     if a.render:
@@ -289,8 +304,8 @@ def main(argv=None) -> int:
     report = {"command": command, "environment": environment_info(a.device, versions, a.threads), "model": a.model,
               "batch": {"rows": a.rows, "seq_len": a.seq_len, "prompt_len": plen, "sha256_16": batch["sha256_16"],
                         "loss_tokens": batch["loss_tokens"]},
-              "cases": cases, "repeats": a.repeats, "warmup": a.warmup, "rounds": a.rounds, "lr": a.lr,
-              "notes": a.note or [], "records": []}
+              "cases": cases, "group": a.group, "repeats": a.repeats, "warmup": a.warmup, "rounds": a.rounds,
+              "lr": a.lr, "notes": a.note or [], "records": []}
     from deft.io import atomic_write_text
 
     with tempfile.TemporaryDirectory(prefix="deft-train-step-") as tmp:
@@ -298,8 +313,13 @@ def main(argv=None) -> int:
         base = dict(model=a.model, device=a.device, threads=a.threads, seed=a.seed, lr=a.lr, repeats=a.repeats,
                     warmup=a.warmup, batch_file=str(Path(tmp) / "batch.json"))
         for rnd in range(a.rounds):
-            for key in cases if rnd % 2 == 0 else cases[::-1]:
-                res = run_child(dict(base, mode="memory", cases=[key]), a.timeout)
+            keys = cases if rnd % 2 == 0 else cases[::-1]
+            if a.group == "all":
+                results = run_group([dict(base, mode="memory", cases=[key]) for key in keys], a.timeout,
+                                    child_env(a.threads))
+            else:
+                results = (run_child(dict(base, mode="memory", cases=[key]), a.timeout) for key in keys)
+            for key, res in zip(keys, results):
                 report["records"].append({"case": key, "round": rnd, **res})
                 atomic_write_text(out, json.dumps(report, indent=1))
                 print(f"round {rnd} {key:>14}: " + (
