@@ -63,9 +63,10 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     assert json.loads((tmp_path / LOCK_NAME).read_text())["host"] == "another-host"
 
 
-def test_a_second_concurrent_train_into_the_same_folder_is_refused(tiny_model_dir, figfont_records, tmp_path):
-    """Two real processes: the second stops at once with one line naming the first; the first is
-    then killed, and a third run takes over its stale lock."""
+def test_a_second_concurrent_train_into_the_same_folder_is_refused(tiny_model_dir, figfont_records, tmp_path, capsys):
+    """A real first process holds the folder: a second run (here, another process) stops at once
+    with one line naming the first; the first is then killed, and a third run takes over its stale
+    lock."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = tmp_path / "run"
     first = subprocess.Popen(_cli(tiny_model_dir, figfont_records, out, "--max-steps", "100000", "--save-steps", "1"),
@@ -75,24 +76,22 @@ def test_a_second_concurrent_train_into_the_same_folder_is_refused(tiny_model_di
         while not any(out.glob("checkpoint-*")):  # (older ones rotate away: save_total_limit)
             assert first.poll() is None and time.time() < deadline, "the first run ended early"
             time.sleep(0.1)
-        second = subprocess.run(_cli(tiny_model_dir, figfont_records, out, "--max-steps", "1"), env=env,
-                                capture_output=True, text=True)
+        capsys.readouterr()
+        second = main(_cli(tiny_model_dir, figfont_records, out, "--max-steps", "1")[3:])
         assert first.poll() is None  # the first run is still going
     finally:
         first.kill()
         first.wait()
-    assert second.returncode == 2
-    err = second.stderr.strip().splitlines()
+    assert second == 2
+    err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"pid {first.pid}" in err[0] and "another 'deft train'" in err[0], err
     assert json.loads((out / LOCK_NAME).read_text())["pid"] == first.pid  # the second left it alone
     config = (out / "config.yaml").read_text()
     assert "max_steps: 100000" in config  # the first run's config, not overwritten by the second
 
-    third = subprocess.run(_cli(tiny_model_dir, figfont_records, out, "--max-steps", "1", "--overwrite"),
-                           env=env, capture_output=True, text=True)
-    assert third.returncode == 0, third.stderr[-2000:]
+    assert main(_cli(tiny_model_dir, figfont_records, out, "--max-steps", "1", "--overwrite")[3:]) == 0
     assert (out / "final").is_dir() and not (out / LOCK_NAME).exists()
-    assert "next: deft eval --model" in third.stdout
+    assert "next: deft eval --model" in capsys.readouterr().out
 
 
 # -- one run per folder -----------------------------------------------------------------------

@@ -83,7 +83,8 @@ def shared(tmp_path_factory, tiny_model_dir):
     teacher = save_tiny_model_dir(root / "teacher", seed=7)
     untied = save_tiny_model_dir(root / "untied", seed=5, tie_word_embeddings=False)
     return {"root": root, "data": data, "teacher": teacher, "untied": untied, "model": tiny_model_dir,
-            "rows_one_empty": _rows_one_without_loss_tokens(tiny_model_dir, root / "rows.jsonl")}
+            "rows_one_empty": _rows_one_without_loss_tokens(tiny_model_dir, root / "rows.jsonl"),
+            "data8": write_records(root / "data8.jsonl", 8)}
 
 
 def _rows_one_without_loss_tokens(model_dir, path: Path) -> Path:
@@ -116,6 +117,15 @@ def _sft_lora_job(s: dict, out: Path, per_device: int = 1) -> dict:
             "args": {"per_device_train_batch_size": per_device}}
 
 
+def _sigkill_config(folder: Path, s: dict, name: str) -> dict:
+    """4 steps with a checkpoint every 2, into ``folder/name``."""
+    return sgd(s["model"], s["data8"], folder / name, max_steps=4, save_steps=2, grad_accum=1, lr=0.05)
+
+
+# engines whose launch ends with a run that SIGKILLs every process once its checkpoint 2 is saved
+KILLED_AT_THE_END = {"zero3"}
+
+
 # DeftSFTTrainer objectives with a frozen model equal to the starting one: (extra job keys, share of NLL's step)
 FROZEN_SFT = {"sft_kl:lam=0.5": ({}, 1.0), "kd_hybrid": ({"teacher": "model"}, 0.5)}
 
@@ -137,6 +147,9 @@ def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
         jobs.append({"kind": "sft", "model": str(s["model"]), "data": str(s["rows_one_empty"]),
                      "out": str(folder / "empty_rank"), "tokenized": True,
                      "args": {"gradient_accumulation_steps": 1, "dataset_kwargs": {"skip_prepare_dataset": True}}})
+    if engine in KILLED_AT_THE_END:  # an uninterrupted run, then the same run killed (resumed by its test)
+        jobs += [{"kind": "train", "config": _sigkill_config(folder, s, "whole")},
+                 {"kind": "train", "config": _sigkill_config(folder, s, "killed"), "kill_after_save": 2}]
     return jobs
 
 
@@ -147,7 +160,10 @@ def engine_run(request, shared):
     folder = shared["root"] / engine
     folder.mkdir()
     done = run_jobs(engine, folder, _engine_jobs(engine, folder, shared))
-    assert done.returncode == 0, tail(done)
+    if engine in KILLED_AT_THE_END:  # the processes died in the last job, every earlier one finished
+        assert done.returncode != 0 and (folder / "killed" / "checkpoint-2").is_dir(), tail(done)
+    else:
+        assert done.returncode == 0, tail(done)
     return engine, folder, shared
 
 
@@ -282,21 +298,19 @@ def test_a_rank_without_loss_tokens_finishes_under_zero3(engine_run):
 
 # ZeRO-3 only: resuming FSDP2 from its sharded checkpoint on CPU (gloo, through the FSDP-on-CPU shim) passes
 # but one rank aborts at start-up in about one run of three ("terminate called without an active exception")
-@pytest.mark.parametrize("engine", ["zero3"])
-def test_sigkill_after_a_sharded_checkpoint_then_resume_equals_an_uninterrupted_run(shared, tmp_path, engine):
-    s = shared
-    data = write_records(tmp_path / "data8.jsonl", 8)
-    common = dict(max_steps=4, save_steps=2, grad_accum=1, lr=0.05)
-    whole = sgd(s["model"], data, tmp_path / "whole", **common)
-    killed = sgd(s["model"], data, tmp_path / "killed", **common)
-    done = run_jobs(engine, tmp_path, [{"kind": "train", "config": whole},
-                                       {"kind": "train", "config": killed, "kill_after_save": 2}])
-    assert done.returncode != 0  # the processes died
-    assert (tmp_path / "killed" / "checkpoint-2").is_dir() and not (tmp_path / "killed" / "final").exists()
-    resumed = dict(killed, resume=True)
-    done = run_jobs(engine, tmp_path, [{"kind": "train", "config": resumed}])
+@pytest.mark.parametrize("engine_run", sorted(KILLED_AT_THE_END), indirect=True)
+def test_sigkill_after_a_sharded_checkpoint_then_resume_equals_an_uninterrupted_run(engine_run):
+    """The engine's launch ended with a run killed (SIGKILL, every process) after its sharded
+    checkpoint 2; ``--resume`` in a new launch finishes it with the losses, gradient norms and
+    final weights of the uninterrupted run."""
+    engine, folder, s = engine_run
+    assert (folder / "killed" / "checkpoint-2").is_dir() and not (folder / "killed" / "final").exists()
+    launch_folder = folder / "resume_launch"
+    launch_folder.mkdir()
+    done = run_jobs(engine, launch_folder, [{"kind": "train", "config": dict(_sigkill_config(folder, s, "killed"),
+                                                                                resume=True)}])
     assert done.returncode == 0, tail(done)
-    assert_same_run(tmp_path / "whole", tmp_path / "killed")
+    assert_same_run(folder / "whole", folder / "killed")
 
 
 def test_every_shipped_accelerate_config_loads_and_names_its_engine():
