@@ -3,6 +3,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests import their reference formulas
 
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    # ``make test`` runs one worker per core: one torch thread each (and in what they start), since a
+    # thread per core in every worker oversubscribes the cores, and waiting OpenMP threads spin
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 from tiny_models import tiny_model_dir, tiny_tokenizer  # noqa: E402,F401  (fixtures: no optional package needed)
 
 

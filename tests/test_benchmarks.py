@@ -122,10 +122,12 @@ def test_update_merges_the_shapes_objectives_and_methods():
 
 def test_bench_smoke_run_on_a_tiny_shape(tmp_path):
     """``make bench``'s command (fused_loss.py --bench) end to end on the tiny shape: every case
-    runs and the ratios are printed beside the committed table's (no timing is judged here)."""
+    runs and the ratios are printed beside the committed table's (no timing is judged here). The
+    cases share one process (``--group shape``; ``make bench`` gives each its own: the same child
+    code, one interpreter start each)."""
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused_loss.py"), "--bench", "--shapes", "tiny",
-                           "--repeats", "1", "--warmup", "0", "--threads", "1", "--out", str(out)],
+                           "--repeats", "1", "--warmup", "0", "--threads", "1", "--group", "shape", "--out", str(out)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
