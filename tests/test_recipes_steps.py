@@ -9,9 +9,9 @@ import pytest
 from deft.recipes import steps
 
 
-@pytest.mark.parametrize("start", [steps.in_fresh_process, steps.in_this_process])
-def test_a_step_writes_its_output_to_its_log(start, tmp_path, monkeypatch, tiny_model_dir):
-    monkeypatch.setattr(steps, "start", start)
+def test_a_step_writes_its_output_to_its_log(tmp_path, monkeypatch, tiny_model_dir):
+    """The in-process start (the recipes' tests use it) writes the log a fresh process writes."""
+    monkeypatch.setattr(steps, "start", steps.in_this_process)
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"prompt": "Say hi.", "response": "hi"}) + "\n")
     log = tmp_path / "logs" / "stats.log"
@@ -21,6 +21,8 @@ def test_a_step_writes_its_output_to_its_log(start, tmp_path, monkeypatch, tiny_
 
 @pytest.mark.parametrize("start", [steps.in_fresh_process, steps.in_this_process])
 def test_a_failed_step_names_the_last_line_of_its_log(start, tmp_path, monkeypatch):
+    """A real ``deft`` in a fresh process (the default start), and the same in this process."""
+    assert steps.start is steps.in_fresh_process
     monkeypatch.setattr(steps, "start", start)
     log = tmp_path / "train.log"
     with pytest.raises(ValueError) as err:

@@ -15,18 +15,17 @@ hand:
 
 The step uses every example of the data file exactly once (examples = batch size x accumulation x
 processes), so the data order does not change the expected value. The logged ``loss``,
-``grad_norm`` and token statistics of step 1 are checked against the same computation.
+``grad_norm`` and token statistics of step 1 are checked against the same computation. The same
+checks with 2 processes (each loss normalisation, every engine) are in ``test_train_sharding.py``.
 """
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 
 from deft.train import train
-from distributed_helpers import run_jobs, tail
 from train_step_helpers import (check_step, independent_step, sgd_config, tokenized_examples,
                                 write_records)
 
@@ -60,44 +59,6 @@ def test_one_sgd_step_with_micro_batch_normalisation_is_the_mean_of_means(tiny_m
     train(sgd_config(tiny_model_dir, data, out, objective="deft", batch_size=1, grad_accum=2,
                    loss_normalization="micro_batch"), log=lambda *_: None)
     check_step(out, before, grads, logged)
-
-
-def _sgd_flags(model_dir, data, out, objective, *extra):
-    return ["train", "--model", str(model_dir), "--data", str(data), "--out", str(out),
-            "--max-length", "128", "--seed", "3", "--no-progress", "--max-steps", "1", "--lr", "1",
-            "--lr-scheduler", "constant", "--warmup-ratio", "0", "--weight-decay", "0", "--max-grad-norm", "0",
-            "--optim", "sgd", "--objective", objective, *extra]
-
-
-TWO_PROCESS_CASES = [("nll", "tokens"), ("deft", "tokens"), ("deft", "micro_batch")]
-
-
-@pytest.fixture(scope="module")
-def two_process_runs(tiny_model_dir, tmp_path_factory):
-    """``deft train`` under ``accelerate launch`` (DDP over gloo, 2 processes), once per case of
-    :data:`TWO_PROCESS_CASES`, all in one launch: ``(data, {case: run folder})``."""
-    root = tmp_path_factory.mktemp("two_processes")
-    data = write_records(root / "data.jsonl", 4)
-    outs = {case: root / "_".join(case) for case in TWO_PROCESS_CASES}
-    jobs = [{"kind": "cli", "argv": _sgd_flags(tiny_model_dir, data, out, objective, "--batch-size", "1",
-                                              "--grad-accum", "2", "--loss-normalization", normalization)}
-            for (objective, normalization), out in outs.items()]
-    done = run_jobs("ddp", root, jobs)
-    assert done.returncode == 0, tail(done)
-    return data, outs
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("objective,normalization", TWO_PROCESS_CASES)
-def test_two_processes_one_sgd_step_is_minus_the_gradient(tiny_model_dir, two_process_runs, objective, normalization):
-    """2 processes (gloo) x 2 micro-batches x 1 example of unequal token counts: the step's
-    objective over all 4 examples (tokens: one global token count; micro_batch: the mean of the
-    4 per-micro-batch means, averaged over processes)."""
-    data, outs = two_process_runs
-    examples = tokenized_examples(tiny_model_dir, data)
-    before, grads, logged = independent_step(tiny_model_dir, examples, objective, normalization=normalization)
-    check_step(outs[objective, normalization], before, grads, logged)
-    assert math.isfinite(logged["loss"])
 
 
 def test_a_resumed_sgd_step_is_minus_the_gradient_at_the_checkpoint(tiny_model_dir, tmp_path):

@@ -7,6 +7,8 @@ gradient norm equal it, and ``final/`` loaded back with ``AutoModelForCausalLM.f
 is the starting model minus that gradient. The sharded engines also run LoRA on every linear layer
 and the LM head, a rank with no loss token, frozen models (reference, teacher, psft old policy), a
 SIGKILL after a sharded checkpoint followed by ``--resume``, and are compared with one process.
+Under DDP, ``deft train`` itself also takes the anchored step for each loss normalisation, and
+3 steps of 2 processes match one process.
 
 Each engine's jobs run in one launch (``distributed_jobs.py``), shared by the tests of that engine;
 ``make test`` distributes whole files over its workers (``--dist loadfile``), so this file's launches
@@ -76,7 +78,7 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory, tiny_model_dir):
+def shared(tmp_path_factory, tiny_model_dir, figfont_records):
     """Data, a teacher with the same vocabulary, and an untied-head model for every engine's jobs."""
     root = tmp_path_factory.mktemp("sharding")
     data = write_records(root / "data.jsonl", 4)
@@ -84,7 +86,7 @@ def shared(tmp_path_factory, tiny_model_dir):
     untied = save_tiny_model_dir(root / "untied", seed=5, tie_word_embeddings=False)
     return {"root": root, "data": data, "teacher": teacher, "untied": untied, "model": tiny_model_dir,
             "rows_one_empty": _rows_one_without_loss_tokens(tiny_model_dir, root / "rows.jsonl"),
-            "data8": write_records(root / "data8.jsonl", 8)}
+            "data8": write_records(root / "data8.jsonl", 8), "figfont": figfont_records}
 
 
 def _rows_one_without_loss_tokens(model_dir, path: Path) -> Path:
@@ -122,6 +124,31 @@ def _sigkill_config(folder: Path, s: dict, name: str) -> dict:
     return sgd(s["model"], s["data8"], folder / name, max_steps=4, save_steps=2, grad_accum=1, lr=0.05)
 
 
+def _sgd_flags(s: dict, out: Path, objective: str, normalization: str) -> list[str]:
+    """``deft train`` flags of the SGD step of :func:`sgd`, with a loss normalisation."""
+    return ["train", "--model", str(s["model"]), "--data", str(s["data"]), "--out", str(out), "--max-length", "128",
+            "--seed", "3", "--no-progress", "--max-steps", "1", "--lr", "1", "--lr-scheduler", "constant",
+            "--warmup-ratio", "0", "--weight-decay", "0", "--max-grad-norm", "0", "--optim", "sgd",
+            "--objective", objective, "--batch-size", "1", "--grad-accum", "2", "--loss-normalization", normalization]
+
+
+NORMALISATIONS = [("nll", "tokens"), ("deft", "tokens"), ("deft", "micro_batch")]
+
+
+def _figfont_flags(s: dict, out: Path, batch_size: int) -> list[str]:
+    """3 steps of ``deft train`` on FigFont records."""
+    return ["train", "--model", str(s["model"]), "--data", str(s["figfont"]), "--max-length", "256", "--lr", "1e-3",
+            "--max-steps", "3", "--seed", "5", "--no-progress", "--objective", "deft", "--batch-size",
+            str(batch_size), "--output-dir", str(out)]
+
+
+def _ddp_cli_jobs(folder: Path, s: dict) -> list[dict]:
+    """``deft`` itself under DDP: the SGD step for each loss normalisation, and 3 FigFont steps."""
+    jobs = [{"kind": "cli", "argv": _sgd_flags(s, folder / f"cli_{objective}_{normalization}", objective,
+                                               normalization)} for objective, normalization in NORMALISATIONS]
+    return jobs + [{"kind": "cli", "argv": _figfont_flags(s, folder / "figfont", batch_size=2)}]
+
+
 # engines whose launch ends with a run that SIGKILLs every process once its checkpoint 2 is saved
 KILLED_AT_THE_END = {"zero3"}
 
@@ -135,6 +162,8 @@ def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
             {"kind": "train", "config": sgd(s["untied"], s["data"], folder / "train_untied",
                                             gradient_checkpointing=engine in SHARDED)},
             {"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(folder / "sft")}]
+    if engine == "ddp":
+        jobs += _ddp_cli_jobs(folder, s)
     if engine in SHARDED:
         jobs.append({"kind": "train", "config": sgd(s["untied"], s["data"], folder / "lora", **LORA)})
         jobs.append(_sft_lora_job(s, folder / "sft_lora"))
@@ -188,6 +217,35 @@ def test_deft_sft_trainer_step_is_minus_the_gradient(engine_run):
     assert first["loss"] == pytest.approx(logged["loss"], rel=2e-5)
     assert first["grad_norm"] == pytest.approx(logged["grad_norm"], rel=2e-4)
     assert first["mean_p"] == pytest.approx(logged["mean_p"], rel=2e-5)
+
+
+@pytest.mark.parametrize("engine_run", ["ddp"], indirect=True)
+@pytest.mark.parametrize("objective,normalization", NORMALISATIONS)
+def test_deft_itself_takes_the_sgd_step_of_each_loss_normalisation(engine_run, objective, normalization):
+    """``deft train`` under DDP, 2 processes x 2 micro-batches x 1 example of unequal token counts:
+    the step's objective over all 4 examples (tokens: one global token count; micro_batch: the
+    mean of the 4 per-micro-batch means, averaged over processes), anchored as in
+    ``test_train_absolute.py``."""
+    _, folder, s = engine_run
+    examples = tokenized_examples(s["model"], s["data"])
+    before, grads, logged = independent_step(s["model"], examples, objective, normalization=normalization)
+    check_step(folder / f"cli_{objective}_{normalization}", before, grads, logged)
+
+
+@pytest.mark.parametrize("engine_run", ["ddp"], indirect=True)
+def test_two_processes_match_one_over_several_steps(engine_run, tmp_path):
+    """The same global batch (2 processes x 2 vs 1 x 4): the same losses and gradient norms at
+    every step of 3."""
+    from deft.cli.main import main
+
+    _, folder, s = engine_run
+    one = tmp_path / "one"
+    assert main(_figfont_flags(s, one, batch_size=4)) == 0
+    a, b = metrics(one), metrics(folder / "figfont")
+    assert [r["tokens"] for r in a] == [r["tokens"] for r in b] and len(a) == 3
+    for ra, rb in zip(a, b):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-4)
+        assert rb["grad_norm"] == pytest.approx(ra["grad_norm"], rel=1e-3)
 
 
 @pytest.mark.parametrize("engine_run", SHARDED, indirect=True)  # unsharded engines: the one-process path
