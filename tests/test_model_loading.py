@@ -116,3 +116,19 @@ def test_a_conversion_on_a_process_other_than_rank_0_writes_a_complete_cache(tmp
         assert torch.equal(a, b), name
     (cached / "model.safetensors").unlink()  # what the older conversion left
     assert not loading._is_cached(cached)
+
+
+def test_the_gguf_tensor_name_map_is_built_once_during_a_conversion():
+    """transformers asks gguf for the tensor-name map once per module; within a conversion the map
+    of the same architecture and depth is built once, and gguf is left as it was afterwards."""
+    gguf = pytest.importorskip("gguf")
+    from deft.model.loading import _tensor_name_map_built_once
+
+    original = gguf.get_tensor_name_map
+    arch = next(iter(gguf.MODEL_ARCH_NAMES))
+    with _tensor_name_map_built_once():
+        first = gguf.get_tensor_name_map(arch, 2)
+        assert gguf.get_tensor_name_map(arch, 2) is first
+        assert gguf.get_tensor_name_map(arch, 3) is not first
+    assert gguf.get_tensor_name_map is original
+    assert original(arch, 2) is not original(arch, 2)  # outside, each call builds a new one

@@ -25,6 +25,8 @@ prompt template.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -279,6 +281,27 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
     return _with_pad_token(tokenizer)
 
 
+@contextlib.contextmanager
+def _tensor_name_map_built_once():
+    """During a GGUF conversion, ``gguf.get_tensor_name_map`` keeps what it built: transformers
+    asks for it once per module of the model (397 times for SmolLM2-135M, about 6 s of a 20 s
+    first load), and it depends on its arguments (architecture, number of blocks) only."""
+    try:
+        import gguf
+    except ImportError:  # transformers says what to install
+        yield
+        return
+    original = getattr(gguf, "get_tensor_name_map", None)
+    if original is None:
+        yield
+        return
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original)
+    try:
+        yield
+    finally:
+        gguf.get_tensor_name_map = original
+
+
 def _convert_gguf(resolved: ResolvedModel, dtype: torch.dtype, extra: dict):
     """Load a GGUF file de-quantised to ``dtype`` and return a plain (unquantised) model."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -290,7 +313,9 @@ def _convert_gguf(resolved: ResolvedModel, dtype: torch.dtype, extra: dict):
         kwargs["quantization_config"] = GgufConfig(dequantize=True)
     except ImportError:  # older transformers always de-quantise
         pass
-    loaded = AutoModelForCausalLM.from_pretrained(resolved.path, gguf_file=resolved.gguf_file, dtype=dtype, **kwargs)
+    with _tensor_name_map_built_once():
+        loaded = AutoModelForCausalLM.from_pretrained(resolved.path, gguf_file=resolved.gguf_file, dtype=dtype,
+                                                      **kwargs)
     config = loaded.config
     if getattr(config, "quantization_config", None) is not None:
         # rebuild a plain model: the GGUF quantizer marks the loaded one as not serialisable
