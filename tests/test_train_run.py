@@ -88,8 +88,13 @@ def test_labels_cover_the_response_and_end_of_turn_after_the_shift(tiny_model_di
 
 def test_resume_after_sigkill_continues_exactly(tiny_model_dir, figfont_records, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(tiny_model_dir, figfont_records, ref), check=True, env=env, capture_output=True)
+    ref = tmp_path / "ref"  # uninterrupted, in this process with the killed run's one thread
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(_train_cmd(tiny_model_dir, figfont_records, ref)[3:]) == 0
+    finally:
+        torch.set_num_threads(threads)
     out = tmp_path / "killed"
     proc = subprocess.Popen(_train_cmd(tiny_model_dir, figfont_records, out), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
