@@ -113,7 +113,8 @@ def skip_deepspeed_shm_op():
 def allow_fsdp_on_cpu():
     """accelerate sets up FSDP only on accelerators: with ``use_cpu`` it falls back to DDP without a
     word (``distributed_type`` MULTI_CPU). torch's ``fully_shard`` runs on CPU over gloo, so the tests
-    make accelerate keep the FSDP plugin it was given; everything after that (accelerate's FSDP2
+    make accelerate keep the FSDP plugin it was given, with the mixed precision of the launch, as
+    accelerate sets it on accelerators; everything after that (accelerate's FSDP2
     preparation, HF's sharded checkpoints, deft's gathering) is the code a GPU run executes."""
     from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedType
@@ -124,6 +125,8 @@ def allow_fsdp_on_cpu():
         original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
         if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
             self.distributed_type = DistributedType.FSDP
+            if self._mixed_precision != "no":  # as accelerate does for FSDP on accelerators
+                fsdp_plugin.set_mixed_precision(self._mixed_precision)
             self.fsdp_plugin = fsdp_plugin
 
     AcceleratorState.__init__ = init

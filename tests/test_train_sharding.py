@@ -332,11 +332,12 @@ def test_bf16_mixed_precision_under_fsdp2_trains_through_both_trainers(shared, t
     done = run_jobs("fsdp2_bf16", tmp_path, jobs)
     assert done.returncode == 0, tail(done)
     _, _, logged = independent_step(s["model"], tokenized_examples(s["model"], s["data"]), "deft")
-    assert metrics(tmp_path / "train")[0]["loss"] == pytest.approx(logged["loss"], rel=2e-2)
     examples = json.loads((tmp_path / "sft" / "examples.json").read_text())
     _, _, sft_logged = independent_step(s["model"], examples, "deft")
     first = json.loads((tmp_path / "sft" / "log_history.json").read_text())[0]
-    assert first["loss"] == pytest.approx(sft_logged["loss"], rel=2e-2) and "mean_p" in first
+    assert "mean_p" in first
+    for got, fp32 in ((metrics(tmp_path / "train")[0]["loss"], logged["loss"]), (first["loss"], sft_logged["loss"])):
+        assert got == pytest.approx(fp32, rel=2e-2), (got, fp32)
     for final in (tmp_path / "train" / "final", tmp_path / "sft" / "final"):
         assert all(t.numel() > 0 and torch.isfinite(t).all() for t in final_weights(final).values())
 
