@@ -8,8 +8,9 @@ jobs of the same engine. Jobs (JSON objects):
   config; with ``kill_after_save`` every process SIGKILLs itself once checkpoint N is in place.
 * ``{"kind": "sft", "model": DIR, "data": JSONL, "out": DIR, "objective": ..., "args": {...},
   "lora": {...}, "teacher": DIR, "tokenized": bool}``: a ``DeftSFTTrainer`` run, then
-  ``save_model(OUT/final)``; the main process writes ``OUT/log_history.json`` and
-  ``OUT/examples.json`` (the processed training rows: ``input_ids`` and ``labels``).
+  ``save_model(OUT/final)``; the main process writes ``OUT/log_history.json``,
+  ``OUT/examples.json`` (the processed training rows: ``input_ids`` and ``labels``) and
+  ``OUT/compute_dtypes.json`` (the dtypes the model's first linear layer computed in).
 * ``{"kind": "sft", ..., "expect_error": "IncompleteSaveError"}``: the job must raise that error.
 * ``{"kind": "cli", "argv": ["train", ...]}``: ``deft`` itself (``deft.cli.main.main``) in every
   process; a non-zero exit code ends the launch with it.
@@ -82,6 +83,11 @@ def run_sft(job):
     set_seed(config.seed)  # PEFT initialises the adapter inside the trainer, before HF seeds
     trainer = DeftSFTTrainer(model, args=config, train_dataset=sft_dataset(job, tokenizer),
                              processing_class=tokenizer, **extra)
+    import torch
+
+    computed = set()  # what mixed precision really did, whatever the configuration says
+    first_linear = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear))
+    first_linear.register_forward_hook(lambda module, args, output: computed.add(str(output.dtype)))
     trainer.train()
     trainer.save_model(os.path.join(job["out"], "final"))
     if PartialState().is_main_process:
@@ -92,6 +98,8 @@ def run_sft(job):
             rows.append({"input_ids": row["input_ids"], "labels": row["labels"]})
         with open(os.path.join(job["out"], "examples.json"), "w") as f:
             json.dump(rows, f)
+        with open(os.path.join(job["out"], "compute_dtypes.json"), "w") as f:
+            json.dump(sorted(computed), f)
 
 
 def run_cli(job):

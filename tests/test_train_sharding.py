@@ -217,6 +217,7 @@ def test_deft_sft_trainer_step_is_minus_the_gradient(engine_run):
     assert first["loss"] == pytest.approx(logged["loss"], rel=2e-5)
     assert first["grad_norm"] == pytest.approx(logged["grad_norm"], rel=2e-4)
     assert first["mean_p"] == pytest.approx(logged["mean_p"], rel=2e-5)
+    assert json.loads((out / "compute_dtypes.json").read_text()) == ["torch.float32"]
 
 
 @pytest.mark.parametrize("engine_run", ["ddp"], indirect=True)
@@ -324,7 +325,8 @@ def test_frozen_models_under_zero3_init_match_one_process(engine_run, tmp_path):
 def test_bf16_mixed_precision_under_fsdp2_trains_through_both_trainers(shared, tmp_path):
     """FSDP2's mixed-precision policy rebuilds the model's output from its items (the first step of
     DeftSFTTrainer used to fail on the lost statistics); both trainers now take the step, with the
-    loss of the fp32 computation to bf16 precision and a complete final/."""
+    loss of the fp32 computation to bf16 precision and a complete final/. The model's linear layers
+    really computed in bf16 (the loss of a tiny random model moves too little to show it)."""
     s = shared
     jobs = [{"kind": "train", "config": sgd(s["model"], s["data"], tmp_path / "train")},
             {"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(tmp_path / "sft"),
@@ -336,6 +338,7 @@ def test_bf16_mixed_precision_under_fsdp2_trains_through_both_trainers(shared, t
     _, _, sft_logged = independent_step(s["model"], examples, "deft")
     first = json.loads((tmp_path / "sft" / "log_history.json").read_text())[0]
     assert "mean_p" in first
+    assert json.loads((tmp_path / "sft" / "compute_dtypes.json").read_text()) == ["torch.bfloat16"]
     for got, fp32 in ((metrics(tmp_path / "train")[0]["loss"], logged["loss"]), (first["loss"], sft_logged["loss"])):
         assert got == pytest.approx(fp32, rel=2e-2), (got, fp32)
     for final in (tmp_path / "train" / "final", tmp_path / "sft" / "final"):
