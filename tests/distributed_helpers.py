@@ -49,7 +49,6 @@ ENGINES = {
     "ddp": {"distributed_type": "MULTI_GPU", "mixed_precision": "no"},  # with use_cpu: DDP over gloo
     "fsdp2": _fsdp("SHARDED_STATE_DICT"),
     "fsdp2_full": _fsdp("FULL_STATE_DICT"),
-    "fsdp2_bf16": {**_fsdp("SHARDED_STATE_DICT"), "mixed_precision": "bf16"},
     "zero2": _deepspeed(2, False),
     "zero3": _deepspeed(3, False),
     "zero3_init": _deepspeed(3, True),

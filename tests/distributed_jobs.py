@@ -6,14 +6,18 @@ jobs of the same engine. Jobs (JSON objects):
 
 * ``{"kind": "train", "config": {...}, "kill_after_save": N}``: ``deft.train.train`` with that
   config; with ``kill_after_save`` every process SIGKILLs itself once checkpoint N is in place.
+  The main process writes ``<output_dir>/compute_dtypes.json`` (see below).
 * ``{"kind": "sft", "model": DIR, "data": JSONL, "out": DIR, "objective": ..., "args": {...},
   "lora": {...}, "teacher": DIR, "tokenized": bool}``: a ``DeftSFTTrainer`` run, then
   ``save_model(OUT/final)``; the main process writes ``OUT/log_history.json``,
   ``OUT/examples.json`` (the processed training rows: ``input_ids`` and ``labels``) and
-  ``OUT/compute_dtypes.json`` (the dtypes the model's first linear layer computed in).
+  ``OUT/compute_dtypes.json``: the dtypes the model's first linear layer computed in (what mixed
+  precision really did, whatever the configuration says).
 * ``{"kind": "sft", ..., "expect_error": "IncompleteSaveError"}``: the job must raise that error.
 * ``{"kind": "cli", "argv": ["train", ...]}``: ``deft`` itself (``deft.cli.main.main``) in every
   process; a non-zero exit code ends the launch with it.
+* ``"env": {...}`` in any job: environment variables set for that job only (e.g.
+  ``ACCELERATE_MIXED_PRECISION``, which each job's ``TrainingArguments`` reads afresh).
 
 Under DeepSpeed the jobs leave its CPU shared-memory communication op unbuilt: DeepSpeed uses it
 only for inference's tensor-parallel all-reduce (training's collectives go through
@@ -40,10 +44,37 @@ def kill_after_save(step):
     return Kill()
 
 
+def compute_dtypes(out):
+    """A callback writing ``out/compute_dtypes.json`` (main process): the dtypes of the outputs of
+    the model's first linear layer over the run."""
+    import torch
+    from accelerate import PartialState
+    from transformers import TrainerCallback
+
+    class ComputeDtypes(TrainerCallback):
+        def __init__(self):
+            self.seen, self.hook = set(), None
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+            self.hook = linear.register_forward_hook(lambda module, inputs, output: self.seen.add(str(output.dtype)))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.hook.remove()
+            if PartialState().is_main_process:
+                os.makedirs(out, exist_ok=True)
+                with open(os.path.join(out, "compute_dtypes.json"), "w") as f:
+                    json.dump(sorted(self.seen), f)
+
+    return ComputeDtypes()
+
+
 def run_train(job):
     from deft.train import load_config, train
 
-    callbacks = [kill_after_save(job["kill_after_save"])] if job.get("kill_after_save") else []
+    callbacks = [compute_dtypes(job["config"]["output_dir"])]
+    if job.get("kill_after_save"):
+        callbacks.append(kill_after_save(job["kill_after_save"]))
     train(load_config(None, job["config"]), log=print, callbacks=callbacks)
 
 
@@ -82,12 +113,7 @@ def run_sft(job):
 
     set_seed(config.seed)  # PEFT initialises the adapter inside the trainer, before HF seeds
     trainer = DeftSFTTrainer(model, args=config, train_dataset=sft_dataset(job, tokenizer),
-                             processing_class=tokenizer, **extra)
-    import torch
-
-    computed = set()  # what mixed precision really did, whatever the configuration says
-    first_linear = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear))
-    first_linear.register_forward_hook(lambda module, args, output: computed.add(str(output.dtype)))
+                             processing_class=tokenizer, callbacks=[compute_dtypes(job["out"])], **extra)
     trainer.train()
     trainer.save_model(os.path.join(job["out"], "final"))
     if PartialState().is_main_process:
@@ -98,8 +124,6 @@ def run_sft(job):
             rows.append({"input_ids": row["input_ids"], "labels": row["labels"]})
         with open(os.path.join(job["out"], "examples.json"), "w") as f:
             json.dump(rows, f)
-        with open(os.path.join(job["out"], "compute_dtypes.json"), "w") as f:
-            json.dump(sorted(computed), f)
 
 
 def run_cli(job):
@@ -150,18 +174,30 @@ def main(path):
         allow_fsdp_on_cpu()
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         skip_deepspeed_shm_op()
-    runners = {"train": run_train, "sft": run_sft, "cli": run_cli}
     for job in json.loads(open(path).read()):
-        expected = job.get("expect_error")
+        saved = {key: os.environ.get(key) for key in job.get("env", {})}
+        os.environ.update(job.get("env", {}))
         try:
-            runners[job["kind"]](job)
-        except Exception as err:  # noqa: BLE001 - the expected error is checked by name
-            if type(err).__name__ != expected:
-                raise
-            print(f"EXPECTED {expected}: {err}", flush=True)
-            continue
-        if expected:
-            raise SystemExit(f"job {job.get('out')} did not raise {expected}")
+            run_job(job)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def run_job(job):
+    expected = job.get("expect_error")
+    try:
+        {"train": run_train, "sft": run_sft, "cli": run_cli}[job["kind"]](job)
+    except Exception as err:  # noqa: BLE001 - the expected error is checked by name
+        if type(err).__name__ != expected:
+            raise
+        print(f"EXPECTED {expected}: {err}", flush=True)
+        return
+    if expected:
+        raise SystemExit(f"job {job.get('out')} did not raise {expected}")
 
 
 if __name__ == "__main__":

@@ -149,6 +149,14 @@ def _ddp_cli_jobs(folder: Path, s: dict) -> list[dict]:
     return jobs + [{"kind": "cli", "argv": _figfont_flags(s, folder / "figfont", batch_size=2)}]
 
 
+def _bf16_jobs(folder: Path, s: dict) -> list[dict]:
+    """Both trainers with bf16 mixed precision (the launch's setting for these jobs only)."""
+    bf16 = {"ACCELERATE_MIXED_PRECISION": "bf16"}
+    return [{"kind": "train", "config": sgd(s["model"], s["data"], folder / "bf16_train"), "env": bf16},
+            {"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(folder / "bf16_sft"),
+             "args": {"bf16": True}, "env": bf16}]
+
+
 # engines whose launch ends with a run that SIGKILLs every process once its checkpoint 2 is saved
 KILLED_AT_THE_END = {"zero3"}
 
@@ -176,6 +184,8 @@ def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
         jobs.append({"kind": "sft", "model": str(s["model"]), "data": str(s["rows_one_empty"]),
                      "out": str(folder / "empty_rank"), "tokenized": True,
                      "args": {"gradient_accumulation_steps": 1, "dataset_kwargs": {"skip_prepare_dataset": True}}})
+    if engine == "fsdp2":  # last: mixed precision bf16 for these jobs only
+        jobs += _bf16_jobs(folder, s)
     if engine in KILLED_AT_THE_END:  # an uninterrupted run, then the same run killed (resumed by its test)
         jobs += [{"kind": "train", "config": _sigkill_config(folder, s, "whole")},
                  {"kind": "train", "config": _sigkill_config(folder, s, "killed"), "kill_after_save": 2}]
@@ -322,27 +332,26 @@ def test_frozen_models_under_zero3_init_match_one_process(engine_run, tmp_path):
         check_moved(out / "final", before, {k: share * g for k, g in grads.items()})
 
 
-def test_bf16_mixed_precision_under_fsdp2_trains_through_both_trainers(shared, tmp_path):
+@pytest.mark.parametrize("engine_run", ["fsdp2"], indirect=True)
+def test_bf16_mixed_precision_under_fsdp2_trains_through_both_trainers(engine_run):
     """FSDP2's mixed-precision policy rebuilds the model's output from its items (the first step of
     DeftSFTTrainer used to fail on the lost statistics); both trainers now take the step, with the
     loss of the fp32 computation to bf16 precision and a complete final/. The model's linear layers
-    really computed in bf16 (the loss of a tiny random model moves too little to show it)."""
-    s = shared
-    jobs = [{"kind": "train", "config": sgd(s["model"], s["data"], tmp_path / "train")},
-            {"kind": "sft", "model": str(s["model"]), "data": str(s["data"]), "out": str(tmp_path / "sft"),
-             "args": {"bf16": True}}]
-    done = run_jobs("fsdp2_bf16", tmp_path, jobs)
-    assert done.returncode == 0, tail(done)
+    really computed in bf16 (the loss of a tiny random model moves too little to show it), and the
+    jobs of the launch before them in fp32."""
+    _, folder, s = engine_run
     _, _, logged = independent_step(s["model"], tokenized_examples(s["model"], s["data"]), "deft")
-    examples = json.loads((tmp_path / "sft" / "examples.json").read_text())
+    examples = json.loads((folder / "bf16_sft" / "examples.json").read_text())
     _, _, sft_logged = independent_step(s["model"], examples, "deft")
-    first = json.loads((tmp_path / "sft" / "log_history.json").read_text())[0]
+    first = json.loads((folder / "bf16_sft" / "log_history.json").read_text())[0]
     assert "mean_p" in first
-    assert json.loads((tmp_path / "sft" / "compute_dtypes.json").read_text()) == ["torch.bfloat16"]
-    for got, fp32 in ((metrics(tmp_path / "train")[0]["loss"], logged["loss"]), (first["loss"], sft_logged["loss"])):
+    for got, fp32 in ((metrics(folder / "bf16_train")[0]["loss"], logged["loss"]), (first["loss"], sft_logged["loss"])):
         assert got == pytest.approx(fp32, rel=2e-2), (got, fp32)
-    for final in (tmp_path / "train" / "final", tmp_path / "sft" / "final"):
-        assert all(t.numel() > 0 and torch.isfinite(t).all() for t in final_weights(final).values())
+    for name in ("bf16_train", "bf16_sft"):
+        assert json.loads((folder / name / "compute_dtypes.json").read_text()) == ["torch.bfloat16"], name
+        assert all(t.numel() > 0 and torch.isfinite(t).all() for t in final_weights(folder / name / "final").values())
+    for name in ("train", "sft"):
+        assert json.loads((folder / name / "compute_dtypes.json").read_text()) == ["torch.float32"], name
 
 
 @pytest.mark.parametrize("engine_run", ["zero3"], indirect=True)
