@@ -75,3 +75,27 @@ def test_read_evaluation_drops_private_keys_and_adds_the_held_out_metrics(tmp_pa
     (tmp_path / "heldout.json").write_text(json.dumps({"hash": "h", "metrics": {"content_nll": 1.5}}))
     assert read_evaluation(tmp_path) == {"figfont": {"exact": 0.5}, "heldout": {"content_nll": 1.5}}
     assert read_evaluation(tmp_path / "missing") == {}
+
+
+def test_read_seeded_makes_seeds_ints_keeps_the_methods_and_names_the_file_on_bad_input(tmp_path):
+    import json
+
+    import pytest
+
+    from deft.analysis.summary import read_json_file, read_seeded
+
+    path = tmp_path / "per_seed.json"
+    path.write_text(json.dumps({"Base": {"a": 1}, "nll": {"0": {"a": 2}, "1": {"a": 3}}, "other": {"0": {}}}))
+    assert read_seeded(path, ["nll", "deft"], "nll", missing="x") == {"Base": {"a": 1},
+                                                                      "nll": {0: {"a": 2}, 1: {"a": 3}}}
+    with pytest.raises(ValueError, match=rf"^{tmp_path}/gone.json: missing; run it$"):
+        read_json_file(tmp_path / "gone.json", missing="run it")
+    path.write_text("{")
+    with pytest.raises(ValueError, match=r"per_seed.json: not valid JSON \("):
+        read_seeded(path, ["nll"], "nll", missing="x")
+    path.write_text(json.dumps({"Base": {}}))
+    with pytest.raises(ValueError, match=r"per_seed.json: needs 'Base' and 'nll' entries \(written by --collect\)$"):
+        read_seeded(path, ["nll"], "nll", missing="x")
+    path.write_text(json.dumps({"Base": {}, "nll": {"zero": {}}}))
+    with pytest.raises(ValueError, match=r"per_seed.json: 'nll' must map seed numbers to results$"):
+        read_seeded(path, ["nll"], "nll", missing="x")

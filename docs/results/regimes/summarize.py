@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from deft.analysis.summary import Section, read_evaluation, section_tables
+from deft.analysis.summary import Section, read_evaluation, read_json_file, read_seeded, section_tables
 from deft.analysis.summary import analyse as analyse_section
 
 HERE = Path(__file__).resolve().parent
@@ -45,31 +45,24 @@ def _fail(msg: str) -> None:
     raise SystemExit(f"summarize.py: {msg}")
 
 
+MISSING = "run 'bash docs/results/regimes/run.sh' then '--collect runs/regimes'"
+
+
 def read_json(path: Path) -> dict:
     """A committed JSON file, or a one-line error naming it."""
-    if not path.is_file():
-        _fail(f"{path}: missing; run 'bash docs/results/regimes/run.sh' then '--collect runs/regimes'")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json_file(path, missing=MISSING)
     except ValueError as err:
-        _fail(f"{path}: not valid JSON ({err})")
+        _fail(str(err))
 
 
 def read_per_seed(regime: str) -> dict:
     """``{"Base": results, method: {seed: results}}`` of :data:`METHODS` from ``<regime>/per_seed.json``
     (seeds as ints); other methods in the file are ignored."""
-    path = HERE / regime / "per_seed.json"
-    data = read_json(path)
-    if "Base" not in data or REFERENCE not in data:
-        _fail(f"{path}: needs 'Base' and '{REFERENCE}' entries (written by --collect)")
-    out = {"Base": data["Base"]}
-    for m in METHODS:
-        if m in data:
-            try:
-                out[m] = {int(s): r for s, r in data[m].items()}
-            except (AttributeError, ValueError):
-                _fail(f"{path}: '{m}' must map seed numbers to results")
-    return out
+    try:
+        return read_seeded(HERE / regime / "per_seed.json", METHODS, REFERENCE, missing=MISSING)
+    except ValueError as err:
+        _fail(str(err))
 
 
 # the generic machinery (means, paired differences, Holm) lives in the package: deft.analysis.summary

@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-from deft.analysis.summary import Section, analyse, read_evaluation, section_tables
+from deft.analysis.summary import Section, analyse, read_evaluation, read_json_file, read_seeded, section_tables
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = {"lr2e-4": "intermediate-lr2e-4", "lr5e-5": "intermediate-lr5e-5"}  # section -> run.sh's folder
@@ -47,38 +47,25 @@ def _fail(msg: str) -> None:
     raise SystemExit(f"summarize.py: {msg}")
 
 
+MISSING = "run 'bash docs/results/v2/run.sh' (it ends with --collect)"
+
+
 def read_json(path: Path) -> dict:
     """A committed JSON file, or a one-line error naming it."""
-    if not path.is_file():
-        _fail(f"{path}: missing; run 'bash docs/results/v2/run.sh' (it ends with --collect)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json_file(path, missing=MISSING)
     except ValueError as err:
-        _fail(f"{path}: not valid JSON ({err})")
-
-
-def _seeded(data: dict, path: Path) -> dict:
-    out = {"Base": data["Base"]}
-    for m in METHODS:
-        if m in data:
-            try:
-                out[m] = {int(s): r for s, r in data[m].items()}
-            except (AttributeError, ValueError):
-                _fail(f"{path}: '{m}' must map seed numbers to results")
-    return out
+        _fail(str(err))
 
 
 def read_section(name: str) -> tuple[dict, dict, dict]:
     """``(per-seed results, per-problem scores, per-record content sums)`` of one section, each
     ``{"Base": x, method: {seed: x}}``."""
-    found = []
-    for file in ("per_seed.json", "per_problem.json", "per_record.json"):
-        path = HERE / name / file
-        data = read_json(path)
-        if "Base" not in data or REFERENCE not in data:
-            _fail(f"{path}: needs 'Base' and '{REFERENCE}' entries (written by --collect)")
-        found.append(_seeded(data, path))
-    return found[0], found[1], found[2]
+    try:
+        return tuple(read_seeded(HERE / name / file, METHODS, REFERENCE, missing=MISSING)
+                     for file in ("per_seed.json", "per_problem.json", "per_record.json"))
+    except ValueError as err:
+        _fail(str(err))
 
 
 def bootstrap_table(problems: dict, reference: str, methods: list) -> dict:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 __all__ = ["Comparison", "Section", "analyse", "decimals", "format_cell", "section_tables", "read_evaluation",
-           "ALPHA", "FOUR_DECIMALS"]
+           "read_json_file", "read_seeded", "ALPHA", "FOUR_DECIMALS"]
 
 ALPHA = 0.05
 # token-level metrics shown with 4 decimals (nats, probabilities); percentages get 1
@@ -178,3 +178,33 @@ def read_evaluation(folder) -> dict:
     if (folder / "heldout.json").exists():
         res["heldout"] = json.loads((folder / "heldout.json").read_text())["metrics"]
     return res
+
+
+def read_json_file(path, *, missing: str) -> dict:
+    """A committed JSON file of a replication; ``ValueError("<path>: missing; <missing>")`` when it
+    is absent (``missing`` says how to make it), ``"<path>: not valid JSON (...)"`` when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: missing; {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def read_seeded(path, methods: Sequence[str], reference: str, *, missing: str) -> dict:
+    """``{"Base": x, method: {seed: x}}`` of ``methods`` from a committed file laid out
+    ``{"Base": x, method: {"<seed>": x}}`` (seeds become ints; other methods are ignored), as
+    :func:`analyse` reads it. ``ValueError`` naming the file when it is missing or unreadable (see
+    :func:`read_json_file`), lacks ``Base`` or ``reference``, or a method does not map seeds."""
+    data = read_json_file(path, missing=missing)
+    if "Base" not in data or reference not in data:
+        raise ValueError(f"{path}: needs 'Base' and '{reference}' entries (written by --collect)")
+    out = {"Base": data["Base"]}
+    for m in methods:
+        if m in data:
+            try:
+                out[m] = {int(s): r for s, r in data[m].items()}
+            except (AttributeError, ValueError):
+                raise ValueError(f"{path}: '{m}' must map seed numbers to results") from None
+    return out
