@@ -241,21 +241,26 @@ def build_batch(model: str, rows: int, seq_len: int, prompt_len: int, seed: int)
             "loss_tokens": sum(lab != IGNORE for r in labels for lab in r[1:])}
 
 
-def run_child(cfg: dict, timeout: float) -> dict:
+def _with_load(run) -> list:
+    """``run()``'s results, each with the load average before and after it."""
     load = os.getloadavg()[0]
-    res = run_case_process(str(Path(__file__).resolve()), cfg, timeout, child_env(cfg["threads"]), note_chars=300)
-    res.pop("retry", None)
-    res["load"] = [round(load, 1), round(os.getloadavg()[0], 1)]
-    return res
-
-
-def run_group(cfgs: list, timeout: float, env: dict) -> list:
-    """Every case of ``cfgs`` in one subprocess (``--group all``); one result each, in order."""
-    load = os.getloadavg()[0]
-    results = run_cases(str(Path(__file__).resolve()), cfgs, timeout, env)
+    results = run()
     for res in results:
+        res.pop("retry", None)
         res["load"] = [round(load, 1), round(os.getloadavg()[0], 1)]
     return results
+
+
+def run_child(cfg: dict, timeout: float) -> dict:
+    """One case in its own subprocess."""
+    script, env = str(Path(__file__).resolve()), child_env(cfg["threads"])
+    return _with_load(lambda: [run_case_process(script, cfg, timeout, env, note_chars=300)])[0]
+
+
+def run_group(cfgs: list, timeout: float) -> list:
+    """Every case of ``cfgs`` in one subprocess (``--group all``); one result each, in order."""
+    script, env = str(Path(__file__).resolve()), child_env(cfgs[0]["threads"])
+    return _with_load(lambda: run_cases(script, cfgs, timeout, env))
 
 
 def main(argv=None) -> int:
@@ -315,8 +320,7 @@ def main(argv=None) -> int:
         for rnd in range(a.rounds):
             keys = cases if rnd % 2 == 0 else cases[::-1]
             if a.group == "all":
-                results = run_group([dict(base, mode="memory", cases=[key]) for key in keys], a.timeout,
-                                    child_env(a.threads))
+                results = run_group([dict(base, mode="memory", cases=[key]) for key in keys], a.timeout)
             else:
                 results = (run_child(dict(base, mode="memory", cases=[key]), a.timeout) for key in keys)
             for key, res in zip(keys, results):

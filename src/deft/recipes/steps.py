@@ -18,10 +18,14 @@ from typing import Callable, TextIO
 __all__ = ["in_fresh_process", "in_this_process", "run_deft", "start"]
 
 
+def _logged(command: list[str], log_file: TextIO) -> int:
+    """Run ``command`` with its output (stdout and stderr) in ``log_file``; its exit code."""
+    return subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT).returncode
+
+
 def in_fresh_process(argv: list[str], log_file: TextIO) -> int:
     """``python -m deft.cli.main ARGV`` with its output in ``log_file``; its exit code."""
-    done = subprocess.run([sys.executable, "-m", "deft.cli.main", *argv], stdout=log_file, stderr=subprocess.STDOUT)
-    return done.returncode
+    return _logged([sys.executable, "-m", "deft.cli.main", *argv], log_file)
 
 
 def in_this_process(argv: list[str], log_file: TextIO) -> int:
@@ -46,10 +50,7 @@ def run_deft(command: list[str], log_path: Path, what: str) -> None:
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log_file:
-        if command[0] == "deft":
-            code = start(list(command[1:]), log_file)
-        else:
-            code = subprocess.run(list(command), stdout=log_file, stderr=subprocess.STDOUT).returncode
+        code = start(list(command[1:]), log_file) if command[0] == "deft" else _logged(list(command), log_file)
     if code != 0:
         lines = log_path.read_text().strip().splitlines()
         raise ValueError(f"{what} failed ({lines[-1] if lines else 'no output'}); see {log_path}")
