@@ -6,18 +6,20 @@ jobs of the same engine. Jobs (JSON objects):
 
 * ``{"kind": "train", "config": {...}, "kill_after_save": N}``: ``deft.train.train`` with that
   config; with ``kill_after_save`` every process SIGKILLs itself once checkpoint N is in place.
-  The main process writes ``<output_dir>/compute_dtypes.json`` (see below).
+  The main process writes ``<output_dir>/compute_dtypes.json`` and ``engine.json`` (see below).
 * ``{"kind": "sft", "model": DIR, "data": JSONL, "out": DIR, "objective": ..., "args": {...},
   "lora": {...}, "teacher": DIR, "tokenized": bool}``: a ``DeftSFTTrainer`` run, then
   ``save_model(OUT/final)``; the main process writes ``OUT/log_history.json``,
   ``OUT/examples.json`` (the processed training rows: ``input_ids`` and ``labels``) and
   ``OUT/compute_dtypes.json``: the dtypes the model's first linear layer computed in (what mixed
-  precision really did, whatever the configuration says).
+  precision really did, whatever the configuration says), and ``OUT/engine.json``: the engine
+  accelerate set up for the job and how it sharded the model (:func:`what_ran`).
 * ``{"kind": "sft", ..., "expect_error": "IncompleteSaveError"}``: the job must raise that error.
 * ``{"kind": "cli", "argv": ["train", ...]}``: ``deft`` itself (``deft.cli.main.main``) in every
   process; a non-zero exit code ends the launch with it.
-* ``"env": {...}`` in any job: environment variables set for that job only (e.g.
-  ``ACCELERATE_MIXED_PRECISION``, which each job's ``TrainingArguments`` reads afresh).
+* ``"env": {...}`` in any job: environment variables set for that job only (``null``: unset),
+  e.g. ``ACCELERATE_MIXED_PRECISION`` or another engine's launch variables, which each job's
+  ``TrainingArguments`` reads afresh (``distributed_helpers.run_engines``).
 
 Under DeepSpeed the jobs leave its CPU shared-memory communication op unbuilt: DeepSpeed uses it
 only for inference's tensor-parallel all-reduce (training's collectives go through
@@ -44,18 +46,38 @@ def kill_after_save(step):
     return Kill()
 
 
-def compute_dtypes(out):
-    """A callback writing ``out/compute_dtypes.json`` (main process): the dtypes of the outputs of
-    the model's first linear layer over the run."""
+def accelerate_engine() -> dict:
+    """What accelerate set up, read from its shared state as it is (calling ``AcceleratorState()``
+    would copy ``PartialState``'s distributed type over it and change what the rest of the job does)."""
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    deepspeed = state.get("deepspeed_plugins")  # one plugin, or several by name (the first is active here)
+    if isinstance(deepspeed, dict):
+        deepspeed = next(iter(deepspeed.values()))
+    fsdp = state.get("fsdp_plugin")
+    return {"distributed_type": state["distributed_type"].value, "zero_stage": deepspeed and deepspeed.zero_stage,
+            "zero3_init_flag": deepspeed and deepspeed.zero3_init_flag,
+            "fsdp_state_dict_type": fsdp and str(fsdp.state_dict_type)}
+
+
+def what_ran(out):
+    """A callback writing, from the main process, ``out/compute_dtypes.json``: the dtypes of the
+    outputs of the model's first linear layer over the run, and ``out/engine.json``
+    (:func:`accelerate_engine` at the start of training, and ``sharding``: how the prepared model's
+    parameters are held, ``deft.train.sharding.sharding_of``)."""
     import torch
     from accelerate import PartialState
     from transformers import TrainerCallback
 
-    class ComputeDtypes(TrainerCallback):
+    class WhatRan(TrainerCallback):
         def __init__(self):
             self.seen, self.hook = set(), None
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
+            from deft.train.sharding import sharding_of
+
+            self.engine = {**accelerate_engine(), "sharding": sharding_of(model)}
             linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
             self.hook = linear.register_forward_hook(lambda module, inputs, output: self.seen.add(str(output.dtype)))
 
@@ -65,14 +87,16 @@ def compute_dtypes(out):
                 os.makedirs(out, exist_ok=True)
                 with open(os.path.join(out, "compute_dtypes.json"), "w") as f:
                     json.dump(sorted(self.seen), f)
+                with open(os.path.join(out, "engine.json"), "w") as f:
+                    json.dump(self.engine, f)
 
-    return ComputeDtypes()
+    return WhatRan()
 
 
 def run_train(job):
     from deft.train import load_config, train
 
-    callbacks = [compute_dtypes(job["config"]["output_dir"])]
+    callbacks = [what_ran(job["config"]["output_dir"])]
     if job.get("kill_after_save"):
         callbacks.append(kill_after_save(job["kill_after_save"]))
     train(load_config(None, job["config"]), log=print, callbacks=callbacks)
@@ -113,7 +137,7 @@ def run_sft(job):
 
     set_seed(config.seed)  # PEFT initialises the adapter inside the trainer, before HF seeds
     trainer = DeftSFTTrainer(model, args=config, train_dataset=sft_dataset(job, tokenizer),
-                             processing_class=tokenizer, callbacks=[compute_dtypes(job["out"])], **extra)
+                             processing_class=tokenizer, callbacks=[what_ran(job["out"])], **extra)
     trainer.train()
     trainer.save_model(os.path.join(job["out"], "final"))
     if PartialState().is_main_process:
@@ -148,7 +172,7 @@ def allow_fsdp_on_cpu():
     make accelerate keep the FSDP plugin it was given, with the mixed precision of the launch, as
     accelerate sets it on accelerators; everything after that (accelerate's FSDP2
     preparation, HF's sharded checkpoints, deft's gathering) is the code a GPU run executes."""
-    from accelerate.state import AcceleratorState
+    from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedType
 
     original = AcceleratorState.__init__
@@ -157,6 +181,8 @@ def allow_fsdp_on_cpu():
         original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
         if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
             self.distributed_type = DistributedType.FSDP
+            # as accelerate records it: every later AcceleratorState() copies PartialState's type back
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
             if self._mixed_precision != "no":  # as accelerate does for FSDP on accelerators
                 fsdp_plugin.set_mixed_precision(self._mixed_precision)
             self.fsdp_plugin = fsdp_plugin
@@ -170,21 +196,36 @@ def main(path):
         import faulthandler
 
         faulthandler.dump_traceback_later(hang, exit=True)
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-        allow_fsdp_on_cpu()
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        skip_deepspeed_shm_op()
     for job in json.loads(open(path).read()):
-        saved = {key: os.environ.get(key) for key in job.get("env", {})}
-        os.environ.update(job.get("env", {}))
+        env = job.get("env", {})
+        saved = {key: os.environ.get(key) for key in env}
+        set_environment(env)
         try:
+            prepare_engine()
             run_job(job)
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            set_environment(saved)
+
+
+def set_environment(values: dict) -> None:
+    """Set each variable of ``values``; ``None`` unsets it."""
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+_PREPARED = set()
+
+
+def prepare_engine() -> None:
+    """The FSDP-on-CPU shim and the DeepSpeed op skip, once each, when a job's engine first needs them."""
+    for variable, prepare in (("ACCELERATE_USE_FSDP", allow_fsdp_on_cpu),
+                              ("ACCELERATE_USE_DEEPSPEED", skip_deepspeed_shm_op)):
+        if os.environ.get(variable, "false").lower() == "true" and prepare not in _PREPARED:
+            prepare()
+            _PREPARED.add(prepare)
 
 
 def run_job(job):

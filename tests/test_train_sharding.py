@@ -10,9 +10,14 @@ SIGKILL after a sharded checkpoint followed by ``--resume``, and are compared wi
 Under DDP, ``deft train`` itself also takes the anchored step for each loss normalisation, and
 3 steps of 2 processes match one process.
 
-Each engine's jobs run in one launch (``distributed_jobs.py``), shared by the tests of that engine;
-``make test`` distributes whole files over its workers (``--dist loadfile``), so this file's launches
-run one after the other, and every launch takes a free port.
+Every engine's jobs run in one 2-process launch (``distributed_helpers.run_engines``): each group of
+jobs runs with exactly the variables ``accelerate launch`` gives that engine's processes, and each
+job records the engine its trainer ran under and how the model was sharded, which a test checks.
+The start-up of the processes (imports of torch, transformers, accelerate, DeepSpeed: most of a
+launch's time here) is paid once instead of once per engine. The resume after the SIGKILL and the
+shipped ZeRO-3 config take a launch each. ``make test`` distributes whole files over its workers
+(``--dist loadfile``), so this file's launches run one after the other, and every launch takes a
+free port.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import pytest
 import torch
 
 from deft.train import load_config, train
-from distributed_helpers import run_jobs, tail
+from distributed_helpers import run_engines, run_jobs, tail
 from tiny_models import save_tiny_model_dir
 from train_step_helpers import check_moved, check_step, independent_step, tokenized_examples, write_records
 
@@ -192,18 +197,56 @@ def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
     return jobs
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def engine_run(request, shared):
-    """``(engine, folder, s)`` after one launch of the engine's jobs."""
-    engine = request.param
-    folder = shared["root"] / engine
-    folder.mkdir()
-    done = run_jobs(engine, folder, _engine_jobs(engine, folder, shared))
-    if engine in KILLED_AT_THE_END:  # the processes died in the last job, every earlier one finished
-        assert done.returncode != 0 and (folder / "killed" / "checkpoint-2").is_dir(), tail(done)
-    else:
-        assert done.returncode == 0, tail(done)
-    return engine, folder, shared
+# the launch's order: DDP first (its config is the launch's), ZeRO-3 last (it ends with the killed run)
+LAUNCH_ORDER = ["ddp", "fsdp2", "fsdp2_full", "zero2", "zero3_init", "zero3"]
+
+
+@pytest.fixture(scope="module")
+def every_engine(shared):
+    """One 2-process launch running every engine's jobs (``run_engines``), each engine's into
+    ``root/<engine>``; ``(root, done)``."""
+    root = shared["root"] / "engines"
+    groups = []
+    for engine in LAUNCH_ORDER:
+        (root / engine).mkdir(parents=True)
+        groups.append((engine, _engine_jobs(engine, root / engine, shared)))
+    done = run_engines(root, groups)
+    # the processes died in the last job (KILLED_AT_THE_END), every earlier one finished
+    assert done.returncode != 0 and (root / "zero3" / "killed" / "checkpoint-2").is_dir(), tail(done)
+    return root, done
+
+
+@pytest.fixture(params=ENGINES)
+def engine_run(request, every_engine, shared):
+    """``(engine, folder, s)``: the engine's jobs, run by the launch of every engine."""
+    return request.param, every_engine[0] / request.param, shared
+
+
+# what each engine's jobs must have run under (distributed_jobs.engine_of); one launch runs them all
+RAN_UNDER = {
+    "ddp": {"distributed_type": "MULTI_CPU", "zero_stage": None, "zero3_init_flag": None, "sharding": "none",
+            "fsdp_state_dict_type": None},
+    "fsdp2": {"distributed_type": "FSDP", "zero_stage": None, "zero3_init_flag": None, "sharding": "fsdp",
+              "fsdp_state_dict_type": "StateDictType.SHARDED_STATE_DICT"},
+    "fsdp2_full": {"distributed_type": "FSDP", "zero_stage": None, "zero3_init_flag": None, "sharding": "fsdp",
+                   "fsdp_state_dict_type": "StateDictType.FULL_STATE_DICT"},
+    "zero2": {"distributed_type": "DEEPSPEED", "zero_stage": 2, "zero3_init_flag": False, "sharding": "none",
+              "fsdp_state_dict_type": None},
+    "zero3_init": {"distributed_type": "DEEPSPEED", "zero_stage": 3, "zero3_init_flag": True, "sharding": "zero3",
+                   "fsdp_state_dict_type": None},
+    "zero3": {"distributed_type": "DEEPSPEED", "zero_stage": 3, "zero3_init_flag": False, "sharding": "zero3",
+              "fsdp_state_dict_type": None},
+}
+
+
+def test_every_job_ran_under_its_own_engine(engine_run):
+    """The launch of every engine switched engine between groups of jobs: each trainer of an
+    engine's jobs ran under that engine, with its parameters sharded as the engine shards them."""
+    engine, folder, _ = engine_run
+    records = {path.parent.name: json.loads(path.read_text()) for path in folder.glob("*/engine.json")}
+    assert {"train", "train_untied", "sft"} <= set(records), sorted(records)
+    for job, record in records.items():
+        assert record == RAN_UNDER[engine], (engine, job, record)
 
 
 def test_deft_train_step_is_minus_the_gradient(engine_run):
