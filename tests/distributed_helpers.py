@@ -111,14 +111,16 @@ def run_jobs(engine: str | Path, folder: Path, jobs: list[dict]) -> subprocess.C
     return launch(engine, folder, [str(JOBS), str(path)])
 
 
-def engine_env(engine: str, folder: Path) -> dict:
+def engine_env(engine: str | Path, folder: Path) -> dict:
     """The ``ACCELERATE_*`` and ``FSDP_*`` variables ``accelerate launch`` gives its processes under
-    ``engine`` (a name of :data:`ENGINES`): accelerate's own launch preparation of the engine's
-    config file, the whole of what tells one engine's processes from another's."""
+    ``engine`` (a name of :data:`ENGINES`, written into ``folder``, or a config file): accelerate's
+    own launch preparation of the config file, the whole of what tells one engine's processes from
+    another's."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
-    args = launch_command_parser().parse_args(["--config_file", str(write_config(engine, folder)), str(JOBS)])
+    config = engine if isinstance(engine, Path) else write_config(engine, folder)
+    args = launch_command_parser().parse_args(["--config_file", str(config), str(JOBS)])
     args, defaults, mixed_precision_from_flag = _validate_launch_command(args)
     if args.use_deepspeed:  # as accelerate's deepspeed_launcher does before preparing
         fields = [*defaults.deepspeed_config, *(["mixed_precision"] if mixed_precision_from_flag else [])]
@@ -129,12 +131,13 @@ def engine_env(engine: str, folder: Path) -> dict:
     return {k: v for k, v in env.items() if k.startswith(("ACCELERATE_", "FSDP_"))}
 
 
-def run_engines(folder: Path, groups: list[tuple[str, list[dict]]]) -> subprocess.CompletedProcess:
-    """Run several engines' jobs in one 2-process launch: ``groups`` is ``[(engine, jobs), ...]``.
-    The launch is the first engine's; every job of another engine runs with exactly that engine's
-    launch variables (:func:`engine_env`; the first engine's that it lacks unset), so one start-up
-    of the processes serves every engine. accelerate reads these variables afresh for each trainer
-    (HF's ``TrainingArguments`` resets its state), as a launch of that engine alone would give them."""
+def run_engines(folder: Path, groups: list[tuple[str | Path, list[dict]]]) -> subprocess.CompletedProcess:
+    """Run several engines' jobs in one 2-process launch: ``groups`` is ``[(engine, jobs), ...]``
+    (an engine as :func:`launch` takes it). The launch is the first engine's; every job of another
+    engine runs with exactly that engine's launch variables (:func:`engine_env`; the first engine's
+    that it lacks unset), so one start-up of the processes serves every engine. accelerate reads
+    these variables afresh for each trainer (HF's ``TrainingArguments`` resets its state), as a
+    launch of that engine alone would give them."""
     first = engine_env(groups[0][0], folder)
     jobs = []
     for engine, engine_jobs in groups:

@@ -14,8 +14,8 @@ Every engine's jobs run in one 2-process launch (``distributed_helpers.run_engin
 jobs runs with exactly the variables ``accelerate launch`` gives that engine's processes, and each
 job records the engine its trainer ran under and how the model was sharded, which a test checks.
 The start-up of the processes (imports of torch, transformers, accelerate, DeepSpeed: most of a
-launch's time here) is paid once instead of once per engine. The resume after the SIGKILL and the
-shipped ZeRO-3 config take a launch each. ``make test`` distributes whole files over its workers
+launch's time here) is paid once instead of once per engine. A second launch, under the shipped
+ZeRO-3 config, resumes the run killed in the first, then runs ``deft train`` itself. ``make test`` distributes whole files over its workers
 (``--dist loadfile``), so this file's launches run one after the other, and every launch takes a
 free port.
 """
@@ -29,7 +29,7 @@ import pytest
 import torch
 
 from deft.train import load_config, train
-from distributed_helpers import run_engines, run_jobs, tail
+from distributed_helpers import run_engines, tail
 from tiny_models import save_tiny_model_dir
 from train_step_helpers import check_moved, check_step, independent_step, tokenized_examples, write_records
 
@@ -163,7 +163,7 @@ def _bf16_jobs(folder: Path, s: dict) -> list[dict]:
 
 
 # engines whose launch ends with a run that SIGKILLs every process once its checkpoint 2 is saved
-KILLED_AT_THE_END = {"zero3"}
+KILLED_AT_THE_END = {"zero3"}  # (second_launch resumes it)
 
 
 # DeftSFTTrainer objectives with a frozen model equal to the starting one: (extra job keys, share of NLL's step)
@@ -340,23 +340,6 @@ def test_a_finished_run_leaves_no_staging_or_temporary_folder(engine_run):
         assert not list(folder.glob(f"{run}/final.*"))
 
 
-def test_the_shipped_zero3_config_runs_deft_train_with_one_end_message_and_a_complete_model(shared, tmp_path):
-    """``deft train`` itself under ``examples/accelerate/deepspeed_zero3.yaml`` (partitioned
-    initialisation), made to run on 2 CPU processes: one ``done`` line, no ``--resume`` hint from
-    the other process, and a complete ``final/``."""
-    from distributed_helpers import cpu_variant
-
-    out = tmp_path / "run"
-    argv = ["train", "--model", str(shared["model"]), "--data", str(shared["data"]), "--out", str(out),
-            "--max-steps", "1", "--batch-size", "1", "--no-progress", "--max-length", "128", "--objective", "deft"]
-    done = run_jobs(cpu_variant(EXAMPLES / "deepspeed_zero3.yaml", tmp_path), tmp_path, [{"kind": "cli", "argv": argv}])
-    assert done.returncode == 0, tail(done)
-    assert done.stdout.count("done: 1 steps") == 1, done.stdout
-    assert "--resume" not in done.stdout
-    weights = final_weights(out / "final")
-    assert all(t.numel() > 0 for t in weights.values())
-
-
 @pytest.mark.parametrize("engine_run", ["zero3_init"], indirect=True)
 def test_frozen_models_under_zero3_init_match_one_process(engine_run, tmp_path):
     """Reference (sft_kl), teacher (kd_hybrid) and psft old policy, with ZeRO-3 partitioning the
@@ -410,21 +393,46 @@ def test_a_rank_without_loss_tokens_finishes_under_zero3(engine_run):
     check_moved(out / "final", before, grads)
 
 
+@pytest.fixture(scope="module")
+def second_launch(every_engine, shared):
+    """A new 2-process launch under the shipped ZeRO-3 config (``examples/accelerate/deepspeed_zero3.yaml``,
+    made to run here): first ``--resume`` of the run killed at the end of the launch of every engine,
+    with the ``zero3`` engine's launch variables, then ``deft train`` itself under the shipped
+    config's own. ``(folder, done)``."""
+    from distributed_helpers import cpu_variant
+
+    root, folder = every_engine[0] / "zero3", every_engine[0] / "second_launch"
+    folder.mkdir()
+    argv = ["train", "--model", str(shared["model"]), "--data", str(shared["data"]), "--out", str(folder / "shipped"),
+            "--max-steps", "1", "--batch-size", "1", "--no-progress", "--max-length", "128", "--objective", "deft"]
+    shipped = cpu_variant(EXAMPLES / "deepspeed_zero3.yaml", folder)
+    resume = {"kind": "train", "config": dict(_sigkill_config(root, shared, "killed"), resume=True)}
+    done = run_engines(folder, [(shipped, []), ("zero3", [resume]), (shipped, [{"kind": "cli", "argv": argv}])])
+    return folder, done
+
+
 # ZeRO-3 only: resuming FSDP2 from its sharded checkpoint on CPU (gloo, through the FSDP-on-CPU shim) passes
 # but one rank aborts at start-up in about one run of three ("terminate called without an active exception")
-@pytest.mark.parametrize("engine_run", sorted(KILLED_AT_THE_END), indirect=True)
-def test_sigkill_after_a_sharded_checkpoint_then_resume_equals_an_uninterrupted_run(engine_run):
-    """The engine's launch ended with a run killed (SIGKILL, every process) after its sharded
+def test_sigkill_after_a_sharded_checkpoint_then_resume_equals_an_uninterrupted_run(every_engine, second_launch):
+    """The ZeRO-3 jobs ended with a run killed (SIGKILL, every process) after its sharded
     checkpoint 2; ``--resume`` in a new launch finishes it with the losses, gradient norms and
     final weights of the uninterrupted run."""
-    engine, folder, s = engine_run
-    assert (folder / "killed" / "checkpoint-2").is_dir() and not (folder / "killed" / "final").exists()
-    launch_folder = folder / "resume_launch"
-    launch_folder.mkdir()
-    done = run_jobs(engine, launch_folder, [{"kind": "train", "config": dict(_sigkill_config(folder, s, "killed"),
-                                                                                resume=True)}])
-    assert done.returncode == 0, tail(done)
+    folder = every_engine[0] / "zero3"
+    assert (folder / "killed" / "checkpoint-2").is_dir()
+    assert (folder / "killed" / "final").exists(), tail(second_launch[1])
     assert_same_run(folder / "whole", folder / "killed")
+
+
+def test_the_shipped_zero3_config_runs_deft_train_with_one_end_message_and_a_complete_model(second_launch):
+    """``deft train`` itself under ``examples/accelerate/deepspeed_zero3.yaml`` (partitioned
+    initialisation), made to run on 2 CPU processes: one ``done`` line, no ``--resume`` hint from
+    the other process, and a complete ``final/``."""
+    folder, done = second_launch
+    assert done.returncode == 0, tail(done)
+    assert done.stdout.count("done: 1 steps") == 1, done.stdout
+    assert "--resume" not in done.stdout
+    weights = final_weights(folder / "shipped" / "final")
+    assert all(t.numel() > 0 for t in weights.values())
 
 
 def test_every_shipped_accelerate_config_loads_and_names_its_engine():
