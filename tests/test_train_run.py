@@ -86,15 +86,22 @@ def test_labels_cover_the_response_and_end_of_turn_after_the_shift(tiny_model_di
     assert tok.decode(ids[:first]).endswith("<|im_start|>assistant\n")
 
 
-def test_resume_after_sigkill_continues_exactly(tiny_model_dir, figfont_records, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    ref = tmp_path / "ref"  # uninterrupted, in this process with the killed run's one thread
+def in_this_process_with_one_thread(argv: list[str]) -> int:
+    """``deft`` in this process with the killed run's one torch thread (same summation order)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(_train_cmd(tiny_model_dir, figfont_records, ref)[3:]) == 0
+        return main(argv)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_resume_after_sigkill_continues_exactly(tiny_model_dir, figfont_records, tmp_path, capsys):
+    """A separate process SIGKILLed after its checkpoint 3; ``--resume`` (here, in this process)
+    ends with the losses of the uninterrupted run at every step."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    ref = tmp_path / "ref"
+    assert in_this_process_with_one_thread(_train_cmd(tiny_model_dir, figfont_records, ref)[3:]) == 0
     out = tmp_path / "killed"
     proc = subprocess.Popen(_train_cmd(tiny_model_dir, figfont_records, out), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -106,10 +113,9 @@ def test_resume_after_sigkill_continues_exactly(tiny_model_dir, figfont_records,
     proc.wait()
     assert latest_checkpoint(str(out)) is not None
     assert not (out / "final").exists()
-    done = subprocess.run(_train_cmd(tiny_model_dir, figfont_records, out, "--resume"), env=env,
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "resuming from" in done.stdout
+    capsys.readouterr()
+    assert in_this_process_with_one_thread(_train_cmd(tiny_model_dir, figfont_records, out, "--resume")[3:]) == 0
+    assert "resuming from" in capsys.readouterr().out
     a, b = metrics(ref), metrics(out)
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
     for ra, rb in zip(a, b):

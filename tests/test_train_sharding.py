@@ -15,9 +15,9 @@ jobs runs with exactly the variables ``accelerate launch`` gives that engine's p
 job records the engine its trainer ran under and how the model was sharded, which a test checks.
 The start-up of the processes (imports of torch, transformers, accelerate, DeepSpeed: most of a
 launch's time here) is paid once instead of once per engine. A second launch, under the shipped
-ZeRO-3 config, resumes the run killed in the first, then runs ``deft train`` itself. ``make test`` distributes whole files over its workers
-(``--dist loadfile``), so this file's launches run one after the other, and every launch takes a
-free port.
+ZeRO-3 config, resumes the run killed in the first, then runs ``deft train`` itself. ``make test``
+distributes whole files over its workers (``--dist loadfile``), so this file's launches run one
+after the other, and every launch takes a free port.
 """
 
 from __future__ import annotations
