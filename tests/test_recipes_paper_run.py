@@ -114,7 +114,7 @@ def test_figfont_cell_end_to_end(tiny_model_dir, tmp_path):
     for name in ("base", "nll", "deft"):
         res = json.loads((tmp_path / "eval" / name / "results.json").read_text())
         assert res["figfont"]["n"] == 2
-    assert md.count("(paper ") == 2 * 2 and "Jaro_winkler similarity" in md
+    assert md.count("(paper ") == 3 * 2 and "Jaro_winkler similarity" in md
 
 
 def test_cell_main_dry_run_from_flags_and_yaml():
