@@ -3,10 +3,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests import their reference formulas
 
-if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+if os.environ.get("PYTEST_XDIST_WORKER"):
     # ``make test`` runs one worker per core: one torch thread each (and in what they start), since a
-    # thread per core in every worker oversubscribes the cores, and waiting OpenMP threads spin
-    os.environ["OMP_NUM_THREADS"] = "1"
+    # thread per core in every worker oversubscribes the cores, and waiting OpenMP threads spin; and
+    # torch.compile compiles in the worker itself rather than starting a pool of compiler processes
+    # (each importing torch: about 5 CPU-s more per compiling process when the compile cache is cold)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 from tiny_models import tiny_model_dir, tiny_tokenizer  # noqa: E402,F401  (fixtures: no optional package needed)
 

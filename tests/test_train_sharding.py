@@ -302,11 +302,25 @@ def test_two_processes_match_one_over_several_steps(engine_run, tmp_path):
         assert rb["grad_norm"] == pytest.approx(ra["grad_norm"], rel=1e-3)
 
 
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """``reference_run(name, make)``: ``make(folder)``'s result, made once for the module (every
+    sharded engine compares with the same one-process run)."""
+    made = {}
+
+    def get(name, make):
+        if name not in made:
+            made[name] = make(tmp_path_factory.mktemp(name))
+        return made[name]
+
+    return get
+
+
 @pytest.mark.parametrize("engine_run", SHARDED, indirect=True)  # unsharded engines: the one-process path
-def test_lora_on_every_linear_and_the_head_matches_one_process(engine_run, tmp_path):
+def test_lora_on_every_linear_and_the_head_matches_one_process(engine_run, reference_run):
     engine, folder, s = engine_run
     out = folder / "lora"
-    reference = one_process(sgd(s["untied"], s["data"], out, **LORA), tmp_path / "one")
+    reference = reference_run("lora", lambda d: one_process(sgd(s["untied"], s["data"], out, **LORA), d / "one"))
     assert_same_run(reference, out)
     assert (out / "final" / "adapter" / "adapter_model.safetensors").exists()
     moved = final_weights(out / "final")["lm_head.weight"] - final_weights(s["untied"])["lm_head.weight"]
@@ -314,7 +328,7 @@ def test_lora_on_every_linear_and_the_head_matches_one_process(engine_run, tmp_p
 
 
 @pytest.mark.parametrize("engine_run", SHARDED, indirect=True)
-def test_deft_sft_trainer_with_lora_saves_the_adapter_of_one_process(engine_run, tmp_path):
+def test_deft_sft_trainer_with_lora_saves_the_adapter_of_one_process(engine_run, reference_run):
     """The adapter DeftSFTTrainer saves (gathered, checked) equals the one-process run's, tensor by
     tensor, and the logged loss and gradient norm too."""
     from safetensors.torch import load_file
@@ -322,8 +336,12 @@ def test_deft_sft_trainer_with_lora_saves_the_adapter_of_one_process(engine_run,
     from distributed_jobs import run_sft
 
     engine, folder, s = engine_run
-    one = tmp_path / "one"
-    run_sft(_sft_lora_job(s, one, per_device=2))
+
+    def make(d):
+        run_sft(_sft_lora_job(s, d / "one", per_device=2))
+        return d / "one"
+
+    one = reference_run("sft_lora", make)
     logs = [json.loads((out / "log_history.json").read_text())[0] for out in (one, folder / "sft_lora")]
     assert logs[1]["loss"] == pytest.approx(logs[0]["loss"], rel=1e-5)
     assert logs[1]["grad_norm"] == pytest.approx(logs[0]["grad_norm"], rel=1e-4)
