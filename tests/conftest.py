@@ -124,3 +124,13 @@ def deft_steps_in_process(monkeypatch):
     from deft.recipes import steps
 
     monkeypatch.setattr(steps, "start", steps.in_this_process)
+
+
+def pytest_collection_finish(session):
+    """Move what collection left alive (imported modules, test items) out of the garbage collector's
+    reach: HF's Trainer runs a full ``gc.collect()`` at the start of every training
+    (``accelerator.free_memory()``), and a test process trains hundreds of times."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

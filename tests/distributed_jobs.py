@@ -27,6 +27,7 @@ only for inference's tensor-parallel all-reduce (training's collectives go throu
 of compiler time.
 """
 
+import gc
 import json
 import os
 import signal
@@ -205,6 +206,10 @@ def main(path):
             run_job(job)
         finally:
             set_environment(saved)
+        # what is alive now (imported modules, mostly) leaves the garbage collector's reach: HF's
+        # Trainer runs a full gc.collect() at the start of every training, each job's trainer included
+        gc.collect()
+        gc.freeze()
 
 
 def set_environment(values: dict) -> None:
