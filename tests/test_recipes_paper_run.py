@@ -14,10 +14,10 @@ from deft.recipes.paper_tables import BENCHMARKS
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "paper"
 
 
-def _tiny_plan(tiny_model_dir, out, batch_size=2, methods=("original", "DEFT")):
+def _tiny_plan(tiny_model_dir, out, batch_size=2):
     from deft.recipes.paper_protocol import plan_paper_cell
 
-    return plan_paper_cell("figfont", "qwen-2.5-1.5b", list(methods), out=str(out), model=str(tiny_model_dir),
+    return plan_paper_cell("figfont", "qwen-2.5-1.5b", ["original", "DEFT"], out=str(out), model=str(tiny_model_dir),
                            data_n=8, train_overrides={"max_steps": 2, "batch_size": batch_size, "grad_accum": 1,
                                                       "max_length": 512, "truncation": "left", "dtype": "float32",
                                                       "gradient_checkpointing": False},
@@ -132,17 +132,15 @@ def test_cell_main_dry_run_from_flags_and_yaml():
 @pytest.mark.usefixtures("deft_steps_in_process")
 def test_figfont_cell_end_to_end_on_the_embedded_model(smollm2_first_load, tmp_path):
     """The paper's FigFont protocol for real on the embedded SmolLM2-135M: the reference's data items
-    and Qwen literal prompt, two training steps of one example with DEFT, greedy evaluation of 5 new
-    tokens with the paper's scorers (base model and DEFT), and the published numbers beside the
-    measured ones. (Several methods in one cell: ``test_figfont_cell_end_to_end`` on a tiny model.)"""
+    and Qwen literal prompt, two training steps of one example per objective, greedy evaluation of 5
+    new tokens with the paper's scorers, and the published numbers beside the measured ones."""
     from deft.recipes.paper_run import run_paper_cell
 
-    md = run_paper_cell(_tiny_plan("smollm2-135m", tmp_path, batch_size=1, methods=("DEFT",)), log=lambda *_: None)
-    assert not (tmp_path / "runs" / "nll").exists()
-    for name in ("base", "deft"):
+    md = run_paper_cell(_tiny_plan("smollm2-135m", tmp_path, batch_size=1), log=lambda *_: None)
+    for name in ("base", "nll", "deft"):
         res = json.loads((tmp_path / "eval" / name / "results.json").read_text())
         assert res["figfont"]["n"] == 2
         assert 0.0 <= res["figfont"]["jaro_winkler_similarity"] <= 1.0
     summary = json.loads((tmp_path / "runs" / "deft" / "summary.json").read_text())
     assert summary["steps"] == 2
-    assert md.count("(paper ") == 2 * 2
+    assert md.count("(paper ") == 3 * 2
