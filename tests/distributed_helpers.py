@@ -134,10 +134,11 @@ def engine_env(engine: str | Path, folder: Path) -> dict:
 def run_engines(folder: Path, groups: list[tuple[str | Path, list[dict]]]) -> subprocess.CompletedProcess:
     """Run several engines' jobs in one 2-process launch: ``groups`` is ``[(engine, jobs), ...]``
     (an engine as :func:`launch` takes it). The launch is the first engine's; every job of another
-    engine runs with exactly that engine's launch variables (:func:`engine_env`; the first engine's
-    that it lacks unset), so one start-up of the processes serves every engine. accelerate reads
-    these variables afresh for each trainer (HF's ``TrainingArguments`` resets its state), as a
-    launch of that engine alone would give them."""
+    engine runs with that engine's launch variables (:func:`engine_env`; the first engine's that it
+    lacks unset), so one start-up of the processes serves every engine. accelerate reads these
+    variables afresh for each trainer (HF's ``TrainingArguments`` resets its state); what else one
+    process carries from job to job is the job runner's to reset (``distributed_jobs.prepare_engine``),
+    and each job records what it ran under (``distributed_jobs.what_ran``) for the tests to check."""
     first = engine_env(groups[0][0], folder)
     jobs = []
     for engine, engine_jobs in groups:

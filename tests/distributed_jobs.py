@@ -1,8 +1,9 @@
 """Runs a list of training jobs in every process of one ``accelerate launch`` (tests only).
 
 ``python -m accelerate.commands.launch --config_file C tests/distributed_jobs.py JOBS.json``: one
-launch pays the start-up of the processes (and of DeepSpeed's communication op) once for several
-jobs of the same engine. Jobs (JSON objects):
+launch pays the start-up of the processes once for several jobs, of one engine or of several
+(``distributed_helpers.run_engines`` gives each job its engine's launch variables). Jobs (JSON
+objects):
 
 * ``{"kind": "train", "config": {...}, "kill_after_save": N}``: ``deft.train.train`` with that
   config; with ``kill_after_save`` every process SIGKILLs itself once checkpoint N is in place.
@@ -57,9 +58,11 @@ def accelerate_engine() -> dict:
     if isinstance(deepspeed, dict):
         deepspeed = next(iter(deepspeed.values()))
     fsdp = state.get("fsdp_plugin")
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
     return {"distributed_type": state["distributed_type"].value, "zero_stage": deepspeed and deepspeed.zero_stage,
             "zero3_init_flag": deepspeed and deepspeed.zero3_init_flag,
-            "fsdp_state_dict_type": fsdp and str(fsdp.state_dict_type)}
+            "fsdp_state_dict_type": fsdp and str(fsdp.state_dict_type), "hf_zero3": is_deepspeed_zero3_enabled()}
 
 
 def what_ran(out):
@@ -192,12 +195,12 @@ def allow_fsdp_on_cpu():
 
 
 def main(path):
-    hang = int(os.environ.get("DEFT_JOBS_HANG_DUMP_S", "0"))
-    if hang:  # a deadlock becomes a failure with every thread's stack instead of a stuck launch
-        import faulthandler
+    import faulthandler
 
-        faulthandler.dump_traceback_later(hang, exit=True)
+    hang = int(os.environ.get("DEFT_JOBS_HANG_DUMP_S", "0"))
     for job in json.loads(open(path).read()):
+        if hang:  # a deadlocked job becomes a failure with every thread's stack instead of a stuck launch
+            faulthandler.dump_traceback_later(hang, exit=True)  # (a new budget for each job)
         env = job.get("env", {})
         saved = {key: os.environ.get(key) for key in env}
         set_environment(env)
@@ -225,12 +228,20 @@ _PREPARED = set()
 
 
 def prepare_engine() -> None:
-    """The FSDP-on-CPU shim and the DeepSpeed op skip, once each, when a job's engine first needs them."""
+    """The FSDP-on-CPU shim and the DeepSpeed op skip, once each, when a job's engine first needs
+    them; and, for a job outside DeepSpeed, HF's ZeRO-3 switch off, as in a launch of its own. HF
+    resets that switch only when a DeepSpeed job's ``TrainingArguments`` sets a new one, and the
+    ZeRO-3 config a DeepSpeed job leaves stays alive (``deft.train.sharding.zero3_init_disabled``
+    restores it), so ``is_deepspeed_zero3_enabled()`` would stay true in the jobs after it."""
     for variable, prepare in (("ACCELERATE_USE_FSDP", allow_fsdp_on_cpu),
                               ("ACCELERATE_USE_DEEPSPEED", skip_deepspeed_shm_op)):
         if os.environ.get(variable, "false").lower() == "true" and prepare not in _PREPARED:
             prepare()
             _PREPARED.add(prepare)
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
+        from transformers.integrations import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
 
 
 def run_job(job):

@@ -12,8 +12,9 @@ Under DDP, ``deft train`` itself also takes the anchored step for each loss norm
 3 steps of 2 processes match one process.
 
 Every engine's jobs run in one 2-process launch (``distributed_helpers.run_engines``): each group of
-jobs runs with exactly the variables ``accelerate launch`` gives that engine's processes, and each
-job records the engine its trainer ran under and how the model was sharded, which a test checks.
+jobs runs with the launch variables (``ACCELERATE_*``, ``FSDP_*``) ``accelerate launch`` gives that
+engine's processes, a job outside DeepSpeed with HF's ZeRO-3 switch off, and each job records the
+engine its trainer ran under, HF's ZeRO-3 switch and how the model was sharded, which the tests check.
 The start-up of the processes (imports of torch, transformers, accelerate, DeepSpeed: most of a
 launch's time here) is paid once instead of once per engine. A second launch, under the shipped
 ZeRO-3 config, resumes the ZeRO-3 run killed at the end of the first, runs ``deft train`` itself,
@@ -165,7 +166,7 @@ def _bf16_jobs(folder: Path, s: dict) -> list[dict]:
 
 
 # engines whose launch ends with a run that SIGKILLs every process once its checkpoint 2 is saved
-KILLED_AT_THE_END = {"zero3"}  # (second_launch resumes it)
+KILLED_AT_THE_END = {"zero3"}
 
 
 # DeftSFTTrainer objectives with a frozen model equal to the starting one: (extra job keys, share of NLL's step)
@@ -193,13 +194,14 @@ def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
                      "args": {"gradient_accumulation_steps": 1, "dataset_kwargs": {"skip_prepare_dataset": True}}})
     if engine == "fsdp2":  # last: mixed precision bf16 for these jobs only
         jobs += _bf16_jobs(folder, s)
-    if engine in KILLED_AT_THE_END:  # an uninterrupted run, then the same run killed (resumed by its test)
+    if engine in KILLED_AT_THE_END:  # an uninterrupted run, then the same run killed (second_launch resumes it)
         jobs += _killed_at_the_end(folder, s)
     return jobs
 
 
 # the launch's order: DDP first (its config is the launch's), ZeRO-3 last (it ends with the killed run)
 LAUNCH_ORDER = ["ddp", "fsdp2", "fsdp2_full", "zero2", "zero3_init", "zero3"]
+assert KILLED_AT_THE_END == {LAUNCH_ORDER[-1]}
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +215,8 @@ def every_engine(shared):
         groups.append((engine, _engine_jobs(engine, root / engine, shared)))
     done = run_engines(root, groups)
     # the processes died in the last job (KILLED_AT_THE_END), every earlier one finished
-    assert done.returncode != 0 and (root / "zero3" / "killed" / "checkpoint-2").is_dir(), tail(done)
+    killed = root / LAUNCH_ORDER[-1] / "killed"
+    assert done.returncode != 0 and (killed / "checkpoint-2").is_dir() and not (killed / "final").exists(), tail(done)
     return root, done
 
 
@@ -223,20 +226,21 @@ def engine_run(request, every_engine, shared):
     return request.param, every_engine[0] / request.param, shared
 
 
-# what each engine's jobs must have run under (distributed_jobs.engine_of); one launch runs them all
+# what each engine's jobs must have run under (distributed_jobs.what_ran); one launch runs them all.
+# hf_zero3: HF's ZeRO-3 switch (is_deepspeed_zero3_enabled) at the start of training, on for ZeRO-3 only
 RAN_UNDER = {
     "ddp": {"distributed_type": "MULTI_CPU", "zero_stage": None, "zero3_init_flag": None, "sharding": "none",
-            "fsdp_state_dict_type": None},
+            "fsdp_state_dict_type": None, "hf_zero3": False},
     "fsdp2": {"distributed_type": "FSDP", "zero_stage": None, "zero3_init_flag": None, "sharding": "fsdp",
-              "fsdp_state_dict_type": "StateDictType.SHARDED_STATE_DICT"},
+              "fsdp_state_dict_type": "StateDictType.SHARDED_STATE_DICT", "hf_zero3": False},
     "fsdp2_full": {"distributed_type": "FSDP", "zero_stage": None, "zero3_init_flag": None, "sharding": "fsdp",
-                   "fsdp_state_dict_type": "StateDictType.FULL_STATE_DICT"},
+                   "fsdp_state_dict_type": "StateDictType.FULL_STATE_DICT", "hf_zero3": False},
     "zero2": {"distributed_type": "DEEPSPEED", "zero_stage": 2, "zero3_init_flag": False, "sharding": "none",
-              "fsdp_state_dict_type": None},
+              "fsdp_state_dict_type": None, "hf_zero3": False},
     "zero3_init": {"distributed_type": "DEEPSPEED", "zero_stage": 3, "zero3_init_flag": True, "sharding": "zero3",
-                   "fsdp_state_dict_type": None},
+                   "fsdp_state_dict_type": None, "hf_zero3": True},
     "zero3": {"distributed_type": "DEEPSPEED", "zero_stage": 3, "zero3_init_flag": False, "sharding": "zero3",
-              "fsdp_state_dict_type": None},
+              "fsdp_state_dict_type": None, "hf_zero3": True},
 }
 
 
@@ -439,7 +443,8 @@ def second_launch(every_engine, shared):
     done = run_engines(folder, [(shipped, []), ("zero3", [_resume(root / "zero3", shared)]),
                                 (shipped, [{"kind": "cli", "argv": argv}]),
                                 ("fsdp2", _killed_at_the_end(folder / "fsdp2", shared))])
-    assert done.returncode != 0 and (folder / "fsdp2" / "killed" / "checkpoint-2").is_dir(), tail(done)
+    killed = folder / "fsdp2" / "killed"
+    assert done.returncode != 0 and (killed / "checkpoint-2").is_dir() and not (killed / "final").exists(), tail(done)
     return folder, done
 
 
@@ -461,10 +466,12 @@ def test_sigkill_after_a_sharded_checkpoint_then_resume_equals_an_uninterrupted_
         folder, done = request.getfixturevalue("every_engine")[0] / "zero3", request.getfixturevalue("second_launch")[1]
     else:
         folder, done = request.getfixturevalue("fsdp2_resumed")
-    assert (folder / "killed" / "checkpoint-2").is_dir()
+        assert done.returncode == 0, tail(done)
+    assert f"resuming from {folder / 'killed' / 'checkpoint-2'} (step 2)" in done.stdout, tail(done)
     assert (folder / "killed" / "final").exists(), tail(done)
     assert_same_run(folder / "whole", folder / "killed")
-    assert json.loads((folder / "killed" / "engine.json").read_text()) == RAN_UNDER[engine]
+    for run in ("whole", "killed"):  # (the killed run's record: its resumed part's)
+        assert json.loads((folder / run / "engine.json").read_text()) == RAN_UNDER[engine], run
 
 
 def test_the_shipped_zero3_config_runs_deft_train_with_one_end_message_and_a_complete_model(second_launch):
