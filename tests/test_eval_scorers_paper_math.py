@@ -175,6 +175,23 @@ REFERENCE_EQUALITY = [
     ("\\frac{1}{3}", "\\frac{1}{3}+10^{-4}", False),
     ("10^{400}", "10^{401}", True),
     ("-2.4142", "-1-\\sqrt{2}", True),
+    # matrices (strip_string_paper makes array and bmatrix pmatrix): same shape, cell by cell. These
+    # rows were run through the reference's math_equal with this environment's sympy and antlr4 4.13.2
+    ("\\begin{pmatrix}0.3333\\\\1\\end{pmatrix}", "\\begin{pmatrix}\\frac{1}{3}\\\\1\\end{pmatrix}", True),
+    ("\\begin{pmatrix}2.0001\\\\1\\end{pmatrix}", "\\begin{pmatrix}2\\\\1\\end{pmatrix}", True),
+    ("\\begin{pmatrix}1.41421\\\\0\\end{pmatrix}", "\\begin{pmatrix}\\sqrt{2}\\\\0\\end{pmatrix}", True),
+    ("\\begin{pmatrix}0.5\\\\1\\end{pmatrix}", "\\begin{pmatrix}50\\\\1\\end{pmatrix}", True),  # the percent rule
+    ("\\begin{bmatrix}2.0001\\\\1\\end{bmatrix}", "\\begin{pmatrix}2\\\\1\\end{pmatrix}", True),
+    ("\\begin{pmatrix}2.0001\\\\1\\end{pmatrix}", "\\begin{bmatrix}2\\\\1\\end{pmatrix}", True),
+    ("\\begin{pmatrix}x+1\\\\2\\end{pmatrix}", "\\begin{pmatrix}1+x\\\\2\\end{pmatrix}", True),
+    ("\\begin{pmatrix}1&2.0001\\\\3&4\\end{pmatrix}", "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", True),
+    ("\\begin{pmatrix}1.0001\\\\2\\\\\\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", True),  # a blank row
+    ("\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\\\3\\end{pmatrix}", False),
+    ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&5\\end{pmatrix}", False),
+    ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3\\end{pmatrix}", False),
+    ("\\begin{pmatrix}1.0001&2\\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", False),
+    ("\\begin{pmatrix}2.0001\\\\1\\end{pmatrix}", "\\begin{pmatrix}2\\\\1", False),
+    ("\\begin{pmatrix}2.0001\\\\1", "\\begin{pmatrix}2\\\\1\\end{pmatrix}", False),
 ]
 
 # pairs where math_paper answers otherwise on purpose: (prediction, gold) -> (our answer, why)

@@ -12,7 +12,8 @@ Pipeline for one sample (:func:`score_math_paper`):
 3. :func:`math_equal_paper` — equal text (case-insensitive); both plain numbers (``float`` after
    removing commas, ``50%`` read as 0.5): equal when the prediction is within relative tolerance
    1e-4 of ``gold/100``, ``gold`` or ``gold*100``; bracket-insensitive text; tuples/intervals part by
-   part; ``x=5`` against ``5``; then symbolic equality, for which deft uses ``math-verify`` where the
+   part; matrices (``pmatrix``, ``bmatrix``) of the same shape cell by cell, each cell by these same
+   rules; ``x=5`` against ``5``; then symbolic equality, for which deft uses ``math-verify`` where the
    harness uses latex2sympy/sympy (the one intended difference; see the module tests' data note);
    last, the harness's numeric rule: both parsed answers evaluated to numbers (sympy's ``evalf``, the
    harness's ``N``) are equal when ``math.isclose(gold, pred, rel_tol=1e-4)`` (``0.3333`` = ``\\frac{1}{3}``,
@@ -309,6 +310,19 @@ def _symbolic_equal(pred: str, gold: str) -> bool:
         return False
 
 
+_MATRIX_BEGINS = ("\\begin{pmatrix}", "\\begin{bmatrix}")
+_MATRIX_ENDS = ("\\end{pmatrix}", "\\end{bmatrix}")
+
+
+def _matrix_cells(text: str) -> list[list[str]] | None:
+    """The cells of a matrix answer (``\\begin{pmatrix} ... \\end{pmatrix}``, or ``bmatrix``), row
+    by row: rows split at ``\\\\`` (blank rows dropped), cells at ``&``; ``None`` for any other text."""
+    if not (text.startswith(_MATRIX_BEGINS) and text.endswith(_MATRIX_ENDS)):
+        return None
+    body = text[len(_MATRIX_BEGINS[0]):-len(_MATRIX_ENDS[0])]
+    return [row.strip().split("&") for row in body.split("\\\\") if row.strip()]
+
+
 def math_equal_paper(prediction: str | None, reference: str | None) -> bool:
     """The harness's ``math_equal`` on normalised answers (see the module docstring)."""
     if prediction is None or reference is None:
@@ -336,6 +350,10 @@ def math_equal_paper(prediction: str | None, reference: str | None) -> bool:
         p_parts, g_parts = pred[1:-1].split(","), gold[1:-1].split(",")
         if len(p_parts) == len(g_parts) and all(math_equal_paper(a, b) for a, b in zip(p_parts, g_parts)):
             return True
+    p_cells, g_cells = _matrix_cells(pred), _matrix_cells(gold)
+    if p_cells is not None and g_cells is not None and [len(r) for r in p_cells] == [len(r) for r in g_cells] \
+            and all(math_equal_paper(a, b) for pr, gr in zip(p_cells, g_cells) for a, b in zip(pr, gr)):
+        return True
     if pred.count("=") == 1 and "=" not in gold and len(pred.split("=")[0].strip()) <= 2:
         if math_equal_paper(pred.split("=")[1], gold):
             return True
