@@ -192,6 +192,8 @@ REFERENCE_EQUALITY = [
     ("\\begin{pmatrix}1.0001&2\\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", False),
     ("\\begin{pmatrix}2.0001\\\\1\\end{pmatrix}", "\\begin{pmatrix}2\\\\1", False),
     ("\\begin{pmatrix}2.0001\\\\1", "\\begin{pmatrix}2\\\\1\\end{pmatrix}", False),
+    ("\\begin{pmatrix}2.0001\\\\1\\end{pmatrix}", "\\begin{pmatrix}2\\\\1\\end{vmatrix}", False),
+    ("\\begin{vmatrix}2.0001\\\\1\\end{pmatrix}", "\\begin{pmatrix}2\\\\1\\end{pmatrix}", False),
 ]
 
 # pairs where math_paper answers otherwise on purpose: (prediction, gold) -> (our answer, why)

@@ -319,7 +319,7 @@ def _matrix_cells(text: str) -> list[list[str]] | None:
     by row: rows split at ``\\\\`` (blank rows dropped), cells at ``&``; ``None`` for any other text."""
     if not (text.startswith(_MATRIX_BEGINS) and text.endswith(_MATRIX_ENDS)):
         return None
-    body = text[len(_MATRIX_BEGINS[0]):-len(_MATRIX_ENDS[0])]
+    body = text[len("\\begin{pmatrix}"):-len("\\end{pmatrix}")]  # (bmatrix's are as long)
     return [row.strip().split("&") for row in body.split("\\\\") if row.strip()]
 
 
