@@ -230,9 +230,9 @@ _PREPARED = set()
 def prepare_engine() -> None:
     """The FSDP-on-CPU shim and the DeepSpeed op skip, once each, when a job's engine first needs
     them; and, for a job outside DeepSpeed, HF's ZeRO-3 switch off, as in a launch of its own. HF
-    resets that switch only when a DeepSpeed job's ``TrainingArguments`` sets a new one, and the
-    ZeRO-3 config a DeepSpeed job leaves stays alive (``deft.train.sharding.zero3_init_disabled``
-    restores it), so ``is_deepspeed_zero3_enabled()`` would stay true in the jobs after it."""
+    resets that switch only when a DeepSpeed job's ``TrainingArguments`` sets a new one, and a
+    DeepSpeed job's ``TrainingArguments`` may outlive the job (this runner freezes what is alive
+    after each job), so ``is_deepspeed_zero3_enabled()`` could stay true in the jobs after it."""
     for variable, prepare in (("ACCELERATE_USE_FSDP", allow_fsdp_on_cpu),
                               ("ACCELERATE_USE_DEEPSPEED", skip_deepspeed_shm_op)):
         if os.environ.get(variable, "false").lower() == "true" and prepare not in _PREPARED:

@@ -565,6 +565,27 @@ def test_zero3_init_disabled_switches_hf_zero3_off_inside_and_back_on_after():
     del config
 
 
+def test_zero3_stays_on_only_as_long_as_hf_s_own_config_lives():
+    """After the context, HF's own config object is active again, not a copy kept alive by deft: once
+    its owner (a run's TrainingArguments) is gone, a model loaded later in the process is whole."""
+    import gc
+
+    from transformers.integrations import HfDeepSpeedConfig, is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
+
+    from deft.train.sharding import zero3_init_disabled
+
+    config = HfDeepSpeedConfig({"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}})
+    try:
+        with zero3_init_disabled():
+            pass
+        assert is_deepspeed_zero3_enabled()
+        del config
+        gc.collect()
+        assert not is_deepspeed_zero3_enabled()
+    finally:
+        unset_hf_deepspeed_config()
+
+
 def test_copy_weights_into_refuses_a_state_that_does_not_fit():
     from deft.train.sharding import copy_weights_into
     from tiny_models import tiny_model

@@ -25,7 +25,6 @@ import torch
 __all__ = ["engine_name", "fallback_notice", "sharding_of", "is_sharded", "gather_state_dict", "zero3_init_disabled",
            "copy_weights_into", "is_partitioned", "whole_copy", "is_main_rank"]
 
-_RESTORED = []  # HF keeps only a weak reference to its DeepSpeed config: the restored one lives here
 
 
 def engine_name(accelerator) -> str:
@@ -139,23 +138,33 @@ def _zero3_state_dict(module, everywhere: bool, main: bool) -> Optional[dict]:
     return state
 
 
+def _hf_deepspeed_config():
+    """HF's active DeepSpeed config object, or ``None``. transformers keeps only a weak reference to
+    it (in ``transformers.integrations.deepspeed``), so whoever made it (``TrainingArguments``)
+    decides how long ZeRO-3 stays switched on."""
+    from transformers.integrations import deepspeed
+
+    ref = getattr(deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    return ref() if ref is not None else None
+
+
 @contextlib.contextmanager
 def zero3_init_disabled():
     """Models built inside are whole (not partitioned by ZeRO-3's ``deepspeed.zero.Init``), also
-    while HF's DeepSpeed ZeRO-3 config is active; outside DeepSpeed it does nothing."""
-    from transformers.integrations import (HfDeepSpeedConfig, deepspeed_config, is_deepspeed_zero3_enabled,
-                                           set_hf_deepspeed_config, unset_hf_deepspeed_config)
+    while HF's DeepSpeed ZeRO-3 config is active; outside DeepSpeed it does nothing. HF's own config
+    object is switched back on after, so ZeRO-3 stays on exactly as long as it would have without
+    this (once the run's ``TrainingArguments`` is gone, a model loaded later in the process is whole)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled, set_hf_deepspeed_config, unset_hf_deepspeed_config
 
-    if not is_deepspeed_zero3_enabled():
+    original = _hf_deepspeed_config()
+    if original is None or not is_deepspeed_zero3_enabled():
         yield
         return
-    config = HfDeepSpeedConfig(deepspeed_config())
     unset_hf_deepspeed_config()
     try:
         yield
     finally:
-        _RESTORED[:] = [config]
-        set_hf_deepspeed_config(config)
+        set_hf_deepspeed_config(original)
 
 
 def copy_weights_into(target: torch.nn.Module, state: dict) -> None:
