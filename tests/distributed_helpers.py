@@ -113,9 +113,9 @@ def run_jobs(engine: str | Path, folder: Path, jobs: list[dict]) -> subprocess.C
 
 def engine_env(engine: str | Path, folder: Path) -> dict:
     """The ``ACCELERATE_*`` and ``FSDP_*`` variables ``accelerate launch`` gives its processes under
-    ``engine`` (a name of :data:`ENGINES`, written into ``folder``, or a config file): accelerate's
-    own launch preparation of the config file, the whole of what tells one engine's processes from
-    another's."""
+    ``engine`` (a name of :data:`ENGINES`, written into ``folder``, or a config file), from
+    accelerate's own launch preparation of the config file: what tells one engine's launch from
+    another's (what a process carries from an earlier job is ``distributed_jobs.prepare_engine``'s)."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
@@ -139,10 +139,11 @@ def run_engines(folder: Path, groups: list[tuple[str | Path, list[dict]]]) -> su
     variables afresh for each trainer (HF's ``TrainingArguments`` resets its state); what else one
     process carries from job to job is the job runner's to reset (``distributed_jobs.prepare_engine``),
     and each job records what it ran under (``distributed_jobs.what_ran``) for the tests to check."""
-    first = engine_env(groups[0][0], folder)
+    envs = {engine: engine_env(engine, folder) for engine, _ in groups}  # (an engine may come back)
+    first = envs[groups[0][0]]
     jobs = []
     for engine, engine_jobs in groups:
-        env = {**{key: None for key in first}, **engine_env(engine, folder)}
+        env = {**{key: None for key in first}, **envs[engine]}
         jobs += [{**job, "env": {**env, **job.get("env", {})}} for job in engine_jobs]
     return run_jobs(groups[0][0], folder, jobs)
 

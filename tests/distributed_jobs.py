@@ -52,14 +52,13 @@ def accelerate_engine() -> dict:
     """What accelerate set up, read from its shared state as it is (calling ``AcceleratorState()``
     would copy ``PartialState``'s distributed type over it and change what the rest of the job does)."""
     from accelerate.state import AcceleratorState
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
     state = AcceleratorState._shared_state
     deepspeed = state.get("deepspeed_plugins")  # one plugin, or several by name (the first is active here)
     if isinstance(deepspeed, dict):
         deepspeed = next(iter(deepspeed.values()))
     fsdp = state.get("fsdp_plugin")
-    from transformers.integrations import is_deepspeed_zero3_enabled
-
     return {"distributed_type": state["distributed_type"].value, "zero_stage": deepspeed and deepspeed.zero_stage,
             "zero3_init_flag": deepspeed and deepspeed.zero3_init_flag,
             "fsdp_state_dict_type": fsdp and str(fsdp.state_dict_type), "hf_zero3": is_deepspeed_zero3_enabled()}
@@ -233,12 +232,15 @@ def prepare_engine() -> None:
     resets that switch only when a DeepSpeed job's ``TrainingArguments`` sets a new one, and a
     DeepSpeed job's ``TrainingArguments`` may outlive the job (this runner freezes what is alive
     after each job), so ``is_deepspeed_zero3_enabled()`` could stay true in the jobs after it."""
+    def uses(variable):
+        return os.environ.get(variable, "false").lower() == "true"
+
     for variable, prepare in (("ACCELERATE_USE_FSDP", allow_fsdp_on_cpu),
                               ("ACCELERATE_USE_DEEPSPEED", skip_deepspeed_shm_op)):
-        if os.environ.get(variable, "false").lower() == "true" and prepare not in _PREPARED:
+        if uses(variable) and prepare not in _PREPARED:
             prepare()
             _PREPARED.add(prepare)
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
+    if not uses("ACCELERATE_USE_DEEPSPEED"):
         from transformers.integrations import unset_hf_deepspeed_config
 
         unset_hf_deepspeed_config()

@@ -64,7 +64,7 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
 
 
 def test_a_second_concurrent_train_into_the_same_folder_is_refused(tiny_model_dir, figfont_records, tmp_path, capsys):
-    """A real first process holds the folder: a second run (here, another process) stops at once
+    """A real first process holds the folder: a second run (here, in the test process) stops at once
     with one line naming the first; the first is then killed, and a third run takes over its stale
     lock."""
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -26,6 +26,7 @@ every launch takes a free port.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -165,8 +166,6 @@ def _bf16_jobs(folder: Path, s: dict) -> list[dict]:
              "args": {"bf16": True}, "env": bf16}]
 
 
-# engines whose launch ends with a run that SIGKILLs every process once its checkpoint 2 is saved
-KILLED_AT_THE_END = {"zero3"}
 
 
 # DeftSFTTrainer objectives with a frozen model equal to the starting one: (extra job keys, share of NLL's step)
@@ -194,14 +193,15 @@ def _engine_jobs(engine: str, folder: Path, s: dict) -> list[dict]:
                      "args": {"gradient_accumulation_steps": 1, "dataset_kwargs": {"skip_prepare_dataset": True}}})
     if engine == "fsdp2":  # last: mixed precision bf16 for these jobs only
         jobs += _bf16_jobs(folder, s)
-    if engine in KILLED_AT_THE_END:  # an uninterrupted run, then the same run killed (second_launch resumes it)
+    if engine == KILLED_AT_THE_END:  # an uninterrupted run, then the same run killed (second_launch resumes it)
         jobs += _killed_at_the_end(folder, s)
     return jobs
 
 
-# the launch's order: DDP first (its config is the launch's), ZeRO-3 last (it ends with the killed run)
+# the launch's order: DDP first (its config is the launch's), ZeRO-3 last: its jobs end with a run that
+# SIGKILLs every process once its checkpoint 2 is saved
 LAUNCH_ORDER = ["ddp", "fsdp2", "fsdp2_full", "zero2", "zero3_init", "zero3"]
-assert KILLED_AT_THE_END == {LAUNCH_ORDER[-1]}
+KILLED_AT_THE_END = LAUNCH_ORDER[-1]
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def every_engine(shared):
         groups.append((engine, _engine_jobs(engine, root / engine, shared)))
     done = run_engines(root, groups)
     # the processes died in the last job (KILLED_AT_THE_END), every earlier one finished
-    killed = root / LAUNCH_ORDER[-1] / "killed"
+    killed = root / KILLED_AT_THE_END / "killed"
     assert done.returncode != 0 and (killed / "checkpoint-2").is_dir() and not (killed / "final").exists(), tail(done)
     return root, done
 
@@ -289,6 +289,7 @@ def test_deft_itself_takes_the_sgd_step_of_each_loss_normalisation(engine_run, o
     examples = tokenized_examples(s["model"], s["data"])
     before, grads, logged = independent_step(s["model"], examples, objective, normalization=normalization)
     check_step(folder / f"cli_{objective}_{normalization}", before, grads, logged)
+    assert math.isfinite(logged["loss"])
 
 
 @pytest.mark.parametrize("engine_run", ["ddp"], indirect=True)
@@ -440,7 +441,7 @@ def second_launch(every_engine, shared):
     argv = ["train", "--model", str(shared["model"]), "--data", str(shared["data"]), "--out", str(folder / "shipped"),
             "--max-steps", "1", "--batch-size", "1", "--no-progress", "--max-length", "128", "--objective", "deft"]
     shipped = cpu_variant(EXAMPLES / "deepspeed_zero3.yaml", folder)
-    done = run_engines(folder, [(shipped, []), ("zero3", [_resume(root / "zero3", shared)]),
+    done = run_engines(folder, [(shipped, []), (KILLED_AT_THE_END, [_resume(root / KILLED_AT_THE_END, shared)]),
                                 (shipped, [{"kind": "cli", "argv": argv}]),
                                 ("fsdp2", _killed_at_the_end(folder / "fsdp2", shared))])
     killed = folder / "fsdp2" / "killed"
@@ -456,14 +457,14 @@ def fsdp2_resumed(second_launch, shared):
     return folder, run_engines(folder / "resume_launch", [("fsdp2", [_resume(folder, shared)])])
 
 
-@pytest.mark.parametrize("engine", ["zero3", "fsdp2"])
+@pytest.mark.parametrize("engine", [KILLED_AT_THE_END, "fsdp2"])
 def test_sigkill_after_a_sharded_checkpoint_then_resume_equals_an_uninterrupted_run(engine, request):
     """A run killed (SIGKILL, every process) after its sharded checkpoint 2 (ZeRO-3: at the end of
     the launch of every engine, FSDP2's at the end of the second launch); ``--resume`` in a new
     launch (the second, the third) finishes it with the losses, gradient norms and final weights of
     the uninterrupted run."""
-    if engine == "zero3":
-        folder, done = request.getfixturevalue("every_engine")[0] / "zero3", request.getfixturevalue("second_launch")[1]
+    if engine == KILLED_AT_THE_END:
+        folder, done = request.getfixturevalue("every_engine")[0] / engine, request.getfixturevalue("second_launch")[1]
     else:
         folder, done = request.getfixturevalue("fsdp2_resumed")
         assert done.returncode == 0, tail(done)

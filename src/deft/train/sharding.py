@@ -26,7 +26,6 @@ __all__ = ["engine_name", "fallback_notice", "sharding_of", "is_sharded", "gathe
            "copy_weights_into", "is_partitioned", "whole_copy", "is_main_rank"]
 
 
-
 def engine_name(accelerator) -> str:
     """What accelerate set up: ``"zero3"``, ``"zero2"``, ``"zero1"``, ``"fsdp2"``, ``"fsdp1"``,
     ``"ddp"`` or ``"single"`` (for messages: decisions read the model, :func:`sharding_of`)."""
